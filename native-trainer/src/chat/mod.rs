@@ -1,0 +1,130 @@
+//! `dpo chat`: the model card's quick start, natively. One question → the reply on stdout;
+//! no question → an interactive multi-turn chat on stdin/stdout. Prompts are rendered with
+//! the model's own chat template and tokenized with the tokenizer built from the GGUF.
+
+pub mod candle_engine;
+pub mod conversation;
+pub mod token_sampler;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use shared::SamplingParams;
+
+pub use candle_engine::CandleEngine;
+pub use conversation::Conversation;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineKind {
+    /// candle-transformers' `quantized_qwen2` on the CPU (CUDA when built with `--features cuda`).
+    Candle,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// The question. Without it, `dpo chat` reads one user turn per line from stdin.
+    pub question: Option<String>,
+    /// GGUF model file (default: the model `dpo fetch` put in the models directory).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Directory searched for the default model.
+    #[arg(long, env = crate::models_dir::MODELS_DIR_ENV, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// System prompt (default: the one the model's chat template supplies).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Maximum number of tokens in each reply.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: u32,
+    /// Sampling temperature; 0 means greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches P (1 = off).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    pub top_p: f32,
+    /// Keep only the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub top_k: u32,
+    /// Penalty for repeating recent tokens (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty considers.
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: u32,
+    /// Random seed for sampling (the same seed gives the same reply).
+    #[arg(long, default_value_t = 299_792_458)]
+    pub seed: u64,
+    /// Inference engine.
+    #[arg(long, value_enum, default_value_t = EngineKind::Candle)]
+    pub engine: EngineKind,
+    /// Run on the CPU even when built with CUDA.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+impl ChatArgs {
+    fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            max_new_tokens: self.max_new_tokens,
+        }
+    }
+}
+
+pub fn run(args: &ChatArgs) -> Result<()> {
+    let sampling = args.sampling();
+    sampling.validate().map_err(anyhow::Error::msg).context("invalid sampling flags")?;
+    let model_path = match &args.model {
+        Some(path) => path.clone(),
+        None => crate::fetch::default_model(args.models_dir.as_deref())?,
+    };
+    let (engine, text) = match args.engine {
+        EngineKind::Candle => CandleEngine::load(&model_path, args.cpu)?,
+    };
+    let mut conversation = Conversation::new(engine, text, args.system.clone(), sampling, args.seed);
+    let stdout = std::io::stdout();
+
+    if let Some(question) = &args.question {
+        let mut out = stdout.lock();
+        conversation.reply(question, &mut |piece| {
+            out.write_all(piece.as_bytes())?;
+            out.flush()
+        })?;
+        writeln!(out)?;
+        return Ok(());
+    }
+
+    eprintln!("Chatting with {}. Type a message and press Enter; /reset starts over, Ctrl-D quits.", model_path.display());
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!("> ");
+        std::io::stderr().flush()?;
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading stdin")?;
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/reset" => {
+                conversation.reset();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            "/exit" | "/quit" => break,
+            _ => {}
+        }
+        let mut out = stdout.lock();
+        conversation.reply(line, &mut |piece| {
+            out.write_all(piece.as_bytes())?;
+            out.flush()
+        })?;
+        writeln!(out)?;
+    }
+    Ok(())
+}

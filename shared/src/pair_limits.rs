@@ -1,0 +1,170 @@
+//! Validation limits for preference pairs, kept in one place: the browser checks them before
+//! submitting, the server before storing, the exporter before writing TRL rows.
+
+use crate::chat_message::Role;
+use crate::preference_pair::{Candidate, PAIR_SCHEMA_VERSION, PreferencePair};
+
+/// What a pair may contain. Character counts are Unicode scalar values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairLimits {
+    pub max_turns: usize,
+    pub max_message_chars: usize,
+    pub max_answer_chars: usize,
+    pub max_total_chars: usize,
+    pub max_id_chars: usize,
+    pub min_idempotency_key_chars: usize,
+}
+
+impl Default for PairLimits {
+    fn default() -> Self {
+        Self {
+            max_turns: 64,
+            max_message_chars: 32_000,
+            max_answer_chars: 32_000,
+            max_total_chars: 256_000,
+            max_id_chars: 128,
+            min_idempotency_key_chars: 8,
+        }
+    }
+}
+
+/// A rejected pair: which field, and why. `field` is a path such as `conversation[2].content`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{field}: {reason}")]
+pub struct ValidationError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl PairLimits {
+    /// Checks every field; returns the first problem found, in document order.
+    pub fn validate(&self, pair: &PreferencePair) -> Result<(), ValidationError> {
+        if pair.schema_version != PAIR_SCHEMA_VERSION {
+            return Err(ValidationError::new(
+                "schema_version",
+                format!("unsupported version {}, expected {PAIR_SCHEMA_VERSION}", pair.schema_version),
+            ));
+        }
+        self.check_id("idempotency_key", &pair.idempotency_key, self.min_idempotency_key_chars)?;
+        self.check_id("annotator_id", &pair.annotator_id, 1)?;
+
+        if pair.conversation.is_empty() {
+            return Err(ValidationError::new("conversation", "must contain at least one user turn"));
+        }
+        if pair.conversation.len() > self.max_turns {
+            return Err(ValidationError::new(
+                "conversation",
+                format!("{} turns exceed the limit of {}", pair.conversation.len(), self.max_turns),
+            ));
+        }
+        let mut total_chars = 0;
+        for (i, message) in pair.conversation.iter().enumerate() {
+            let field = format!("conversation[{i}]");
+            if message.role == Role::System && i != 0 {
+                return Err(ValidationError::new(
+                    format!("{field}.role"),
+                    "a system message may only be the first turn",
+                ));
+            }
+            total_chars += self.check_text(
+                &format!("{field}.content"),
+                &message.content,
+                self.max_message_chars,
+                message.role != Role::System,
+            )?;
+        }
+        let last = pair.conversation.len() - 1;
+        if pair.conversation[last].role != Role::User {
+            return Err(ValidationError::new(
+                format!("conversation[{last}].role"),
+                "the conversation must end with a user turn",
+            ));
+        }
+        total_chars += self.check_candidate("candidate_a", &pair.candidate_a)?;
+        total_chars += self.check_candidate("candidate_b", &pair.candidate_b)?;
+        if let Some(edited) = &pair.edited_answer {
+            total_chars += self.check_text("edited_answer", edited, self.max_answer_chars, true)?;
+        }
+        if total_chars > self.max_total_chars {
+            return Err(ValidationError::new(
+                "$",
+                format!("{total_chars} characters in total exceed the limit of {}", self.max_total_chars),
+            ));
+        }
+        if pair.voted_at < pair.shown_at {
+            return Err(ValidationError::new("voted_at", "is earlier than shown_at"));
+        }
+        Ok(())
+    }
+
+    fn check_candidate(&self, field: &str, candidate: &Candidate) -> Result<usize, ValidationError> {
+        let chars = self.check_text(&format!("{field}.text"), &candidate.text, self.max_answer_chars, false)?;
+        self.check_id(&format!("{field}.model.version"), &candidate.model.version, 1)?;
+        let sha = &candidate.model.sha256;
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(ValidationError::new(
+                format!("{field}.model.sha256"),
+                "must be 64 lower-case hex characters",
+            ));
+        }
+        candidate
+            .sampling
+            .validate()
+            .map_err(|reason| ValidationError::new(format!("{field}.sampling"), reason))?;
+        Ok(chars)
+    }
+
+    /// Identifiers: ASCII letters, digits, `-`, `_`, `.`, `:`; bounded length.
+    fn check_id(&self, field: &str, value: &str, min_chars: usize) -> Result<(), ValidationError> {
+        let len = value.chars().count();
+        if len < min_chars || len > self.max_id_chars {
+            return Err(ValidationError::new(
+                field,
+                format!("length {len} is outside {min_chars}..={}", self.max_id_chars),
+            ));
+        }
+        if let Some(bad) = value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        {
+            return Err(ValidationError::new(
+                field,
+                format!("character {bad:?} is not allowed (use letters, digits, - _ . :)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Free text: bounded, no NUL, and not blank when `must_not_be_blank`.
+    fn check_text(
+        &self,
+        field: &str,
+        text: &str,
+        max_chars: usize,
+        must_not_be_blank: bool,
+    ) -> Result<usize, ValidationError> {
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(ValidationError::new(
+                field,
+                format!("{chars} characters exceed the limit of {max_chars}"),
+            ));
+        }
+        if text.contains('\0') {
+            return Err(ValidationError::new(field, "contains a NUL character"));
+        }
+        if must_not_be_blank && text.trim().is_empty() {
+            return Err(ValidationError::new(field, "must not be empty"));
+        }
+        Ok(chars)
+    }
+}

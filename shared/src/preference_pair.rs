@@ -1,0 +1,95 @@
+//! The preference-pair schema, defined once: what the browser submits after a vote, what the
+//! server stores and what the trainer turns into TRL rows.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::chat_message::ChatMessage;
+use crate::sampling::SamplingParams;
+
+/// Version of this schema; bumped on any incompatible change.
+pub const PAIR_SCHEMA_VERSION: u32 = 1;
+
+/// Which of the two candidates the annotator preferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    /// Candidate A is better.
+    A,
+    /// Candidate B is better.
+    B,
+    /// Equally good: no preference to learn from (unless an edited answer is given).
+    Tie,
+    /// Neither is acceptable: no preference between them (unless an edited answer is given).
+    BothBad,
+}
+
+impl Vote {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vote::A => "a",
+            Vote::B => "b",
+            Vote::Tie => "tie",
+            Vote::BothBad => "both_bad",
+        }
+    }
+}
+
+/// The exact model that produced a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// The serving manifest's version id.
+    pub version: String,
+    /// Lower-case hex sha256 of the GGUF file.
+    pub sha256: String,
+}
+
+/// One generated answer and how it was generated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Candidate {
+    pub text: String,
+    pub model: ModelRef,
+    pub sampling: SamplingParams,
+    pub seed: u64,
+}
+
+/// A labelled comparison of two answers to the same conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencePair {
+    pub schema_version: u32,
+    /// Chosen by the client; a retried submission with the same key is stored once.
+    pub idempotency_key: String,
+    /// Pseudonymous: a random id per labeller, never a name or e-mail.
+    pub annotator_id: String,
+    /// The prompt: the turns before the answers, ending with a user turn.
+    pub conversation: Vec<ChatMessage>,
+    pub candidate_a: Candidate,
+    pub candidate_b: Candidate,
+    pub vote: Vote,
+    /// An answer the annotator wrote or corrected; preferred over both candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_answer: Option<String>,
+    /// When the candidates were shown.
+    #[serde(with = "time::serde::rfc3339")]
+    pub shown_at: OffsetDateTime,
+    /// When the vote was cast.
+    #[serde(with = "time::serde::rfc3339")]
+    pub voted_at: OffsetDateTime,
+}
+
+impl PreferencePair {
+    /// Parses and validates a JSON document; errors name the field at fault.
+    pub fn from_json(text: &str) -> Result<Self, crate::pair_limits::ValidationError> {
+        let pair: PreferencePair = serde_json::from_str(text).map_err(|e| {
+            crate::pair_limits::ValidationError::new(
+                "$",
+                format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+            )
+        })?;
+        crate::pair_limits::PairLimits::default().validate(&pair)?;
+        Ok(pair)
+    }
+}

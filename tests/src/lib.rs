@@ -1,0 +1,78 @@
+//! Helpers for the workspace-level integration tests: where the real model and the `dpo`
+//! binary are, tiny generated GGUF files, and a local server with the Hugging Face hub layout.
+
+pub mod hub_server;
+pub mod tiny_gguf;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The real Qwen2.5 GGUF the parity tests need. `cargo xtask test` fetches it and sets
+/// `DPO_TEST_MODEL`; a missing model is a failure, never a skip.
+pub fn real_model() -> PathBuf {
+    let path = std::env::var_os("DPO_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "DPO_TEST_MODEL is not set: run the tests with `cargo xtask test`, which fetches the \
+             real model, or set DPO_TEST_MODEL to the path `dpo fetch` printed"
+        )
+    });
+    assert!(
+        path.is_file(),
+        "DPO_TEST_MODEL={} does not exist: run `dpo fetch` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = workspace_root().join("tests").join("fixtures").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad fixture {}: {e}", path.display()))
+}
+
+/// The `dpo` binary: `$DPO_BIN` when set (xtask sets it), else built once with cargo.
+pub fn dpo_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("DPO_BIN") {
+                return PathBuf::from(path);
+            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(workspace_root())
+                .args(["build", "--quiet", "--package", "native-trainer", "--bin", "dpo"])
+                .status()
+                .expect("running cargo build for dpo");
+            assert!(status.success(), "building dpo failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target"));
+            target.join("debug").join("dpo")
+        })
+        .clone()
+}
+
+/// A `dpo` command with a clean environment for the variables it reads.
+pub fn dpo() -> Command {
+    let mut command = Command::new(dpo_binary());
+    for var in ["DPO_MODELS_DIR", "HF_ENDPOINT", "HF_TOKEN", "RUST_LOG"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,111 @@
+//! Build orchestration for the workspace (`cargo xtask <command>`).
+//!
+//! - `run [CHAT ARGS…]`: build `dpo`, fetch the default model, then chat with it
+//!   (interactively unless a question is given).
+//! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
+//!   check that `shared` and `web-ui` build for wasm32, then run every workspace test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "run" => run(&rest),
+        "test" => test(&rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 run [CHAT ARGS…]   fetch the default model and chat with it\n  \
+                 test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)"
+            );
+            bail!("unknown command `{command}`")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn check(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command.status().with_context(|| format!("spawning {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn dpo_binary() -> Result<PathBuf> {
+    check(cargo().args(["build", "--package", "native-trainer", "--bin", "dpo"]))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    Ok(target_dir.join("debug").join("dpo"))
+}
+
+/// Runs `dpo fetch` and returns the model path it printed last.
+fn fetch_model(dpo: &Path) -> Result<PathBuf> {
+    eprintln!("xtask: fetching the default model with `dpo fetch`");
+    let output = Command::new(dpo)
+        .arg("fetch")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running dpo fetch")?;
+    if !output.status.success() {
+        bail!(
+            "`dpo fetch` failed ({}): the real model is required; see its error above",
+            output.status
+        );
+    }
+    let stdout = String::from_utf8(output.stdout).context("dpo fetch printed non-UTF-8")?;
+    let path = stdout
+        .lines()
+        .last()
+        .context("dpo fetch printed no model path")?;
+    Ok(PathBuf::from(path))
+}
+
+fn run(chat_args: &[String]) -> Result<()> {
+    let dpo = dpo_binary()?;
+    let model = fetch_model(&dpo)?;
+    check(Command::new(&dpo).arg("chat").arg("--model").arg(&model).args(chat_args))
+}
+
+fn test(test_args: &[String]) -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(WASM_TARGET))
+        .unwrap_or(false);
+    if !installed {
+        bail!("the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`");
+    }
+    let dpo = dpo_binary()?;
+    let model = fetch_model(&dpo)?;
+    check(cargo().args(["build", "--package", "shared", "--package", "web-ui", "--target", WASM_TARGET]))?;
+    check(
+        cargo()
+            .args(["test", "--workspace"])
+            .args(test_args)
+            .env("DPO_TEST_MODEL", &model)
+            .env("DPO_BIN", &dpo),
+    )
+}
