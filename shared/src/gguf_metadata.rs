@@ -273,7 +273,9 @@ fn read_hyperparameters(
     let feed_forward_length = md.positive_count(&key("feed_forward_length"))?;
     let head_count = md.positive_count(&key("attention.head_count"))?;
     let head_count_kv = match md.optional_count(&key("attention.head_count_kv"))? {
-        Some(0) => return Err(md.invalid(&key("attention.head_count_kv"), "must be greater than 0")),
+        Some(0) => {
+            return Err(md.invalid(&key("attention.head_count_kv"), "must be greater than 0"));
+        }
         Some(n) => n,
         None => head_count,
     };
@@ -281,7 +283,10 @@ fn read_hyperparameters(
     let rope_key = key("rope.freq_base");
     let rope_freq_base = md.optional_float(&rope_key)?.unwrap_or(10_000.0);
     if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
-        return Err(md.invalid(&rope_key, format!("{rope_freq_base} is not a positive number")));
+        return Err(md.invalid(
+            &rope_key,
+            format!("{rope_freq_base} is not a positive number"),
+        ));
     }
     let eps_key = key("attention.layer_norm_rms_epsilon");
     let rms_norm_eps = md

@@ -51,19 +51,33 @@ impl PairLimits {
         if pair.schema_version != PAIR_SCHEMA_VERSION {
             return Err(ValidationError::new(
                 "schema_version",
-                format!("unsupported version {}, expected {PAIR_SCHEMA_VERSION}", pair.schema_version),
+                format!(
+                    "unsupported version {}, expected {PAIR_SCHEMA_VERSION}",
+                    pair.schema_version
+                ),
             ));
         }
-        self.check_id("idempotency_key", &pair.idempotency_key, self.min_idempotency_key_chars)?;
+        self.check_id(
+            "idempotency_key",
+            &pair.idempotency_key,
+            self.min_idempotency_key_chars,
+        )?;
         self.check_id("annotator_id", &pair.annotator_id, 1)?;
 
         if pair.conversation.is_empty() {
-            return Err(ValidationError::new("conversation", "must contain at least one user turn"));
+            return Err(ValidationError::new(
+                "conversation",
+                "must contain at least one user turn",
+            ));
         }
         if pair.conversation.len() > self.max_turns {
             return Err(ValidationError::new(
                 "conversation",
-                format!("{} turns exceed the limit of {}", pair.conversation.len(), self.max_turns),
+                format!(
+                    "{} turns exceed the limit of {}",
+                    pair.conversation.len(),
+                    self.max_turns
+                ),
             ));
         }
         let mut total_chars = 0;
@@ -97,7 +111,10 @@ impl PairLimits {
         if total_chars > self.max_total_chars {
             return Err(ValidationError::new(
                 "$",
-                format!("{total_chars} characters in total exceed the limit of {}", self.max_total_chars),
+                format!(
+                    "{total_chars} characters in total exceed the limit of {}",
+                    self.max_total_chars
+                ),
             ));
         }
         if pair.voted_at < pair.shown_at {
@@ -106,11 +123,28 @@ impl PairLimits {
         Ok(())
     }
 
-    fn check_candidate(&self, field: &str, candidate: &Candidate) -> Result<usize, ValidationError> {
-        let chars = self.check_text(&format!("{field}.text"), &candidate.text, self.max_answer_chars, false)?;
-        self.check_id(&format!("{field}.model.version"), &candidate.model.version, 1)?;
+    fn check_candidate(
+        &self,
+        field: &str,
+        candidate: &Candidate,
+    ) -> Result<usize, ValidationError> {
+        let chars = self.check_text(
+            &format!("{field}.text"),
+            &candidate.text,
+            self.max_answer_chars,
+            false,
+        )?;
+        self.check_id(
+            &format!("{field}.model.version"),
+            &candidate.model.version,
+            1,
+        )?;
         let sha = &candidate.model.sha256;
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(ValidationError::new(
                 format!("{field}.model.sha256"),
                 "must be 64 lower-case hex characters",
@@ -129,7 +163,10 @@ impl PairLimits {
         if len < min_chars || len > self.max_id_chars {
             return Err(ValidationError::new(
                 field,
-                format!("length {len} is outside {min_chars}..={}", self.max_id_chars),
+                format!(
+                    "length {len} is outside {min_chars}..={}",
+                    self.max_id_chars
+                ),
             ));
         }
         if let Some(bad) = value

@@ -86,7 +86,11 @@ impl PreferencePair {
         let pair: PreferencePair = serde_json::from_str(text).map_err(|e| {
             crate::pair_limits::ValidationError::new(
                 "$",
-                format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+                format!(
+                    "invalid JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
             )
         })?;
         crate::pair_limits::PairLimits::default().validate(&pair)?;

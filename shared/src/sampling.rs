@@ -40,13 +40,19 @@ impl SamplingParams {
     /// Checks ranges; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
         if !self.temperature.is_finite() || self.temperature < 0.0 || self.temperature > 10.0 {
-            return Err(format!("temperature must be in [0, 10], got {}", self.temperature));
+            return Err(format!(
+                "temperature must be in [0, 10], got {}",
+                self.temperature
+            ));
         }
         if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
             return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
         }
         if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
-            return Err(format!("repeat_penalty must be > 0, got {}", self.repeat_penalty));
+            return Err(format!(
+                "repeat_penalty must be > 0, got {}",
+                self.repeat_penalty
+            ));
         }
         if self.max_new_tokens == 0 {
             return Err("max_new_tokens must be at least 1".into());

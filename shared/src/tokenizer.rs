@@ -124,7 +124,9 @@ impl TextTokenizer {
             .build()
             .map_err(|e| build_error(format!("building BPE: {e}")))?;
 
-        let pre = md.optional_string("tokenizer.ggml.pre")?.unwrap_or("default");
+        let pre = md
+            .optional_string("tokenizer.ggml.pre")?
+            .unwrap_or("default");
         let byte_level = ByteLevel::new(false, false, false);
         let (pattern, normalize_nfc) = match pre {
             "qwen2" => (Some(QWEN2_PATTERN), true),
@@ -147,10 +149,8 @@ impl TextTokenizer {
                     false,
                 )
                 .map_err(|e| build_error(format!("pre-tokenizer regex: {e}")))?;
-                tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
-                    split.into(),
-                    byte_level.into(),
-                ])));
+                tokenizer
+                    .with_pre_tokenizer(Some(Sequence::new(vec![split.into(), byte_level.into()])));
             }
             None => {
                 tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));
@@ -190,7 +190,9 @@ impl TextTokenizer {
             })
         })?;
         let bos_token_id = token_id("tokenizer.ggml.bos_token_id")?;
-        let add_bos = md.optional_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+        let add_bos = md
+            .optional_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(false);
 
         Ok(Self {
             inner: tokenizer,

@@ -50,7 +50,14 @@ pub fn dpo_binary() -> PathBuf {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .current_dir(workspace_root())
-                .args(["build", "--quiet", "--package", "native-trainer", "--bin", "dpo"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--package",
+                    "native-trainer",
+                    "--bin",
+                    "dpo",
+                ])
                 .status()
                 .expect("running cargo build for dpo");
             assert!(status.success(), "building dpo failed");

@@ -14,18 +14,10 @@ pub const KV_HEADS: usize = 2;
 pub const BLOCKS: usize = 2;
 
 /// Builder for a tiny Qwen2 GGUF.
+#[derive(Default)]
 pub struct TinyQwen2 {
     overrides: Vec<(String, Option<Value>)>,
     skip_tensors: Vec<String>,
-}
-
-impl Default for TinyQwen2 {
-    fn default() -> Self {
-        Self {
-            overrides: Vec::new(),
-            skip_tensors: Vec::new(),
-        }
-    }
 }
 
 impl TinyQwen2 {
@@ -57,22 +49,40 @@ impl TinyQwen2 {
             ("qwen2.context_length".into(), Value::U32(256)),
             ("qwen2.embedding_length".into(), Value::U32(WIDTH as u32)),
             ("qwen2.feed_forward_length".into(), Value::U32(FFN as u32)),
-            ("qwen2.attention.head_count".into(), Value::U32(HEADS as u32)),
-            ("qwen2.attention.head_count_kv".into(), Value::U32(KV_HEADS as u32)),
+            (
+                "qwen2.attention.head_count".into(),
+                Value::U32(HEADS as u32),
+            ),
+            (
+                "qwen2.attention.head_count_kv".into(),
+                Value::U32(KV_HEADS as u32),
+            ),
             ("qwen2.rope.freq_base".into(), Value::F32(1_000_000.0)),
-            ("qwen2.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-6)),
+            (
+                "qwen2.attention.layer_norm_rms_epsilon".into(),
+                Value::F32(1e-6),
+            ),
             ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
             ("tokenizer.ggml.pre".into(), Value::String("qwen2".into())),
             (
                 "tokenizer.ggml.tokens".into(),
                 Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
             ),
-            ("tokenizer.ggml.token_type".into(), Value::Array(token_types)),
+            (
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(token_types),
+            ),
             (
                 "tokenizer.ggml.merges".into(),
-                Value::Array(vec![Value::String("h e".into()), Value::String("l l".into())]),
+                Value::Array(vec![
+                    Value::String("h e".into()),
+                    Value::String("l l".into()),
+                ]),
             ),
-            ("tokenizer.ggml.eos_token_id".into(), Value::U32(vocab as u32 - 1)),
+            (
+                "tokenizer.ggml.eos_token_id".into(),
+                Value::U32(vocab as u32 - 1),
+            ),
             ("tokenizer.ggml.bos_token_id".into(), Value::U32(258)),
             ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
         ];

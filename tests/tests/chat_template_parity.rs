@@ -6,7 +6,10 @@ use flywheel_tests::{fixture, real_model};
 use shared::{ChatMessage, ChatTemplate, GgufModel, ModelText};
 
 fn cases() -> Vec<serde_json::Value> {
-    fixture("chat_templates.json")["cases"].as_array().unwrap().clone()
+    fixture("chat_templates.json")["cases"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn messages(case: &serde_json::Value) -> Vec<ChatMessage> {
@@ -23,9 +26,17 @@ fn model_template_matches_transformers_rendering() {
     for case in cases {
         let rendered = text
             .template
-            .render(&messages(&case), case["add_generation_prompt"].as_bool().unwrap())
+            .render(
+                &messages(&case),
+                case["add_generation_prompt"].as_bool().unwrap(),
+            )
             .unwrap();
-        assert_eq!(rendered, case["model_template"].as_str().unwrap(), "case {}", case["name"]);
+        assert_eq!(
+            rendered,
+            case["model_template"].as_str().unwrap(),
+            "case {}",
+            case["name"]
+        );
     }
 }
 
@@ -35,9 +46,17 @@ fn chatml_fallback_matches_jinja2_rendering() {
     assert!(template.is_chatml_fallback);
     for case in cases() {
         let rendered = template
-            .render(&messages(&case), case["add_generation_prompt"].as_bool().unwrap())
+            .render(
+                &messages(&case),
+                case["add_generation_prompt"].as_bool().unwrap(),
+            )
             .unwrap();
-        assert_eq!(rendered, case["chatml"].as_str().unwrap(), "case {}", case["name"]);
+        assert_eq!(
+            rendered,
+            case["chatml"].as_str().unwrap(),
+            "case {}",
+            case["name"]
+        );
     }
 }
 
@@ -52,8 +71,15 @@ fn template_errors_are_reported_not_panics() {
         "",
     )
     .unwrap();
-    let error = raising.render(&[ChatMessage::assistant("hi")], true).unwrap_err();
-    assert!(error.to_string().contains("first message must be from the user"), "{error}");
+    let error = raising
+        .render(&[ChatMessage::assistant("hi")], true)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("first message must be from the user"),
+        "{error}"
+    );
 }
 
 #[test]

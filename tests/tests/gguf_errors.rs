@@ -34,7 +34,10 @@ fn real_model_hyperparameters() {
 fn tiny_model_reads_and_tokenizes() {
     let gguf = read(&TinyQwen2::default().to_bytes()).unwrap();
     assert_eq!(gguf.hyperparameters.block_count, tiny_gguf::BLOCKS);
-    assert_eq!(gguf.hyperparameters.vocab_size, tiny_gguf::vocabulary().len());
+    assert_eq!(
+        gguf.hyperparameters.vocab_size,
+        tiny_gguf::vocabulary().len()
+    );
     assert!(gguf.hyperparameters.tied_embeddings);
     let tokenizer = TextTokenizer::from_gguf_metadata(gguf.metadata(), "tiny").unwrap();
     let ids = tokenizer.encode("hello<|im_end|>").unwrap();
@@ -50,7 +53,10 @@ fn tiny_model_reads_and_tokenizes() {
 fn wrong_magic_is_reported_at_the_start() {
     let error = read(b"NOTAGGUFFILE at all").unwrap_err();
     let message = error.to_string();
-    assert!(matches!(error, GgufError::Corrupt { offset, .. } if offset <= 4), "{message}");
+    assert!(
+        matches!(error, GgufError::Corrupt { offset, .. } if offset <= 4),
+        "{message}"
+    );
     assert!(message.contains("test.gguf"), "{message}");
 }
 
@@ -71,7 +77,10 @@ fn truncated_header_names_a_byte_offset() {
 fn truncated_tensor_data_names_the_tensor() {
     let bytes = TinyQwen2::default().to_bytes();
     let error = read(&bytes[..bytes.len() - 100]).unwrap_err();
-    assert!(matches!(error, GgufError::TensorOutOfBounds { .. }), "{error}");
+    assert!(
+        matches!(error, GgufError::TensorOutOfBounds { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("truncated"), "{error}");
 }
 
@@ -81,7 +90,12 @@ fn missing_key_is_named() {
         .without_key("qwen2.attention.head_count")
         .to_bytes();
     let error = read(&bytes).unwrap_err();
-    assert!(error.to_string().contains("`qwen2.attention.head_count` is missing"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("`qwen2.attention.head_count` is missing"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -90,7 +104,10 @@ fn inconsistent_values_are_named() {
         .with_key("qwen2.attention.head_count_kv", Value::U32(3))
         .to_bytes();
     let error = read(&bytes).unwrap_err();
-    assert!(error.to_string().contains("qwen2.attention.head_count_kv"), "{error}");
+    assert!(
+        error.to_string().contains("qwen2.attention.head_count_kv"),
+        "{error}"
+    );
 
     let bytes = TinyQwen2::default()
         .with_key("qwen2.block_count", Value::String("two".into()))
@@ -105,12 +122,17 @@ fn unknown_architecture_is_named() {
         .with_key("general.architecture", Value::String("mamba".into()))
         .to_bytes();
     let error = read(&bytes).unwrap_err();
-    assert!(error.to_string().contains("`mamba` is not supported"), "{error}");
+    assert!(
+        error.to_string().contains("`mamba` is not supported"),
+        "{error}"
+    );
 }
 
 #[test]
 fn missing_tensor_is_named() {
-    let bytes = TinyQwen2::default().without_tensor("blk.1.ffn_up.weight").to_bytes();
+    let bytes = TinyQwen2::default()
+        .without_tensor("blk.1.ffn_up.weight")
+        .to_bytes();
     let error = read(&bytes).unwrap_err();
     assert!(error.to_string().contains("blk.1.ffn_up.weight"), "{error}");
 }
@@ -121,11 +143,20 @@ fn tokenizer_metadata_errors_are_named() {
         .with_key("tokenizer.ggml.pre", Value::String("mystery".into()))
         .to_bytes();
     let gguf = read(&bytes).unwrap();
-    let error = TextTokenizer::from_gguf_metadata(gguf.metadata(), "tiny").err().unwrap();
+    let error = TextTokenizer::from_gguf_metadata(gguf.metadata(), "tiny")
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("`mystery`"), "{error}");
 
-    let bytes = TinyQwen2::default().without_key("tokenizer.ggml.merges").to_bytes();
+    let bytes = TinyQwen2::default()
+        .without_key("tokenizer.ggml.merges")
+        .to_bytes();
     let gguf = read(&bytes).unwrap();
-    let error = TextTokenizer::from_gguf_metadata(gguf.metadata(), "tiny").err().unwrap();
-    assert!(error.to_string().contains("tokenizer.ggml.merges"), "{error}");
+    let error = TextTokenizer::from_gguf_metadata(gguf.metadata(), "tiny")
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("tokenizer.ggml.merges"),
+        "{error}"
+    );
 }

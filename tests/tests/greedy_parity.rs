@@ -1,14 +1,17 @@
 //! Native greedy generation with candle's `quantized_qwen2` and our GGUF tokenizer and chat
 //! template reproduces llama.cpp on the real model: identical prompt ids, and identical
-//! 32-token greedy replies on all fixture prompts but at most one, where two different
-//! quantized arithmetics may part ways mid-reply (never early).
+//! 32-token greedy replies on all fixture prompts but at most one. Where the two quantized
+//! arithmetics part ways, it must be at a near-tie: llama.cpp's token is among our top two
+//! and within a small logit margin of our pick — a divergence at a clear winner is a bug.
+//! (Re-scoring the position with a batched forward can even flip the tie: decode and prefill
+//! round differently.)
 
 use flywheel_tests::{fixture, real_model};
 use native_trainer::chat::candle_engine::CandleEngine;
 use shared::{ChatMessage, SamplingParams};
 
-/// A divergence before this many tokens means a real bug, not rounding.
-const EARLIEST_ACCEPTABLE_DIVERGENCE: usize = 12;
+/// Largest logit gap between our pick and llama.cpp's that still counts as a near-tie.
+const NEAR_TIE_LOGIT_GAP: f32 = 0.5;
 
 #[test]
 fn greedy_replies_match_llama_cpp() {
@@ -24,10 +27,16 @@ fn greedy_replies_match_llama_cpp() {
     let mut diverged = Vec::new();
     for case in cases {
         let question = case["question"].as_str().unwrap();
-        let prompt = text.template.render(&[ChatMessage::user(question)], true).unwrap();
+        let prompt = text
+            .template
+            .render(&[ChatMessage::user(question)], true)
+            .unwrap();
         let prompt_ids = text.tokenizer.encode(&prompt).unwrap();
         let expected_prompt: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
-        assert_eq!(prompt_ids, expected_prompt, "prompt ids differ for {question:?}");
+        assert_eq!(
+            prompt_ids, expected_prompt,
+            "prompt ids differ for {question:?}"
+        );
 
         let mut reply = Vec::new();
         engine
@@ -38,22 +47,40 @@ fn greedy_replies_match_llama_cpp() {
             .unwrap();
         let expected: Vec<u32> = serde_json::from_value(case["reply_ids"].clone()).unwrap();
         if reply != expected {
-            let agree = reply.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+            let agree = reply
+                .iter()
+                .zip(&expected)
+                .take_while(|(a, b)| a == b)
+                .count();
             eprintln!(
                 "{question:?}: diverges after {agree} tokens\n  ours:      {:?}\n  llama.cpp: {:?}",
                 text.tokenizer.decode(&reply).unwrap(),
                 case["reply_text"].as_str().unwrap()
             );
-            diverged.push((question.to_string(), agree));
+            // Look at our scores at the first differing position.
+            let mut context = prompt_ids.clone();
+            context.extend_from_slice(&reply[..agree]);
+            engine.reset();
+            let logits: Vec<f32> = engine.forward(&context, 0).unwrap().to_vec1().unwrap();
+            let (ours, theirs) = (reply[agree] as usize, expected[agree] as usize);
+            let gap = (logits[ours] - logits[theirs]).abs();
+            let better_than_theirs = logits.iter().filter(|&&l| l > logits[theirs]).count();
+            eprintln!(
+                "  at token {agree}: our logit {} vs llama.cpp's {} (gap {gap})",
+                logits[ours], logits[theirs]
+            );
+            assert!(
+                better_than_theirs <= 1 && gap < NEAR_TIE_LOGIT_GAP,
+                "{question:?}: llama.cpp's token {theirs} ranks {} behind ours by {gap} logits — not a near-tie",
+                better_than_theirs + 1
+            );
+            diverged.push(question.to_string());
         }
     }
-    assert!(diverged.len() <= 1, "more than one reply differs from llama.cpp: {diverged:?}");
-    for (question, agree) in &diverged {
-        assert!(
-            *agree >= EARLIEST_ACCEPTABLE_DIVERGENCE,
-            "{question:?} diverged from llama.cpp after only {agree} tokens"
-        );
-    }
+    assert!(
+        diverged.len() <= 1,
+        "more than one reply differs from llama.cpp: {diverged:?}"
+    );
 }
 
 #[test]
@@ -61,7 +88,10 @@ fn sampling_is_deterministic_per_seed() {
     let (mut engine, text) = CandleEngine::load(&real_model(), true).unwrap();
     let prompt = text
         .template
-        .render(&[ChatMessage::user("Tell me a short story about a cat.")], true)
+        .render(
+            &[ChatMessage::user("Tell me a short story about a cat.")],
+            true,
+        )
         .unwrap();
     let ids = text.tokenizer.encode(&prompt).unwrap();
     let sampling = SamplingParams {

@@ -53,8 +53,14 @@ fn json_round_trip_uses_snake_case_votes_and_rfc3339_times() {
     let original = pair(Vote::BothBad);
     let json = serde_json::to_string(&original).unwrap();
     assert!(json.contains("\"vote\":\"both_bad\""), "{json}");
-    assert!(json.contains("\"shown_at\":\"2026-11-26T10:00:00Z\""), "{json}");
-    assert!(!json.contains("edited_answer"), "absent edit is omitted: {json}");
+    assert!(
+        json.contains("\"shown_at\":\"2026-11-26T10:00:00Z\""),
+        "{json}"
+    );
+    assert!(
+        !json.contains("edited_answer"),
+        "absent edit is omitted: {json}"
+    );
     let parsed = PreferencePair::from_json(&json).unwrap();
     assert_eq!(parsed, original);
 }
@@ -139,12 +145,19 @@ fn votes_map_to_chosen_and_rejected() {
 
     let mut edited = pair(Vote::BothBad);
     edited.edited_answer = Some("2+2 = 4".into());
-    assert_eq!(preferences(&edited), vec![("2+2 = 4", "4"), ("2+2 = 4", "5")]);
+    assert_eq!(
+        preferences(&edited),
+        vec![("2+2 = 4", "4"), ("2+2 = 4", "5")]
+    );
     edited.vote = Vote::A;
     assert_eq!(preferences(&edited), vec![("2+2 = 4", "5")]);
     edited.edited_answer = Some("5".into());
     edited.vote = Vote::Tie;
-    assert_eq!(preferences(&edited), vec![("5", "4")], "an edit equal to a candidate is not its own rival");
+    assert_eq!(
+        preferences(&edited),
+        vec![("5", "4")],
+        "an edit equal to a candidate is not its own rival"
+    );
 }
 
 #[test]
@@ -168,5 +181,9 @@ fn trl_rows_have_trl_shapes() {
             rejected: "5".into(),
         }]
     );
-    assert!(to_trl_rows(&pair(Vote::Tie), TrlStyle::Standard, &template).unwrap().is_empty());
+    assert!(
+        to_trl_rows(&pair(Vote::Tie), TrlStyle::Standard, &template)
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -21,10 +21,16 @@ fn ids_match_llama_cpp_on_every_fixture_text() {
         let expected: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         let ids = tokenizer.encode(text).unwrap();
         if ids != expected {
-            mismatches.push(format!("{text:?}\n  ours:      {ids:?}\n  llama.cpp: {expected:?}"));
+            mismatches.push(format!(
+                "{text:?}\n  ours:      {ids:?}\n  llama.cpp: {expected:?}"
+            ));
         }
     }
-    assert!(mismatches.is_empty(), "tokenizer mismatches:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "tokenizer mismatches:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -57,7 +63,10 @@ fn stream_decoder_holds_back_split_characters() {
     let mut streamed = String::new();
     for id in ids {
         if let Some(piece) = decoder.push(id).unwrap() {
-            assert!(!piece.contains('\u{FFFD}'), "piece {piece:?} has a broken character");
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "piece {piece:?} has a broken character"
+            );
             streamed.push_str(&piece);
         }
     }

@@ -9,7 +9,11 @@ use wasm_bindgen::prelude::wasm_bindgen;
 /// The app's root view.
 #[component]
 pub fn App() -> impl IntoView {
-    let roles = [shared::Role::System, shared::Role::User, shared::Role::Assistant];
+    let roles = [
+        shared::Role::System,
+        shared::Role::User,
+        shared::Role::Assistant,
+    ];
     view! {
         <main data-testid="app-root">
             <h1>"DPO flywheel"</h1>

