@@ -117,11 +117,49 @@ fn test(test_args: &[String]) -> Result<()> {
         "--target",
         WASM_TARGET,
     ]))?;
-    check(
-        cargo()
-            .args(["test", "--workspace"])
-            .args(test_args)
-            .env("DPO_TEST_MODEL", &model)
-            .env("DPO_BIN", &dpo),
-    )
+    // Default members: every crate but the wasm-only web-ui, which was built above.
+    let mut command = cargo();
+    command
+        .arg("test")
+        .args(test_args)
+        .env("DPO_TEST_MODEL", &model)
+        .env("DPO_BIN", &dpo);
+    run_tests_with_summary(&mut command)
+}
+
+/// Runs `cargo test`, echoing its output, and closes with one line totalling every test
+/// binary's `test result:` line: `summary: N passed, N failed, N skipped`.
+fn run_tests_with_summary(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {command:?}"))?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = line.strip_prefix("test result: ") {
+            for part in counts.split(['.', ';']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(kind)) = (words.next(), words.next())
+                    && let Ok(n) = n.parse::<u64>()
+                {
+                    match kind {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("summary: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed with {status}");
+    }
+    Ok(())
 }
