@@ -1,4 +1,7 @@
-//! Log setup: `tracing` to stderr, level from `-v` flags or `RUST_LOG`.
+//! Log setup: `tracing` to stderr (colours only on a terminal), level from `-v` flags or
+//! `RUST_LOG`.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +16,7 @@ pub fn init(verbosity: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -227,6 +227,13 @@ impl TextTokenizer {
         })
     }
 
+    /// The tokenizer in Hugging Face `tokenizer.json` form (what an exported HF directory ships).
+    pub fn to_tokenizer_json(&self) -> Result<String, TokenizerError> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| TokenizerError::Runtime(e.to_string()))
+    }
+
     /// Token ids of `text`. Special tokens written in the text (`<|im_start|>`) become their
     /// ids, as llama.cpp does with `parse_special`. BOS is prepended when the model asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {

@@ -18,6 +18,7 @@ pub const BLOCKS: usize = 2;
 pub struct TinyQwen2 {
     overrides: Vec<(String, Option<Value>)>,
     skip_tensors: Vec<String>,
+    llama: bool,
 }
 
 impl TinyQwen2 {
@@ -27,6 +28,11 @@ impl TinyQwen2 {
     }
     pub fn without_key(mut self, key: &str) -> Self {
         self.overrides.push((key.to_string(), None));
+        self
+    }
+    /// The same shapes as a Llama-architecture file: `llama.*` keys, no attention biases.
+    pub fn as_llama(mut self) -> Self {
+        self.llama = true;
         self
     }
     pub fn without_tensor(mut self, name: &str) -> Self {
@@ -86,6 +92,15 @@ impl TinyQwen2 {
             ("tokenizer.ggml.bos_token_id".into(), Value::U32(258)),
             ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
         ];
+        if self.llama {
+            for (key, value) in metadata.iter_mut() {
+                if let Some(rest) = key.strip_prefix("qwen2.") {
+                    *key = format!("llama.{rest}");
+                } else if key == "general.architecture" {
+                    *value = Value::String("llama".into());
+                }
+            }
+        }
         for (key, value) in &self.overrides {
             metadata.retain(|(k, _)| k != key);
             if let Some(value) = value {
@@ -130,7 +145,9 @@ impl TinyQwen2 {
                 tensors.push((format!("blk.{i}.{name}"), tensor(&dims)));
             }
         }
-        tensors.retain(|(name, _)| !self.skip_tensors.contains(name));
+        tensors.retain(|(name, _)| {
+            !self.skip_tensors.contains(name) && !(self.llama && name.ends_with(".bias"))
+        });
 
         let metadata_refs: Vec<(&str, &Value)> =
             metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();

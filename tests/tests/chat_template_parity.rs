@@ -12,8 +12,22 @@ fn cases() -> Vec<serde_json::Value> {
         .clone()
 }
 
-fn messages(case: &serde_json::Value) -> Vec<ChatMessage> {
-    serde_json::from_value(case["messages"].clone()).unwrap()
+/// Renders every fixture conversation with `template` and compares with the fixture's `key`.
+fn assert_renders_like_fixture(template: &ChatTemplate, key: &str) {
+    let cases = cases();
+    assert_eq!(cases.len(), 8);
+    for case in cases {
+        let messages: Vec<ChatMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let rendered = template
+            .render(&messages, case["add_generation_prompt"].as_bool().unwrap())
+            .unwrap();
+        assert_eq!(
+            rendered,
+            case[key].as_str().unwrap(),
+            "case {}",
+            case["name"]
+        );
+    }
 }
 
 #[test]
@@ -21,43 +35,14 @@ fn model_template_matches_transformers_rendering() {
     let gguf = GgufModel::open(&real_model()).unwrap();
     let text = ModelText::from_gguf(&gguf).unwrap();
     assert!(!text.template.is_chatml_fallback);
-    let cases = cases();
-    assert_eq!(cases.len(), 8);
-    for case in cases {
-        let rendered = text
-            .template
-            .render(
-                &messages(&case),
-                case["add_generation_prompt"].as_bool().unwrap(),
-            )
-            .unwrap();
-        assert_eq!(
-            rendered,
-            case["model_template"].as_str().unwrap(),
-            "case {}",
-            case["name"]
-        );
-    }
+    assert_renders_like_fixture(&text.template, "model_template");
 }
 
 #[test]
 fn chatml_fallback_matches_jinja2_rendering() {
     let template = ChatTemplate::new(None, "<|endoftext|>", "<|im_end|>").unwrap();
     assert!(template.is_chatml_fallback);
-    for case in cases() {
-        let rendered = template
-            .render(
-                &messages(&case),
-                case["add_generation_prompt"].as_bool().unwrap(),
-            )
-            .unwrap();
-        assert_eq!(
-            rendered,
-            case["chatml"].as_str().unwrap(),
-            "case {}",
-            case["name"]
-        );
-    }
+    assert_renders_like_fixture(&template, "chatml");
 }
 
 #[test]

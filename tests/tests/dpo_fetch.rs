@@ -20,6 +20,16 @@ fn hub_with(bytes: Vec<u8>, announced_sha256: String) -> HubServer {
     })
 }
 
+/// Runs `dpo fetch --models-dir DIR` against the hub at `endpoint`.
+fn fetch_into(models: &std::path::Path, endpoint: &str) -> std::process::Output {
+    dpo()
+        .args(["fetch", "--models-dir"])
+        .arg(models)
+        .env("HF_ENDPOINT", endpoint)
+        .output()
+        .unwrap()
+}
+
 /// A loopback address where nothing listens.
 fn closed_endpoint() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -35,12 +45,7 @@ fn downloads_from_the_hub_layout_verifies_and_skips_the_second_time() {
     let hub = hub_with(bytes.clone(), sha.clone());
     let models = tempfile::tempdir().unwrap();
 
-    let output = dpo()
-        .args(["fetch", "--models-dir"])
-        .arg(models.path())
-        .env("HF_ENDPOINT", &hub.endpoint)
-        .output()
-        .unwrap();
+    let output = fetch_into(models.path(), &hub.endpoint);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "fetch failed: {stderr}");
     let stdout = String::from_utf8(output.stdout).unwrap();
@@ -57,12 +62,7 @@ fn downloads_from_the_hub_layout_verifies_and_skips_the_second_time() {
     );
 
     // Second run: nothing downloaded, same path printed.
-    let output = dpo()
-        .args(["fetch", "--models-dir"])
-        .arg(models.path())
-        .env("HF_ENDPOINT", &hub.endpoint)
-        .output()
-        .unwrap();
+    let output = fetch_into(models.path(), &hub.endpoint);
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().last().unwrap(), expected.to_str().unwrap());
@@ -92,12 +92,7 @@ fn a_download_with_the_wrong_sha256_is_refused_and_leaves_nothing() {
     let wrong = sha256_hex(b"something else");
     let hub = hub_with(bytes, wrong.clone());
     let models = tempfile::tempdir().unwrap();
-    let output = dpo()
-        .args(["fetch", "--models-dir"])
-        .arg(models.path())
-        .env("HF_ENDPOINT", &hub.endpoint)
-        .output()
-        .unwrap();
+    let output = fetch_into(models.path(), &hub.endpoint);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

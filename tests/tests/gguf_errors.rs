@@ -50,6 +50,26 @@ fn tiny_model_reads_and_tokenizes() {
 }
 
 #[test]
+fn llama_architecture_reads_too() {
+    let gguf = read(&TinyQwen2::default().as_llama().to_bytes()).unwrap();
+    let hp = &gguf.hyperparameters;
+    assert_eq!(hp.architecture, Architecture::Llama);
+    assert_eq!(
+        (hp.head_count, hp.head_count_kv),
+        (tiny_gguf::HEADS, tiny_gguf::KV_HEADS)
+    );
+    // Llama files may omit head_count_kv: it then equals head_count.
+    let gguf = read(
+        &TinyQwen2::default()
+            .as_llama()
+            .without_key("llama.attention.head_count_kv")
+            .to_bytes(),
+    );
+    let error = gguf.unwrap_err();
+    assert!(error.to_string().contains("blk.0.attn_k.weight"), "{error}");
+}
+
+#[test]
 fn wrong_magic_is_reported_at_the_start() {
     let error = read(b"NOTAGGUFFILE at all").unwrap_err();
     let message = error.to_string();

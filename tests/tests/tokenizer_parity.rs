@@ -34,6 +34,30 @@ fn ids_match_llama_cpp_on_every_fixture_text() {
 }
 
 #[test]
+fn tokenizer_json_form_gives_the_same_ids() {
+    let from_gguf = real_tokenizer();
+    let json = from_gguf.to_tokenizer_json().unwrap();
+    let from_json =
+        TextTokenizer::from_tokenizer_json(json.as_bytes(), "<|im_end|>", "tokenizer.json")
+            .unwrap();
+    assert_eq!(from_json.eos_token_id, 151645);
+    let cases = fixture("tokenizer_ids.json");
+    for case in cases["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let expected: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(from_json.encode(text).unwrap(), expected, "{text:?}");
+    }
+    let error =
+        TextTokenizer::from_tokenizer_json(b"{not json", "<|im_end|>", "broken/tokenizer.json")
+            .err()
+            .unwrap();
+    assert!(
+        error.to_string().contains("broken/tokenizer.json"),
+        "{error}"
+    );
+}
+
+#[test]
 fn decoding_gives_back_the_text() {
     let tokenizer = real_tokenizer();
     let cases = fixture("tokenizer_ids.json");

@@ -92,16 +92,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     };
     let mut conversation =
         Conversation::new(engine, text, args.system.clone(), sampling, args.seed);
-    let stdout = std::io::stdout();
-
     if let Some(question) = &args.question {
-        let mut out = stdout.lock();
-        conversation.reply(question, &mut |piece| {
-            out.write_all(piece.as_bytes())?;
-            out.flush()
-        })?;
-        writeln!(out)?;
-        return Ok(());
+        return answer_on_stdout(&mut conversation, question);
     }
 
     eprintln!(
@@ -126,12 +118,18 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             "/exit" | "/quit" => break,
             _ => {}
         }
-        let mut out = stdout.lock();
-        conversation.reply(line, &mut |piece| {
-            out.write_all(piece.as_bytes())?;
-            out.flush()
-        })?;
-        writeln!(out)?;
+        answer_on_stdout(&mut conversation, line)?;
     }
+    Ok(())
+}
+
+/// Streams the reply to `user_text` onto stdout, one piece at a time, then a newline.
+fn answer_on_stdout(conversation: &mut Conversation, user_text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    conversation.reply(user_text, &mut |piece| {
+        out.write_all(piece.as_bytes())?;
+        out.flush()
+    })?;
+    writeln!(out)?;
     Ok(())
 }
