@@ -146,7 +146,8 @@ impl TinyQwen2 {
             }
         }
         tensors.retain(|(name, _)| {
-            !self.skip_tensors.contains(name) && !(self.llama && name.ends_with(".bias"))
+            let llama_bias = self.llama && name.ends_with(".bias");
+            !(llama_bias || self.skip_tensors.contains(name))
         });
 
         let metadata_refs: Vec<(&str, &Value)> =
