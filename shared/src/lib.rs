@@ -6,6 +6,7 @@
 
 pub mod chat_message;
 pub mod chat_template;
+pub mod engine;
 pub mod gguf_metadata;
 pub mod model_text;
 pub mod pair_limits;

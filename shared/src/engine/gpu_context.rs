@@ -1,0 +1,82 @@
+//! The GPU device the engine runs on: adapter selection, the adapter's own limits (so large
+//! storage bindings are available where the hardware has them), and optional features.
+
+use std::fmt;
+
+/// Errors from the GPU side, with what the user can do about them.
+#[derive(Debug)]
+pub enum EngineError {
+    NoAdapter(String),
+    Device(String),
+    Unsupported(String),
+    Readback(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::NoAdapter(reason) => write!(
+                f,
+                "no GPU adapter ({reason}); in a browser, WebGPU must be available and enabled"
+            ),
+            EngineError::Device(reason) => write!(f, "GPU device error: {reason}"),
+            EngineError::Unsupported(reason) => write!(f, "unsupported: {reason}"),
+            EngineError::Readback(reason) => write!(f, "reading GPU results failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// An open GPU device and what it can do.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Largest storage buffer binding; bigger tensors are split across buffers.
+    pub max_binding_bytes: u64,
+    pub has_shader_f16: bool,
+}
+
+impl GpuContext {
+    /// Opens the default adapter with its full limits.
+    pub async fn new() -> Result<Self, EngineError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| EngineError::NoAdapter(e.to_string()))?;
+        let adapter_info = adapter.get_info();
+        let limits = adapter.limits();
+        let has_shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let required_features = if has_shader_f16 {
+            wgpu::Features::SHADER_F16
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("dpo-engine"),
+                required_features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| EngineError::Device(e.to_string()))?;
+        let max_binding_bytes = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(Self {
+            device,
+            queue,
+            adapter_info,
+            limits,
+            max_binding_bytes,
+            has_shader_f16,
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! Quantized matrix × vector (the decode-step workhorse): one compute pipeline per block type,
+//! built from `kernels/matvec_main.wgsl` plus that type's `block_dot`.
+
+use std::collections::HashMap;
+
+use wgpu::util::DeviceExt;
+
+use super::block_type::BlockType;
+use super::gpu_context::GpuContext;
+use super::quantized_matrix::QuantizedMatrix;
+
+/// The most workgroups one dispatch dimension may have.
+const MAX_GROUPS_PER_DIMENSION: usize = 65_535;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatVecParams {
+    rows: u32,
+    blocks_per_row: u32,
+    row_offset: u32,
+    x_offset: u32,
+}
+
+pub struct MatVecKernels {
+    pipelines: HashMap<BlockType, wgpu::ComputePipeline>,
+}
+
+impl MatVecKernels {
+    /// Compiles the kernel of every block type.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let pipelines = BlockType::ALL
+            .iter()
+            .map(|&block_type| {
+                let source = format!(
+                    "{}\n{}",
+                    include_str!("kernels/matvec_main.wgsl"),
+                    block_type.block_kernel_source()
+                );
+                let label = format!("matvec {block_type:?}");
+                let module = ctx
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&label),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    });
+                let pipeline =
+                    ctx.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(&label),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some("main"),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        });
+                (block_type, pipeline)
+            })
+            .collect();
+        Self { pipelines }
+    }
+
+    /// Records `y[..rows] = W · x[x_offset..x_offset + cols]` into `encoder`.
+    pub fn encode(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        matrix: &QuantizedMatrix,
+        x: &wgpu::Buffer,
+        x_offset: usize,
+        y: &wgpu::Buffer,
+    ) {
+        let pipeline = &self.pipelines[&matrix.block_type];
+        let layout = pipeline.get_bind_group_layout(0);
+        for chunk in &matrix.chunks {
+            let params = MatVecParams {
+                rows: chunk.rows as u32,
+                blocks_per_row: matrix.blocks_per_row() as u32,
+                row_offset: chunk.first_row as u32,
+                x_offset: x_offset as u32,
+            };
+            let uniform = ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("matvec params"),
+                    contents: bytemuck::bytes_of(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("matvec"),
+                layout: &layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: chunk.buffer.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: x.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: y.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: uniform.as_entire_binding(),
+                    },
+                ],
+            });
+            let groups_x = chunk.rows.clamp(1, MAX_GROUPS_PER_DIMENSION);
+            let groups_y = chunk.rows.div_ceil(groups_x).max(1);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("matvec"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups_x as u32, groups_y as u32, 1);
+        }
+    }
+}

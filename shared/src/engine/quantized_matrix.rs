@@ -1,0 +1,107 @@
+//! A weight matrix on the GPU in its GGUF block format. Rows are split into chunks that each
+//! fit one storage binding (WebGPU's default is 128 MiB; a 151,936-row embedding can exceed it).
+
+use wgpu::util::DeviceExt;
+
+use super::block_type::BlockType;
+use super::gpu_context::{EngineError, GpuContext};
+
+/// One buffer's worth of whole rows.
+pub struct MatrixChunk {
+    pub buffer: wgpu::Buffer,
+    pub first_row: usize,
+    pub rows: usize,
+}
+
+pub struct QuantizedMatrix {
+    pub block_type: BlockType,
+    pub rows: usize,
+    pub cols: usize,
+    pub chunks: Vec<MatrixChunk>,
+}
+
+impl QuantizedMatrix {
+    /// Uploads `bytes` (GGUF tensor data, row-major, `rows` × `cols` weights).
+    pub fn upload(
+        ctx: &GpuContext,
+        name: &str,
+        block_type: BlockType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<Self, EngineError> {
+        Self::upload_in_chunks_of(
+            ctx,
+            name,
+            block_type,
+            rows,
+            cols,
+            bytes,
+            ctx.max_binding_bytes,
+        )
+    }
+
+    /// As `upload`, with chunks of at most `max_chunk_bytes` (tests force small chunks).
+    pub fn upload_in_chunks_of(
+        ctx: &GpuContext,
+        name: &str,
+        block_type: BlockType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+        max_chunk_bytes: u64,
+    ) -> Result<Self, EngineError> {
+        let elements = block_type.block_elements();
+        if !cols.is_multiple_of(elements) {
+            return Err(EngineError::Unsupported(format!(
+                "tensor `{name}`: rows of {cols} weights do not fill whole {block_type:?} blocks of {elements}"
+            )));
+        }
+        let row_bytes = cols / elements * block_type.block_bytes();
+        if bytes.len() != rows * row_bytes {
+            return Err(EngineError::Unsupported(format!(
+                "tensor `{name}`: {} bytes for {rows}×{cols} {block_type:?} weights, expected {}",
+                bytes.len(),
+                rows * row_bytes
+            )));
+        }
+        let rows_per_chunk = (max_chunk_bytes as usize / row_bytes.max(1)).min(rows.max(1));
+        if rows_per_chunk == 0 {
+            return Err(EngineError::Unsupported(format!(
+                "tensor `{name}`: one row of {row_bytes} bytes exceeds the GPU's storage binding limit of {max_chunk_bytes} bytes"
+            )));
+        }
+        let mut chunks = Vec::new();
+        let mut first_row = 0;
+        while first_row < rows {
+            let chunk_rows = rows_per_chunk.min(rows - first_row);
+            let data = &bytes[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
+            // Storage buffers are read as u32 words: pad to a multiple of 4 bytes.
+            let mut padded = data.to_vec();
+            padded.resize(data.len().div_ceil(4) * 4, 0);
+            let buffer = ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: &padded,
+                    usage: wgpu::BufferUsages::STORAGE,
+                });
+            chunks.push(MatrixChunk {
+                buffer,
+                first_row,
+                rows: chunk_rows,
+            });
+            first_row += chunk_rows;
+        }
+        Ok(Self {
+            block_type,
+            rows,
+            cols,
+            chunks,
+        })
+    }
+
+    pub fn blocks_per_row(&self) -> usize {
+        self.cols / self.block_type.block_elements()
+    }
+}
