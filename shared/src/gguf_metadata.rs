@@ -146,6 +146,35 @@ impl GgufModel {
         }
     }
 
+    /// The raw bytes of tensor `name` (its GGUF encoding), read from `reader`.
+    pub fn tensor_bytes<R: Read + Seek>(
+        &self,
+        reader: &mut R,
+        name: &str,
+    ) -> Result<Vec<u8>, GgufError> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| GgufError::MissingTensor {
+                source_name: self.source_name.clone(),
+                tensor: name.to_string(),
+            })?;
+        let elements = info.shape.elem_count();
+        let size = elements.div_ceil(info.ggml_dtype.block_size()) * info.ggml_dtype.type_size();
+        let start = self.content.tensor_data_offset + info.offset;
+        let mut bytes = vec![0u8; size];
+        reader
+            .seek(std::io::SeekFrom::Start(start))
+            .and_then(|_| reader.read_exact(&mut bytes))
+            .map_err(|e| GgufError::Corrupt {
+                source_name: self.source_name.clone(),
+                offset: start,
+                reason: format!("reading tensor `{name}`: {e}"),
+            })?;
+        Ok(bytes)
+    }
+
     /// `general.name`, when present.
     pub fn name(&self) -> Option<&str> {
         match self.metadata().get("general.name") {

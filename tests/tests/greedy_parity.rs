@@ -8,6 +8,7 @@
 
 use flywheel_tests::{fixture, real_model};
 use native_trainer::chat::candle_engine::CandleEngine;
+use native_trainer::chat::generator::Generator;
 use shared::{ChatMessage, SamplingParams};
 
 /// Largest logit gap between our pick and llama.cpp's that still counts as a near-tie.
@@ -17,7 +18,8 @@ const NEAR_TIE_LOGIT_GAP: f32 = 0.5;
 fn greedy_replies_match_llama_cpp() {
     let fixture = fixture("greedy_llama_cpp.json");
     let max_new_tokens = fixture["max_new_tokens"].as_u64().unwrap() as u32;
-    let (mut engine, text) = CandleEngine::load(&real_model(), true).unwrap();
+    let (candle, text) = CandleEngine::load(&real_model(), true).unwrap();
+    let mut engine = Generator::new(Box::new(candle), text.stop_tokens());
     let sampling = SamplingParams {
         max_new_tokens,
         ..SamplingParams::default()
@@ -61,7 +63,12 @@ fn greedy_replies_match_llama_cpp() {
             let mut context = prompt_ids.clone();
             context.extend_from_slice(&reply[..agree]);
             engine.reset();
-            let logits: Vec<f32> = engine.forward(&context, 0).unwrap().to_vec1().unwrap();
+            let logits: Vec<f32> = engine
+                .model
+                .forward(&context, 0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let (ours, theirs) = (reply[agree] as usize, expected[agree] as usize);
             let gap = (logits[ours] - logits[theirs]).abs();
             let better_than_theirs = logits.iter().filter(|&&l| l > logits[theirs]).count();
@@ -85,7 +92,8 @@ fn greedy_replies_match_llama_cpp() {
 
 #[test]
 fn sampling_is_deterministic_per_seed() {
-    let (mut engine, text) = CandleEngine::load(&real_model(), true).unwrap();
+    let (candle, text) = CandleEngine::load(&real_model(), true).unwrap();
+    let mut engine = Generator::new(Box::new(candle), text.stop_tokens());
     let prompt = text
         .template
         .render(

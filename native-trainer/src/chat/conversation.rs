@@ -4,10 +4,10 @@
 use anyhow::Result;
 use shared::{ChatMessage, ModelText, SamplingParams};
 
-use super::candle_engine::{CandleEngine, GenerationStats};
+use super::generator::{GenerationStats, Generator};
 
 pub struct Conversation {
-    engine: CandleEngine,
+    engine: Generator,
     text: ModelText,
     system: Option<String>,
     messages: Vec<ChatMessage>,
@@ -18,7 +18,7 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn new(
-        engine: CandleEngine,
+        engine: Generator,
         text: ModelText,
         system: Option<String>,
         sampling: SamplingParams,

@@ -4,7 +4,10 @@
 
 pub mod candle_engine;
 pub mod conversation;
+pub mod generator;
+pub mod language_model;
 pub mod token_sampler;
+pub mod wgpu_engine;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -15,11 +18,15 @@ use shared::SamplingParams;
 
 pub use candle_engine::CandleEngine;
 pub use conversation::Conversation;
+pub use generator::Generator;
+pub use wgpu_engine::WgpuEngine;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
     /// candle-transformers' `quantized_qwen2` on the CPU (CUDA when built with `--features cuda`).
     Candle,
+    /// The WGSL engine (the one the browser runs) on this machine's GPU via Vulkan/Metal/DX12.
+    Wgpu,
 }
 
 #[derive(Args, Debug)]
@@ -59,7 +66,7 @@ pub struct ChatArgs {
     /// Inference engine.
     #[arg(long, value_enum, default_value_t = EngineKind::Candle)]
     pub engine: EngineKind,
-    /// Run on the CPU even when built with CUDA.
+    /// Run the candle engine on the CPU even when built with CUDA.
     #[arg(long)]
     pub cpu: bool,
 }
@@ -87,11 +94,19 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         Some(path) => path.clone(),
         None => crate::fetch::default_model(args.models_dir.as_deref())?,
     };
-    let (engine, text) = match args.engine {
-        EngineKind::Candle => CandleEngine::load(&model_path, args.cpu)?,
+    let (model, text): (Box<dyn language_model::LanguageModel>, _) = match args.engine {
+        EngineKind::Candle => {
+            let (engine, text) = CandleEngine::load(&model_path, args.cpu)?;
+            (Box::new(engine), text)
+        }
+        EngineKind::Wgpu => {
+            let (engine, text) = WgpuEngine::load(&model_path, wgpu_engine::DEFAULT_MAX_POSITIONS)?;
+            (Box::new(engine), text)
+        }
     };
+    let generator = Generator::new(model, text.stop_tokens());
     let mut conversation =
-        Conversation::new(engine, text, args.system.clone(), sampling, args.seed);
+        Conversation::new(generator, text, args.system.clone(), sampling, args.seed);
     if let Some(question) = &args.question {
         return answer_on_stdout(&mut conversation, question);
     }

@@ -59,7 +59,77 @@ impl MatVecKernels {
         Self { pipelines }
     }
 
-    /// Records `y[..rows] = W · x[x_offset..x_offset + cols]` into `encoder`.
+    /// Binds `y[..rows] = W · x[x_offset..x_offset + cols]` once, to be recorded every step.
+    pub fn prepare(
+        &self,
+        ctx: &GpuContext,
+        matrix: &QuantizedMatrix,
+        x: &wgpu::Buffer,
+        x_offset: usize,
+        y: &wgpu::Buffer,
+    ) -> PreparedMatVec {
+        let pipeline = &self.pipelines[&matrix.block_type];
+        let layout = pipeline.get_bind_group_layout(0);
+        let dispatches = matrix
+            .chunks
+            .iter()
+            .map(|chunk| {
+                let params = MatVecParams {
+                    rows: chunk.rows as u32,
+                    blocks_per_row: matrix.blocks_per_row() as u32,
+                    row_offset: chunk.first_row as u32,
+                    x_offset: x_offset as u32,
+                };
+                let uniform = ctx
+                    .device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("matvec params"),
+                        contents: bytemuck::bytes_of(&params),
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    });
+                let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("matvec"),
+                    layout: &layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: chunk.buffer.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: x.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: y.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: uniform.as_entire_binding(),
+                        },
+                    ],
+                });
+                let groups_x = chunk.rows.clamp(1, MAX_GROUPS_PER_DIMENSION);
+                let groups_y = chunk.rows.div_ceil(groups_x).max(1);
+                (bind_group, [groups_x as u32, groups_y as u32])
+            })
+            .collect();
+        PreparedMatVec {
+            block_type: matrix.block_type,
+            dispatches,
+        }
+    }
+
+    /// Records a prepared product into an open compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, prepared: &PreparedMatVec) {
+        pass.set_pipeline(&self.pipelines[&prepared.block_type]);
+        for (bind_group, [x, y]) in &prepared.dispatches {
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
+    }
+
+    /// Records `y[..rows] = W · x[x_offset..x_offset + cols]` into `encoder` in its own pass.
     pub fn encode(
         &self,
         ctx: &GpuContext,
@@ -69,53 +139,17 @@ impl MatVecKernels {
         x_offset: usize,
         y: &wgpu::Buffer,
     ) {
-        let pipeline = &self.pipelines[&matrix.block_type];
-        let layout = pipeline.get_bind_group_layout(0);
-        for chunk in &matrix.chunks {
-            let params = MatVecParams {
-                rows: chunk.rows as u32,
-                blocks_per_row: matrix.blocks_per_row() as u32,
-                row_offset: chunk.first_row as u32,
-                x_offset: x_offset as u32,
-            };
-            let uniform = ctx
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("matvec params"),
-                    contents: bytemuck::bytes_of(&params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("matvec"),
-                layout: &layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: chunk.buffer.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: x.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: y.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: uniform.as_entire_binding(),
-                    },
-                ],
-            });
-            let groups_x = chunk.rows.clamp(1, MAX_GROUPS_PER_DIMENSION);
-            let groups_y = chunk.rows.div_ceil(groups_x).max(1);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("matvec"),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups_x as u32, groups_y as u32, 1);
-        }
+        let prepared = self.prepare(ctx, matrix, x, x_offset, y);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("matvec"),
+            timestamp_writes: None,
+        });
+        self.record(&mut pass, &prepared);
     }
+}
+
+/// A matrix-vector product with its buffers bound: one dispatch per weight chunk.
+pub struct PreparedMatVec {
+    block_type: BlockType,
+    dispatches: Vec<(wgpu::BindGroup, [u32; 2])>,
 }

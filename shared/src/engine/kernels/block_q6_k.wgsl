@@ -14,13 +14,13 @@ const BLOCK_BYTES: u32 = 210u;
 fn block_dot(offset: u32, x_start: u32) -> f32 {
     let d = f16_at(offset + 208u);
     var sum = 0.0;
-    for (var half = 0u; half < 2u; half++) {
-        let ql = offset + half * 64u;
-        let qh = offset + 128u + half * 32u;
-        let sc = offset + 192u + half * 8u;
-        let xs = x_start + half * 128u;
+    for (var part = 0u; part < 2u; part++) {
+        let ql = offset + part * 64u;
+        let qh = offset + 128u + part * 32u;
+        let sc = offset + 192u + part * 8u;
+        let xs = x_start + part * 128u;
         for (var l = 0u; l < 32u; l++) {
-            let is = l / 16u;
+            let sub = l / 16u;
             let low = byte_at(ql + l);
             let low32 = byte_at(ql + l + 32u);
             let high = byte_at(qh + l);
@@ -28,10 +28,10 @@ fn block_dot(offset: u32, x_start: u32) -> f32 {
             let q2 = f32(i32((low32 & 0xFu) | (((high >> 2u) & 3u) << 4u)) - 32);
             let q3 = f32(i32((low >> 4u) | (((high >> 4u) & 3u) << 4u)) - 32);
             let q4 = f32(i32((low32 >> 4u) | (((high >> 6u) & 3u) << 4u)) - 32);
-            sum += f32(i8_at(sc + is)) * q1 * x[xs + l];
-            sum += f32(i8_at(sc + is + 2u)) * q2 * x[xs + l + 32u];
-            sum += f32(i8_at(sc + is + 4u)) * q3 * x[xs + l + 64u];
-            sum += f32(i8_at(sc + is + 6u)) * q4 * x[xs + l + 96u];
+            sum += f32(i8_at(sc + sub)) * q1 * x[xs + l];
+            sum += f32(i8_at(sc + sub + 2u)) * q2 * x[xs + l + 32u];
+            sum += f32(i8_at(sc + sub + 4u)) * q3 * x[xs + l + 64u];
+            sum += f32(i8_at(sc + sub + 6u)) * q4 * x[xs + l + 96u];
         }
     }
     return d * sum;

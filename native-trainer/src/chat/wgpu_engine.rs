@@ -1,0 +1,63 @@
+//! The wgpu inference engine natively (Vulkan / Metal / DX12): `shared`'s GPU Qwen2 decoder,
+//! the same code the browser runs on WebGPU. Prompts are fed one token per step for now.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use shared::engine::{GpuContext, Qwen2Decoder};
+use shared::{GgufModel, ModelHyperparameters, ModelText};
+
+use super::language_model::LanguageModel;
+
+/// KV-cache length the native chat allocates (prompt + reply).
+pub const DEFAULT_MAX_POSITIONS: usize = 4096;
+
+pub struct WgpuEngine {
+    ctx: GpuContext,
+    decoder: Qwen2Decoder,
+}
+
+impl WgpuEngine {
+    pub fn load(path: &Path, max_positions: usize) -> Result<(Self, ModelText)> {
+        let started = Instant::now();
+        let source_name = path.display().to_string();
+        let mut file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open model file {source_name}"))?;
+        let gguf = GgufModel::read(&mut file, &source_name)?;
+        let text = ModelText::from_gguf(&gguf)?;
+        let ctx = pollster::block_on(GpuContext::new())?;
+        let decoder = Qwen2Decoder::load(&ctx, &gguf, &mut file, max_positions)?;
+        tracing::info!(
+            "loaded {source_name} on {} ({:?}) in {:.1}s",
+            ctx.adapter_info.name,
+            ctx.adapter_info.backend,
+            started.elapsed().as_secs_f64()
+        );
+        Ok((Self { ctx, decoder }, text))
+    }
+}
+
+impl LanguageModel for WgpuEngine {
+    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        let mut logits = Vec::new();
+        for (i, &token) in tokens.iter().enumerate() {
+            logits = pollster::block_on(self.decoder.forward(&self.ctx, token, position + i))?;
+        }
+        let vocab = logits.len();
+        Ok(Tensor::from_vec(logits, vocab, &Device::Cpu)?)
+    }
+
+    fn clear_cache(&mut self) {
+        // Positions are rewritten from 0 by the next prompt; nothing to free.
+    }
+
+    fn hyperparameters(&self) -> &ModelHyperparameters {
+        &self.decoder.hyperparameters
+    }
+
+    fn max_positions(&self) -> usize {
+        self.decoder.max_positions
+    }
+}

@@ -1,0 +1,455 @@
+//! A Qwen2 model on the GPU, one token per step: weights uploaded in their GGUF block types,
+//! a KV cache per layer, and the whole step (24 layers for the 0.5B model) recorded as one
+//! compute pass of prepared kernels. The token embedding is looked up on the CPU from the raw
+//! GGUF rows, so only one row per step is dequantized.
+
+use std::io::{Read, Seek};
+
+use bytemuck::{Pod, Zeroable};
+use candle_core::quantized::{GgmlDType, ggml_file::qtensor_from_ggml};
+
+use super::block_type::BlockType;
+use super::gpu_context::{EngineError, GpuContext};
+use super::matvec::{MatVecKernels, PreparedMatVec};
+use super::quantized_matrix::QuantizedMatrix;
+use super::readback::read_f32;
+use super::vector_kernels::{Binding, PreparedOp, VectorKernel, VectorKernels};
+use crate::gguf_metadata::{Architecture, GgufModel, ModelHyperparameters};
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StepUniform {
+    position: u32,
+    kv_len: u32,
+}
+
+/// One entry of the recorded step, in execution order.
+enum Stage {
+    MatVec(PreparedMatVec),
+    Op(PreparedOp),
+}
+
+/// Token embedding rows kept in their GGUF encoding on the CPU.
+struct EmbeddingRows {
+    dtype: GgmlDType,
+    row_bytes: usize,
+    width: usize,
+    bytes: Vec<u8>,
+}
+
+impl EmbeddingRows {
+    fn row(&self, token: u32) -> Result<Vec<f32>, EngineError> {
+        let start = token as usize * self.row_bytes;
+        let raw = self
+            .bytes
+            .get(start..start + self.row_bytes)
+            .ok_or_else(|| {
+                EngineError::Unsupported(format!("token id {token} is outside the vocabulary"))
+            })?;
+        qtensor_from_ggml(self.dtype, raw, vec![self.width], &candle_core::Device::Cpu)
+            .and_then(|q| q.dequantize(&candle_core::Device::Cpu))
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| EngineError::Unsupported(format!("token embedding: {e}")))
+    }
+}
+
+pub struct Qwen2Decoder {
+    pub hyperparameters: ModelHyperparameters,
+    /// Longest sequence the KV cache holds.
+    pub max_positions: usize,
+    embedding: EmbeddingRows,
+    hidden: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    step: wgpu::Buffer,
+    stages: Vec<Stage>,
+    matvec: MatVecKernels,
+    ops: VectorKernels,
+    // Weights and caches stay alive as long as the decoder (bind groups refer to them).
+    _resources: Vec<wgpu::Buffer>,
+    _matrices: Vec<QuantizedMatrix>,
+}
+
+impl Qwen2Decoder {
+    /// Uploads the weights of a validated Qwen2 GGUF and prepares the step.
+    pub fn load<R: Read + Seek>(
+        ctx: &GpuContext,
+        gguf: &GgufModel,
+        reader: &mut R,
+        max_positions: usize,
+    ) -> Result<Self, EngineError> {
+        let hp = gguf.hyperparameters.clone();
+        if hp.architecture != Architecture::Qwen2 {
+            return Err(EngineError::Unsupported(format!(
+                "{}: the wgpu engine runs qwen2 models, this is {}",
+                gguf.source_name,
+                hp.architecture.as_str()
+            )));
+        }
+        let max_positions = max_positions.clamp(1, hp.context_length);
+        let tensor = |reader: &mut R, name: &str| {
+            gguf.tensor_bytes(reader, name)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))
+        };
+        let matvec = MatVecKernels::new(ctx);
+        let ops = VectorKernels::new(ctx);
+        let (d, ff, heads, kv_heads, head_dim) = (
+            hp.embedding_length,
+            hp.feed_forward_length,
+            hp.head_count,
+            hp.head_count_kv,
+            hp.head_dim,
+        );
+        let kv = kv_heads * head_dim;
+
+        let mut resources = Vec::new();
+        let mut matrices = Vec::new();
+        let storage = |label: &str, floats: usize, extra: wgpu::BufferUsages| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (floats.max(1) * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+                mapped_at_creation: false,
+            })
+        };
+        let upload_f32 = |reader: &mut R, name: &str| -> Result<wgpu::Buffer, EngineError> {
+            let values = f32_tensor(gguf, reader, name)?;
+            use wgpu::util::DeviceExt;
+            Ok(ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: bytemuck::cast_slice(&values),
+                    usage: wgpu::BufferUsages::STORAGE,
+                }))
+        };
+        let upload_matrix = |reader: &mut R, name: &str| -> Result<QuantizedMatrix, EngineError> {
+            let info = &gguf.content.tensor_infos[name];
+            let block_type = BlockType::from_ggml(info.ggml_dtype).ok_or_else(|| {
+                EngineError::Unsupported(format!(
+                    "{}: tensor `{name}` has type {:?}, which the wgpu engine cannot read",
+                    gguf.source_name, info.ggml_dtype
+                ))
+            })?;
+            let (rows, cols) = info
+                .shape
+                .dims2()
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            QuantizedMatrix::upload(ctx, name, block_type, rows, cols, &tensor(reader, name)?)
+        };
+
+        let hidden = storage("hidden", d, wgpu::BufferUsages::empty());
+        let normed = storage("normed", d, wgpu::BufferUsages::empty());
+        let q = storage("q", d, wgpu::BufferUsages::empty());
+        let k = storage("k", kv, wgpu::BufferUsages::empty());
+        let v = storage("v", kv, wgpu::BufferUsages::empty());
+        let attn = storage("attention", d, wgpu::BufferUsages::empty());
+        let projected = storage("projected", d, wgpu::BufferUsages::empty());
+        let gate = storage("gate", ff, wgpu::BufferUsages::empty());
+        let up = storage("up", ff, wgpu::BufferUsages::empty());
+        let scores = storage("scores", heads * max_positions, wgpu::BufferUsages::empty());
+        let logits = storage("logits", hp.vocab_size, wgpu::BufferUsages::COPY_SRC);
+        use wgpu::util::DeviceExt;
+        let step = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("step"),
+                contents: bytemuck::bytes_of(&StepUniform {
+                    position: 0,
+                    kv_len: 1,
+                }),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+
+        let n_params = |n: usize| Binding::Params((n as u32).to_le_bytes().to_vec());
+        let groups = |n: usize, size: usize| n.div_ceil(size) as u32;
+        let rms_params = {
+            let mut bytes = (d as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&hp.rms_norm_eps.to_le_bytes());
+            bytes
+        };
+        let rope_params = |n_heads: usize| {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&(n_heads as u32).to_le_bytes());
+            bytes.extend_from_slice(&(head_dim as u32).to_le_bytes());
+            bytes.extend_from_slice(&hp.rope_freq_base.to_le_bytes());
+            bytes.extend_from_slice(&[0; 4]);
+            bytes
+        };
+        let attention_params = {
+            let mut bytes = Vec::new();
+            for value in [heads, kv_heads, head_dim, max_positions] {
+                bytes.extend_from_slice(&(value as u32).to_le_bytes());
+            }
+            bytes.extend_from_slice(&(1.0 / (head_dim as f32).sqrt()).to_le_bytes());
+            bytes.extend_from_slice(&[0; 12]);
+            bytes
+        };
+
+        let mut stages = Vec::new();
+        for layer in 0..hp.block_count {
+            let name = |suffix: &str| format!("blk.{layer}.{suffix}");
+            let attn_norm = upload_f32(reader, &name("attn_norm.weight"))?;
+            let ffn_norm = upload_f32(reader, &name("ffn_norm.weight"))?;
+            let q_bias = upload_f32(reader, &name("attn_q.bias"))?;
+            let k_bias = upload_f32(reader, &name("attn_k.bias"))?;
+            let v_bias = upload_f32(reader, &name("attn_v.bias"))?;
+            let wq = upload_matrix(reader, &name("attn_q.weight"))?;
+            let wk = upload_matrix(reader, &name("attn_k.weight"))?;
+            let wv = upload_matrix(reader, &name("attn_v.weight"))?;
+            let wo = upload_matrix(reader, &name("attn_output.weight"))?;
+            let w_gate = upload_matrix(reader, &name("ffn_gate.weight"))?;
+            let w_up = upload_matrix(reader, &name("ffn_up.weight"))?;
+            let w_down = upload_matrix(reader, &name("ffn_down.weight"))?;
+            let k_cache = storage("k cache", max_positions * kv, wgpu::BufferUsages::empty());
+            let v_cache = storage("v cache", max_positions * kv, wgpu::BufferUsages::empty());
+
+            let op = |kernel, bindings: &[Binding<'_>], g| {
+                Stage::Op(ops.prepare(ctx, kernel, bindings, g))
+            };
+            let mv = |m: &QuantizedMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer| {
+                Stage::MatVec(matvec.prepare(ctx, m, x, 0, y))
+            };
+            stages.extend([
+                op(
+                    VectorKernel::RmsNorm,
+                    &[
+                        Binding::Buffer(&hidden),
+                        Binding::Buffer(&attn_norm),
+                        Binding::Buffer(&normed),
+                        Binding::Params(rms_params.clone()),
+                    ],
+                    1,
+                ),
+                mv(&wq, &normed, &q),
+                op(
+                    VectorKernel::AddInPlace,
+                    &[Binding::Buffer(&q), Binding::Buffer(&q_bias), n_params(d)],
+                    groups(d, 256),
+                ),
+                mv(&wk, &normed, &k),
+                op(
+                    VectorKernel::AddInPlace,
+                    &[Binding::Buffer(&k), Binding::Buffer(&k_bias), n_params(kv)],
+                    groups(kv, 256),
+                ),
+                mv(&wv, &normed, &v),
+                op(
+                    VectorKernel::AddInPlace,
+                    &[Binding::Buffer(&v), Binding::Buffer(&v_bias), n_params(kv)],
+                    groups(kv, 256),
+                ),
+                op(
+                    VectorKernel::RopeNeox,
+                    &[
+                        Binding::Buffer(&q),
+                        Binding::Params(rope_params(heads)),
+                        Binding::Buffer(&step),
+                    ],
+                    groups(heads * head_dim / 2, 64),
+                ),
+                op(
+                    VectorKernel::RopeNeox,
+                    &[
+                        Binding::Buffer(&k),
+                        Binding::Params(rope_params(kv_heads)),
+                        Binding::Buffer(&step),
+                    ],
+                    groups(kv_heads * head_dim / 2, 64),
+                ),
+                op(
+                    VectorKernel::KvStore,
+                    &[
+                        Binding::Buffer(&k),
+                        Binding::Buffer(&k_cache),
+                        n_params(kv),
+                        Binding::Buffer(&step),
+                    ],
+                    groups(kv, 64),
+                ),
+                op(
+                    VectorKernel::KvStore,
+                    &[
+                        Binding::Buffer(&v),
+                        Binding::Buffer(&v_cache),
+                        n_params(kv),
+                        Binding::Buffer(&step),
+                    ],
+                    groups(kv, 64),
+                ),
+                op(
+                    VectorKernel::AttentionDecode,
+                    &[
+                        Binding::Buffer(&q),
+                        Binding::Buffer(&k_cache),
+                        Binding::Buffer(&v_cache),
+                        Binding::Buffer(&scores),
+                        Binding::Buffer(&attn),
+                        Binding::Params(attention_params.clone()),
+                        Binding::Buffer(&step),
+                    ],
+                    heads as u32,
+                ),
+                mv(&wo, &attn, &projected),
+                op(
+                    VectorKernel::AddInPlace,
+                    &[
+                        Binding::Buffer(&hidden),
+                        Binding::Buffer(&projected),
+                        n_params(d),
+                    ],
+                    groups(d, 256),
+                ),
+                op(
+                    VectorKernel::RmsNorm,
+                    &[
+                        Binding::Buffer(&hidden),
+                        Binding::Buffer(&ffn_norm),
+                        Binding::Buffer(&normed),
+                        Binding::Params(rms_params.clone()),
+                    ],
+                    1,
+                ),
+                mv(&w_gate, &normed, &gate),
+                mv(&w_up, &normed, &up),
+                op(
+                    VectorKernel::SiluMul,
+                    &[Binding::Buffer(&gate), Binding::Buffer(&up), n_params(ff)],
+                    groups(ff, 256),
+                ),
+                mv(&w_down, &gate, &projected),
+                op(
+                    VectorKernel::AddInPlace,
+                    &[
+                        Binding::Buffer(&hidden),
+                        Binding::Buffer(&projected),
+                        n_params(d),
+                    ],
+                    groups(d, 256),
+                ),
+            ]);
+            resources.extend([
+                attn_norm, ffn_norm, q_bias, k_bias, v_bias, k_cache, v_cache,
+            ]);
+            matrices.extend([wq, wk, wv, wo, w_gate, w_up, w_down]);
+        }
+
+        let output_norm = upload_f32(reader, "output_norm.weight")?;
+        let output_name = if hp.tied_embeddings {
+            "token_embd.weight"
+        } else {
+            "output.weight"
+        };
+        let output = upload_matrix(reader, output_name)?;
+        stages.push(Stage::Op(ops.prepare(
+            ctx,
+            VectorKernel::RmsNorm,
+            &[
+                Binding::Buffer(&hidden),
+                Binding::Buffer(&output_norm),
+                Binding::Buffer(&normed),
+                Binding::Params(rms_params),
+            ],
+            1,
+        )));
+        stages.push(Stage::MatVec(
+            matvec.prepare(ctx, &output, &normed, 0, &logits),
+        ));
+        matrices.push(output);
+        resources.extend([
+            output_norm,
+            normed,
+            q,
+            k,
+            v,
+            attn,
+            projected,
+            gate,
+            up,
+            scores,
+        ]);
+
+        let embedding_info = &gguf.content.tensor_infos["token_embd.weight"];
+        let embedding_bytes = tensor(reader, "token_embd.weight")?;
+        let embedding = EmbeddingRows {
+            dtype: embedding_info.ggml_dtype,
+            row_bytes: embedding_bytes.len() / hp.vocab_size,
+            width: d,
+            bytes: embedding_bytes,
+        };
+
+        Ok(Self {
+            hyperparameters: hp,
+            max_positions,
+            embedding,
+            hidden,
+            logits,
+            step,
+            stages,
+            matvec,
+            ops,
+            _resources: resources,
+            _matrices: matrices,
+        })
+    }
+
+    /// Runs `token` at `position` (positions must be fed in order from 0) and returns the
+    /// logits for the next token.
+    pub async fn forward(
+        &self,
+        ctx: &GpuContext,
+        token: u32,
+        position: usize,
+    ) -> Result<Vec<f32>, EngineError> {
+        if position >= self.max_positions {
+            return Err(EngineError::Unsupported(format!(
+                "position {position} is beyond the KV cache of {} tokens",
+                self.max_positions
+            )));
+        }
+        let embedding = self.embedding.row(token)?;
+        ctx.queue
+            .write_buffer(&self.hidden, 0, bytemuck::cast_slice(&embedding));
+        let step = StepUniform {
+            position: position as u32,
+            kv_len: position as u32 + 1,
+        };
+        ctx.queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("qwen2 step"),
+                timestamp_writes: None,
+            });
+            for stage in &self.stages {
+                match stage {
+                    Stage::MatVec(prepared) => self.matvec.record(&mut pass, prepared),
+                    Stage::Op(op) => self.ops.record(&mut pass, op),
+                }
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        read_f32(ctx, &self.logits, self.hyperparameters.vocab_size).await
+    }
+}
+
+/// A small tensor (norm weight, bias) as f32, dequantized on the CPU if stored otherwise.
+fn f32_tensor<R: Read + Seek>(
+    gguf: &GgufModel,
+    reader: &mut R,
+    name: &str,
+) -> Result<Vec<f32>, EngineError> {
+    let info = &gguf.content.tensor_infos[name];
+    let bytes = gguf
+        .tensor_bytes(reader, name)
+        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+    qtensor_from_ggml(
+        info.ggml_dtype,
+        &bytes,
+        info.shape.dims().to_vec(),
+        &candle_core::Device::Cpu,
+    )
+    .and_then(|q| q.dequantize(&candle_core::Device::Cpu))
+    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+    .map_err(|e| EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name)))
+}

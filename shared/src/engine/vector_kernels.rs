@@ -1,0 +1,141 @@
+//! The small kernels of a transformer step besides the matrix products: RMSNorm, residual and
+//! bias adds, SwiGLU, NeoX RoPE, KV-cache append and decode attention (`kernels/*.wgsl`).
+
+use std::collections::HashMap;
+
+use wgpu::util::DeviceExt;
+
+use super::gpu_context::GpuContext;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VectorKernel {
+    RmsNorm,
+    AddInPlace,
+    SiluMul,
+    RopeNeox,
+    KvStore,
+    AttentionDecode,
+}
+
+impl VectorKernel {
+    const ALL: [VectorKernel; 6] = [
+        VectorKernel::RmsNorm,
+        VectorKernel::AddInPlace,
+        VectorKernel::SiluMul,
+        VectorKernel::RopeNeox,
+        VectorKernel::KvStore,
+        VectorKernel::AttentionDecode,
+    ];
+
+    fn source(self) -> &'static str {
+        match self {
+            VectorKernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
+            VectorKernel::AddInPlace => include_str!("kernels/add_in_place.wgsl"),
+            VectorKernel::SiluMul => include_str!("kernels/silu_mul.wgsl"),
+            VectorKernel::RopeNeox => include_str!("kernels/rope_neox.wgsl"),
+            VectorKernel::KvStore => include_str!("kernels/kv_store.wgsl"),
+            VectorKernel::AttentionDecode => include_str!("kernels/attention_decode.wgsl"),
+        }
+    }
+}
+
+/// One binding of a kernel, in binding order.
+pub enum Binding<'a> {
+    Buffer(&'a wgpu::Buffer),
+    /// A uniform created from these bytes (the kernel's `Params`).
+    Params(Vec<u8>),
+}
+
+/// A kernel with its buffers bound and its grid size.
+pub struct PreparedOp {
+    kernel: VectorKernel,
+    bind_group: wgpu::BindGroup,
+    groups: u32,
+}
+
+pub struct VectorKernels {
+    pipelines: HashMap<VectorKernel, wgpu::ComputePipeline>,
+}
+
+impl VectorKernels {
+    pub fn new(ctx: &GpuContext) -> Self {
+        let pipelines = VectorKernel::ALL
+            .iter()
+            .map(|&kernel| {
+                let label = format!("{kernel:?}");
+                let module = ctx
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&label),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                    });
+                let pipeline =
+                    ctx.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(&label),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some("main"),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        });
+                (kernel, pipeline)
+            })
+            .collect();
+        Self { pipelines }
+    }
+
+    /// Binds `kernel` to `bindings` (binding 0, 1, …) for a grid of `groups` workgroups.
+    pub fn prepare(
+        &self,
+        ctx: &GpuContext,
+        kernel: VectorKernel,
+        bindings: &[Binding<'_>],
+        groups: u32,
+    ) -> PreparedOp {
+        let uniforms: Vec<Option<wgpu::Buffer>> = bindings
+            .iter()
+            .map(|binding| match binding {
+                Binding::Params(bytes) => Some(ctx.device.create_buffer_init(
+                    &wgpu::util::BufferInitDescriptor {
+                        label: Some("params"),
+                        contents: bytes,
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    },
+                )),
+                Binding::Buffer(_) => None,
+            })
+            .collect();
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .zip(&uniforms)
+            .enumerate()
+            .map(|(i, (binding, uniform))| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: match (binding, uniform) {
+                    (Binding::Buffer(buffer), _) => buffer.as_entire_binding(),
+                    (Binding::Params(_), Some(uniform)) => uniform.as_entire_binding(),
+                    (Binding::Params(_), None) => {
+                        unreachable!("a uniform was made for every Params")
+                    }
+                },
+            })
+            .collect();
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("vector op"),
+            layout: &self.pipelines[&kernel].get_bind_group_layout(0),
+            entries: &entries,
+        });
+        PreparedOp {
+            kernel,
+            bind_group,
+            groups: groups.max(1),
+        }
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, op: &PreparedOp) {
+        pass.set_pipeline(&self.pipelines[&op.kernel]);
+        pass.set_bind_group(0, &op.bind_group, &[]);
+        pass.dispatch_workgroups(op.groups, 1, 1);
+    }
+}
