@@ -93,8 +93,14 @@ impl BlockType {
             BlockType::Q4_1 => include_str!("kernels/block_q4_1.wgsl"),
             BlockType::Q5_0 => include_str!("kernels/block_q5_0.wgsl"),
             BlockType::Q8_0 => include_str!("kernels/block_q8_0.wgsl"),
-            BlockType::Q4K => include_str!("kernels/block_q4_k.wgsl"),
-            BlockType::Q5K => include_str!("kernels/block_q5_k.wgsl"),
+            BlockType::Q4K => concat!(
+                include_str!("kernels/k_quant_scale_min.wgsl"),
+                include_str!("kernels/block_q4_k.wgsl")
+            ),
+            BlockType::Q5K => concat!(
+                include_str!("kernels/k_quant_scale_min.wgsl"),
+                include_str!("kernels/block_q5_k.wgsl")
+            ),
             BlockType::Q6K => include_str!("kernels/block_q6_k.wgsl"),
         }
     }

@@ -79,4 +79,23 @@ impl GpuContext {
             has_shader_f16,
         })
     }
+
+    /// Compiles a WGSL compute shader whose entry point is `main`.
+    pub fn compute_pipeline(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+    }
 }

@@ -37,22 +37,7 @@ impl MatVecKernels {
                     block_type.block_kernel_source()
                 );
                 let label = format!("matvec {block_type:?}");
-                let module = ctx
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&label),
-                        source: wgpu::ShaderSource::Wgsl(source.into()),
-                    });
-                let pipeline =
-                    ctx.device
-                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(&label),
-                            layout: None,
-                            module: &module,
-                            entry_point: Some("main"),
-                            compilation_options: Default::default(),
-                            cache: None,
-                        });
+                let pipeline = ctx.compute_pipeline(&label, &source);
                 (block_type, pipeline)
             })
             .collect();

@@ -185,6 +185,62 @@ impl Qwen2Decoder {
             bytes
         };
 
+        // The kernels of one step, bound to this model's buffers.
+        let rms_norm = |weight: &wgpu::Buffer| {
+            let bindings = [
+                Binding::Buffer(&hidden),
+                Binding::Buffer(weight),
+                Binding::Buffer(&normed),
+                Binding::Params(rms_params.clone()),
+            ];
+            Stage::Op(ops.prepare(ctx, VectorKernel::RmsNorm, &bindings, 1))
+        };
+        let add = |target: &wgpu::Buffer, addend: &wgpu::Buffer, n: usize| {
+            let bindings = [
+                Binding::Buffer(target),
+                Binding::Buffer(addend),
+                n_params(n),
+            ];
+            Stage::Op(ops.prepare(ctx, VectorKernel::AddInPlace, &bindings, groups(n, 256)))
+        };
+        let rope = |vectors: &wgpu::Buffer, n_heads: usize| {
+            let bindings = [
+                Binding::Buffer(vectors),
+                Binding::Params(rope_params(n_heads)),
+                Binding::Buffer(&step),
+            ];
+            let pairs = n_heads * head_dim / 2;
+            Stage::Op(ops.prepare(ctx, VectorKernel::RopeNeox, &bindings, groups(pairs, 64)))
+        };
+        let kv_store = |source: &wgpu::Buffer, cache: &wgpu::Buffer| {
+            let bindings = [
+                Binding::Buffer(source),
+                Binding::Buffer(cache),
+                n_params(kv),
+                Binding::Buffer(&step),
+            ];
+            Stage::Op(ops.prepare(ctx, VectorKernel::KvStore, &bindings, groups(kv, 64)))
+        };
+        let attention = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
+            let bindings = [
+                Binding::Buffer(&q),
+                Binding::Buffer(k_cache),
+                Binding::Buffer(v_cache),
+                Binding::Buffer(&scores),
+                Binding::Buffer(&attn),
+                Binding::Params(attention_params.clone()),
+                Binding::Buffer(&step),
+            ];
+            Stage::Op(ops.prepare(ctx, VectorKernel::AttentionDecode, &bindings, heads as u32))
+        };
+        let silu_mul = || {
+            let bindings = [Binding::Buffer(&gate), Binding::Buffer(&up), n_params(ff)];
+            Stage::Op(ops.prepare(ctx, VectorKernel::SiluMul, &bindings, groups(ff, 256)))
+        };
+        let mv = |m: &QuantizedMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer| {
+            Stage::MatVec(matvec.prepare(ctx, m, x, 0, y))
+        };
+
         let mut stages = Vec::new();
         for layer in 0..hp.block_count {
             let name = |suffix: &str| format!("blk.{layer}.{suffix}");
@@ -203,129 +259,29 @@ impl Qwen2Decoder {
             let k_cache = storage("k cache", max_positions * kv, wgpu::BufferUsages::empty());
             let v_cache = storage("v cache", max_positions * kv, wgpu::BufferUsages::empty());
 
-            let op = |kernel, bindings: &[Binding<'_>], g| {
-                Stage::Op(ops.prepare(ctx, kernel, bindings, g))
-            };
-            let mv = |m: &QuantizedMatrix, x: &wgpu::Buffer, y: &wgpu::Buffer| {
-                Stage::MatVec(matvec.prepare(ctx, m, x, 0, y))
-            };
             stages.extend([
-                op(
-                    VectorKernel::RmsNorm,
-                    &[
-                        Binding::Buffer(&hidden),
-                        Binding::Buffer(&attn_norm),
-                        Binding::Buffer(&normed),
-                        Binding::Params(rms_params.clone()),
-                    ],
-                    1,
-                ),
+                // Attention block.
+                rms_norm(&attn_norm),
                 mv(&wq, &normed, &q),
-                op(
-                    VectorKernel::AddInPlace,
-                    &[Binding::Buffer(&q), Binding::Buffer(&q_bias), n_params(d)],
-                    groups(d, 256),
-                ),
+                add(&q, &q_bias, d),
                 mv(&wk, &normed, &k),
-                op(
-                    VectorKernel::AddInPlace,
-                    &[Binding::Buffer(&k), Binding::Buffer(&k_bias), n_params(kv)],
-                    groups(kv, 256),
-                ),
+                add(&k, &k_bias, kv),
                 mv(&wv, &normed, &v),
-                op(
-                    VectorKernel::AddInPlace,
-                    &[Binding::Buffer(&v), Binding::Buffer(&v_bias), n_params(kv)],
-                    groups(kv, 256),
-                ),
-                op(
-                    VectorKernel::RopeNeox,
-                    &[
-                        Binding::Buffer(&q),
-                        Binding::Params(rope_params(heads)),
-                        Binding::Buffer(&step),
-                    ],
-                    groups(heads * head_dim / 2, 64),
-                ),
-                op(
-                    VectorKernel::RopeNeox,
-                    &[
-                        Binding::Buffer(&k),
-                        Binding::Params(rope_params(kv_heads)),
-                        Binding::Buffer(&step),
-                    ],
-                    groups(kv_heads * head_dim / 2, 64),
-                ),
-                op(
-                    VectorKernel::KvStore,
-                    &[
-                        Binding::Buffer(&k),
-                        Binding::Buffer(&k_cache),
-                        n_params(kv),
-                        Binding::Buffer(&step),
-                    ],
-                    groups(kv, 64),
-                ),
-                op(
-                    VectorKernel::KvStore,
-                    &[
-                        Binding::Buffer(&v),
-                        Binding::Buffer(&v_cache),
-                        n_params(kv),
-                        Binding::Buffer(&step),
-                    ],
-                    groups(kv, 64),
-                ),
-                op(
-                    VectorKernel::AttentionDecode,
-                    &[
-                        Binding::Buffer(&q),
-                        Binding::Buffer(&k_cache),
-                        Binding::Buffer(&v_cache),
-                        Binding::Buffer(&scores),
-                        Binding::Buffer(&attn),
-                        Binding::Params(attention_params.clone()),
-                        Binding::Buffer(&step),
-                    ],
-                    heads as u32,
-                ),
+                add(&v, &v_bias, kv),
+                rope(&q, heads),
+                rope(&k, kv_heads),
+                kv_store(&k, &k_cache),
+                kv_store(&v, &v_cache),
+                attention(&k_cache, &v_cache),
                 mv(&wo, &attn, &projected),
-                op(
-                    VectorKernel::AddInPlace,
-                    &[
-                        Binding::Buffer(&hidden),
-                        Binding::Buffer(&projected),
-                        n_params(d),
-                    ],
-                    groups(d, 256),
-                ),
-                op(
-                    VectorKernel::RmsNorm,
-                    &[
-                        Binding::Buffer(&hidden),
-                        Binding::Buffer(&ffn_norm),
-                        Binding::Buffer(&normed),
-                        Binding::Params(rms_params.clone()),
-                    ],
-                    1,
-                ),
+                add(&hidden, &projected, d),
+                // SwiGLU feed-forward block.
+                rms_norm(&ffn_norm),
                 mv(&w_gate, &normed, &gate),
                 mv(&w_up, &normed, &up),
-                op(
-                    VectorKernel::SiluMul,
-                    &[Binding::Buffer(&gate), Binding::Buffer(&up), n_params(ff)],
-                    groups(ff, 256),
-                ),
+                silu_mul(),
                 mv(&w_down, &gate, &projected),
-                op(
-                    VectorKernel::AddInPlace,
-                    &[
-                        Binding::Buffer(&hidden),
-                        Binding::Buffer(&projected),
-                        n_params(d),
-                    ],
-                    groups(d, 256),
-                ),
+                add(&hidden, &projected, d),
             ]);
             resources.extend([
                 attn_norm, ffn_norm, q_bias, k_bias, v_bias, k_cache, v_cache,
@@ -340,20 +296,8 @@ impl Qwen2Decoder {
             "output.weight"
         };
         let output = upload_matrix(reader, output_name)?;
-        stages.push(Stage::Op(ops.prepare(
-            ctx,
-            VectorKernel::RmsNorm,
-            &[
-                Binding::Buffer(&hidden),
-                Binding::Buffer(&output_norm),
-                Binding::Buffer(&normed),
-                Binding::Params(rms_params),
-            ],
-            1,
-        )));
-        stages.push(Stage::MatVec(
-            matvec.prepare(ctx, &output, &normed, 0, &logits),
-        ));
+        stages.push(rms_norm(&output_norm));
+        stages.push(mv(&output, &normed, &logits));
         matrices.push(output);
         resources.extend([
             output_norm,

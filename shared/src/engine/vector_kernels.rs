@@ -63,22 +63,7 @@ impl VectorKernels {
             .iter()
             .map(|&kernel| {
                 let label = format!("{kernel:?}");
-                let module = ctx
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(&label),
-                        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-                    });
-                let pipeline =
-                    ctx.device
-                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(&label),
-                            layout: None,
-                            module: &module,
-                            entry_point: Some("main"),
-                            compilation_options: Default::default(),
-                            cache: None,
-                        });
+                let pipeline = ctx.compute_pipeline(&label, kernel.source());
                 (kernel, pipeline)
             })
             .collect();

@@ -1,22 +1,12 @@
 // Q4_K: 256 weights in 144 bytes, 8 sub-blocks of 32 with 6-bit scales and minimums.
 //   bytes 0..2     d          f16 super-scale
 //   bytes 2..4     dmin       f16 super-minimum
-//   bytes 4..16    scales[12] 8 scales + 8 minimums, 6 bits each (packing: `scale_min` below)
+//   bytes 4..16    scales[12] 8 scales + 8 minimums, 6 bits each (packing: k_quant_scale_min.wgsl)
 //   bytes 16..144  qs[128]    4-bit quants; 32-byte group g holds sub-block 2g (low nibbles)
 //                             and 2g+1 (high nibbles)
 // w = d * scale[s] * q - dmin * min[s]
 const BLOCK_ELEMENTS: u32 = 256u;
 const BLOCK_BYTES: u32 = 144u;
-
-// Scale (x) and minimum (y) of sub-block j, as ggml's get_scale_min_k4.
-fn scale_min(scales: u32, j: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2<f32>(f32(byte_at(scales + j) & 63u), f32(byte_at(scales + j + 4u) & 63u));
-    }
-    let sc = (byte_at(scales + j + 4u) & 0xFu) | ((byte_at(scales + j - 4u) >> 6u) << 4u);
-    let m = (byte_at(scales + j + 4u) >> 4u) | ((byte_at(scales + j) >> 6u) << 4u);
-    return vec2<f32>(f32(sc), f32(m));
-}
 
 fn block_dot(offset: u32, x_start: u32) -> f32 {
     let d = f16_at(offset);

@@ -9,15 +9,6 @@
 const BLOCK_ELEMENTS: u32 = 256u;
 const BLOCK_BYTES: u32 = 176u;
 
-fn scale_min(scales: u32, j: u32) -> vec2<f32> {
-    if (j < 4u) {
-        return vec2<f32>(f32(byte_at(scales + j) & 63u), f32(byte_at(scales + j + 4u) & 63u));
-    }
-    let sc = (byte_at(scales + j + 4u) & 0xFu) | ((byte_at(scales + j - 4u) >> 6u) << 4u);
-    let m = (byte_at(scales + j + 4u) >> 4u) | ((byte_at(scales + j) >> 6u) << 4u);
-    return vec2<f32>(f32(sc), f32(m));
-}
-
 fn block_dot(offset: u32, x_start: u32) -> f32 {
     let d = f16_at(offset);
     let dmin = f16_at(offset + 2u);
