@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek};
 
-use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 
 /// Model families whose GGUF metadata we understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,10 +160,8 @@ impl GgufModel {
                 source_name: self.source_name.clone(),
                 tensor: name.to_string(),
             })?;
-        let elements = info.shape.elem_count();
-        let size = elements.div_ceil(info.ggml_dtype.block_size()) * info.ggml_dtype.type_size();
         let start = self.content.tensor_data_offset + info.offset;
-        let mut bytes = vec![0u8; size];
+        let mut bytes = vec![0u8; tensor_byte_len(info) as usize];
         reader
             .seek(std::io::SeekFrom::Start(start))
             .and_then(|_| reader.read_exact(&mut bytes))
@@ -419,6 +417,13 @@ fn expected_tensors(hp: &ModelHyperparameters) -> Vec<(String, Vec<usize>)> {
     tensors
 }
 
+/// Bytes a tensor's data occupies in the file: whole blocks of its GGML type.
+fn tensor_byte_len(info: &TensorInfo) -> u64 {
+    let elements = info.shape.elem_count() as u64;
+    let blocks = elements.div_ceil(info.ggml_dtype.block_size() as u64);
+    blocks * info.ggml_dtype.type_size() as u64
+}
+
 fn check_tensor_table(
     source_name: &str,
     content: &Content,
@@ -447,11 +452,8 @@ fn check_tensor_table(
     names.sort();
     for name in names {
         let info = &content.tensor_infos[name];
-        let elements = info.shape.elem_count() as u64;
-        let block = info.ggml_dtype.block_size() as u64;
-        let bytes = elements.div_ceil(block) * info.ggml_dtype.type_size() as u64;
         let start = content.tensor_data_offset.saturating_add(info.offset);
-        let end = start.saturating_add(bytes);
+        let end = start.saturating_add(tensor_byte_len(info));
         if end > file_size {
             return Err(GgufError::TensorOutOfBounds {
                 source_name: source_name.to_string(),
