@@ -43,6 +43,7 @@ fn logits_match_candle_and_greedy_tokens_agree() {
         .unwrap();
     let prompt_len = tokens.len();
     let mut worst = 0f32;
+    let mut last_prompt_logits = Vec::new();
     let mut position = 0;
     // Every prompt position is compared with candle; then the decoder continues greedily alone.
     while position < prompt_len {
@@ -76,9 +77,21 @@ fn logits_match_candle_and_greedy_tokens_agree() {
         );
         if position + 1 == prompt_len {
             tokens.push(top_ours as u32);
+            last_prompt_logits = ours;
         }
         position += 1;
     }
+    // A prompt submitted step after step with one readback at the end (the prefill path)
+    // gives exactly the logits of reading every step.
+    for (position, &token) in tokens[..prompt_len].iter().enumerate() {
+        decoder.submit_step(&ctx, token, position).unwrap();
+    }
+    let prefilled = pollster::block_on(decoder.read_logits(&ctx)).unwrap();
+    assert_eq!(
+        prefilled, last_prompt_logits,
+        "prefill without readbacks changed the logits"
+    );
+
     while tokens.len() < prompt_len + 3 {
         let logits = pollster::block_on(decoder.forward(&ctx, tokens[position], position)).unwrap();
         tokens.push(argmax(&logits) as u32);

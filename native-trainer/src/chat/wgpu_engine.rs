@@ -41,10 +41,10 @@ impl WgpuEngine {
 
 impl LanguageModel for WgpuEngine {
     fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        let mut logits = Vec::new();
         for (i, &token) in tokens.iter().enumerate() {
-            logits = pollster::block_on(self.decoder.forward(&self.ctx, token, position + i))?;
+            self.decoder.submit_step(&self.ctx, token, position + i)?;
         }
+        let logits = pollster::block_on(self.decoder.read_logits(&self.ctx))?;
         let vocab = logits.len();
         Ok(Tensor::from_vec(logits, vocab, &Device::Cpu)?)
     }

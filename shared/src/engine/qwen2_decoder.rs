@@ -46,9 +46,7 @@ impl EmbeddingRows {
             .ok_or_else(|| {
                 EngineError::Unsupported(format!("token id {token} is outside the vocabulary"))
             })?;
-        qtensor_from_ggml(self.dtype, raw, vec![self.width], &candle_core::Device::Cpu)
-            .and_then(|q| q.dequantize(&candle_core::Device::Cpu))
-            .and_then(|t| t.to_vec1::<f32>())
+        dequantize_f32(self.dtype, raw, vec![self.width])
             .map_err(|e| EngineError::Unsupported(format!("token embedding: {e}")))
     }
 }
@@ -344,6 +342,18 @@ impl Qwen2Decoder {
         token: u32,
         position: usize,
     ) -> Result<Vec<f32>, EngineError> {
+        self.submit_step(ctx, token, position)?;
+        self.read_logits(ctx).await
+    }
+
+    /// Queues the step for `token` at `position` without reading anything back: a prompt's
+    /// tokens are submitted one after another and only the last step's logits are read.
+    pub fn submit_step(
+        &self,
+        ctx: &GpuContext,
+        token: u32,
+        position: usize,
+    ) -> Result<(), EngineError> {
         if position >= self.max_positions {
             return Err(EngineError::Unsupported(format!(
                 "position {position} is beyond the KV cache of {} tokens",
@@ -373,6 +383,11 @@ impl Qwen2Decoder {
             }
         }
         ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// The logits written by the last submitted step.
+    pub async fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>, EngineError> {
         read_f32(ctx, &self.logits, self.hyperparameters.vocab_size).await
     }
 }
@@ -387,13 +402,20 @@ fn f32_tensor<R: Read + Seek>(
     let bytes = gguf
         .tensor_bytes(reader, name)
         .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-    qtensor_from_ggml(
-        info.ggml_dtype,
-        &bytes,
-        info.shape.dims().to_vec(),
-        &candle_core::Device::Cpu,
-    )
-    .and_then(|q| q.dequantize(&candle_core::Device::Cpu))
-    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-    .map_err(|e| EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name)))
+    dequantize_f32(info.ggml_dtype, &bytes, info.shape.dims().to_vec()).map_err(|e| {
+        EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name))
+    })
+}
+
+/// GGUF-encoded values of any type as f32, decoded on the CPU by candle.
+fn dequantize_f32(
+    dtype: GgmlDType,
+    bytes: &[u8],
+    dims: Vec<usize>,
+) -> candle_core::Result<Vec<f32>> {
+    let device = candle_core::Device::Cpu;
+    qtensor_from_ggml(dtype, bytes, dims, &device)?
+        .dequantize(&device)?
+        .flatten_all()?
+        .to_vec1::<f32>()
 }
