@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
-use shared::{Architecture, GgufModel, ModelHyperparameters, ModelText};
+use shared::{Architecture, ModelHyperparameters, ModelText};
 
-use super::language_model::LanguageModel;
+use super::language_model::{LanguageModel, open_model};
 
 pub struct CandleEngine {
     model: ModelWeights,
@@ -21,17 +21,14 @@ impl CandleEngine {
     /// Loads a Qwen2 GGUF; returns the engine and the model's tokenizer and chat template.
     pub fn load(path: &Path, force_cpu: bool) -> Result<(Self, ModelText)> {
         let started = Instant::now();
-        let source_name = path.display().to_string();
-        let mut file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open model file {source_name}"))?;
-        let gguf = GgufModel::read(&mut file, &source_name)?;
+        let (mut file, gguf, text) = open_model(path)?;
+        let source_name = gguf.source_name.clone();
         if gguf.hyperparameters.architecture != Architecture::Qwen2 {
             bail!(
                 "{source_name}: the candle engine runs qwen2 models; this file is `{}`",
                 gguf.hyperparameters.architecture.as_str()
             );
         }
-        let text = ModelText::from_gguf(&gguf)?;
         let device = select_device(force_cpu)?;
         let hyperparameters = gguf.hyperparameters.clone();
         let model = ModelWeights::from_gguf(gguf.content, &mut file, &device)

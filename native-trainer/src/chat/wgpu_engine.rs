@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 use shared::engine::{GpuContext, Qwen2Decoder};
-use shared::{GgufModel, ModelHyperparameters, ModelText};
+use shared::{ModelHyperparameters, ModelText};
 
-use super::language_model::LanguageModel;
+use super::language_model::{LanguageModel, open_model};
 
 /// KV-cache length the native chat allocates (prompt + reply).
 pub const DEFAULT_MAX_POSITIONS: usize = 4096;
@@ -22,15 +22,12 @@ pub struct WgpuEngine {
 impl WgpuEngine {
     pub fn load(path: &Path, max_positions: usize) -> Result<(Self, ModelText)> {
         let started = Instant::now();
-        let source_name = path.display().to_string();
-        let mut file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open model file {source_name}"))?;
-        let gguf = GgufModel::read(&mut file, &source_name)?;
-        let text = ModelText::from_gguf(&gguf)?;
+        let (mut file, gguf, text) = open_model(path)?;
         let ctx = pollster::block_on(GpuContext::new())?;
         let decoder = Qwen2Decoder::load(&ctx, &gguf, &mut file, max_positions)?;
         tracing::info!(
-            "loaded {source_name} on {} ({:?}) in {:.1}s",
+            "loaded {} on {} ({:?}) in {:.1}s",
+            gguf.source_name,
             ctx.adapter_info.name,
             ctx.adapter_info.backend,
             started.elapsed().as_secs_f64()
