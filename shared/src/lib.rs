@@ -12,6 +12,7 @@ pub mod model_text;
 pub mod pair_limits;
 pub mod preference_pair;
 pub mod sampling;
+pub mod token_sampler;
 pub mod tokenizer;
 pub mod trl_rows;
 
@@ -22,5 +23,6 @@ pub use model_text::ModelText;
 pub use pair_limits::{PairLimits, ValidationError};
 pub use preference_pair::{Candidate, ModelRef, PreferencePair, Vote};
 pub use sampling::SamplingParams;
+pub use token_sampler::{TokenSampler, TokenScore};
 pub use tokenizer::{TextTokenizer, TokenizerError};
 pub use trl_rows::{TrlRow, TrlStyle};

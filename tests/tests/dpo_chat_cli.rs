@@ -1,5 +1,6 @@
 //! `dpo chat` as a user runs it: the model card's quick start answers on stdout only (logs on
-//! stderr), an interactive chat remembers earlier turns, and bad input is a clear error.
+//! stderr) with either engine, an interactive chat remembers earlier turns, and bad input is a
+//! clear error.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -8,8 +9,17 @@ use flywheel_tests::{dpo, real_model};
 
 #[test]
 fn answers_the_capital_of_france_with_paris_on_stdout_only() {
+    assert_answers_paris("candle");
+}
+
+#[test]
+fn the_wgpu_engine_answers_paris_too() {
+    assert_answers_paris("wgpu");
+}
+
+fn assert_answers_paris(engine: &str) {
     let output = dpo()
-        .args(["chat", "--model"])
+        .args(["chat", "--engine", engine, "--model"])
         .arg(real_model())
         .args([
             "What is the capital of France? Answer in one word.",

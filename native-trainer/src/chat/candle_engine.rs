@@ -7,12 +7,15 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
-use shared::{Architecture, ModelHyperparameters, ModelText};
+use shared::token_sampler::{apply_repetition_penalty, top_scores};
+use shared::{Architecture, ModelHyperparameters, ModelText, TokenScore};
 
 use super::language_model::{LanguageModel, open_model};
 
 pub struct CandleEngine {
     model: ModelWeights,
+    /// Logits after the last token fed.
+    logits: Vec<f32>,
     device: Device,
     hyperparameters: ModelHyperparameters,
 }
@@ -43,6 +46,7 @@ impl CandleEngine {
         Ok((
             Self {
                 model,
+                logits: Vec::new(),
                 device,
                 hyperparameters,
             },
@@ -51,11 +55,37 @@ impl CandleEngine {
     }
 }
 
+impl CandleEngine {
+    /// Where the model runs, for reports ("cpu", "cuda:0").
+    pub fn device_name(&self) -> String {
+        match self.device.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".into(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+        }
+    }
+}
+
 impl LanguageModel for CandleEngine {
-    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<()> {
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = self.model.forward(&input, position)?;
-        Ok(logits.squeeze(0)?)
+        self.logits = logits
+            .squeeze(0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1()?;
+        Ok(())
+    }
+
+    fn next_token_scores(
+        &mut self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>> {
+        let mut logits = self.logits.clone();
+        apply_repetition_penalty(&mut logits, penalized, penalty);
+        Ok(top_scores(&logits, needed))
     }
 
     fn clear_cache(&mut self) {

@@ -4,22 +4,12 @@
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
-use shared::SamplingParams;
+use anyhow::{Context, Result, bail};
+use shared::engine::StopReason;
+use shared::token_sampler::penalized_tokens;
+use shared::{SamplingParams, TokenSampler, TokenScore};
 
 use super::language_model::LanguageModel;
-use super::token_sampler::TokenSampler;
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// The model emitted an end-of-turn token (not included in the output).
-    EndOfTurn,
-    /// `max_new_tokens` were generated.
-    MaxTokens,
-    /// The caller's token callback asked to stop.
-    Stopped,
-}
 
 /// Counts and timings of one generation.
 #[derive(Debug, Clone)]
@@ -79,16 +69,23 @@ impl Generator {
             self.reset();
             0
         };
+        // Engines may queue work and only wait when scores are read back, so the prefill
+        // ends when the first token's scores arrive.
         let prefill_started = Instant::now();
-        let mut logits = self.model.forward(&prompt[start..], start)?;
+        self.model.feed(&prompt[start..], start)?;
         self.cached_tokens = prompt.to_vec();
+        let vocab = self.model.hyperparameters().vocab_size;
+        let needed = sampling.candidates_needed(vocab);
+        let mut history = prompt.to_vec();
+        let mut scores = self.scores(needed, &history, sampling)?;
         let prefill_seconds = prefill_started.elapsed().as_secs_f64();
 
         let decode_started = Instant::now();
-        let mut history = prompt.to_vec();
         let mut generated = 0;
         let stop_reason = loop {
-            let next = sampler.next_token(&logits, &history)?;
+            let next = sampler
+                .sample(&scores)
+                .context("the model produced no finite logit")?;
             if self.stop_tokens.contains(&next) {
                 break StopReason::EndOfTurn;
             }
@@ -100,8 +97,9 @@ impl Generator {
             if generated == sampling.max_new_tokens as usize {
                 break StopReason::MaxTokens;
             }
-            logits = self.model.forward(&[next], self.cached_tokens.len())?;
+            self.model.feed(&[next], self.cached_tokens.len())?;
             self.cached_tokens.push(next);
+            scores = self.scores(needed, &history, sampling)?;
         };
         let stats = GenerationStats {
             prefill_tokens: prompt.len() - start,
@@ -121,6 +119,17 @@ impl Generator {
             stats.stop_reason
         );
         Ok(stats)
+    }
+
+    fn scores(
+        &mut self,
+        needed: usize,
+        history: &[u32],
+        sampling: &SamplingParams,
+    ) -> Result<Vec<TokenScore>> {
+        let penalized = penalized_tokens(history, sampling);
+        self.model
+            .next_token_scores(needed, &penalized, sampling.repeat_penalty)
     }
 
     /// Forgets the cached conversation.

@@ -1,12 +1,11 @@
-//! What an inference engine offers the generation loop: next-token logits for a run of tokens
-//! continuing the cached sequence, and a way to forget that sequence.
+//! What an inference engine offers the generation loop: run tokens after a cached prefix, then
+//! hand over the best-scoring next tokens (as few as the sampler needs), and forget the cache.
 
 use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::Tensor;
-use shared::{GgufModel, ModelHyperparameters, ModelText};
+use shared::{GgufModel, ModelHyperparameters, ModelText, TokenScore};
 
 /// Opens a GGUF model for an engine: the file (positioned for reading tensors), its validated
 /// header, and its tokenizer and chat template.
@@ -20,9 +19,16 @@ pub fn open_model(path: &Path) -> Result<(File, GgufModel, ModelText)> {
 }
 
 pub trait LanguageModel {
-    /// Runs `tokens`, the first at `position`, and returns the logits (one row over the
-    /// vocabulary) for the token after the last one.
-    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor>;
+    /// Runs `tokens`, the first at `position` (cached positions from there on are replaced).
+    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<()>;
+    /// The `needed` best tokens to follow the last one fed, after the repetition penalty on
+    /// `penalized` (distinct ids), best first with ties to the lower id.
+    fn next_token_scores(
+        &mut self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>>;
     /// Forgets every cached position.
     fn clear_cache(&mut self);
     fn hyperparameters(&self) -> &ModelHyperparameters;

@@ -6,7 +6,6 @@ pub mod candle_engine;
 pub mod conversation;
 pub mod generator;
 pub mod language_model;
-pub mod token_sampler;
 pub mod wgpu_engine;
 
 use std::io::{BufRead, Write};

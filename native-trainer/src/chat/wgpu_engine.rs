@@ -1,13 +1,12 @@
-//! The wgpu inference engine natively (Vulkan / Metal / DX12): `shared`'s GPU Qwen2 decoder,
-//! the same code the browser runs on WebGPU. Prompts are fed one token per step for now.
+//! The wgpu inference engine natively (Vulkan / Metal / DX12): `shared`'s GPU Qwen2, the same
+//! code the browser runs on WebGPU, with one sequence.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
-use shared::engine::{GpuContext, Qwen2Decoder};
-use shared::{ModelHyperparameters, ModelText};
+use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
+use shared::{ModelHyperparameters, ModelText, TokenScore};
 
 use super::language_model::{LanguageModel, open_model};
 
@@ -15,8 +14,8 @@ use super::language_model::{LanguageModel, open_model};
 pub const DEFAULT_MAX_POSITIONS: usize = 4096;
 
 pub struct WgpuEngine {
-    ctx: GpuContext,
-    decoder: Qwen2Decoder,
+    sequence: Qwen2Sequence,
+    adapter: String,
 }
 
 impl WgpuEngine {
@@ -24,37 +23,50 @@ impl WgpuEngine {
         let started = Instant::now();
         let (mut file, gguf, text) = open_model(path)?;
         let ctx = pollster::block_on(GpuContext::new())?;
-        let decoder = Qwen2Decoder::load(&ctx, &gguf, &mut file, max_positions)?;
+        let weights = Qwen2Weights::load(&ctx, &gguf, &mut file)?;
+        let sequence = Qwen2Sequence::new(&weights, max_positions)?;
+        let adapter = format!("{} ({:?})", ctx.adapter_info.name, ctx.adapter_info.backend);
         tracing::info!(
-            "loaded {} on {} ({:?}) in {:.1}s",
+            "loaded {} on {adapter} in {:.1}s",
             gguf.source_name,
-            ctx.adapter_info.name,
-            ctx.adapter_info.backend,
             started.elapsed().as_secs_f64()
         );
-        Ok((Self { ctx, decoder }, text))
+        Ok((Self { sequence, adapter }, text))
+    }
+
+    /// The GPU adapter and backend, for reports.
+    pub fn adapter_name(&self) -> String {
+        self.adapter.clone()
     }
 }
 
 impl LanguageModel for WgpuEngine {
-    fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        for (i, &token) in tokens.iter().enumerate() {
-            self.decoder.submit_step(&self.ctx, token, position + i)?;
-        }
-        let logits = pollster::block_on(self.decoder.read_logits(&self.ctx))?;
-        let vocab = logits.len();
-        Ok(Tensor::from_vec(logits, vocab, &Device::Cpu)?)
+    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<()> {
+        self.sequence.truncate(position);
+        self.sequence.feed(tokens)?;
+        Ok(())
+    }
+
+    fn next_token_scores(
+        &mut self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>> {
+        Ok(pollster::block_on(
+            self.sequence.next_token_scores(needed, penalized, penalty),
+        )?)
     }
 
     fn clear_cache(&mut self) {
-        // Positions are rewritten from 0 by the next prompt; nothing to free.
+        self.sequence.truncate(0);
     }
 
     fn hyperparameters(&self) -> &ModelHyperparameters {
-        &self.decoder.hyperparameters
+        &self.sequence.weights().hyperparameters
     }
 
     fn max_positions(&self) -> usize {
-        self.decoder.max_positions
+        self.sequence.max_positions()
     }
 }

@@ -60,11 +60,10 @@ impl BlockType {
         }
     }
 
-    /// Weights per block as the kernel walks them (F16 is read two at a time).
+    /// Weights per block as the kernel walks them (F32 and F16 four at a time).
     pub fn block_elements(self) -> usize {
         match self {
-            BlockType::F32 => 1,
-            BlockType::F16 => 2,
+            BlockType::F32 | BlockType::F16 => 4,
             BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q8_0 => 32,
             BlockType::Q4K | BlockType::Q5K | BlockType::Q6K => 256,
         }
@@ -73,7 +72,8 @@ impl BlockType {
     /// Bytes per block as the kernel walks them.
     pub fn block_bytes(self) -> usize {
         match self {
-            BlockType::F32 | BlockType::F16 => 4,
+            BlockType::F32 => 16,
+            BlockType::F16 => 8,
             BlockType::Q4_0 => 18,
             BlockType::Q4_1 => 20,
             BlockType::Q5_0 => 22,

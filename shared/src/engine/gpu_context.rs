@@ -28,7 +28,8 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-/// An open GPU device and what it can do.
+/// An open GPU device and what it can do. Cloning shares the device.
+#[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -42,6 +43,14 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens the default adapter with its full limits.
     pub async fn new() -> Result<Self, EngineError> {
+        #[cfg(target_arch = "wasm32")]
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            return Err(EngineError::NoAdapter(
+                "this browser offers no WebGPU adapter: use a recent Chrome, Edge or Firefox \
+                 with WebGPU enabled and hardware acceleration on"
+                    .into(),
+            ));
+        }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -80,8 +89,29 @@ impl GpuContext {
         })
     }
 
-    /// Compiles a WGSL compute shader whose entry point is `main`.
+    /// Compiles a WGSL compute shader whose entry point is `main`, with the layout its
+    /// bindings imply.
     pub fn compute_pipeline(&self, label: &str, source: &str) -> wgpu::ComputePipeline {
+        self.build_pipeline(label, source, None)
+    }
+
+    /// Compiles a WGSL compute shader with an explicit layout, so several variants of a
+    /// kernel accept the same bind groups.
+    pub fn compute_pipeline_with_layout(
+        &self,
+        label: &str,
+        source: &str,
+        layout: &wgpu::PipelineLayout,
+    ) -> wgpu::ComputePipeline {
+        self.build_pipeline(label, source, Some(layout))
+    }
+
+    fn build_pipeline(
+        &self,
+        label: &str,
+        source: &str,
+        layout: Option<&wgpu::PipelineLayout>,
+    ) -> wgpu::ComputePipeline {
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -91,7 +121,7 @@ impl GpuContext {
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(label),
-                layout: None,
+                layout,
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: Default::default(),

@@ -2,20 +2,25 @@
 //! and in the browser (WebGPU). Weights stay in their GGUF block formats on the GPU and are
 //! dequantized inside the kernels.
 //!
-//! So far: device setup, quantized matrix-vector kernels for every GGUF block type, the small
-//! vector kernels, and a one-token-per-step Qwen2 decoder with a GPU KV cache. Batched prefill,
-//! GPU-side sampling and streaming generation build on these.
+//! `Qwen2Weights` is loaded once; any number of `Qwen2Sequence`s run on it, each with its own
+//! KV cache. A sequence runs a prompt in batched steps and a reply one token per step, picks
+//! the sampler's candidates on the GPU, and streams tokens through `TokenStream`.
 
 pub mod block_type;
 pub mod gpu_context;
-pub mod matvec;
+pub mod quantized_matmul;
 pub mod quantized_matrix;
-pub mod qwen2_decoder;
+pub mod qwen2_sequence;
+pub mod qwen2_weights;
 pub mod readback;
+pub mod sampling_kernels;
+pub mod token_stream;
 pub mod vector_kernels;
 
 pub use block_type::BlockType;
 pub use gpu_context::{EngineError, GpuContext};
-pub use matvec::MatVecKernels;
+pub use quantized_matmul::{MatmulOperands, QuantizedMatmulKernels, TokenCount};
 pub use quantized_matrix::QuantizedMatrix;
-pub use qwen2_decoder::Qwen2Decoder;
+pub use qwen2_sequence::{MAX_STEP_TOKENS, Qwen2Sequence};
+pub use qwen2_weights::Qwen2Weights;
+pub use token_stream::{StopHandle, StopReason, TokenStream};

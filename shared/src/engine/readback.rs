@@ -9,7 +9,26 @@ pub async fn read_f32(
     buffer: &wgpu::Buffer,
     len: usize,
 ) -> Result<Vec<f32>, EngineError> {
-    let bytes = (len * 4) as u64;
+    let bytes = read_bytes(ctx, buffer, len * 4).await?;
+    Ok(bytemuck::cast_slice::<u8, f32>(&bytes).to_vec())
+}
+
+/// Reads `len` u32 words from the start of `buffer` (which needs `COPY_SRC` usage).
+pub async fn read_u32(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    len: usize,
+) -> Result<Vec<u32>, EngineError> {
+    let bytes = read_bytes(ctx, buffer, len * 4).await?;
+    Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
+}
+
+async fn read_bytes(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    len: usize,
+) -> Result<Vec<u8>, EngineError> {
+    let bytes = len as u64;
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("readback"),
         size: bytes.max(4),
@@ -40,7 +59,7 @@ pub async fn read_f32(
     let view = slice
         .get_mapped_range()
         .map_err(|e| EngineError::Readback(e.to_string()))?;
-    let values = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+    let values = view.to_vec();
     drop(view);
     staging.unmap();
     Ok(values)

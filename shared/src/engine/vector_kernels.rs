@@ -1,5 +1,7 @@
-//! The small kernels of a transformer step besides the matrix products: RMSNorm, residual and
-//! bias adds, SwiGLU, NeoX RoPE, KV-cache append and decode attention (`kernels/*.wgsl`).
+//! The small kernels of a transformer step besides the matrix products: RMSNorm, residual
+//! adds, SwiGLU, NeoX RoPE, KV-cache append and causal attention (`kernels/*.wgsl`). Each
+//! works on every token of a step; how many workgroups it needs follows from the step's token
+//! count, which is known when the step is recorded.
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ pub enum VectorKernel {
     SiluMul,
     RopeNeox,
     KvStore,
-    AttentionDecode,
+    Attention,
 }
 
 impl VectorKernel {
@@ -24,7 +26,7 @@ impl VectorKernel {
         VectorKernel::SiluMul,
         VectorKernel::RopeNeox,
         VectorKernel::KvStore,
-        VectorKernel::AttentionDecode,
+        VectorKernel::Attention,
     ];
 
     fn source(self) -> &'static str {
@@ -34,7 +36,7 @@ impl VectorKernel {
             VectorKernel::SiluMul => include_str!("kernels/silu_mul.wgsl"),
             VectorKernel::RopeNeox => include_str!("kernels/rope_neox.wgsl"),
             VectorKernel::KvStore => include_str!("kernels/kv_store.wgsl"),
-            VectorKernel::AttentionDecode => include_str!("kernels/attention_decode.wgsl"),
+            VectorKernel::Attention => include_str!("kernels/attention.wgsl"),
         }
     }
 }
@@ -46,11 +48,35 @@ pub enum Binding<'a> {
     Params(Vec<u8>),
 }
 
-/// A kernel with its buffers bound and its grid size.
+/// A kernel's grid as a function of the step's token count.
+#[derive(Debug, Clone, Copy)]
+pub enum Grid {
+    /// Always this many workgroups.
+    Fixed(u32),
+    /// One workgroup per token.
+    PerToken,
+    /// One invocation per element, `per_token` elements per token, in workgroups of `size`.
+    Elements { per_token: u32, size: u32 },
+    /// `x` workgroups for each token (grid y).
+    EachToken { x: u32 },
+}
+
+impl Grid {
+    fn size(self, tokens: u32) -> [u32; 2] {
+        match self {
+            Grid::Fixed(n) => [n, 1],
+            Grid::PerToken => [tokens, 1],
+            Grid::Elements { per_token, size } => [(per_token * tokens).div_ceil(size), 1],
+            Grid::EachToken { x } => [x, tokens],
+        }
+    }
+}
+
+/// A kernel with its buffers bound and its grid.
 pub struct PreparedOp {
     kernel: VectorKernel,
     bind_group: wgpu::BindGroup,
-    groups: u32,
+    grid: Grid,
 }
 
 pub struct VectorKernels {
@@ -70,13 +96,13 @@ impl VectorKernels {
         Self { pipelines }
     }
 
-    /// Binds `kernel` to `bindings` (binding 0, 1, …) for a grid of `groups` workgroups.
+    /// Binds `kernel` to `bindings` (binding 0, 1, …), dispatched over `grid`.
     pub fn prepare(
         &self,
         ctx: &GpuContext,
         kernel: VectorKernel,
         bindings: &[Binding<'_>],
-        groups: u32,
+        grid: Grid,
     ) -> PreparedOp {
         let uniforms: Vec<Option<wgpu::Buffer>> = bindings
             .iter()
@@ -114,13 +140,15 @@ impl VectorKernels {
         PreparedOp {
             kernel,
             bind_group,
-            groups: groups.max(1),
+            grid,
         }
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, op: &PreparedOp) {
+    /// Records a prepared kernel for a step of `step_tokens` tokens.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, op: &PreparedOp, step_tokens: u32) {
+        let [x, y] = op.grid.size(step_tokens);
         pass.set_pipeline(&self.pipelines[&op.kernel]);
         pass.set_bind_group(0, &op.bind_group, &[]);
-        pass.dispatch_workgroups(op.groups, 1, 1);
+        pass.dispatch_workgroups(x.max(1), y.max(1), 1);
     }
 }

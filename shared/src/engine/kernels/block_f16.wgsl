@@ -1,8 +1,8 @@
-// F16 taken two at a time: one u32 holds two little-endian halves (rows must have even length).
-const BLOCK_ELEMENTS: u32 = 2u;
-const BLOCK_BYTES: u32 = 4u;
+// F16, taken four at a time: 8 bytes of little-endian halves.
+const BLOCK_ELEMENTS: u32 = 4u;
+const BLOCK_BYTES: u32 = 8u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
-    let pair = unpack2x16float(weights[offset >> 2u]);
-    return pair.x * x[x_start] + pair.y * x[x_start + 1u];
+fn block_dot(offset: u32, x4: u32) {
+    let i = offset >> 2u;
+    accumulate(vec4<f32>(unpack2x16float(weights[i]), unpack2x16float(weights[i + 1u])), x4);
 }

@@ -1,7 +1,9 @@
-// F32 "block": one little-endian float, 4 bytes.
-const BLOCK_ELEMENTS: u32 = 1u;
-const BLOCK_BYTES: u32 = 4u;
+// F32, taken four at a time: 16 bytes of little-endian floats.
+const BLOCK_ELEMENTS: u32 = 4u;
+const BLOCK_BYTES: u32 = 16u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
-    return bitcast<f32>(weights[offset >> 2u]) * x[x_start];
+fn block_dot(offset: u32, x4: u32) {
+    let i = offset >> 2u;
+    let w = vec4<u32>(weights[i], weights[i + 1u], weights[i + 2u], weights[i + 3u]);
+    accumulate(bitcast<vec4<f32>>(w), x4);
 }

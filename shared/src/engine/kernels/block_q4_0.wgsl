@@ -5,13 +5,11 @@
 const BLOCK_ELEMENTS: u32 = 32u;
 const BLOCK_BYTES: u32 = 18u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
+fn block_dot(offset: u32, x4: u32) {
     let d = f16_at(offset);
-    var sum = 0.0;
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(offset + 2u + j);
-        sum += (f32(q & 0xFu) - 8.0) * x[x_start + j];
-        sum += (f32(q >> 4u) - 8.0) * x[x_start + j + 16u];
+    for (var i = 0u; i < 4u; i++) {
+        let q = bytes4(word_at(offset + 2u + 4u * i));
+        accumulate(d * (vec4<f32>(q & vec4<u32>(0xFu)) - 8.0), x4 + i);
+        accumulate(d * (vec4<f32>(q >> vec4<u32>(4u)) - 8.0), x4 + 4u + i);
     }
-    return d * sum;
 }

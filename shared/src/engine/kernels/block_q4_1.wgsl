@@ -6,17 +6,12 @@
 const BLOCK_ELEMENTS: u32 = 32u;
 const BLOCK_BYTES: u32 = 20u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
+fn block_dot(offset: u32, x4: u32) {
     let d = f16_at(offset);
     let m = f16_at(offset + 2u);
-    var sum = 0.0;
-    var x_sum = 0.0;
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(offset + 4u + j);
-        let x0 = x[x_start + j];
-        let x1 = x[x_start + j + 16u];
-        sum += f32(q & 0xFu) * x0 + f32(q >> 4u) * x1;
-        x_sum += x0 + x1;
+    for (var i = 0u; i < 4u; i++) {
+        let q = bytes4(word_at(offset + 4u + 4u * i));
+        accumulate(d * vec4<f32>(q & vec4<u32>(0xFu)) + m, x4 + i);
+        accumulate(d * vec4<f32>(q >> vec4<u32>(4u)) + m, x4 + 4u + i);
     }
-    return d * sum + m * x_sum;
 }

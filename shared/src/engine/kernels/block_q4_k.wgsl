@@ -8,30 +8,17 @@
 const BLOCK_ELEMENTS: u32 = 256u;
 const BLOCK_BYTES: u32 = 144u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
+fn block_dot(offset: u32, x4: u32) {
     let d = f16_at(offset);
     let dmin = f16_at(offset + 2u);
-    let scales = offset + 4u;
-    var sum = 0.0;
     for (var group = 0u; group < 4u; group++) {
-        let low = scale_min(scales, 2u * group);
-        let high = scale_min(scales, 2u * group + 1u);
-        let qs = offset + 16u + group * 32u;
-        let xs = x_start + group * 64u;
-        var low_dot = 0.0;
-        var low_x = 0.0;
-        var high_dot = 0.0;
-        var high_x = 0.0;
-        for (var l = 0u; l < 32u; l++) {
-            let q = byte_at(qs + l);
-            let x0 = x[xs + l];
-            let x1 = x[xs + l + 32u];
-            low_dot += f32(q & 0xFu) * x0;
-            low_x += x0;
-            high_dot += f32(q >> 4u) * x1;
-            high_x += x1;
+        let low = scale_min(offset + 4u, 2u * group);
+        let high = scale_min(offset + 4u, 2u * group + 1u);
+        for (var j = 0u; j < 8u; j++) {
+            let q = bytes4(word_at(offset + 16u + 32u * group + 4u * j));
+            let xs = x4 + 16u * group + j;
+            accumulate(d * low.x * vec4<f32>(q & vec4<u32>(0xFu)) - dmin * low.y, xs);
+            accumulate(d * high.x * vec4<f32>(q >> vec4<u32>(4u)) - dmin * high.y, xs + 8u);
         }
-        sum += d * (low.x * low_dot + high.x * high_dot) - dmin * (low.y * low_x + high.y * high_x);
     }
-    return sum;
 }

@@ -6,16 +6,15 @@
 const BLOCK_ELEMENTS: u32 = 32u;
 const BLOCK_BYTES: u32 = 22u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
+fn block_dot(offset: u32, x4: u32) {
     let d = f16_at(offset);
-    let qh = u32_at(offset + 2u);
-    var sum = 0.0;
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(offset + 6u + j);
-        let high0 = ((qh >> j) & 1u) << 4u;
-        let high1 = ((qh >> (j + 16u)) & 1u) << 4u;
-        sum += (f32((q & 0xFu) | high0) - 16.0) * x[x_start + j];
-        sum += (f32((q >> 4u) | high1) - 16.0) * x[x_start + j + 16u];
+    let qh = vec4<u32>(word_at(offset + 2u));
+    for (var i = 0u; i < 4u; i++) {
+        let q = bytes4(word_at(offset + 6u + 4u * i));
+        let j = vec4<u32>(0u, 1u, 2u, 3u) + 4u * i;
+        let low = (q & vec4<u32>(0xFu)) | (((qh >> j) & vec4<u32>(1u)) << vec4<u32>(4u));
+        let high = (q >> vec4<u32>(4u)) | (((qh >> (j + 16u)) & vec4<u32>(1u)) << vec4<u32>(4u));
+        accumulate(d * (vec4<f32>(low) - 16.0), x4 + i);
+        accumulate(d * (vec4<f32>(high) - 16.0), x4 + 4u + i);
     }
-    return d * sum;
 }

@@ -9,34 +9,20 @@
 const BLOCK_ELEMENTS: u32 = 256u;
 const BLOCK_BYTES: u32 = 176u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
+fn block_dot(offset: u32, x4: u32) {
     let d = f16_at(offset);
     let dmin = f16_at(offset + 2u);
-    let scales = offset + 4u;
-    let qh = offset + 16u;
-    var sum = 0.0;
     for (var group = 0u; group < 4u; group++) {
-        let low = scale_min(scales, 2u * group);
-        let high = scale_min(scales, 2u * group + 1u);
-        let qs = offset + 48u + group * 32u;
-        let xs = x_start + group * 64u;
-        var low_dot = 0.0;
-        var low_x = 0.0;
-        var high_dot = 0.0;
-        var high_x = 0.0;
-        for (var l = 0u; l < 32u; l++) {
-            let q = byte_at(qs + l);
-            let h = byte_at(qh + l);
-            let q0 = (q & 0xFu) | (((h >> (2u * group)) & 1u) << 4u);
-            let q1 = (q >> 4u) | (((h >> (2u * group + 1u)) & 1u) << 4u);
-            let x0 = x[xs + l];
-            let x1 = x[xs + l + 32u];
-            low_dot += f32(q0) * x0;
-            low_x += x0;
-            high_dot += f32(q1) * x1;
-            high_x += x1;
+        let low = scale_min(offset + 4u, 2u * group);
+        let high = scale_min(offset + 4u, 2u * group + 1u);
+        for (var j = 0u; j < 8u; j++) {
+            let q = bytes4(word_at(offset + 48u + 32u * group + 4u * j));
+            let h = bytes4(word_at(offset + 16u + 4u * j));
+            let q0 = (q & vec4<u32>(0xFu)) | (((h >> vec4<u32>(2u * group)) & vec4<u32>(1u)) << vec4<u32>(4u));
+            let q1 = (q >> vec4<u32>(4u)) | (((h >> vec4<u32>(2u * group + 1u)) & vec4<u32>(1u)) << vec4<u32>(4u));
+            let xs = x4 + 16u * group + j;
+            accumulate(d * low.x * vec4<f32>(q0) - dmin * low.y, xs);
+            accumulate(d * high.x * vec4<f32>(q1) - dmin * high.y, xs + 8u);
         }
-        sum += d * (low.x * low_dot + high.x * high_dot) - dmin * (low.y * low_x + high.y * high_x);
     }
-    return sum;
 }

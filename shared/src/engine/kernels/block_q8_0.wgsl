@@ -5,11 +5,9 @@
 const BLOCK_ELEMENTS: u32 = 32u;
 const BLOCK_BYTES: u32 = 34u;
 
-fn block_dot(offset: u32, x_start: u32) -> f32 {
+fn block_dot(offset: u32, x4: u32) {
     let d = f16_at(offset);
-    var sum = 0.0;
-    for (var i = 0u; i < 32u; i++) {
-        sum += f32(i8_at(offset + 2u + i)) * x[x_start + i];
+    for (var i = 0u; i < 8u; i++) {
+        accumulate(d * vec4<f32>(unpack4xI8(word_at(offset + 2u + 4u * i))), x4 + i);
     }
-    return d * sum;
 }

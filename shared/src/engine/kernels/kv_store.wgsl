@@ -1,12 +1,13 @@
-// Appends this step's keys or values to a layer's cache: cache[position * n + i] = source[i].
+// Appends the step's keys or values to a layer's cache. Tokens of a step have consecutive
+// positions, so the step's `tokens * n` floats land contiguously at cache[position * n].
 
 struct Params {
-    n: u32,
+    n: u32,  // floats per token (kv_heads * head_dim)
 }
 
 struct Step {
     position: u32,
-    kv_len: u32,
+    tokens: u32,
 }
 
 @group(0) @binding(0) var<storage, read> source: array<f32>;
@@ -16,7 +17,7 @@ struct Step {
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    if (id.x < params.n) {
+    if (id.x < params.n * step_info.tokens) {
         cache[step_info.position * params.n + id.x] = source[id.x];
     }
 }

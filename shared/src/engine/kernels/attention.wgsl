@@ -1,19 +1,21 @@
-// Attention of one new query token over the KV cache (decode step), grouped-query.
-// One workgroup per query head: scores q·k_t / sqrt(head_dim) for t < kv_len go to a scratch
-// buffer, then softmax, then the probability-weighted sum of the values.
-// Cache layout: k_cache[t * kv_heads * head_dim + kv_head * head_dim + d], same for values.
+// Causal grouped-query attention of the step's query tokens over the KV cache (which already
+// holds the step's own keys and values). One workgroup per (query head, token): token t, at
+// position step.position + t, scores q·k_s / sqrt(head_dim) for s ≤ its position into a
+// scratch row, then softmax, then the probability-weighted sum of the values.
+// Layouts: query / output [t][head][d]; k_cache / v_cache [s][kv_head][d];
+// scores [t][head][max_positions].
 
 struct Params {
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
-    max_positions: u32,  // scratch row length per head
+    max_positions: u32,  // scratch row length
     scale: f32,
 }
 
 struct Step {
     position: u32,
-    kv_len: u32,
+    tokens: u32,
 }
 
 @group(0) @binding(0) var<storage, read> query: array<f32>;
@@ -57,28 +59,30 @@ fn reduce_sum(lane: u32, value: f32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let head = group.x;
+    let token = group.y;
+    let kv_len = step_info.position + token + 1u;
     let kv_head = head / (params.heads / params.kv_heads);
     let kv_stride = params.kv_heads * params.head_dim;
-    let q_base = head * params.head_dim;
-    let score_base = head * params.max_positions;
+    let q_base = (token * params.heads + head) * params.head_dim;
+    let score_base = (token * params.heads + head) * params.max_positions;
 
     var local_max = -3.4e38;
-    for (var t = lane; t < step_info.kv_len; t += 64u) {
-        let k_base = t * kv_stride + kv_head * params.head_dim;
+    for (var s = lane; s < kv_len; s += 64u) {
+        let k_base = s * kv_stride + kv_head * params.head_dim;
         var dot = 0.0;
         for (var d = 0u; d < params.head_dim; d++) {
             dot += query[q_base + d] * k_cache[k_base + d];
         }
         let score = dot * params.scale;
-        scores[score_base + t] = score;
+        scores[score_base + s] = score;
         local_max = max(local_max, score);
     }
     let row_max = reduce_max(lane, local_max);
 
     var local_sum = 0.0;
-    for (var t = lane; t < step_info.kv_len; t += 64u) {
-        let p = exp(scores[score_base + t] - row_max);
-        scores[score_base + t] = p;
+    for (var s = lane; s < kv_len; s += 64u) {
+        let p = exp(scores[score_base + s] - row_max);
+        scores[score_base + s] = p;
         local_sum += p;
     }
     let total = reduce_sum(lane, local_sum);
@@ -87,8 +91,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
 
     for (var d = lane; d < params.head_dim; d += 64u) {
         var acc = 0.0;
-        for (var t = 0u; t < step_info.kv_len; t++) {
-            acc += scores[score_base + t] * v_cache[t * kv_stride + kv_head * params.head_dim + d];
+        for (var s = 0u; s < kv_len; s++) {
+            acc += scores[score_base + s] * v_cache[s * kv_stride + kv_head * params.head_dim + d];
         }
         output[q_base + d] = acc / total;
     }

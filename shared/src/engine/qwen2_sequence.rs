@@ -1,0 +1,497 @@
+//! One sequence running on shared Qwen2 weights: its activations, its KV cache, and the step
+//! recorded as one compute pass — the whole model (24 blocks for the 0.5B model) for a batch
+//! of up to `MAX_STEP_TOKENS` consecutive tokens. A prompt runs as a few batched steps, a
+//! reply as one-token steps; both are the same kernels with a different token count.
+//!
+//! After a step only the last token's logits exist (the final norm and the output head run
+//! on it alone), and the sampler's candidates are picked on the GPU.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use super::gpu_context::EngineError;
+use super::quantized_matmul::{MatmulOperands, PreparedMatmul, TokenCount};
+use super::quantized_matrix::QuantizedMatrix;
+use super::qwen2_weights::Qwen2Weights;
+use super::readback::{read_f32, read_u32};
+use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
+use super::vector_kernels::{Binding, Grid, PreparedOp, VectorKernel};
+use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
+
+/// Most tokens one step runs; longer prompts take several steps.
+pub const MAX_STEP_TOKENS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct StepUniform {
+    position: u32,
+    tokens: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PenaltyParams {
+    count: u32,
+    penalty: f32,
+}
+
+/// One entry of the recorded step, in execution order.
+enum Stage {
+    Matmul(PreparedMatmul),
+    Op(PreparedOp),
+}
+
+pub struct Qwen2Sequence {
+    weights: Arc<Qwen2Weights>,
+    max_positions: usize,
+    /// Tokens whose keys and values are in the cache, in order.
+    tokens: Vec<u32>,
+    hidden: wgpu::Buffer,
+    step: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    stages: Vec<Stage>,
+    penalty_ids: wgpu::Buffer,
+    penalty_params: wgpu::Buffer,
+    penalty_bind_group: wgpu::BindGroup,
+    slices_bind_group: wgpu::BindGroup,
+    merge_bind_group: wgpu::BindGroup,
+    top: wgpu::Buffer,
+    // Activations and caches the bind groups refer to.
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+impl Qwen2Sequence {
+    /// A sequence of up to `max_positions` tokens (prompt and reply) on `weights`.
+    pub fn new(weights: &Arc<Qwen2Weights>, max_positions: usize) -> Result<Self, EngineError> {
+        let ctx = &weights.ctx;
+        let hp = &weights.hyperparameters;
+        let max_positions = max_positions.clamp(1, hp.context_length);
+        let (d, ff, heads, kv_heads, head_dim) = (
+            hp.embedding_length,
+            hp.feed_forward_length,
+            hp.head_count,
+            hp.head_count_kv,
+            hp.head_dim,
+        );
+        let kv = kv_heads * head_dim;
+        let batch = MAX_STEP_TOKENS;
+        let storage = |label: &str, floats: usize, extra: wgpu::BufferUsages| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (floats.max(1) * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+                mapped_at_creation: false,
+            })
+        };
+        let none = wgpu::BufferUsages::empty();
+        let scores_floats = heads * batch * max_positions;
+        if (scores_floats * 4) as u64 > ctx.max_binding_bytes {
+            return Err(EngineError::Unsupported(format!(
+                "a context of {max_positions} tokens needs more attention scratch than one GPU buffer holds"
+            )));
+        }
+        let hidden = storage("hidden", batch * d, none);
+        let normed = storage("normed", batch * d, none);
+        let q = storage("q", batch * d, none);
+        let k = storage("k", batch * kv, none);
+        let v = storage("v", batch * kv, none);
+        let attn = storage("attention", batch * d, none);
+        let projected = storage("projected", batch * d, none);
+        let gate = storage("gate", batch * ff, none);
+        let up = storage("up", batch * ff, none);
+        let scores = storage("scores", scores_floats, none);
+        let final_normed = storage("final normed", d, none);
+        let logits = storage("logits", hp.vocab_size, wgpu::BufferUsages::COPY_SRC);
+        let step = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("step"),
+                contents: bytemuck::bytes_of(&StepUniform {
+                    position: 0,
+                    tokens: 1,
+                }),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            });
+
+        let kernels = &weights.kernels;
+        let params = |values: &[u32]| -> Binding<'_> {
+            Binding::Params(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        };
+        let bits = f32::to_bits;
+        let rms_norm = |input: &wgpu::Buffer,
+                        weight: &wgpu::Buffer,
+                        output: &wgpu::Buffer,
+                        last_only: bool| {
+            let bindings = [
+                Binding::Buffer(input),
+                Binding::Buffer(weight),
+                Binding::Buffer(output),
+                params(&[d as u32, bits(hp.rms_norm_eps), u32::from(last_only), 0]),
+                Binding::Buffer(&step),
+            ];
+            let grid = if last_only {
+                Grid::Fixed(1)
+            } else {
+                Grid::PerToken
+            };
+            Stage::Op(
+                kernels
+                    .ops
+                    .prepare(ctx, VectorKernel::RmsNorm, &bindings, grid),
+            )
+        };
+        let elementwise = |kernel: VectorKernel, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize| {
+            let bindings = [
+                Binding::Buffer(a),
+                Binding::Buffer(b),
+                params(&[n as u32]),
+                Binding::Buffer(&step),
+            ];
+            let grid = Grid::Elements {
+                per_token: n as u32,
+                size: 256,
+            };
+            Stage::Op(kernels.ops.prepare(ctx, kernel, &bindings, grid))
+        };
+        let rope = |vectors: &wgpu::Buffer, n_heads: usize| {
+            let bindings = [
+                Binding::Buffer(vectors),
+                params(&[n_heads as u32, head_dim as u32, bits(hp.rope_freq_base), 0]),
+                Binding::Buffer(&step),
+            ];
+            let grid = Grid::Elements {
+                per_token: (n_heads * head_dim / 2) as u32,
+                size: 64,
+            };
+            Stage::Op(
+                kernels
+                    .ops
+                    .prepare(ctx, VectorKernel::RopeNeox, &bindings, grid),
+            )
+        };
+        let kv_store = |source: &wgpu::Buffer, cache: &wgpu::Buffer| {
+            let bindings = [
+                Binding::Buffer(source),
+                Binding::Buffer(cache),
+                params(&[kv as u32]),
+                Binding::Buffer(&step),
+            ];
+            let grid = Grid::Elements {
+                per_token: kv as u32,
+                size: 64,
+            };
+            Stage::Op(
+                kernels
+                    .ops
+                    .prepare(ctx, VectorKernel::KvStore, &bindings, grid),
+            )
+        };
+        let attention = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
+            let scale = 1.0 / (head_dim as f32).sqrt();
+            let bindings = [
+                Binding::Buffer(&q),
+                Binding::Buffer(k_cache),
+                Binding::Buffer(v_cache),
+                Binding::Buffer(&scores),
+                Binding::Buffer(&attn),
+                params(&[
+                    heads as u32,
+                    kv_heads as u32,
+                    head_dim as u32,
+                    max_positions as u32,
+                    bits(scale),
+                    0,
+                    0,
+                    0,
+                ]),
+                Binding::Buffer(&step),
+            ];
+            let grid = Grid::EachToken { x: heads as u32 };
+            Stage::Op(
+                kernels
+                    .ops
+                    .prepare(ctx, VectorKernel::Attention, &bindings, grid),
+            )
+        };
+        let matmul = |m: &QuantizedMatrix,
+                      x: &wgpu::Buffer,
+                      y: &wgpu::Buffer,
+                      bias: Option<&wgpu::Buffer>|
+         -> Result<Stage, EngineError> {
+            let operands = MatmulOperands {
+                x,
+                x_offset: 0,
+                x_stride: m.cols,
+                y,
+                bias,
+                tokens: TokenCount::FromStep,
+            };
+            Ok(Stage::Matmul(
+                kernels.matmul.prepare(ctx, m, &operands, &step)?,
+            ))
+        };
+
+        let mut stages = Vec::new();
+        let mut buffers = Vec::new();
+        for layer in &weights.layers {
+            let k_cache = storage("k cache", max_positions * kv, none);
+            let v_cache = storage("v cache", max_positions * kv, none);
+            stages.extend([
+                // Attention block.
+                rms_norm(&hidden, &layer.attn_norm, &normed, false),
+                matmul(&layer.wq, &normed, &q, Some(&layer.q_bias))?,
+                matmul(&layer.wk, &normed, &k, Some(&layer.k_bias))?,
+                matmul(&layer.wv, &normed, &v, Some(&layer.v_bias))?,
+                rope(&q, heads),
+                rope(&k, kv_heads),
+                kv_store(&k, &k_cache),
+                kv_store(&v, &v_cache),
+                attention(&k_cache, &v_cache),
+                matmul(&layer.wo, &attn, &projected, None)?,
+                elementwise(VectorKernel::AddInPlace, &hidden, &projected, d),
+                // SwiGLU feed-forward block.
+                rms_norm(&hidden, &layer.ffn_norm, &normed, false),
+                matmul(&layer.w_gate, &normed, &gate, None)?,
+                matmul(&layer.w_up, &normed, &up, None)?,
+                elementwise(VectorKernel::SiluMul, &gate, &up, ff),
+                matmul(&layer.w_down, &gate, &projected, None)?,
+                elementwise(VectorKernel::AddInPlace, &hidden, &projected, d),
+            ]);
+            buffers.extend([k_cache, v_cache]);
+        }
+        // Only the last token's logits are needed.
+        stages.push(rms_norm(&hidden, &weights.output_norm, &final_normed, true));
+        let head = MatmulOperands {
+            x: &final_normed,
+            x_offset: 0,
+            x_stride: d,
+            y: &logits,
+            bias: None,
+            tokens: TokenCount::Fixed(1),
+        };
+        stages.push(Stage::Matmul(kernels.matmul.prepare(
+            ctx,
+            &weights.output,
+            &head,
+            &step,
+        )?));
+
+        // Sampling: penalty in place, then the two top-K passes.
+        let penalty_ids = storage("penalized tokens", MAX_PENALIZED_TOKENS, none);
+        let penalty_params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("penalty params"),
+            size: 8,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let slices = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("top candidates per slice"),
+            size: SamplingKernels::slice_buffer_bytes(),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let top = storage(
+            "top candidates",
+            GPU_TOP_K * 2,
+            wgpu::BufferUsages::COPY_SRC,
+        );
+        let vocab_params = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("vocab"),
+                contents: bytemuck::bytes_of(&[hp.vocab_size as u32, 0, 0, 0]),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]| {
+            let entries: Vec<_> = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, buffer)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: buffer.as_entire_binding(),
+                })
+                .collect();
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("sampling"),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        };
+        let sampling = &kernels.sampling;
+        let penalty_bind_group = bind(&sampling.penalty, &[&logits, &penalty_ids, &penalty_params]);
+        let slices_bind_group = bind(&sampling.slices, &[&logits, &slices, &vocab_params]);
+        let merge_bind_group = bind(&sampling.merge, &[&slices, &top]);
+
+        buffers.extend([
+            normed,
+            q,
+            k,
+            v,
+            attn,
+            projected,
+            gate,
+            up,
+            scores,
+            final_normed,
+            slices,
+            vocab_params,
+        ]);
+        Ok(Self {
+            weights: Arc::clone(weights),
+            max_positions,
+            tokens: Vec::new(),
+            hidden,
+            step,
+            logits,
+            stages,
+            penalty_ids,
+            penalty_params,
+            penalty_bind_group,
+            slices_bind_group,
+            merge_bind_group,
+            top,
+            _buffers: buffers,
+        })
+    }
+
+    pub fn weights(&self) -> &Arc<Qwen2Weights> {
+        &self.weights
+    }
+
+    /// Longest sequence (prompt + reply) this sequence holds.
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// The tokens in the cache, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets every position from `len` on (the next tokens overwrite them).
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+
+    /// Runs `tokens` after the cached ones, in steps of up to `MAX_STEP_TOKENS`, without
+    /// reading anything back; afterwards the logits are those for the token after the last.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        if self.tokens.len() + tokens.len() > self.max_positions {
+            return Err(EngineError::Unsupported(format!(
+                "{} tokens do not fit the sequence's {} positions ({} in use)",
+                tokens.len(),
+                self.max_positions,
+                self.tokens.len()
+            )));
+        }
+        for batch in tokens.chunks(MAX_STEP_TOKENS) {
+            self.submit_step(batch)?;
+            self.tokens.extend_from_slice(batch);
+        }
+        Ok(())
+    }
+
+    fn submit_step(&self, batch: &[u32]) -> Result<(), EngineError> {
+        let ctx = &self.weights.ctx;
+        let embedding = self.weights.embed(batch)?;
+        ctx.queue
+            .write_buffer(&self.hidden, 0, bytemuck::cast_slice(&embedding));
+        let step = StepUniform {
+            position: self.tokens.len() as u32,
+            tokens: batch.len() as u32,
+        };
+        ctx.queue
+            .write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let kernels = &self.weights.kernels;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("qwen2 step"),
+                timestamp_writes: None,
+            });
+            for stage in &self.stages {
+                match stage {
+                    Stage::Matmul(prepared) => {
+                        kernels.matmul.record(&mut pass, prepared, step.tokens)
+                    }
+                    Stage::Op(op) => kernels.ops.record(&mut pass, op, step.tokens),
+                }
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// All logits for the next token (the whole vocabulary; prefer `next_token_scores`).
+    pub async fn logits(&self) -> Result<Vec<f32>, EngineError> {
+        read_f32(
+            &self.weights.ctx,
+            &self.logits,
+            self.weights.hyperparameters.vocab_size,
+        )
+        .await
+    }
+
+    /// The `needed` best next tokens after the repetition penalty on `penalized` (distinct
+    /// ids), best first. Up to `GPU_TOP_K` are picked on the GPU and only they are read back;
+    /// more fall back to reading every logit. The penalty is applied to the logits in place.
+    pub async fn next_token_scores(
+        &self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>, EngineError> {
+        let ctx = &self.weights.ctx;
+        let vocab = self.weights.hyperparameters.vocab_size;
+        if needed > GPU_TOP_K || penalized.len() > MAX_PENALIZED_TOKENS {
+            let mut logits = self.logits().await?;
+            apply_repetition_penalty(&mut logits, penalized, penalty);
+            return Ok(top_scores(&logits, needed));
+        }
+        let penalized: Vec<u32> = penalized
+            .iter()
+            .copied()
+            .filter(|&t| (t as usize) < vocab)
+            .collect();
+        let sampling = &self.weights.kernels.sampling;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("next token candidates"),
+                timestamp_writes: None,
+            });
+            if !penalized.is_empty() && penalty != 1.0 {
+                ctx.queue
+                    .write_buffer(&self.penalty_ids, 0, bytemuck::cast_slice(&penalized));
+                let params = PenaltyParams {
+                    count: penalized.len() as u32,
+                    penalty,
+                };
+                ctx.queue
+                    .write_buffer(&self.penalty_params, 0, bytemuck::bytes_of(&params));
+                pass.set_pipeline(&sampling.penalty);
+                pass.set_bind_group(0, &self.penalty_bind_group, &[]);
+                pass.dispatch_workgroups(penalized.len().div_ceil(64) as u32, 1, 1);
+            }
+            pass.set_pipeline(&sampling.slices);
+            pass.set_bind_group(0, &self.slices_bind_group, &[]);
+            pass.dispatch_workgroups(SamplingKernels::slice_groups(), 1, 1);
+            pass.set_pipeline(&sampling.merge);
+            pass.set_bind_group(0, &self.merge_bind_group, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let pairs = read_u32(ctx, &self.top, GPU_TOP_K * 2).await?;
+        Ok(pairs
+            .chunks_exact(2)
+            .filter(|pair| pair[0] != u32::MAX)
+            .take(needed)
+            .map(|pair| TokenScore {
+                token: pair[0],
+                logit: f32::from_bits(pair[1]),
+            })
+            .collect())
+    }
+}

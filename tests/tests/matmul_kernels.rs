@@ -1,0 +1,272 @@
+//! The quantized matrix kernels, on a real Vulkan driver (Mesa lavapipe in CI), against a CPU
+//! reference: candle quantizes random weights (with all-zero, large and tiny rows as edge
+//! cases), dequantizes them, and the f64 product with each token's x is what every block type
+//! must give — for one token (the decode kernel) and for batches that fill one token tile,
+//! part of one, and several (the prefill kernel), with and without a bias.
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use shared::engine::readback::read_f32;
+use shared::engine::{
+    BlockType, GpuContext, MatmulOperands, QuantizedMatmulKernels, QuantizedMatrix, TokenCount,
+};
+use wgpu::util::DeviceExt as _;
+
+fn gpu() -> GpuContext {
+    let ctx = pollster::block_on(GpuContext::new())
+        .expect("a GPU adapter is required (CI installs Mesa lavapipe: mesa-vulkan-drivers)");
+    eprintln!(
+        "adapter: {} ({:?}, {:?}), max storage binding {} bytes, shader-f16 {}",
+        ctx.adapter_info.name,
+        ctx.adapter_info.backend,
+        ctx.adapter_info.device_type,
+        ctx.max_binding_bytes,
+        ctx.has_shader_f16
+    );
+    ctx
+}
+
+/// Deterministic values in [-1, 1).
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Weights with edge-case rows: all zero, large magnitudes, tiny magnitudes, one spike.
+fn weights(rows: usize, cols: usize) -> Vec<f32> {
+    let mut w = noise(rows * cols, 42);
+    w[..cols].fill(0.0);
+    for v in &mut w[cols..2 * cols] {
+        *v *= 1000.0;
+    }
+    for v in &mut w[2 * cols..3 * cols] {
+        *v *= 1e-4;
+    }
+    w[3 * cols + 5] = 50.0;
+    w
+}
+
+struct Case {
+    quantized: QTensor,
+    /// reference[t][row] and the sum of |w·x| terms, the scale of rounding error.
+    reference: Vec<Vec<f64>>,
+    magnitude: Vec<Vec<f64>>,
+}
+
+/// `xs`: each token's input, `cols` floats per token.
+fn case(block_type: BlockType, rows: usize, cols: usize, xs: &[Vec<f32>]) -> Case {
+    let w = Tensor::from_vec(weights(rows, cols), (rows, cols), &Device::Cpu).unwrap();
+    let quantized = QTensor::quantize(&w, block_type.ggml()).unwrap();
+    let dequantized: Vec<Vec<f32>> = quantized
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let product = |x: &[f32], term: fn(f32, f32) -> f64| -> Vec<f64> {
+        dequantized
+            .iter()
+            .map(|row| row.iter().zip(x).map(|(&w, &x)| term(w, x)).sum())
+            .collect()
+    };
+    Case {
+        reference: xs
+            .iter()
+            .map(|x| product(x, |w, x| f64::from(w) * f64::from(x)))
+            .collect(),
+        magnitude: xs
+            .iter()
+            .map(|x| product(x, |w, x| f64::from((w * x).abs())))
+            .collect(),
+        quantized,
+    }
+}
+
+/// Runs the product for every token of `xs` (and `bias` if given); returns y[t][row].
+fn run_matmul(
+    ctx: &GpuContext,
+    kernels: &QuantizedMatmulKernels,
+    matrix: &QuantizedMatrix,
+    xs: &[Vec<f32>],
+    bias: Option<&[f32]>,
+) -> Vec<Vec<f32>> {
+    let init = |contents: &[u8], usage| {
+        ctx.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage,
+            })
+    };
+    let flat: Vec<f32> = xs.concat();
+    let x_buffer = init(bytemuck::cast_slice(&flat), wgpu::BufferUsages::STORAGE);
+    let bias_buffer = bias.map(|b| init(bytemuck::cast_slice(b), wgpu::BufferUsages::STORAGE));
+    let tokens = xs.len() as u32;
+    let step = init(
+        bytemuck::cast_slice(&[0u32, tokens]),
+        wgpu::BufferUsages::UNIFORM,
+    );
+    let y_buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("y"),
+        size: (matrix.rows * xs.len() * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let operands = MatmulOperands {
+        x: &x_buffer,
+        x_offset: 0,
+        x_stride: matrix.cols,
+        y: &y_buffer,
+        bias: bias_buffer.as_ref(),
+        tokens: TokenCount::FromStep,
+    };
+    let prepared = kernels.prepare(ctx, matrix, &operands, &step).unwrap();
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        kernels.record(&mut pass, &prepared, tokens);
+    }
+    ctx.queue.submit([encoder.finish()]);
+    let y = pollster::block_on(read_f32(ctx, &y_buffer, matrix.rows * xs.len())).unwrap();
+    y.chunks(matrix.rows).map(<[f32]>::to_vec).collect()
+}
+
+fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, bias: Option<&[f32]>) {
+    for (t, row_values) in gpu.iter().enumerate() {
+        for (row, &got) in row_values.iter().enumerate() {
+            let want = case.reference[t][row] + bias.map_or(0.0, |b| f64::from(b[row]));
+            let tolerance = 1e-5 * case.magnitude[t][row] + 1e-5;
+            assert!(
+                (f64::from(got) - want).abs() <= tolerance,
+                "{block_type:?} token {t} row {row}: gpu {got}, reference {want} (tolerance {tolerance})"
+            );
+        }
+    }
+}
+
+fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
+    (0..tokens).map(|t| noise(cols, 7 + t as u64)).collect()
+}
+
+#[test]
+fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
+    let ctx = gpu();
+    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let (rows, cols) = (37, 512);
+    // 1: the decode kernel; 5: part of a token tile; 19: two full tiles and part of a third.
+    for tokens in [1, 5, 19] {
+        let xs = inputs(tokens, cols);
+        for block_type in BlockType::ALL {
+            let case = case(block_type, rows, cols, &xs);
+            let bytes = case.quantized.data().unwrap();
+            let matrix =
+                QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+            assert_eq!(matrix.chunks.len(), 1);
+            let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
+            assert_close(block_type, &y, &case, None);
+            for (t, token_y) in y.iter().enumerate() {
+                assert_eq!(
+                    token_y[0], 0.0,
+                    "{block_type:?} token {t}: an all-zero row must give exactly 0"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bias_is_added_to_every_token() {
+    let ctx = gpu();
+    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let (rows, cols) = (40, 256);
+    let bias: Vec<f32> = noise(rows, 3).iter().map(|b| b * 10.0).collect();
+    for tokens in [1, 3] {
+        let xs = inputs(tokens, cols);
+        for block_type in [BlockType::Q5_0, BlockType::Q8_0, BlockType::F32] {
+            let case = case(block_type, rows, cols, &xs);
+            let bytes = case.quantized.data().unwrap();
+            let matrix =
+                QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+            let y = run_matmul(&ctx, &kernels, &matrix, &xs, Some(&bias));
+            assert_close(block_type, &y, &case, Some(&bias));
+        }
+    }
+}
+
+#[test]
+fn matrices_split_across_buffers_give_the_same_result() {
+    let ctx = gpu();
+    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let (rows, cols) = (29, 768);
+    for tokens in [1, 9] {
+        let xs = inputs(tokens, cols);
+        for block_type in [
+            BlockType::Q8_0,
+            BlockType::Q4K,
+            BlockType::Q6K,
+            BlockType::Q5_0,
+        ] {
+            let case = case(block_type, rows, cols, &xs);
+            let bytes = case.quantized.data().unwrap();
+            let row_bytes = (bytes.len() / rows) as u64;
+            // At most 4 rows per buffer: 8 buffers, the last one partly filled.
+            let matrix = QuantizedMatrix::upload_in_chunks_of(
+                &ctx,
+                "w",
+                block_type,
+                rows,
+                cols,
+                &bytes,
+                4 * row_bytes + 3,
+            )
+            .unwrap();
+            assert_eq!(matrix.chunks.len(), 8);
+            let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
+            assert_close(block_type, &y, &case, None);
+        }
+    }
+}
+
+#[test]
+fn a_vocabulary_sized_output_head_runs_in_one_dispatch_per_chunk() {
+    let ctx = gpu();
+    let kernels = QuantizedMatmulKernels::new(&ctx);
+    // 151,936 rows (Qwen2's vocabulary): more than 65,535, the most workgroups per dimension.
+    let (rows, cols) = (151_936, 32);
+    let xs = inputs(1, cols);
+    let case = case(BlockType::Q8_0, rows, cols, &xs);
+    let bytes = case.quantized.data().unwrap();
+    let matrix = QuantizedMatrix::upload(&ctx, "w", BlockType::Q8_0, rows, cols, &bytes).unwrap();
+    let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
+    assert_close(BlockType::Q8_0, &y, &case, None);
+}
+
+#[test]
+fn shapes_that_do_not_fit_the_block_type_are_clear_errors() {
+    let ctx = gpu();
+    let error = QuantizedMatrix::upload(
+        &ctx,
+        "blk.0.attn_q.weight",
+        BlockType::Q4K,
+        2,
+        100,
+        &[0; 10],
+    )
+    .err()
+    .unwrap();
+    let message = error.to_string();
+    assert!(
+        message.contains("blk.0.attn_q.weight") && message.contains("Q4K"),
+        "{message}"
+    );
+    let error = QuantizedMatrix::upload(&ctx, "w", BlockType::Q8_0, 2, 32, &[0; 10])
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("expected 68"), "{error}");
+}
