@@ -1,6 +1,7 @@
 //! The native half of the DPO flywheel, as a library behind the `dpo` binary: model fetching,
 //! native chat with the candle engine, and (as the project grows) training, export, serving.
 
+pub mod bench;
 pub mod chat;
 pub mod default_models;
 pub mod fetch;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use native_trainer::{chat, fetch, logging};
+use native_trainer::{bench, chat, fetch, logging};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,9 @@ enum Command {
     /// Chat with a GGUF model: answer QUESTION and exit, or hold an interactive multi-turn
     /// chat when no question is given. Only the assistant's reply goes to stdout.
     Chat(chat::ChatArgs),
+    /// Measure an engine's prefill and decode speed (tokens/s) on a model; prints one JSON
+    /// object. `cargo xtask bench` runs it for every engine and prints a table.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
             println!("{}", path.display());
         }),
         Command::Chat(args) => chat::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
