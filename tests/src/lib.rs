@@ -1,7 +1,9 @@
 //! Helpers for the workspace-level integration tests: where the real model and the `dpo`
 //! binary are, tiny generated GGUF files, and a local server with the Hugging Face hub layout.
 
+pub mod headless_chromium;
 pub mod hub_server;
+pub mod page_server;
 pub mod tiny_gguf;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,20 @@ pub fn dpo() -> Command {
         command.env_remove(var);
     }
     command
+}
+
+/// The web app's wasm bundle (`web_ui.js` + `web_ui_bg.wasm` from wasm-bindgen):
+/// `$DPO_WEB_BUNDLE` (xtask builds it and sets it); a missing bundle is a failure.
+pub fn web_bundle() -> PathBuf {
+    let dir = std::env::var_os("DPO_WEB_BUNDLE").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("DPO_WEB_BUNDLE is not set: run the tests with `cargo xtask test`, which builds the wasm bundle")
+    });
+    assert!(
+        dir.join("web_ui_bg.wasm").is_file(),
+        "DPO_WEB_BUNDLE={} holds no web_ui_bg.wasm",
+        dir.display()
+    );
+    dir
 }
 
 /// Lower-case hex sha256 of `bytes`.

@@ -1,5 +1,6 @@
-//! Tiny Qwen2 GGUF files generated in code (fixed-seed random F32 weights, 2 blocks, width 32,
-//! a byte-level vocabulary plus ChatML special tokens), with knobs to break them on purpose.
+//! Tiny Qwen2 GGUF files generated in code (fixed-seed random weights, 2 blocks, width 32,
+//! a byte-level vocabulary plus ChatML special tokens), with knobs to break them on purpose
+//! and to store the weight matrices in a quantized block type.
 
 use std::io::Cursor;
 
@@ -19,6 +20,7 @@ pub struct TinyQwen2 {
     overrides: Vec<(String, Option<Value>)>,
     skip_tensors: Vec<String>,
     llama: bool,
+    matrix_type: Option<GgmlDType>,
 }
 
 impl TinyQwen2 {
@@ -33,6 +35,11 @@ impl TinyQwen2 {
     /// The same shapes as a Llama-architecture file: `llama.*` keys, no attention biases.
     pub fn as_llama(mut self) -> Self {
         self.llama = true;
+        self
+    }
+    /// Stores the 2-D weight matrices (not norms or biases) as `dtype` instead of F32.
+    pub fn with_matrix_type(mut self, dtype: GgmlDType) -> Self {
+        self.matrix_type = Some(dtype);
         self
     }
     pub fn without_tensor(mut self, name: &str) -> Self {
@@ -120,7 +127,11 @@ impl TinyQwen2 {
                 })
                 .collect();
             let t = Tensor::from_vec(values, dims, &Device::Cpu).unwrap();
-            QTensor::quantize(&t, GgmlDType::F32).unwrap()
+            let dtype = match self.matrix_type {
+                Some(dtype) if dims.len() == 2 => dtype,
+                _ => GgmlDType::F32,
+            };
+            QTensor::quantize(&t, dtype).unwrap()
         };
         let kv = KV_HEADS * (WIDTH / HEADS);
         let mut tensors: Vec<(String, QTensor)> = vec![

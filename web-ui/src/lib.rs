@@ -3,6 +3,8 @@
 //! For now it shows the shell of the app and proves the shared contract compiles into the
 //! browser bundle; the chat and compare-and-vote views arrive with the web-ui issue.
 
+pub mod engine_probe;
+
 use leptos::prelude::*;
 use wasm_bindgen::prelude::wasm_bindgen;
 

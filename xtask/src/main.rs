@@ -2,8 +2,14 @@
 //!
 //! - `run [CHAT ARGS…]`: build `dpo`, fetch the default model, then chat with it
 //!   (interactively unless a question is given).
+//! - `bench [--model PATH] [--prompt-tokens N] [--decode-tokens N]`: prefill and decode
+//!   tok/s of every engine on the real model, as a table.
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
-//!   check that `shared` and `web-ui` build for wasm32, then run every workspace test.
+//!   build `shared` and the web app's wasm bundle, then run every workspace test (the browser
+//!   tests load the bundle into headless Chromium).
+
+mod bench;
+mod web_bundle;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,12 +25,14 @@ fn main() -> Result<()> {
     match command.as_str() {
         "run" => run(&rest),
         "test" => test(&rest),
+        "bench" => bench::run(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  run [CHAT ARGS…]   fetch the default model and chat with it\n  \
-                 test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)"
+                 test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)\n  \
+                 bench [FLAGS]      prefill / decode tok/s of every engine on the real model"
             );
             bail!("unknown command `{command}`")
         }
@@ -55,12 +63,15 @@ fn check(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 fn dpo_binary() -> Result<PathBuf> {
     check(cargo().args(["build", "--package", "native-trainer", "--bin", "dpo"]))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    Ok(target_dir.join("debug").join("dpo"))
+    Ok(target_dir().join("debug").join("dpo"))
 }
 
 /// Runs `dpo fetch` and returns the model path it printed last.
@@ -108,22 +119,16 @@ fn test(test_args: &[String]) -> Result<()> {
     }
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    check(cargo().args([
-        "build",
-        "--package",
-        "shared",
-        "--package",
-        "web-ui",
-        "--target",
-        WASM_TARGET,
-    ]))?;
+    check(cargo().args(["build", "--package", "shared", "--target", WASM_TARGET]))?;
+    let bundle = web_bundle::build()?;
     // Default members: every crate but the wasm-only web-ui, which was built above.
     let mut command = cargo();
     command
-        .arg("test")
+        .args(["test", "--no-fail-fast"])
         .args(test_args)
         .env("DPO_TEST_MODEL", &model)
-        .env("DPO_BIN", &dpo);
+        .env("DPO_BIN", &dpo)
+        .env("DPO_WEB_BUNDLE", &bundle);
     run_tests_with_summary(&mut command)
 }
 

@@ -1,0 +1,67 @@
+//! The engine as a plain JavaScript function: load a GGUF from bytes onto the browser's GPU
+//! and generate greedily from token ids. Pages that only need the model (the end-to-end
+//! engine check, benchmarks) call it without the app around it.
+
+use std::io::Cursor;
+
+use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle};
+use shared::{GgufModel, SamplingParams};
+use wasm_bindgen::prelude::*;
+
+/// Greedy continuation of `prompt` (token ids) by the GGUF model in `model`, up to
+/// `max_new_tokens` (stopping early at the file's end-of-turn tokens). Resolves to the new
+/// token ids, or rejects with the engine's error message.
+#[wasm_bindgen(js_name = greedyTokens)]
+pub async fn greedy_tokens(
+    model: Vec<u8>,
+    prompt: Vec<u32>,
+    max_new_tokens: u32,
+) -> Result<Vec<u32>, JsError> {
+    let mut reader = Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "model.gguf")?;
+    let stop_tokens = shared::ModelText::from_gguf(&gguf)?.stop_tokens();
+    let ctx = GpuContext::new().await?;
+    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader)?;
+    let mut sequence = Qwen2Sequence::new(&weights, prompt.len() + max_new_tokens as usize)?;
+    let sampling = SamplingParams {
+        max_new_tokens,
+        ..SamplingParams::default()
+    };
+    let mut stream = sequence.generate(&prompt, sampling, 0, stop_tokens, StopHandle::new())?;
+    let mut tokens = Vec::new();
+    while let Some(token) = stream.next_token().await? {
+        tokens.push(token);
+    }
+    Ok(tokens)
+}
+
+/// The `k` best next tokens after `prompt` as a flat array `[token, logit, token, logit, …]`
+/// (tokens as floats, exact below 2^24), best first.
+#[wasm_bindgen(js_name = nextTokenScores)]
+pub async fn next_token_scores(
+    model: Vec<u8>,
+    prompt: Vec<u32>,
+    k: u32,
+) -> Result<Vec<f32>, JsError> {
+    let mut reader = Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "model.gguf")?;
+    let ctx = GpuContext::new().await?;
+    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader)?;
+    let mut sequence = Qwen2Sequence::new(&weights, prompt.len())?;
+    sequence.feed(&prompt)?;
+    let scores = sequence.next_token_scores(k as usize, &[], 1.0).await?;
+    Ok(scores
+        .iter()
+        .flat_map(|s| [s.token as f32, s.logit])
+        .collect())
+}
+
+/// The WebGPU adapter's name and backend, or an error when the browser has none.
+#[wasm_bindgen(js_name = adapterInfo)]
+pub async fn adapter_info() -> Result<String, JsError> {
+    let ctx = GpuContext::new().await?;
+    Ok(format!(
+        "{} ({:?}), shader-f16: {}",
+        ctx.adapter_info.name, ctx.adapter_info.backend, ctx.has_shader_f16
+    ))
+}

@@ -1,0 +1,38 @@
+"""llama.cpp's CPU speed on a GGUF, for `cargo xtask bench`: prefill of a PROMPT_TOKENS-token
+prompt and greedy decode of DECODE_TOKENS tokens, printed as one JSON object.
+
+Needs llama-cpp-python (pip install llama-cpp-python==0.3.36); not used at run time."""
+
+import json
+import sys
+import time
+
+import llama_cpp
+
+model_path, prompt_tokens, decode_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+# use_extra_bufts=False: llama.cpp's AMX buffer type crashes on some CPUs (see make_fixtures.py).
+llm = llama_cpp.Llama(model_path, n_ctx=prompt_tokens + decode_tokens + 8, verbose=False,
+                      use_extra_bufts=False)
+text = ("The quick brown fox jumps over the lazy dog while the committee reviews the quarterly "
+        "report on renewable energy, transport and housing. ")
+tokens = []
+while len(tokens) < prompt_tokens:
+    tokens += llm.tokenize(text.encode(), add_bos=False)
+tokens = tokens[:prompt_tokens]
+
+started = time.perf_counter()
+llm.eval(tokens)
+prefill_seconds = time.perf_counter() - started
+started = time.perf_counter()
+for _ in range(decode_tokens):
+    next_token = llm.sample(temp=0.0)
+    llm.eval([next_token])
+decode_seconds = time.perf_counter() - started
+print(json.dumps({
+    "engine": "llama.cpp",
+    "device": f"cpu ({llama_cpp.__version__})",
+    "prompt_tokens": prompt_tokens,
+    "prefill_tokens_per_second": prompt_tokens / prefill_seconds,
+    "decode_tokens": decode_tokens,
+    "decode_tokens_per_second": decode_tokens / decode_seconds,
+}))
