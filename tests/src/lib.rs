@@ -4,6 +4,7 @@
 pub mod headless_chromium;
 pub mod hub_server;
 pub mod page_server;
+pub mod shaped_gguf;
 pub mod tiny_gguf;
 
 use std::path::{Path, PathBuf};

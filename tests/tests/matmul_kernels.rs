@@ -157,7 +157,7 @@ fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
 #[test]
 fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
     let (rows, cols) = (37, 512);
     // 1: the decode kernel; 5: part of a token tile; 19: two full tiles and part of a third.
     for tokens in [1, 5, 19] {
@@ -183,7 +183,7 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
 #[test]
 fn a_bias_is_added_to_every_token() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
     let (rows, cols) = (40, 256);
     let bias: Vec<f32> = noise(rows, 3).iter().map(|b| b * 10.0).collect();
     for tokens in [1, 3] {
@@ -202,7 +202,7 @@ fn a_bias_is_added_to_every_token() {
 #[test]
 fn matrices_split_across_buffers_give_the_same_result() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
     let (rows, cols) = (29, 768);
     for tokens in [1, 9] {
         let xs = inputs(tokens, cols);
@@ -214,8 +214,10 @@ fn matrices_split_across_buffers_give_the_same_result() {
         ] {
             let case = case(block_type, rows, cols, &xs);
             let bytes = case.quantized.data().unwrap();
-            let row_bytes = (bytes.len() / rows) as u64;
-            // At most 4 rows per buffer: 8 buffers, the last one partly filled.
+            // The bulk (quants) of one row on the GPU; at most 4 rows per buffer: 8 buffers,
+            // the last one partly filled.
+            let row_bytes =
+                (cols / block_type.block_elements() * block_type.bulk_vec4s() * 16) as u64;
             let matrix = QuantizedMatrix::upload_in_chunks_of(
                 &ctx,
                 "w",
@@ -236,7 +238,7 @@ fn matrices_split_across_buffers_give_the_same_result() {
 #[test]
 fn a_vocabulary_sized_output_head_runs_in_one_dispatch_per_chunk() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx);
+    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
     // 151,936 rows (Qwen2's vocabulary): more than 65,535, the most workgroups per dimension.
     let (rows, cols) = (151_936, 32);
     let xs = inputs(1, cols);

@@ -8,7 +8,10 @@
 //! - the candidates picked on the GPU (with the repetition penalty) are exactly the CPU's
 //!   selection from the full logits;
 //! - two sequences on one copy of the weights generate independently; a stop handle ends a
-//!   stream.
+//!   stream;
+//! - a file with Qwen2.5-1.5B-Instruct's shapes and Q4_K_M's block types (random weights, two
+//!   blocks) loads — its 191 MB output head split across storage buffers — and agrees with
+//!   candle.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::real_model;
+use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason};
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
@@ -260,4 +264,86 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
     stop.stop();
     assert_eq!(pollster::block_on(stream.next_token()).unwrap(), None);
     assert_eq!(stream.stop_reason(), Some(StopReason::Stopped));
+}
+
+/// Root-mean-square of `ours - theirs` relative to that of `theirs`.
+fn relative_rms_error(ours: &[f32], theirs: &[f32]) -> f64 {
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for (a, b) in ours.iter().zip(theirs) {
+        diff += f64::from(a - b).powi(2);
+        norm += f64::from(*b).powi(2);
+    }
+    (diff / norm).sqrt()
+}
+
+fn rank_in(values: &[f32], index: usize) -> usize {
+    values.iter().filter(|&&v| v > values[index]).count()
+}
+
+#[test]
+fn a_model_with_qwen2_5_1_5b_shapes_loads_and_matches_candle() {
+    let bytes = qwen2_with_shape(QWEN2_5_1_5B, 2);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, &bytes).unwrap();
+    drop(bytes);
+    let path = file.path().to_path_buf();
+    let mut reader = File::open(&path).unwrap();
+    let gguf = GgufModel::read(&mut reader, "qwen2.5-1.5b-shaped.gguf").unwrap();
+    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
+    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader).unwrap();
+    let head_bytes = 151_936 * 1536 / 256 * 210;
+    if head_bytes as u64 > ctx.max_binding_bytes {
+        assert!(
+            weights.output.chunks.len() >= 2,
+            "a {head_bytes}-byte output head must span several storage buffers"
+        );
+    }
+
+    let mut reader = File::open(&path).unwrap();
+    let content = Content::read(&mut reader).unwrap();
+    let mut candle = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap();
+
+    let prompt = [9707, 11, 1879, 0, 151_643, 42, 7, 100_000];
+    let mut sequence = Qwen2Sequence::new(&weights, 64).unwrap();
+    sequence.feed(&prompt).unwrap();
+    let mut ours = pollster::block_on(sequence.logits()).unwrap();
+    let mut theirs = candle_logits(&mut candle, &prompt, 0);
+    for step in 0..3 {
+        let error = relative_rms_error(&ours, &theirs);
+        let top = argmax(&ours);
+        let rank = rank_in(&theirs, top);
+        eprintln!(
+            "step {step}: relative RMS error {error:.5}, our top-1 {top} is candle's #{}",
+            rank + 1
+        );
+        assert!(
+            error < 0.05,
+            "step {step}: logits differ by {error} (relative RMS)"
+        );
+        assert!(rank < 5, "step {step}: our top-1 is candle's #{}", rank + 1);
+        let next = top as u32;
+        sequence.feed(&[next]).unwrap();
+        ours = pollster::block_on(sequence.logits()).unwrap();
+        theirs = candle_logits(&mut candle, &[next], prompt.len() + step);
+    }
+}
+
+#[test]
+fn a_block_type_the_engine_cannot_run_is_named() {
+    let model = flywheel_tests::tiny_gguf::TinyQwen2::default()
+        .with_matrix_type(candle_core::quantized::GgmlDType::Q5_1)
+        .to_bytes();
+    let mut reader = std::io::Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "tiny-q5_1.gguf").unwrap();
+    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
+    let Err(error) = Qwen2Weights::load(&ctx, &gguf, &mut reader) else {
+        panic!("a Q5_1 model loaded although the engine has no Q5_1 kernel");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("tiny-q5_1.gguf")
+            && message.contains("Q5_1")
+            && message.contains("blk.0."),
+        "{message}"
+    );
 }

@@ -8,11 +8,24 @@ import sys
 import time
 
 import llama_cpp
+import llama_cpp.llama_cpp as llama_cpp_c
+
+# llama.cpp's AMX weight repacking (an "extra buffer type") segfaults inside some VMs; the
+# plain CPU kernels compute the same model (as in tests/fixtures/make_fixtures.py).
+_default_model_params = llama_cpp_c.llama_model_default_params
+
+
+def _model_params_without_extra_buffers():
+    params = _default_model_params()
+    params.use_extra_bufts = False
+    return params
+
+
+llama_cpp_c.llama_model_default_params = _model_params_without_extra_buffers
 
 model_path, prompt_tokens, decode_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-# use_extra_bufts=False: llama.cpp's AMX buffer type crashes on some CPUs (see make_fixtures.py).
-llm = llama_cpp.Llama(model_path, n_ctx=prompt_tokens + decode_tokens + 8, verbose=False,
-                      use_extra_bufts=False)
+llm = llama_cpp.Llama(model_path, n_ctx=prompt_tokens + decode_tokens + 8, n_batch=512,
+                      n_threads=2, verbose=False)
 text = ("The quick brown fox jumps over the lazy dog while the committee reviews the quarterly "
         "report on renewable energy, transport and housing. ")
 tokens = []

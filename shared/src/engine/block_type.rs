@@ -1,5 +1,12 @@
-//! The GGUF block formats the kernels read, and the WGSL source of each one's dot product.
-//! The byte layout of every format is documented beside its kernel in `kernels/`.
+//! The GGUF block formats the kernels read, how each block is laid out on the GPU, and the
+//! WGSL that dequantizes it. The byte layout of every format is documented beside its kernel
+//! in `kernels/`.
+//!
+//! On upload every GGUF block is split, bits unchanged, into a *head* (its scales and other
+//! small fields, padded to whole 32-bit words) and a *bulk* (its quants, a whole number of
+//! 16-byte vectors). Heads and bulks go to two buffers, so the kernels load the quants with
+//! aligned 16-byte reads whatever the GGUF block size (18, 22, 34, 210 bytes are not even
+//! 4-byte multiples).
 
 use candle_core::quantized::GgmlDType;
 
@@ -60,20 +67,28 @@ impl BlockType {
         }
     }
 
-    /// Weights per block as the kernel walks them (F32 and F16 four at a time).
+    /// Weights per block as the kernel walks them (F32 four and F16 eight at a time).
     pub fn block_elements(self) -> usize {
         match self {
-            BlockType::F32 | BlockType::F16 => 4,
+            BlockType::F32 => 4,
+            BlockType::F16 => 8,
             BlockType::Q4_0 | BlockType::Q4_1 | BlockType::Q5_0 | BlockType::Q8_0 => 32,
             BlockType::Q4K | BlockType::Q5K | BlockType::Q6K => 256,
         }
     }
 
-    /// Bytes per block as the kernel walks them.
+    /// Runs of weights the kernel loads one at a time (K-quants: 8 sub-blocks of 32).
+    pub fn sub_blocks(self) -> usize {
+        match self {
+            BlockType::Q4K | BlockType::Q5K | BlockType::Q6K => 8,
+            _ => 1,
+        }
+    }
+
+    /// GGUF bytes per block as the kernel walks them.
     pub fn block_bytes(self) -> usize {
         match self {
-            BlockType::F32 => 16,
-            BlockType::F16 => 8,
+            BlockType::F32 | BlockType::F16 => 16,
             BlockType::Q4_0 => 18,
             BlockType::Q4_1 => 20,
             BlockType::Q5_0 => 22,
@@ -84,7 +99,65 @@ impl BlockType {
         }
     }
 
-    /// WGSL that defines `BLOCK_ELEMENTS`, `BLOCK_BYTES` and `block_dot` for this type.
+    /// The GGUF byte ranges that form a block's head, in head order (each kernel file
+    /// documents the resulting words).
+    #[expect(
+        clippy::single_range_in_vec_init,
+        reason = "a head is a list of byte ranges; most lists have one"
+    )]
+    fn head_ranges(self) -> &'static [std::ops::Range<usize>] {
+        match self {
+            BlockType::F32 | BlockType::F16 => &[],
+            BlockType::Q4_0 | BlockType::Q8_0 => &[0..2],
+            BlockType::Q4_1 => &[0..4],
+            BlockType::Q5_0 => &[2..6, 0..2],
+            BlockType::Q4K | BlockType::Q5K => &[0..16],
+            BlockType::Q6K => &[192..210],
+        }
+    }
+
+    /// The GGUF byte range that forms a block's bulk.
+    fn bulk_range(self) -> std::ops::Range<usize> {
+        match self {
+            BlockType::F32 | BlockType::F16 => 0..16,
+            BlockType::Q4_0 => 2..18,
+            BlockType::Q4_1 => 4..20,
+            BlockType::Q5_0 => 6..22,
+            BlockType::Q8_0 => 2..34,
+            BlockType::Q4K | BlockType::Q5K => 16..self.block_bytes(),
+            BlockType::Q6K => 0..192,
+        }
+    }
+
+    /// 32-bit words of a block's head on the GPU.
+    pub fn head_words(self) -> usize {
+        let bytes: usize = self.head_ranges().iter().map(|r| r.len()).sum();
+        bytes.div_ceil(4)
+    }
+
+    /// 16-byte vectors of a block's bulk on the GPU.
+    pub fn bulk_vec4s(self) -> usize {
+        self.bulk_range().len() / 16
+    }
+
+    /// Splits GGUF blocks (a whole number of them) into the GPU's heads and bulks.
+    pub fn split_blocks(self, blocks: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let block_bytes = self.block_bytes();
+        let count = blocks.len() / block_bytes;
+        let mut heads = Vec::with_capacity(count * self.head_words() * 4);
+        let mut bulks = Vec::with_capacity(count * self.bulk_vec4s() * 16);
+        for block in blocks.chunks_exact(block_bytes) {
+            let head_start = heads.len();
+            for range in self.head_ranges() {
+                heads.extend_from_slice(&block[range.clone()]);
+            }
+            heads.resize(head_start + self.head_words() * 4, 0);
+            bulks.extend_from_slice(&block[self.bulk_range()]);
+        }
+        (heads, bulks)
+    }
+
+    /// WGSL that defines this type's `Block`, `load_sub` and `group_weights`.
     pub fn block_kernel_source(self) -> &'static str {
         match self {
             BlockType::F32 => include_str!("kernels/block_f32.wgsl"),

@@ -1,7 +1,9 @@
 //! Quantized matrix × a batch of token vectors, the workhorse of every step: one compute
-//! pipeline per (block type, token tile), built from `kernels/matmul_main.wgsl` plus that
-//! type's `block_dot`. Decode steps (one token) use the tile-1 variant, a plain matrix-vector
-//! product; batched prefill uses a larger tile so each weight is dequantized once per tile.
+//! pipeline per (block type, token tile), built from `kernels/matmul_main.wgsl`, that type's
+//! block file, and a `block_dot` generated here that unrolls a block's groups for every row
+//! and token an invocation handles. Decode steps (one token) use the tile-1 variant, a plain
+//! matrix-vector product; batched prefill uses a larger tile so each weight is dequantized
+//! once per tile.
 
 use std::collections::HashMap;
 
@@ -12,9 +14,9 @@ use super::gpu_context::{EngineError, GpuContext};
 use super::quantized_matrix::QuantizedMatrix;
 
 /// Tokens one invocation multiplies at once in batched steps.
-pub const PREFILL_TOKEN_TILE: u32 = 8;
-/// Rows one workgroup computes (one per invocation).
-const ROWS_PER_WORKGROUP: usize = 64;
+pub const PREFILL_TOKEN_TILE: u32 = 4;
+/// Invocations per workgroup (`@workgroup_size` in the kernel).
+const WORKGROUP_SIZE: usize = 64;
 /// The most workgroups one dispatch dimension may have.
 const MAX_GROUPS_PER_DIMENSION: usize = 65_535;
 
@@ -52,6 +54,8 @@ pub struct MatmulOperands<'a> {
 }
 
 pub struct QuantizedMatmulKernels {
+    /// Output rows one invocation computes.
+    rows_per_invocation: usize,
     layout: wgpu::BindGroupLayout,
     /// Keyed by block type and token tile.
     pipelines: HashMap<(BlockType, u32), wgpu::ComputePipeline>,
@@ -60,8 +64,9 @@ pub struct QuantizedMatmulKernels {
 }
 
 impl QuantizedMatmulKernels {
-    /// Compiles the kernel of every block type, for decode and for batched steps.
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// Compiles the kernels of `block_types` (those a model uses), for decode and for batched
+    /// steps.
+    pub fn new(ctx: &GpuContext, block_types: &[BlockType]) -> Self {
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -89,10 +94,11 @@ impl QuantizedMatmulKernels {
                 entries: &[
                     storage(0, true),
                     storage(1, true),
-                    storage(2, false),
-                    storage(3, true),
-                    uniform(4),
+                    storage(2, true),
+                    storage(3, false),
+                    storage(4, true),
                     uniform(5),
+                    uniform(6),
                 ],
             });
         let pipeline_layout = ctx
@@ -102,14 +108,19 @@ impl QuantizedMatmulKernels {
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
+        // CPU drivers run each invocation's lanes as SIMD over rows: several rows per
+        // invocation share every x load. GPUs want many threads instead.
+        let rows_per_invocation = match ctx.adapter_info.device_type {
+            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu => 1,
+            _ => 4,
+        };
         let mut pipelines = HashMap::new();
-        for block_type in BlockType::ALL {
+        for &block_type in block_types {
+            if pipelines.contains_key(&(block_type, 1)) {
+                continue;
+            }
             for tile in [1, PREFILL_TOKEN_TILE] {
-                let source = format!(
-                    "const TOKEN_TILE: u32 = {tile}u;\n{}\n{}",
-                    include_str!("kernels/matmul_main.wgsl"),
-                    block_type.block_kernel_source()
-                );
+                let source = kernel_source(block_type, rows_per_invocation as u32, tile);
                 let label = format!("matmul {block_type:?} tile {tile}");
                 let pipeline = ctx.compute_pipeline_with_layout(&label, &source, &pipeline_layout);
                 pipelines.insert((block_type, tile), pipeline);
@@ -122,6 +133,7 @@ impl QuantizedMatmulKernels {
             mapped_at_creation: false,
         });
         Self {
+            rows_per_invocation,
             layout,
             pipelines,
             no_bias,
@@ -136,6 +148,12 @@ impl QuantizedMatmulKernels {
         operands: &MatmulOperands<'_>,
         step: &wgpu::Buffer,
     ) -> Result<PreparedMatmul, EngineError> {
+        if !self.pipelines.contains_key(&(matrix.block_type, 1)) {
+            return Err(EngineError::Unsupported(format!(
+                "no kernel was compiled for {:?} matrices",
+                matrix.block_type
+            )));
+        }
         if !operands.x_offset.is_multiple_of(4) || !operands.x_stride.is_multiple_of(4) {
             return Err(EngineError::Unsupported(
                 "matrix inputs must start on a multiple of 4 floats".into(),
@@ -145,7 +163,9 @@ impl QuantizedMatmulKernels {
             .chunks
             .iter()
             .map(|chunk| {
-                let row_groups = chunk.rows.div_ceil(ROWS_PER_WORKGROUP);
+                let row_groups = chunk
+                    .rows
+                    .div_ceil(WORKGROUP_SIZE * self.rows_per_invocation);
                 if row_groups > MAX_GROUPS_PER_DIMENSION {
                     return Err(EngineError::Unsupported(format!(
                         "a weight chunk of {} rows exceeds one dispatch",
@@ -173,7 +193,8 @@ impl QuantizedMatmulKernels {
                         usage: wgpu::BufferUsages::UNIFORM,
                     });
                 let buffers = [
-                    &chunk.buffer,
+                    &chunk.bulk,
+                    &chunk.heads,
                     operands.x,
                     operands.y,
                     operands.bias.unwrap_or(&self.no_bias),
@@ -228,4 +249,76 @@ pub struct PreparedMatmul {
     block_type: BlockType,
     tokens: TokenCount,
     dispatches: Vec<(wgpu::BindGroup, u32)>,
+}
+
+/// The WGSL of one pipeline: ROWS and TOKEN_TILE, the main kernel, the block type's file and
+/// the unrolled `block_dot`.
+fn kernel_source(block_type: BlockType, rows: u32, tile: u32) -> String {
+    format!(
+        "const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\n{}\n{}\n{}",
+        include_str!("kernels/matmul_main.wgsl"),
+        block_type.block_kernel_source(),
+        block_dot_source(block_type, rows, tile)
+    )
+}
+
+/// `block_dot(block, x4, acc)`: adds block `block` of each of the invocation's rows times
+/// the tile's x to `acc[row * TOKEN_TILE + token]`: a loop over the block's runs (K-quant
+/// sub-blocks), each run's groups of four weights spelled out for every row and token.
+fn block_dot_source(block_type: BlockType, rows: u32, tile: u32) -> String {
+    use std::fmt::Write;
+    let groups = block_type.block_elements() / 4 / block_type.sub_blocks();
+    let mut s = format!(
+        "fn block_dot(block: u32, x4: u32, acc: ptr<function, array<vec4<f32>, {}>>) {{\n",
+        rows * tile
+    );
+    for r in 0..rows {
+        for t in 0..tile {
+            let _ = writeln!(s, "    var s{r}_{t} = vec4<f32>(0.0);");
+        }
+    }
+    // Decode kernels spell out the runs too (fastest); batched kernels loop over them to keep
+    // the shader small (compile time grows with the unrolled rows × tokens).
+    let runs: Vec<String> = if tile == 1 {
+        (0..block_type.sub_blocks())
+            .map(|run| format!("{run}u"))
+            .collect()
+    } else {
+        let _ = writeln!(s, "    for (var sub = 0u; sub < SUB_BLOCKS; sub++) {{");
+        vec!["sub".to_string()]
+    };
+    for run in &runs {
+        s.push_str("    {\n");
+        for r in 0..rows {
+            let _ = writeln!(
+                s,
+                "        let b{r} = load_sub(row_base[{r}] + block, {run});"
+            );
+        }
+        let _ = writeln!(s, "        let xs = x4 + {run} * {groups}u;");
+        for g in 0..groups {
+            s.push_str("        {\n");
+            for r in 0..rows {
+                let _ = writeln!(s, "            let w{r} = group_weights(b{r}, {g}u);");
+            }
+            for t in 0..tile {
+                let _ = writeln!(s, "            let x{t} = token_x({t}u, xs + {g}u);");
+                for r in 0..rows {
+                    let _ = writeln!(s, "            s{r}_{t} += w{r} * x{t};");
+                }
+            }
+            s.push_str("        }\n");
+        }
+        s.push_str("    }\n");
+    }
+    if tile != 1 {
+        s.push_str("    }\n");
+    }
+    for r in 0..rows {
+        for t in 0..tile {
+            let _ = writeln!(s, "    (*acc)[{}] += s{r}_{t};", r * tile + t);
+        }
+    }
+    s.push_str("}\n");
+    s
 }

@@ -1,14 +1,16 @@
-//! A weight matrix on the GPU in its GGUF block format. Rows are split into chunks that each
-//! fit one storage binding (WebGPU's default is 128 MiB; a 151,936-row embedding can exceed it).
+//! A weight matrix on the GPU in its GGUF block format, each block split into head and bulk
+//! (see `block_type.rs`). Rows are split into chunks that each fit one storage binding
+//! (WebGPU's default is 128 MiB; a 151,936-row output head can exceed it).
 
 use wgpu::util::DeviceExt;
 
 use super::block_type::BlockType;
 use super::gpu_context::{EngineError, GpuContext};
 
-/// One buffer's worth of whole rows.
+/// One buffer's worth of whole rows: their blocks' bulks and heads.
 pub struct MatrixChunk {
-    pub buffer: wgpu::Buffer,
+    pub bulk: wgpu::Buffer,
+    pub heads: wgpu::Buffer,
     pub first_row: usize,
     pub rows: usize,
 }
@@ -65,10 +67,12 @@ impl QuantizedMatrix {
                 rows * row_bytes
             )));
         }
-        let rows_per_chunk = (max_chunk_bytes as usize / row_bytes.max(1)).min(rows.max(1));
+        let blocks_per_row = cols / elements;
+        let bulk_row_bytes = blocks_per_row * block_type.bulk_vec4s() * 16;
+        let rows_per_chunk = (max_chunk_bytes as usize / bulk_row_bytes.max(1)).min(rows.max(1));
         if rows_per_chunk == 0 {
             return Err(EngineError::Unsupported(format!(
-                "tensor `{name}`: one row of {row_bytes} bytes exceeds the GPU's storage binding limit of {max_chunk_bytes} bytes"
+                "tensor `{name}`: one row of {bulk_row_bytes} bytes exceeds the GPU's storage binding limit of {max_chunk_bytes} bytes"
             )));
         }
         let mut chunks = Vec::new();
@@ -76,18 +80,20 @@ impl QuantizedMatrix {
         while first_row < rows {
             let chunk_rows = rows_per_chunk.min(rows - first_row);
             let data = &bytes[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
-            // Storage buffers are read as u32 words: pad to a multiple of 4 bytes.
-            let mut padded = data.to_vec();
-            padded.resize(data.len().div_ceil(4) * 4, 0);
-            let buffer = ctx
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(name),
-                    contents: &padded,
-                    usage: wgpu::BufferUsages::STORAGE,
-                });
+            let (mut heads, bulk) = block_type.split_blocks(data);
+            // Types without heads still bind a (tiny) heads buffer.
+            heads.resize(heads.len().max(4), 0);
+            let upload = |contents: &[u8]| {
+                ctx.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(name),
+                        contents,
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+            };
             chunks.push(MatrixChunk {
-                buffer,
+                bulk: upload(&bulk),
+                heads: upload(&heads),
                 first_row,
                 rows: chunk_rows,
             });

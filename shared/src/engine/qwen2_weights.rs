@@ -140,8 +140,22 @@ impl Qwen2Weights {
             width: hp.embedding_length,
             bytes: embedding_bytes,
         };
+        let mut block_types = vec![output.block_type];
+        for layer in &layers {
+            for m in [
+                &layer.wq,
+                &layer.wk,
+                &layer.wv,
+                &layer.wo,
+                &layer.w_gate,
+                &layer.w_up,
+                &layer.w_down,
+            ] {
+                block_types.push(m.block_type);
+            }
+        }
         let kernels = Kernels {
-            matmul: QuantizedMatmulKernels::new(ctx),
+            matmul: QuantizedMatmulKernels::new(ctx, &block_types),
             ops: VectorKernels::new(ctx),
             sampling: SamplingKernels::new(ctx),
         };

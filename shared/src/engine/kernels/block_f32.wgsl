@@ -1,9 +1,19 @@
-// F32, taken four at a time: 16 bytes of little-endian floats.
+// F32, four weights per block.
+//   GGUF: 4 little-endian floats (16 bytes)
+//   GPU:  no head; bulk = 1 vec4 (the floats' bits)
 const BLOCK_ELEMENTS: u32 = 4u;
-const BLOCK_BYTES: u32 = 16u;
+const SUB_BLOCKS: u32 = 1u;
+const HEAD_WORDS: u32 = 0u;
+const BULK_VEC4S: u32 = 1u;
 
-fn block_dot(offset: u32, x4: u32) {
-    let i = offset >> 2u;
-    let w = vec4<u32>(weights[i], weights[i + 1u], weights[i + 2u], weights[i + 3u]);
-    accumulate(bitcast<vec4<f32>>(w), x4);
+struct Block {
+    w: vec4<f32>,
+}
+
+fn load_sub(i: u32, sub: u32) -> Block {
+    return Block(bitcast<vec4<f32>>(bulk[i]));
+}
+
+fn group_weights(b: Block, g: u32) -> vec4<f32> {
+    return b.w;
 }

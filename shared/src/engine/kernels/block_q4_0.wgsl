@@ -1,15 +1,23 @@
 // Q4_0: 32 weights in 18 bytes.
-//   bytes 0..2   d      f16 scale
-//   bytes 2..18  qs[16] two 4-bit quants per byte: low nibble = weight j, high = weight j+16
+//   GGUF: bytes 0..2 d (f16 scale); bytes 2..18 qs[16], low nibble = weight j, high = j+16
+//   GPU:  head word 0 = d (low half); bulk = 1 vec4 = qs
 // w = d * (q - 8)
 const BLOCK_ELEMENTS: u32 = 32u;
-const BLOCK_BYTES: u32 = 18u;
+const SUB_BLOCKS: u32 = 1u;
+const HEAD_WORDS: u32 = 1u;
+const BULK_VEC4S: u32 = 1u;
 
-fn block_dot(offset: u32, x4: u32) {
-    let d = f16_at(offset);
-    for (var i = 0u; i < 4u; i++) {
-        let q = bytes4(word_at(offset + 2u + 4u * i));
-        accumulate(d * (vec4<f32>(q & vec4<u32>(0xFu)) - 8.0), x4 + i);
-        accumulate(d * (vec4<f32>(q >> vec4<u32>(4u)) - 8.0), x4 + 4u + i);
-    }
+struct Block {
+    d: f32,
+    qs: vec4<u32>,
+}
+
+fn load_sub(i: u32, sub: u32) -> Block {
+    return Block(unpack2x16float(head_word(i, 0u)).x, bulk[i]);
+}
+
+// Weights 4g .. 4g+3: nibbles of qs word g % 4, low for g < 4, high after.
+fn group_weights(b: Block, g: u32) -> vec4<f32> {
+    let q = nibbles4(b.qs[g % 4u], 4u * (g / 4u));
+    return b.d * (vec4<f32>(q) - 8.0);
 }

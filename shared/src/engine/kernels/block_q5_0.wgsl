@@ -1,20 +1,26 @@
 // Q5_0: 32 weights in 22 bytes.
-//   bytes 0..2   d      f16 scale
-//   bytes 2..6   qh     u32: bit j is the 5th bit of weight j
-//   bytes 6..22  qs[16] low nibble = weight j, high nibble = weight j+16 (4 low bits)
+//   GGUF: bytes 0..2 d (f16 scale); 2..6 qh (u32, bit j = 5th bit of weight j);
+//         6..22 qs[16], low nibble = weight j, high = j+16 (4 low bits)
+//   GPU:  head word 0 = qh, word 1 = d (low half); bulk = 1 vec4 = qs
 // w = d * (q - 16)
 const BLOCK_ELEMENTS: u32 = 32u;
-const BLOCK_BYTES: u32 = 22u;
+const SUB_BLOCKS: u32 = 1u;
+const HEAD_WORDS: u32 = 2u;
+const BULK_VEC4S: u32 = 1u;
 
-fn block_dot(offset: u32, x4: u32) {
-    let d = f16_at(offset);
-    let qh = vec4<u32>(word_at(offset + 2u));
-    for (var i = 0u; i < 4u; i++) {
-        let q = bytes4(word_at(offset + 6u + 4u * i));
-        let j = vec4<u32>(0u, 1u, 2u, 3u) + 4u * i;
-        let low = (q & vec4<u32>(0xFu)) | (((qh >> j) & vec4<u32>(1u)) << vec4<u32>(4u));
-        let high = (q >> vec4<u32>(4u)) | (((qh >> (j + 16u)) & vec4<u32>(1u)) << vec4<u32>(4u));
-        accumulate(d * (vec4<f32>(low) - 16.0), x4 + i);
-        accumulate(d * (vec4<f32>(high) - 16.0), x4 + 4u + i);
-    }
+struct Block {
+    d: f32,
+    qh: u32,
+    qs: vec4<u32>,
+}
+
+fn load_sub(i: u32, sub: u32) -> Block {
+    return Block(unpack2x16float(head_word(i, 1u)).x, head_word(i, 0u), bulk[i]);
+}
+
+// Weights 4g .. 4g+3: nibbles of qs word g % 4 (low for g < 4), fifth bits 4g .. 4g+3 of qh.
+fn group_weights(b: Block, g: u32) -> vec4<f32> {
+    let low = nibbles4(b.qs[g % 4u], 4u * (g / 4u));
+    let high = (vec4<u32>(b.qh) >> (vec4<u32>(0u, 1u, 2u, 3u) + 4u * g)) & vec4<u32>(1u);
+    return b.d * (vec4<f32>(low | (high << vec4<u32>(4u))) - 16.0);
 }

@@ -1,13 +1,23 @@
 // Q8_0: 32 weights in 34 bytes.
-//   bytes 0..2   d      f16 scale
-//   bytes 2..34  qs[32] i8 quants
+//   GGUF: bytes 0..2 d (f16 scale); bytes 2..34 qs[32] (i8)
+//   GPU:  head word 0 = d (low half); bulk = 2 vec4 = qs
 // w[i] = d * qs[i]
 const BLOCK_ELEMENTS: u32 = 32u;
-const BLOCK_BYTES: u32 = 34u;
+const SUB_BLOCKS: u32 = 1u;
+const HEAD_WORDS: u32 = 1u;
+const BULK_VEC4S: u32 = 2u;
 
-fn block_dot(offset: u32, x4: u32) {
-    let d = f16_at(offset);
-    for (var i = 0u; i < 8u; i++) {
-        accumulate(d * vec4<f32>(unpack4xI8(word_at(offset + 2u + 4u * i))), x4 + i);
-    }
+struct Block {
+    d: f32,
+    q0: vec4<u32>,
+    q1: vec4<u32>,
+}
+
+fn load_sub(i: u32, sub: u32) -> Block {
+    return Block(unpack2x16float(head_word(i, 0u)).x, bulk[2u * i], bulk[2u * i + 1u]);
+}
+
+fn group_weights(b: Block, g: u32) -> vec4<f32> {
+    let q = select(b.q1, b.q0, g < 4u);
+    return b.d * vec4<f32>(unpack4xI8(q[g % 4u]));
 }
