@@ -157,24 +157,32 @@ fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
 #[test]
 fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
-    let (rows, cols) = (37, 512);
-    // 1: the decode kernel; 5: part of a token tile; 19: two full tiles and part of a third.
-    for tokens in [1, 5, 19] {
-        let xs = inputs(tokens, cols);
-        for block_type in BlockType::ALL {
-            let case = case(block_type, rows, cols, &xs);
-            let bytes = case.quantized.data().unwrap();
-            let matrix =
-                QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
-            assert_eq!(matrix.chunks.len(), 1);
-            let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
-            assert_close(block_type, &y, &case, None);
-            for (t, token_y) in y.iter().enumerate() {
-                assert_eq!(
-                    token_y[0], 0.0,
-                    "{block_type:?} token {t}: an all-zero row must give exactly 0"
-                );
+    // 4 rows per invocation: what CPU drivers get; 1: what GPUs get.
+    for rows_per_invocation in [4, 1] {
+        let kernels = QuantizedMatmulKernels::with_rows_per_invocation(
+            &ctx,
+            &BlockType::ALL,
+            rows_per_invocation,
+        );
+        // 37 rows: the last invocation has rows past the end.
+        let (rows, cols) = (37, 512);
+        // 1: the decode kernel; 5: part of a token tile; 19: several tiles and part of one.
+        for tokens in [1, 5, 19] {
+            let xs = inputs(tokens, cols);
+            for block_type in BlockType::ALL {
+                let case = case(block_type, rows, cols, &xs);
+                let bytes = case.quantized.data().unwrap();
+                let matrix =
+                    QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+                assert_eq!(matrix.chunks.len(), 1);
+                let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
+                assert_close(block_type, &y, &case, None);
+                for (t, token_y) in y.iter().enumerate() {
+                    assert_eq!(
+                        token_y[0], 0.0,
+                        "{block_type:?} token {t}: an all-zero row must give exactly 0"
+                    );
+                }
             }
         }
     }

@@ -65,8 +65,24 @@ pub struct QuantizedMatmulKernels {
 
 impl QuantizedMatmulKernels {
     /// Compiles the kernels of `block_types` (those a model uses), for decode and for batched
-    /// steps.
+    /// steps, with the rows per invocation that suit the adapter: CPU drivers run an
+    /// invocation's lanes as SIMD over rows, so several rows per invocation share every x
+    /// load; GPUs want many threads instead.
     pub fn new(ctx: &GpuContext, block_types: &[BlockType]) -> Self {
+        let rows_per_invocation = match ctx.adapter_info.device_type {
+            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu => 1,
+            _ => 4,
+        };
+        Self::with_rows_per_invocation(ctx, block_types, rows_per_invocation)
+    }
+
+    /// As `new`, with an explicit number of output rows per invocation (tests run the GPU
+    /// variant on a CPU driver too).
+    pub fn with_rows_per_invocation(
+        ctx: &GpuContext,
+        block_types: &[BlockType],
+        rows_per_invocation: usize,
+    ) -> Self {
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -108,12 +124,6 @@ impl QuantizedMatmulKernels {
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
-        // CPU drivers run each invocation's lanes as SIMD over rows: several rows per
-        // invocation share every x load. GPUs want many threads instead.
-        let rows_per_invocation = match ctx.adapter_info.device_type {
-            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu => 1,
-            _ => 4,
-        };
         let mut pipelines = HashMap::new();
         for &block_type in block_types {
             if pipelines.contains_key(&(block_type, 1)) {

@@ -75,6 +75,11 @@ impl Qwen2Sequence {
             hp.head_count_kv,
             hp.head_dim,
         );
+        if !head_dim.is_multiple_of(4) || !d.is_multiple_of(4) {
+            return Err(EngineError::Unsupported(format!(
+                "the wgpu engine needs a head dimension and width divisible by 4 (got {head_dim} and {d})"
+            )));
+        }
         let kv = kv_heads * head_dim;
         let batch = MAX_STEP_TOKENS;
         let storage = |label: &str, floats: usize, extra: wgpu::BufferUsages| {

@@ -3,7 +3,8 @@
 // position step.position + t, scores q·k_s / sqrt(head_dim) for s ≤ its position into a
 // scratch row, then softmax, then the probability-weighted sum of the values.
 // Layouts: query / output [t][head][d]; k_cache / v_cache [s][kv_head][d];
-// scores [t][head][max_positions].
+// scores [t][head][max_positions]. Vectors are read four floats at a time (head_dim is a
+// multiple of 4).
 
 struct Params {
     heads: u32,
@@ -18,11 +19,11 @@ struct Step {
     tokens: u32,
 }
 
-@group(0) @binding(0) var<storage, read> query: array<f32>;
-@group(0) @binding(1) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(2) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(0) var<storage, read> query: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<uniform> step_info: Step;
 
@@ -62,18 +63,19 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let token = group.y;
     let kv_len = step_info.position + token + 1u;
     let kv_head = head / (params.heads / params.kv_heads);
-    let kv_stride = params.kv_heads * params.head_dim;
-    let q_base = (token * params.heads + head) * params.head_dim;
+    let dim4 = params.head_dim / 4u;
+    let kv_stride = params.kv_heads * dim4;
+    let q_base = (token * params.heads + head) * dim4;
     let score_base = (token * params.heads + head) * params.max_positions;
 
     var local_max = -3.4e38;
     for (var s = lane; s < kv_len; s += 64u) {
-        let k_base = s * kv_stride + kv_head * params.head_dim;
-        var dot = 0.0;
-        for (var d = 0u; d < params.head_dim; d++) {
+        let k_base = s * kv_stride + kv_head * dim4;
+        var dot = vec4<f32>(0.0);
+        for (var d = 0u; d < dim4; d++) {
             dot += query[q_base + d] * k_cache[k_base + d];
         }
-        let score = dot * params.scale;
+        let score = (dot.x + dot.y + dot.z + dot.w) * params.scale;
         scores[score_base + s] = score;
         local_max = max(local_max, score);
     }
@@ -89,10 +91,10 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     storageBarrier();
     workgroupBarrier();
 
-    for (var d = lane; d < params.head_dim; d += 64u) {
-        var acc = 0.0;
+    for (var d = lane; d < dim4; d += 64u) {
+        var acc = vec4<f32>(0.0);
         for (var s = 0u; s < kv_len; s++) {
-            acc += scores[score_base + s] * v_cache[s * kv_stride + kv_head * params.head_dim + d];
+            acc += scores[score_base + s] * v_cache[s * kv_stride + kv_head * dim4 + d];
         }
         output[q_base + d] = acc / total;
     }
