@@ -7,3 +7,4 @@ pub mod default_models;
 pub mod fetch;
 pub mod logging;
 pub mod models_dir;
+pub mod train;

@@ -1,0 +1,322 @@
+//! A differentiable Qwen2 for training, readable in one sitting. DPO needs gradients through
+//! every weight and the logits of every position; candle-transformers' Qwen2 uses fused
+//! RMSNorm, softmax and RoPE ops without a backward pass and returns only the last position.
+//! This one is built from candle primitives that all have a backward pass:
+//!
+//! - RMSNorm: `x / sqrt(mean(x²) + eps) * w`
+//! - RoPE (NeoX halves, as Qwen2): `[x1 cos − x2 sin, x1 sin + x2 cos]` on precomputed tables
+//! - attention: `softmax(q kᵀ / √d + causal mask) v`, key/value heads repeated for GQA
+//! - SwiGLU MLP: `down(silu(gate(x)) · up(x))`
+//!
+//! Weights use Hugging Face names (`model.layers.N.self_attn.q_proj.weight`, …) so the same
+//! model loads from a transformers checkpoint or from a GGUF renamed by `gguf_import`.
+//! Sequences are right-padded: with a causal mask, real tokens never see the padding after
+//! them, so no key mask is needed.
+
+use candle_core::{D, DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+use shared::ModelHyperparameters;
+
+/// The hyperparameters, with transformers' `config.json` names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Qwen2Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub rope_theta: f64,
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+}
+
+fn default_max_positions() -> usize {
+    32_768
+}
+
+impl Qwen2Config {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The same model as a GGUF header describes it.
+    pub fn from_hyperparameters(hp: &ModelHyperparameters) -> Self {
+        Self {
+            vocab_size: hp.vocab_size,
+            hidden_size: hp.embedding_length,
+            intermediate_size: hp.feed_forward_length,
+            num_hidden_layers: hp.block_count,
+            num_attention_heads: hp.head_count,
+            num_key_value_heads: hp.head_count_kv,
+            rope_theta: f64::from(hp.rope_freq_base),
+            rms_norm_eps: f64::from(hp.rms_norm_eps),
+            tie_word_embeddings: hp.tied_embeddings,
+            max_position_embeddings: hp.context_length,
+        }
+    }
+}
+
+/// `y = x Wᵀ (+ b)`, weight `(out, in)` as in PyTorch.
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(
+        vb: &VarBuilder,
+        name: &str,
+        (inputs, outputs): (usize, usize),
+        bias: bool,
+    ) -> Result<Self> {
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let weight = vb.get_with_hints((outputs, inputs), &format!("{name}.weight"), init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(outputs, &format!("{name}.bias"), Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+}
+
+fn norm_weight(vb: &VarBuilder, name: &str, size: usize) -> Result<Tensor> {
+    vb.get_with_hints(size, &format!("{name}.weight"), Init::Const(1.0))
+}
+
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(mean_square + eps)?.sqrt()?)?
+        .broadcast_mul(weight)
+}
+
+/// cos and sin of position × frequency, `(max_positions, head_dim / 2)`.
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(config: &Qwen2Config, dtype: DType, device: &Device) -> Result<Self> {
+        let dim = config.head_dim();
+        let inverse_frequencies: Vec<f64> = (0..dim / 2)
+            .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / dim as f64))
+            .collect();
+        let positions = config.max_position_embeddings.min(32_768);
+        let angles: Vec<f64> = (0..positions)
+            .flat_map(|p| inverse_frequencies.iter().map(move |f| p as f64 * f))
+            .collect();
+        let angles = Tensor::from_vec(angles, (positions, dim / 2), device)?;
+        Ok(Self {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotates `x` of shape `(batch, heads, tokens, head_dim)` for positions `0..tokens`.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, tokens, dim) = x.dims4()?;
+        let cos = self.cos.narrow(0, 0, tokens)?;
+        let sin = self.sin.narrow(0, 0, tokens)?;
+        let x1 = x.narrow(D::Minus1, 0, dim / 2)?;
+        let x2 = x.narrow(D::Minus1, dim / 2, dim / 2)?;
+        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let rotated_2 = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
+        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(vb: &VarBuilder, config: &Qwen2Config) -> Result<Self> {
+        let (d, head_dim) = (config.hidden_size, config.head_dim());
+        let kv = config.num_key_value_heads * head_dim;
+        Ok(Self {
+            q_proj: Linear::new(vb, "self_attn.q_proj", (d, d), true)?,
+            k_proj: Linear::new(vb, "self_attn.k_proj", (d, kv), true)?,
+            v_proj: Linear::new(vb, "self_attn.v_proj", (d, kv), true)?,
+            o_proj: Linear::new(vb, "self_attn.o_proj", (d, d), false)?,
+            heads: config.num_attention_heads,
+            kv_heads: config.num_key_value_heads,
+            head_dim,
+        })
+    }
+
+    /// `x`: `(batch, tokens, hidden)`; `mask`: additive `(tokens, tokens)`.
+    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
+        let (batch, tokens, _) = x.dims3()?;
+        let split_heads = |y: Tensor, heads: usize| {
+            y.reshape((batch, tokens, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = rotary.apply(&split_heads(self.q_proj.forward(x)?, self.heads)?)?;
+        let k = rotary.apply(&split_heads(self.k_proj.forward(x)?, self.kv_heads)?)?;
+        let v = split_heads(self.v_proj.forward(x)?, self.kv_heads)?;
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+
+        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask)?;
+        let probabilities = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = probabilities.matmul(&v)?.transpose(1, 2)?.reshape((
+            batch,
+            tokens,
+            self.heads * self.head_dim,
+        ))?;
+        self.o_proj.forward(&out)
+    }
+
+    /// Grouped-query attention: each key/value head serves `heads / kv_heads` query heads.
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let repeats = self.heads / self.kv_heads;
+        if repeats == 1 {
+            return Ok(x);
+        }
+        let (batch, kv_heads, tokens, dim) = x.dims4()?;
+        x.unsqueeze(2)?
+            .broadcast_as((batch, kv_heads, repeats, tokens, dim))?
+            .contiguous()?
+            .reshape((batch, kv_heads * repeats, tokens, dim))
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(vb: &VarBuilder, config: &Qwen2Config) -> Result<Self> {
+        let (d, ff) = (config.hidden_size, config.intermediate_size);
+        Ok(Self {
+            gate_proj: Linear::new(vb, "mlp.gate_proj", (d, ff), false)?,
+            up_proj: Linear::new(vb, "mlp.up_proj", (d, ff), false)?,
+            down_proj: Linear::new(vb, "mlp.down_proj", (ff, d), false)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = (self.gate_proj.forward(x)?.silu()? * self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
+
+struct Block {
+    input_layernorm: Tensor,
+    attention: Attention,
+    post_attention_layernorm: Tensor,
+    mlp: Mlp,
+}
+
+pub struct Qwen2 {
+    pub config: Qwen2Config,
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: Tensor,
+    /// `None` when tied to the embedding.
+    lm_head: Option<Tensor>,
+    rotary: Rotary,
+}
+
+impl Qwen2 {
+    /// Builds the model from `vb` (a checkpoint's tensors, or a `VarMap` that creates
+    /// trainable variables: N(0, 0.02) matrices, zero biases, unit norms, as transformers
+    /// initialises Qwen2).
+    pub fn new(config: &Qwen2Config, vb: &VarBuilder) -> Result<Self> {
+        let (d, vocab) = (config.hidden_size, config.vocab_size);
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let embed_tokens = vb.get_with_hints((vocab, d), "model.embed_tokens.weight", init)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("model.layers.{i}"));
+                Ok(Block {
+                    input_layernorm: norm_weight(&vb, "input_layernorm", d)?,
+                    attention: Attention::new(&vb, config)?,
+                    post_attention_layernorm: norm_weight(&vb, "post_attention_layernorm", d)?,
+                    mlp: Mlp::new(&vb, config)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm = norm_weight(vb, "model.norm", d)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(vb.get_with_hints((vocab, d), "lm_head.weight", init)?)
+        };
+        let rotary = Rotary::new(config, vb.dtype(), vb.device())?;
+        Ok(Self {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+        })
+    }
+
+    /// Logits at every position, `(batch, tokens, vocab)`, for right-padded `input_ids`
+    /// `(batch, tokens)` starting at position 0.
+    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (batch, tokens) = input_ids.dims2()?;
+        let d = self.config.hidden_size;
+        let mut x = self
+            .embed_tokens
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((batch, tokens, d))?;
+        let mask = causal_mask(tokens, x.dtype(), x.device())?;
+        let eps = self.config.rms_norm_eps;
+        for block in &self.layers {
+            let attended = block.attention.forward(
+                &rms_norm(&x, &block.input_layernorm, eps)?,
+                &self.rotary,
+                &mask,
+            )?;
+            x = (x + attended)?;
+            let mixed = block
+                .mlp
+                .forward(&rms_norm(&x, &block.post_attention_layernorm, eps)?)?;
+            x = (x + mixed)?;
+        }
+        let x = rms_norm(&x, &self.norm, eps)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        x.broadcast_matmul(&head.t()?)
+    }
+}
+
+/// 0 where a query may attend (key position ≤ query position), −∞ elsewhere.
+fn causal_mask(tokens: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..tokens)
+        .flat_map(|query| {
+            (0..tokens).map(move |key| if key <= query { 0.0 } else { f32::NEG_INFINITY })
+        })
+        .collect();
+    Tensor::from_vec(values, (tokens, tokens), device)?.to_dtype(dtype)
+}
