@@ -10,6 +10,8 @@
 //!
 //! Weights use Hugging Face names (`model.layers.N.self_attn.q_proj.weight`, …) so the same
 //! model loads from a transformers checkpoint or from a GGUF renamed by `gguf_import`.
+//! LoRA adapters (`lora.rs`) attach to the linear layers; `forward` uses them and
+//! `forward_reference` leaves them out (DPO's reference model without a second copy).
 //! Sequences are right-padded: with a causal mask, real tokens never see the padding after
 //! them, so no key mask is needed.
 
@@ -17,6 +19,15 @@ use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use shared::ModelHyperparameters;
+
+use super::lora::{LoraAdapter, LoraConfig};
+
+/// Whether a forward pass includes the LoRA adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adapters {
+    On,
+    Off,
+}
 
 /// The hyperparameters, with transformers' `config.json` names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,10 +72,13 @@ impl Qwen2Config {
     }
 }
 
-/// `y = x Wᵀ (+ b)`, weight `(out, in)` as in PyTorch.
+/// `y = x Wᵀ (+ b)`, weight `(out, in)` as in PyTorch, plus an optional LoRA adapter.
 struct Linear {
+    /// transformers' name without `.weight` (`model.layers.0.self_attn.q_proj`).
+    name: String,
     weight: Tensor,
     bias: Option<Tensor>,
+    lora: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -84,14 +98,47 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        let prefix = vb.prefix();
+        Ok(Self {
+            name: if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            },
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
+    fn forward(&self, x: &Tensor, adapters: Adapters) -> Result<Tensor> {
+        let mut y = x.broadcast_matmul(&self.weight.t()?)?;
+        if let (Some(lora), Adapters::On) = (&self.lora, adapters) {
+            y = (y + lora.delta(x)?)?;
+        }
         match &self.bias {
             Some(bias) => y.broadcast_add(bias),
             None => Ok(y),
+        }
+    }
+
+    /// The layer's short name (`q_proj`).
+    fn module(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or(&self.name)
+    }
+
+    fn add_lora(&mut self, config: &LoraConfig, vb: &VarBuilder) -> Result<()> {
+        let (outputs, inputs) = self.weight.dims2()?;
+        let adapter = LoraAdapter::new(&vb.pp(&self.name), (inputs, outputs), config)?;
+        self.lora = Some(adapter);
+        Ok(())
+    }
+
+    /// The weight with any adapter folded in.
+    fn merged_weight(&self) -> Result<Tensor> {
+        match &self.lora {
+            Some(lora) => lora.merge_into(&self.weight),
+            None => Ok(self.weight.clone()),
         }
     }
 }
@@ -168,16 +215,25 @@ impl Attention {
     }
 
     /// `x`: `(batch, tokens, hidden)`; `mask`: additive `(tokens, tokens)`.
-    fn forward(&self, x: &Tensor, rotary: &Rotary, mask: &Tensor) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        mask: &Tensor,
+        adapters: Adapters,
+    ) -> Result<Tensor> {
         let (batch, tokens, _) = x.dims3()?;
         let split_heads = |y: Tensor, heads: usize| {
             y.reshape((batch, tokens, heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = rotary.apply(&split_heads(self.q_proj.forward(x)?, self.heads)?)?;
-        let k = rotary.apply(&split_heads(self.k_proj.forward(x)?, self.kv_heads)?)?;
-        let v = split_heads(self.v_proj.forward(x)?, self.kv_heads)?;
+        let q = rotary.apply(&split_heads(self.q_proj.forward(x, adapters)?, self.heads)?)?;
+        let k = rotary.apply(&split_heads(
+            self.k_proj.forward(x, adapters)?,
+            self.kv_heads,
+        )?)?;
+        let v = split_heads(self.v_proj.forward(x, adapters)?, self.kv_heads)?;
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
 
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask)?;
@@ -187,7 +243,7 @@ impl Attention {
             tokens,
             self.heads * self.head_dim,
         ))?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward(&out, adapters)
     }
 
     /// Grouped-query attention: each key/value head serves `heads / kv_heads` query heads.
@@ -220,9 +276,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (self.gate_proj.forward(x)?.silu()? * self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
+    fn forward(&self, x: &Tensor, adapters: Adapters) -> Result<Tensor> {
+        let gated =
+            (self.gate_proj.forward(x, adapters)?.silu()? * self.up_proj.forward(x, adapters)?)?;
+        self.down_proj.forward(&gated, adapters)
     }
 }
 
@@ -231,6 +288,34 @@ struct Block {
     attention: Attention,
     post_attention_layernorm: Tensor,
     mlp: Mlp,
+}
+
+impl Block {
+    fn linears(&self) -> [&Linear; 7] {
+        let (a, m) = (&self.attention, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+    }
+
+    fn linears_mut(&mut self) -> [&mut Linear; 7] {
+        let (a, m) = (&mut self.attention, &mut self.mlp);
+        [
+            &mut a.q_proj,
+            &mut a.k_proj,
+            &mut a.v_proj,
+            &mut a.o_proj,
+            &mut m.gate_proj,
+            &mut m.up_proj,
+            &mut m.down_proj,
+        ]
+    }
 }
 
 pub struct Qwen2 {
@@ -283,8 +368,63 @@ impl Qwen2 {
     }
 
     /// Logits at every position, `(batch, tokens, vocab)`, for right-padded `input_ids`
-    /// `(batch, tokens)` starting at position 0.
+    /// `(batch, tokens)` starting at position 0, with the LoRA adapters if any.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        self.run(input_ids, Adapters::On)
+    }
+
+    /// As `forward` without the adapters: the model training started from.
+    pub fn forward_reference(&self, input_ids: &Tensor) -> Result<Tensor> {
+        self.run(input_ids, Adapters::Off)
+    }
+
+    /// Attaches LoRA adapters to the `config.target_modules` of every layer, created under
+    /// `vb` (a `VarMap`'s builder makes them the trainable variables).
+    pub fn add_lora(&mut self, config: &LoraConfig, vb: &VarBuilder) -> Result<()> {
+        config.validate().map_err(candle_core::Error::msg)?;
+        for block in &mut self.layers {
+            for linear in block.linears_mut() {
+                if config.target_modules.iter().any(|m| m == linear.module()) {
+                    linear.add_lora(config, vb)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every weight under its transformers name, adapters folded in (for export).
+    pub fn merged_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut weights = vec![
+            (
+                "model.embed_tokens.weight".to_string(),
+                self.embed_tokens.clone(),
+            ),
+            ("model.norm.weight".to_string(), self.norm.clone()),
+        ];
+        if let Some(head) = &self.lm_head {
+            weights.push(("lm_head.weight".to_string(), head.clone()));
+        }
+        for (i, block) in self.layers.iter().enumerate() {
+            let prefix = format!("model.layers.{i}");
+            weights.push((
+                format!("{prefix}.input_layernorm.weight"),
+                block.input_layernorm.clone(),
+            ));
+            weights.push((
+                format!("{prefix}.post_attention_layernorm.weight"),
+                block.post_attention_layernorm.clone(),
+            ));
+            for linear in block.linears() {
+                weights.push((format!("{}.weight", linear.name), linear.merged_weight()?));
+                if let Some(bias) = &linear.bias {
+                    weights.push((format!("{}.bias", linear.name), bias.clone()));
+                }
+            }
+        }
+        Ok(weights)
+    }
+
+    fn run(&self, input_ids: &Tensor, adapters: Adapters) -> Result<Tensor> {
         let (batch, tokens) = input_ids.dims2()?;
         let d = self.config.hidden_size;
         let mut x = self
@@ -298,11 +438,13 @@ impl Qwen2 {
                 &rms_norm(&x, &block.input_layernorm, eps)?,
                 &self.rotary,
                 &mask,
+                adapters,
             )?;
             x = (x + attended)?;
-            let mixed = block
-                .mlp
-                .forward(&rms_norm(&x, &block.post_attention_layernorm, eps)?)?;
+            let mixed = block.mlp.forward(
+                &rms_norm(&x, &block.post_attention_layernorm, eps)?,
+                adapters,
+            )?;
             x = (x + mixed)?;
         }
         let x = rms_norm(&x, &self.norm, eps)?;
