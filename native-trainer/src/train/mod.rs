@@ -1,7 +1,8 @@
-//! DPO training (in progress): a differentiable Qwen2 (`qwen2.rs`), LoRA adapters (`lora.rs`)
-//! and weights from a GGUF (`gguf_import.rs`). The trainer loop, losses, data and `dpo train`
-//! build on these.
+//! DPO training (in progress): a differentiable Qwen2 (`qwen2.rs`), LoRA adapters (`lora.rs`),
+//! weights from a GGUF (`gguf_import.rs`) and TRL's DPO losses (`dpo_loss.rs`). The trainer
+//! loop, data and `dpo train` build on these.
 
+pub mod dpo_loss;
 pub mod gguf_import;
 pub mod lora;
 pub mod qwen2;

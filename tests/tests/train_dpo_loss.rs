@@ -1,0 +1,158 @@
+//! TRL's DPO losses as written in `dpo_trainer.py`, evaluated here in f64 from the formulas
+//! (sigmoid with label smoothing, robust, hinge, IPO, reference-free), against our candle
+//! implementation; rewards are β(π − ρ) and carry no gradient; sequence log-probs score token
+//! i + 1 with position i's logits, completion tokens only.
+
+use candle_core::{Device, Tensor, Var};
+use native_trainer::train::dpo_loss::{
+    DpoLossConfig, LossType, PairLogps, dpo_loss, sequence_logps,
+};
+
+const CHOSEN: [f64; 4] = [-12.0, -30.5, -3.25, -80.0];
+const REJECTED: [f64; 4] = [-14.5, -29.0, -9.0, -70.0];
+const REFERENCE_CHOSEN: [f64; 4] = [-13.0, -31.0, -4.0, -79.0];
+const REFERENCE_REJECTED: [f64; 4] = [-14.0, -30.0, -8.0, -71.0];
+
+fn log_sigmoid(x: f64) -> f64 {
+    -(1.0 + (-x).exp()).ln()
+}
+
+/// TRL's per-pair loss, straight from its formulas.
+fn expected_loss(config: &DpoLossConfig, i: usize) -> f64 {
+    let mut h = CHOSEN[i] - REJECTED[i];
+    if !config.reference_free {
+        h -= REFERENCE_CHOSEN[i] - REFERENCE_REJECTED[i];
+    }
+    let (beta, e) = (config.beta, config.label_smoothing);
+    match config.loss_type {
+        LossType::Sigmoid => -log_sigmoid(beta * h) * (1.0 - e) - log_sigmoid(-beta * h) * e,
+        LossType::Robust => {
+            (-log_sigmoid(beta * h) * (1.0 - e) + log_sigmoid(-beta * h) * e) / (1.0 - 2.0 * e)
+        }
+        LossType::Hinge => (1.0 - beta * h).max(0.0),
+        LossType::Ipo => (h - 1.0 / (2.0 * beta)).powi(2),
+    }
+}
+
+fn tensor(values: &[f64]) -> Tensor {
+    Tensor::new(values, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn every_loss_type_matches_trls_formula() {
+    let configs = [
+        DpoLossConfig::default(),
+        DpoLossConfig {
+            label_smoothing: 0.1,
+            beta: 0.5,
+            ..DpoLossConfig::default()
+        },
+        DpoLossConfig {
+            loss_type: LossType::Robust,
+            label_smoothing: 0.2,
+            ..DpoLossConfig::default()
+        },
+        DpoLossConfig {
+            loss_type: LossType::Hinge,
+            beta: 0.3,
+            ..DpoLossConfig::default()
+        },
+        DpoLossConfig {
+            loss_type: LossType::Ipo,
+            beta: 0.25,
+            ..DpoLossConfig::default()
+        },
+        DpoLossConfig {
+            reference_free: true,
+            ..DpoLossConfig::default()
+        },
+    ];
+    let (c, r, rc, rr) = (
+        tensor(&CHOSEN),
+        tensor(&REJECTED),
+        tensor(&REFERENCE_CHOSEN),
+        tensor(&REFERENCE_REJECTED),
+    );
+    for config in configs {
+        let logps = PairLogps {
+            chosen: &c,
+            rejected: &r,
+            reference_chosen: &rc,
+            reference_rejected: &rr,
+        };
+        let out = dpo_loss(&config, &logps).unwrap();
+        let ours: f64 = out.loss.to_scalar().unwrap();
+        let expected = (0..4).map(|i| expected_loss(&config, i)).sum::<f64>() / 4.0;
+        assert!(
+            (ours - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+            "{config:?}: ours {ours}, TRL's formula {expected}"
+        );
+        let rewards: Vec<f64> = out.chosen_rewards.to_vec1().unwrap();
+        for (i, reward) in rewards.iter().enumerate() {
+            let reference = if config.reference_free {
+                0.0
+            } else {
+                REFERENCE_CHOSEN[i]
+            };
+            assert!((reward - config.beta * (CHOSEN[i] - reference)).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn the_sigmoid_loss_pushes_chosen_up_and_rewards_carry_no_gradient() {
+    let chosen = Var::new(&CHOSEN, &Device::Cpu).unwrap();
+    let rejected = Var::new(&REJECTED, &Device::Cpu).unwrap();
+    let (rc, rr) = (tensor(&REFERENCE_CHOSEN), tensor(&REFERENCE_REJECTED));
+    let out = dpo_loss(
+        &DpoLossConfig::default(),
+        &PairLogps {
+            chosen: chosen.as_tensor(),
+            rejected: rejected.as_tensor(),
+            reference_chosen: &rc,
+            reference_rejected: &rr,
+        },
+    )
+    .unwrap();
+    let grads = out.loss.backward().unwrap();
+    let chosen_grad: Vec<f64> = grads.get(chosen.as_tensor()).unwrap().to_vec1().unwrap();
+    let rejected_grad: Vec<f64> = grads.get(rejected.as_tensor()).unwrap().to_vec1().unwrap();
+    assert!(chosen_grad.iter().all(|g| *g < 0.0), "{chosen_grad:?}");
+    assert!(rejected_grad.iter().all(|g| *g > 0.0), "{rejected_grad:?}");
+    let reward_grads = out.chosen_rewards.sum_all().unwrap().backward().unwrap();
+    assert!(
+        reward_grads.get(chosen.as_tensor()).is_none(),
+        "rewards must be detached"
+    );
+}
+
+#[test]
+fn sequence_log_probs_score_the_next_token_on_completion_positions() {
+    // One sequence of 4 tokens over a vocabulary of 3; tokens 2 and 3 are the completion.
+    let logits: Vec<f64> = vec![
+        0.5, 1.0, -1.0, // position 0 scores token 1
+        2.0, 0.0, 0.0, // position 1 scores token 2
+        -1.0, 3.0, 0.5, // position 2 scores token 3
+        9.0, 9.0, 9.0, // position 3 scores nothing
+    ];
+    let ids = [0u32, 1, 2, 1];
+    let mask = [0f64, 0.0, 1.0, 1.0];
+    let log_softmax = |row: &[f64], k: usize| {
+        let total: f64 = row.iter().map(|v| v.exp()).sum();
+        row[k] - total.ln()
+    };
+    let expected = log_softmax(&logits[3..6], 2) + log_softmax(&logits[6..9], 1);
+    let ours: Vec<f64> = sequence_logps(
+        &Tensor::from_vec(logits, (1, 4, 3), &Device::Cpu).unwrap(),
+        &Tensor::new(&[ids], &Device::Cpu).unwrap(),
+        &Tensor::new(&[mask], &Device::Cpu).unwrap(),
+    )
+    .unwrap()
+    .to_vec1()
+    .unwrap();
+    assert!(
+        (ours[0] - expected).abs() < 1e-12,
+        "ours {}, expected {expected}",
+        ours[0]
+    );
+}
