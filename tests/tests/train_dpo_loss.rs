@@ -156,3 +156,28 @@ fn sequence_log_probs_score_the_next_token_on_completion_positions() {
         ours[0]
     );
 }
+
+#[test]
+fn log_sigmoid_is_accurate_and_smooth_where_dpo_starts() {
+    use native_trainer::train::dpo_loss::log_sigmoid;
+    let x = Var::new(&[0.0f64, 3.0, -3.0, 100.0, -100.0], &Device::Cpu).unwrap();
+    let y = log_sigmoid(x.as_tensor()).unwrap();
+    let values: Vec<f64> = y.to_vec1().unwrap();
+    for (v, x) in values.iter().zip([0.0f64, 3.0, -3.0, 100.0, -100.0]) {
+        let expected = -(1.0 + (-x).exp()).ln();
+        assert!(
+            (v - expected).abs() < 1e-9,
+            "log σ({x}) = {v}, expected {expected}"
+        );
+    }
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let slopes: Vec<f64> = grads.get(x.as_tensor()).unwrap().to_vec1().unwrap();
+    // d/dx log σ(x) = σ(−x): ½ at 0, where policy = reference.
+    for (slope, x) in slopes.iter().zip([0.0f64, 3.0, -3.0, 100.0, -100.0]) {
+        let expected = 1.0 / (1.0 + x.exp());
+        assert!(
+            (slope - expected).abs() < 1e-9,
+            "slope at {x}: {slope}, expected {expected}"
+        );
+    }
+}

@@ -62,11 +62,14 @@ pub struct DpoLossOutput {
     pub rejected_rewards: Tensor,
 }
 
-/// `log σ(x)`, stable for large |x|: `min(x, 0) − log(1 + e^{−|x|})`.
+/// `log σ(x) = −softplus(−x)`, with `softplus(y) = log(1 + eʸ)` taken as `y` beyond 20
+/// (equal in f32). Smooth at 0 — a `min(x, 0) − log(1 + e^{−|x|})` form is exact in value
+/// but autodiff gives it slope 1 instead of ½ at the kink, which is where DPO starts (policy
+/// = reference).
 pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
-    let negative_part = x.minimum(0.0)?;
-    let correction = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    negative_part - correction
+    let y = x.neg()?;
+    let smooth = (y.minimum(20.0)?.exp()? + 1.0)?.log()?;
+    y.ge(20.0)?.where_cond(&y, &smooth)?.neg()
 }
 
 pub fn dpo_loss(config: &DpoLossConfig, logps: &PairLogps<'_>) -> Result<DpoLossOutput> {
