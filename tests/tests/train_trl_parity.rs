@@ -3,14 +3,17 @@
 //! compute). From the token ids TRL built, our training model gives TRL's per-pair log-probs
 //! at initialisation (±1e-3), and 10 full-batch steps of our DPO loss with AdamW (constant
 //! learning rate, no clipping) give TRL's loss (±1e-3 relative), gradient norm and reward
-//! metrics at every step, for standard and conversational pairs.
+//! metrics at every step, for standard and conversational pairs. Our tokenizer, chat template
+//! and row tokenization build exactly TRL's token ids from the rows.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use flywheel_tests::fixture;
+use flywheel_tests::{fixture, real_model};
 use native_trainer::train::dpo_loss::{DpoLossConfig, PairLogps, dpo_loss, sequence_logps};
+use native_trainer::train::pair_tokens::tokenize_pair;
 use native_trainer::train::{Qwen2, Qwen2Config};
 use serde_json::Value;
+use shared::{GgufModel, ModelText, TrlRow};
 
 /// The fixture's closed-form weights: f64 sine values rounded to f32.
 fn formula_weight(name: &str, shape: &[usize]) -> Tensor {
@@ -221,6 +224,40 @@ fn log_probs_and_ten_steps_match_trl() {
                 step + 1
             );
             optimizer.step(&grads).unwrap();
+        }
+    }
+}
+
+#[test]
+fn rows_tokenize_to_trls_token_ids() {
+    // The fixture's tokenizer and chat template are the real model's, read from its GGUF.
+    let path = real_model();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let gguf = GgufModel::read(&mut file, &path.display().to_string()).unwrap();
+    let text = ModelText::from_gguf(&gguf).unwrap();
+    let fixture = fixture("dpo_trl.json");
+    for style in ["standard", "conversational"] {
+        let data = &fixture["datasets"][style];
+        let rows: Vec<TrlRow> = serde_json::from_value(data["rows"].clone()).unwrap();
+        for (row, expected) in rows.iter().zip(data["examples"].as_array().unwrap()) {
+            let ours = tokenize_pair(&text, row).unwrap();
+            let ids =
+                |key: &str| -> Vec<u32> { serde_json::from_value(expected[key].clone()).unwrap() };
+            assert_eq!(
+                ours.prompt_ids,
+                ids("prompt_ids"),
+                "{style}: prompt of {row:?}"
+            );
+            assert_eq!(
+                ours.chosen_ids,
+                ids("chosen_ids"),
+                "{style}: chosen of {row:?}"
+            );
+            assert_eq!(
+                ours.rejected_ids,
+                ids("rejected_ids"),
+                "{style}: rejected of {row:?}"
+            );
         }
     }
 }

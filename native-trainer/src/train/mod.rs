@@ -1,10 +1,12 @@
 //! DPO training (in progress): a differentiable Qwen2 (`qwen2.rs`), LoRA adapters (`lora.rs`),
-//! weights from a GGUF (`gguf_import.rs`) and TRL's DPO losses (`dpo_loss.rs`). The trainer
-//! loop, data and `dpo train` build on these.
+//! weights from a GGUF (`gguf_import.rs`), TRL's DPO losses (`dpo_loss.rs`) and its
+//! tokenization of preference rows (`pair_tokens.rs`). The trainer loop, data files and
+//! `dpo train` build on these.
 
 pub mod dpo_loss;
 pub mod gguf_import;
 pub mod lora;
+pub mod pair_tokens;
 pub mod qwen2;
 
 pub use lora::LoraConfig;
