@@ -9,8 +9,9 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use flywheel_tests::{fixture, real_model};
-use native_trainer::train::dpo_loss::{DpoLossConfig, PairLogps, dpo_loss, sequence_logps};
-use native_trainer::train::pair_tokens::tokenize_pair;
+use native_trainer::train::dpo_batch::{DpoBatch, dpo_step};
+use native_trainer::train::dpo_loss::{DpoLossConfig, sequence_logps};
+use native_trainer::train::pair_tokens::{PairTokens, tokenize_pair};
 use native_trainer::train::{Qwen2, Qwen2Config};
 use serde_json::Value;
 use shared::{GgufModel, ModelText, TrlRow};
@@ -49,46 +50,21 @@ fn formula_weights(config: &Qwen2Config) -> Vec<(String, Tensor)> {
         .collect()
 }
 
-/// The batch TRL's collator builds: chosen sequences then rejected ones, right-padded, with a
-/// mask on completion tokens.
-fn batch(examples: &[Value]) -> (Tensor, Tensor) {
+/// The pairs' token ids as TRL built them.
+fn fixture_pairs(examples: &[Value]) -> Vec<PairTokens> {
     let ids = |v: &Value| -> Vec<u32> { serde_json::from_value(v.clone()).unwrap() };
-    let mut sequences = Vec::new();
-    for side in ["chosen_ids", "rejected_ids"] {
-        for example in examples {
-            let prompt = ids(&example["prompt_ids"]);
-            let completion = ids(&example[side]);
-            sequences.push((prompt, completion));
-        }
-    }
-    let width = sequences
+    examples
         .iter()
-        .map(|(p, c)| p.len() + c.len())
-        .max()
-        .unwrap();
-    let mut tokens = Vec::new();
-    let mut mask = Vec::new();
-    for (prompt, completion) in &sequences {
-        let length = prompt.len() + completion.len();
-        tokens.extend(prompt.iter().chain(completion).copied());
-        tokens.extend(std::iter::repeat_n(0u32, width - length));
-        mask.extend(std::iter::repeat_n(0f32, prompt.len()));
-        mask.extend(std::iter::repeat_n(1f32, completion.len()));
-        mask.extend(std::iter::repeat_n(0f32, width - length));
-    }
-    let rows = sequences.len();
-    (
-        Tensor::from_vec(tokens, (rows, width), &Device::Cpu).unwrap(),
-        Tensor::from_vec(mask, (rows, width), &Device::Cpu).unwrap(),
-    )
+        .map(|e| PairTokens {
+            prompt_ids: ids(&e["prompt_ids"]),
+            chosen_ids: ids(&e["chosen_ids"]),
+            rejected_ids: ids(&e["rejected_ids"]),
+        })
+        .collect()
 }
 
 fn close(ours: f64, theirs: f64, relative: f64, absolute: f64) -> bool {
     (ours - theirs).abs() <= relative * theirs.abs() + absolute
-}
-
-fn mean(t: &Tensor) -> f64 {
-    f64::from(t.mean_all().unwrap().to_scalar::<f32>().unwrap())
 }
 
 #[test]
@@ -99,9 +75,12 @@ fn log_probs_and_ten_steps_match_trl() {
     let learning_rate = fixture["learning_rate"].as_f64().unwrap();
     for style in ["standard", "conversational"] {
         let data = &fixture["datasets"][style];
-        let examples = data["examples"].as_array().unwrap();
-        let pairs = examples.len();
-        let (ids, mask) = batch(examples);
+        let batch = DpoBatch::collate(
+            &fixture_pairs(data["examples"].as_array().unwrap()),
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
 
         let weights = formula_weights(&config);
         let reference = Qwen2::new(
@@ -119,10 +98,13 @@ fn log_probs_and_ten_steps_match_trl() {
             trainable.set_one(name, value).unwrap();
         }
 
-        let reference_logps =
-            sequence_logps(&reference.forward(&ids).unwrap(), &ids, &mask).unwrap();
-        let reference_chosen = reference_logps.narrow(0, 0, pairs).unwrap();
-        let reference_rejected = reference_logps.narrow(0, pairs, pairs).unwrap();
+        let reference_logps = sequence_logps(
+            &reference.forward(&batch.input_ids).unwrap(),
+            &batch.input_ids,
+            &batch.completion_mask,
+        )
+        .unwrap();
+        let (reference_chosen, reference_rejected) = batch.split(&reference_logps).unwrap();
         for (side, ours, key) in [
             ("chosen", &reference_chosen, "initial_chosen_logps"),
             ("rejected", &reference_rejected, "initial_rejected_logps"),
@@ -154,23 +136,9 @@ fn log_probs_and_ten_steps_match_trl() {
             ..DpoLossConfig::default()
         };
         for (step, expected) in data["log_history"].as_array().unwrap().iter().enumerate() {
-            let logps = sequence_logps(&policy.forward(&ids).unwrap(), &ids, &mask).unwrap();
-            let (chosen, rejected) = (
-                logps.narrow(0, 0, pairs).unwrap(),
-                logps.narrow(0, pairs, pairs).unwrap(),
-            );
-            let out = dpo_loss(
-                &loss_config,
-                &PairLogps {
-                    chosen: &chosen,
-                    rejected: &rejected,
-                    reference_chosen: &reference_chosen,
-                    reference_rejected: &reference_rejected,
-                },
-            )
-            .unwrap();
-            let loss = f64::from(out.loss.to_scalar::<f32>().unwrap());
-            let grads = out.loss.backward().unwrap();
+            let (loss, metrics) =
+                dpo_step(&policy, &batch, &reference_logps, &loss_config).unwrap();
+            let grads = loss.backward().unwrap();
             let grad_norm = trainable
                 .all_vars()
                 .iter()
@@ -187,42 +155,43 @@ fn log_probs_and_ten_steps_match_trl() {
                 })
                 .sum::<f64>()
                 .sqrt();
-            let chosen_rewards = mean(&out.chosen_rewards);
-            let rejected_rewards = mean(&out.rejected_rewards);
-            let metric = |key: &str| expected[key].as_f64().unwrap();
+            let ours = serde_json::to_value(&metrics).unwrap();
+            let step_name = format!("{style} step {}", step + 1);
             eprintln!(
-                "{style} step {}: loss {loss:.6} (TRL {:.6}), grad_norm {grad_norm:.5} (TRL {:.5}), \
-                 rewards/chosen {chosen_rewards:.5} (TRL {:.5})",
-                step + 1,
-                metric("loss"),
-                metric("grad_norm"),
-                metric("rewards/chosen"),
+                "{step_name}: loss {:.6} (TRL {:.6}), grad_norm {grad_norm:.5} (TRL {:.5}), logits/chosen {:.6} (TRL {:.6})",
+                metrics.loss,
+                expected["loss"].as_f64().unwrap(),
+                expected["grad_norm"].as_f64().unwrap(),
+                metrics.logits_chosen,
+                expected["logits/chosen"].as_f64().unwrap(),
             );
             assert!(
-                close(loss, metric("loss"), 1e-3, 0.0),
-                "{style} step {}: loss",
-                step + 1
+                close(
+                    grad_norm,
+                    expected["grad_norm"].as_f64().unwrap(),
+                    1e-2,
+                    1e-4
+                ),
+                "{step_name}: grad_norm"
             );
-            assert!(
-                close(grad_norm, metric("grad_norm"), 1e-2, 1e-4),
-                "{style} step {}: grad_norm",
-                step + 1
-            );
-            assert!(
-                close(chosen_rewards, metric("rewards/chosen"), 1e-2, 1e-3),
-                "{style} step {}: rewards/chosen",
-                step + 1
-            );
-            assert!(
-                close(rejected_rewards, metric("rewards/rejected"), 1e-2, 1e-3),
-                "{style} step {}: rewards/rejected",
-                step + 1
-            );
-            assert!(
-                close(mean(&chosen), metric("logps/chosen"), 1e-3, 1e-3),
-                "{style} step {}: logps/chosen",
-                step + 1
-            );
+            // Every metric TRL logs that we compute, under the same name.
+            for (key, relative, absolute) in [
+                ("loss", 1e-3, 0.0),
+                ("rewards/chosen", 1e-2, 1e-3),
+                ("rewards/rejected", 1e-2, 1e-3),
+                ("rewards/accuracies", 0.0, 1e-9),
+                ("rewards/margins", 1e-2, 1e-3),
+                ("logps/chosen", 1e-3, 1e-3),
+                ("logps/rejected", 1e-3, 1e-3),
+                ("logits/chosen", 1e-2, 1e-4),
+                ("logits/rejected", 1e-2, 1e-4),
+            ] {
+                let (a, b) = (ours[key].as_f64().unwrap(), expected[key].as_f64().unwrap());
+                assert!(
+                    close(a, b, relative, absolute),
+                    "{step_name}: {key} ours {a}, TRL {b}"
+                );
+            }
             optimizer.step(&grads).unwrap();
         }
     }

@@ -1,8 +1,9 @@
 //! DPO training (in progress): a differentiable Qwen2 (`qwen2.rs`), LoRA adapters (`lora.rs`),
 //! weights from a GGUF (`gguf_import.rs`), TRL's DPO losses (`dpo_loss.rs`) and its
-//! tokenization of preference rows (`pair_tokens.rs`). The trainer loop, data files and
-//! `dpo train` build on these.
+//! tokenization of preference rows (`pair_tokens.rs`), batches and step metrics
+//! (`dpo_batch.rs`). The trainer loop, data files and `dpo train` build on these.
 
+pub mod dpo_batch;
 pub mod dpo_loss;
 pub mod gguf_import;
 pub mod lora;
