@@ -230,3 +230,122 @@ fn rows_tokenize_to_trls_token_ids() {
         }
     }
 }
+
+/// The formula-weight reference model, and a trainable policy starting from the same weights.
+fn reference_and_policy(config: &Qwen2Config) -> (Qwen2, VarMap, Qwen2) {
+    let weights = formula_weights(config);
+    let reference = Qwen2::new(
+        config,
+        &VarBuilder::from_tensors(weights.iter().cloned().collect(), DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let mut trainable = VarMap::new();
+    let policy = Qwen2::new(
+        config,
+        &VarBuilder::from_varmap(&trainable, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    for (name, value) in &weights {
+        trainable.set_one(name, value).unwrap();
+    }
+    (reference, trainable, policy)
+}
+
+#[test]
+fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
+    use native_trainer::train::optimization::{
+        SchedulerType, TrainerOptimizer, accumulate, clip_gradient_norm, learning_rate_factor,
+        warmup_steps,
+    };
+    let fixture = fixture("dpo_trl.json");
+    let config: Qwen2Config = serde_json::from_value(fixture["config"].clone()).unwrap();
+    let pairs = fixture_pairs(
+        fixture["datasets"]["standard"]["examples"]
+            .as_array()
+            .unwrap(),
+    );
+    for run in fixture["optimisation"].as_array().unwrap() {
+        let settings = &run["settings"];
+        let kind: SchedulerType =
+            serde_json::from_value(settings["lr_scheduler_type"].clone()).unwrap();
+        let total = settings["max_steps"].as_u64().unwrap() as usize;
+        let warmup = warmup_steps(settings["warmup_steps"].as_f64().unwrap(), total);
+        let base_lr = settings["learning_rate"].as_f64().unwrap();
+        let accumulation = settings["gradient_accumulation_steps"].as_u64().unwrap() as usize;
+        let max_grad_norm = settings["max_grad_norm"].as_f64().unwrap();
+
+        let (reference, trainable, policy) = reference_and_policy(&config);
+        // One pair per micro-batch; the accumulation window covers both, so the sampler's
+        // order does not matter.
+        let micro_batches: Vec<(DpoBatch, Tensor)> = pairs
+            .iter()
+            .map(|pair| {
+                let batch = DpoBatch::collate(std::slice::from_ref(pair), 0, &Device::Cpu).unwrap();
+                let logps = sequence_logps(
+                    &reference.forward(&batch.input_ids).unwrap(),
+                    &batch.input_ids,
+                    &batch.completion_mask,
+                )
+                .unwrap();
+                (batch, logps)
+            })
+            .collect();
+        assert_eq!(micro_batches.len(), accumulation);
+        let named: Vec<_> = trainable
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let vars = trainable.all_vars();
+        let mut optimizer =
+            TrainerOptimizer::new(named, base_lr, settings["weight_decay"].as_f64().unwrap())
+                .unwrap();
+        let loss_config = DpoLossConfig {
+            beta: fixture["beta"].as_f64().unwrap(),
+            ..DpoLossConfig::default()
+        };
+        for (step, expected) in run["log_history"].as_array().unwrap().iter().enumerate() {
+            let learning_rate = base_lr * learning_rate_factor(kind, step, warmup, total);
+            optimizer.set_learning_rate(learning_rate);
+            let (mut grads, mut loss_sum, mut chosen_sum) = (None, 0.0, 0.0);
+            for (batch, reference_logps) in &micro_batches {
+                let (loss, metrics) =
+                    dpo_step(&policy, batch, reference_logps, &loss_config).unwrap();
+                let micro_grads = (loss / accumulation as f64).unwrap().backward().unwrap();
+                accumulate(&mut grads, micro_grads, &vars).unwrap();
+                loss_sum += metrics.loss;
+                chosen_sum += metrics.rewards_chosen;
+            }
+            let mut grads = grads.unwrap();
+            let norm = clip_gradient_norm(&mut grads, &vars, max_grad_norm).unwrap();
+            let (loss, chosen) = (
+                loss_sum / accumulation as f64,
+                chosen_sum / accumulation as f64,
+            );
+            let metric = |key: &str| expected[key].as_f64().unwrap();
+            let name = format!("{kind:?} step {}", step + 1);
+            eprintln!(
+                "{name}: lr {learning_rate:.6} (TRL {:.6}), loss {loss:.6} (TRL {:.6}), grad_norm {norm:.5} (TRL {:.5})",
+                metric("learning_rate"),
+                metric("loss"),
+                metric("grad_norm")
+            );
+            assert!(
+                close(learning_rate, metric("learning_rate"), 1e-9, 1e-12),
+                "{name}: learning_rate"
+            );
+            assert!(close(loss, metric("loss"), 1e-3, 0.0), "{name}: loss");
+            assert!(
+                close(norm, metric("grad_norm"), 1e-2, 1e-4),
+                "{name}: grad_norm"
+            );
+            assert!(
+                close(chosen, metric("rewards/chosen"), 1e-2, 1e-3),
+                "{name}: rewards/chosen"
+            );
+            optimizer.step(&grads).unwrap();
+        }
+    }
+}
