@@ -284,6 +284,12 @@ impl TextTokenizer {
 
 /// Turns generated ids into text pieces as they arrive, holding back incomplete UTF-8
 /// (an emoji split over several byte tokens) until it is complete.
+/// How many leading token ids `a` and `b` share (cached-prefix reuse, prompt/completion
+/// splits).
+pub fn common_prefix_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 pub struct StreamDecoder<'a> {
     tokenizer: &'a TextTokenizer,
     ids: Vec<u32>,

@@ -10,6 +10,7 @@ use shared::token_sampler::penalized_tokens;
 use shared::{SamplingParams, TokenSampler, TokenScore};
 
 use super::language_model::LanguageModel;
+use shared::tokenizer::common_prefix_len;
 
 /// Counts and timings of one generation.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ impl Generator {
         let mut sampler = TokenSampler::new(*sampling, seed);
 
         // Reuse the cache when the prompt extends what is cached; else start over.
-        let reusable = common_prefix(&self.cached_tokens, prompt);
+        let reusable = common_prefix_len(&self.cached_tokens, prompt);
         let start = if reusable == self.cached_tokens.len() && reusable < prompt.len() {
             reusable
         } else {
@@ -137,8 +138,4 @@ impl Generator {
         self.model.clear_cache();
         self.cached_tokens.clear();
     }
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

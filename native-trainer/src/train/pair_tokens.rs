@@ -8,6 +8,7 @@
 //! template or a merge across the boundary can make the prompt alone tokenize differently).
 
 use anyhow::{Context, Result};
+use shared::tokenizer::common_prefix_len;
 use shared::{ModelText, TrlRow};
 
 /// Token ids of one pair: the shared prompt and each completion.
@@ -63,15 +64,11 @@ pub fn tokenize_pair(text: &ModelText, row: &TrlRow) -> Result<PairTokens> {
             )
         }
     };
-    let prompt_len = common_prefix(&prompt_ids, &prompt_chosen)
-        .min(common_prefix(&prompt_ids, &prompt_rejected));
+    let prompt_len = common_prefix_len(&prompt_ids, &prompt_chosen)
+        .min(common_prefix_len(&prompt_ids, &prompt_rejected));
     Ok(PairTokens {
         prompt_ids: prompt_ids[..prompt_len].to_vec(),
         chosen_ids: prompt_chosen[prompt_len..].to_vec(),
         rejected_ids: prompt_rejected[prompt_len..].to_vec(),
     })
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

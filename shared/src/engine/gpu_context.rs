@@ -89,6 +89,28 @@ impl GpuContext {
         })
     }
 
+    /// A bind group whose binding i is the whole of `buffers[i]`.
+    pub fn bind_buffers(
+        &self,
+        label: &str,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, buffer)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout,
+            entries: &entries,
+        })
+    }
+
     /// Compiles a WGSL compute shader whose entry point is `main`, with the layout its
     /// bindings imply.
     pub fn compute_pipeline(&self, label: &str, source: &str) -> wgpu::ComputePipeline {

@@ -211,19 +211,7 @@ impl QuantizedMatmulKernels {
                     &uniform,
                     step,
                 ];
-                let entries: Vec<_> = buffers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, buffer)| wgpu::BindGroupEntry {
-                        binding: i as u32,
-                        resource: buffer.as_entire_binding(),
-                    })
-                    .collect();
-                let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("matmul"),
-                    layout: &self.layout,
-                    entries: &entries,
-                });
+                let bind_group = ctx.bind_buffers("matmul", &self.layout, &buffers);
                 Ok((bind_group, row_groups as u32))
             })
             .collect::<Result<_, _>>()?;

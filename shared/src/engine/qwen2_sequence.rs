@@ -310,19 +310,7 @@ impl Qwen2Sequence {
                 usage: wgpu::BufferUsages::UNIFORM,
             });
         let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]| {
-            let entries: Vec<_> = buffers
-                .iter()
-                .enumerate()
-                .map(|(i, buffer)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: buffer.as_entire_binding(),
-                })
-                .collect();
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("sampling"),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
+            ctx.bind_buffers("sampling", &pipeline.get_bind_group_layout(0), buffers)
         };
         let sampling = &kernels.sampling;
         let penalty_bind_group = bind(&sampling.penalty, &[&logits, &penalty_ids, &penalty_params]);

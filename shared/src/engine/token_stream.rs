@@ -10,6 +10,7 @@ use super::gpu_context::EngineError;
 use super::qwen2_sequence::Qwen2Sequence;
 use crate::SamplingParams;
 use crate::token_sampler::{TokenSampler, penalized_tokens};
+use crate::tokenizer::common_prefix_len;
 
 /// Asks a running generation to stop before its next token. Cloning shares the flag.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +83,7 @@ impl Qwen2Sequence {
             )));
         }
         // At least the prompt's last token must run to produce fresh logits.
-        let reusable = common_prefix(self.tokens(), prompt).min(prompt.len() - 1);
+        let reusable = common_prefix_len(self.tokens(), prompt).min(prompt.len() - 1);
         self.truncate(reusable);
         self.feed(&prompt[reusable..])?;
         Ok(TokenStream {
@@ -149,8 +150,4 @@ impl TokenStream<'_> {
     pub fn prefilled_tokens(&self) -> usize {
         self.prefilled
     }
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

@@ -104,6 +104,7 @@ impl VectorKernels {
         bindings: &[Binding<'_>],
         grid: Grid,
     ) -> PreparedOp {
+        // A uniform for every `Params`; the bind group then refers to it like to any buffer.
         let uniforms: Vec<Option<wgpu::Buffer>> = bindings
             .iter()
             .map(|binding| match binding {
@@ -117,26 +118,18 @@ impl VectorKernels {
                 Binding::Buffer(_) => None,
             })
             .collect();
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+        let buffers: Vec<&wgpu::Buffer> = bindings
             .iter()
             .zip(&uniforms)
-            .enumerate()
-            .map(|(i, (binding, uniform))| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: match (binding, uniform) {
-                    (Binding::Buffer(buffer), _) => buffer.as_entire_binding(),
-                    (Binding::Params(_), Some(uniform)) => uniform.as_entire_binding(),
-                    (Binding::Params(_), None) => {
-                        unreachable!("a uniform was made for every Params")
-                    }
-                },
+            .map(|(binding, uniform)| match binding {
+                Binding::Buffer(buffer) => *buffer,
+                Binding::Params(_) => uniform
+                    .as_ref()
+                    .expect("a uniform was made for every Params"),
             })
             .collect();
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("vector op"),
-            layout: &self.pipelines[&kernel].get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let layout = self.pipelines[&kernel].get_bind_group_layout(0);
+        let bind_group = ctx.bind_buffers("vector op", &layout, &buffers);
         PreparedOp {
             kernel,
             bind_group,
