@@ -7,6 +7,7 @@
 //! draws the same token for the same scores and seed.
 
 use crate::SamplingParams;
+use crate::seeded_rng::SplitMix64;
 
 /// A token and its (penalized) logit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,24 +137,6 @@ impl TokenSampler {
             draw -= w;
         }
         Some(kept[nucleus - 1].token)
-    }
-}
-
-/// SplitMix64: tiny, fast, and identical on every platform.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

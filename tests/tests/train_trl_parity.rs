@@ -7,10 +7,11 @@
 //! and row tokenization build exactly TRL's token ids from the rows.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use flywheel_tests::{fixture, real_model};
 use native_trainer::train::dpo_batch::{DpoBatch, dpo_step};
 use native_trainer::train::dpo_loss::{DpoLossConfig, sequence_logps};
+use native_trainer::train::optimization::{AdamWParams, TrainerOptimizer};
 use native_trainer::train::pair_tokens::{PairTokens, tokenize_pair};
 use native_trainer::train::{Qwen2, Qwen2Config};
 use serde_json::Value;
@@ -50,6 +51,12 @@ fn formula_weights(config: &Qwen2Config) -> Vec<(String, Tensor)> {
         .collect()
 }
 
+/// A `VarMap`'s variables with their names, for the optimizer.
+fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let data = varmap.data().lock().unwrap();
+    data.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+}
+
 /// The pairs' token ids as TRL built them.
 fn fixture_pairs(examples: &[Value]) -> Vec<PairTokens> {
     let ids = |v: &Value| -> Vec<u32> { serde_json::from_value(v.clone()).unwrap() };
@@ -78,6 +85,7 @@ fn log_probs_and_ten_steps_match_trl() {
         let batch = DpoBatch::collate(
             &fixture_pairs(data["examples"].as_array().unwrap()),
             0,
+            None,
             &Device::Cpu,
         )
         .unwrap();
@@ -120,14 +128,11 @@ fn log_probs_and_ten_steps_match_trl() {
             }
         }
 
-        let mut optimizer = AdamW::new(
-            trainable.all_vars(),
-            ParamsAdamW {
-                lr: learning_rate,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.0,
+        let mut optimizer = TrainerOptimizer::new(
+            named_vars(&trainable),
+            AdamWParams {
+                learning_rate,
+                ..AdamWParams::default()
             },
         )
         .unwrap();
@@ -254,8 +259,7 @@ fn reference_and_policy(config: &Qwen2Config) -> (Qwen2, VarMap, Qwen2) {
 #[test]
 fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
     use native_trainer::train::optimization::{
-        SchedulerType, TrainerOptimizer, accumulate, clip_gradient_norm, learning_rate_factor,
-        warmup_steps,
+        SchedulerType, accumulate, clip_gradient_norm, learning_rate_factor, warmup_steps,
     };
     let fixture = fixture("dpo_trl.json");
     let config: Qwen2Config = serde_json::from_value(fixture["config"].clone()).unwrap();
@@ -280,7 +284,8 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
         let micro_batches: Vec<(DpoBatch, Tensor)> = pairs
             .iter()
             .map(|pair| {
-                let batch = DpoBatch::collate(std::slice::from_ref(pair), 0, &Device::Cpu).unwrap();
+                let batch =
+                    DpoBatch::collate(std::slice::from_ref(pair), 0, None, &Device::Cpu).unwrap();
                 let logps = sequence_logps(
                     &reference.forward(&batch.input_ids).unwrap(),
                     &batch.input_ids,
@@ -291,17 +296,17 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
             })
             .collect();
         assert_eq!(micro_batches.len(), accumulation);
-        let named: Vec<_> = trainable
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
+        let named = named_vars(&trainable);
         let vars = trainable.all_vars();
-        let mut optimizer =
-            TrainerOptimizer::new(named, base_lr, settings["weight_decay"].as_f64().unwrap())
-                .unwrap();
+        let mut optimizer = TrainerOptimizer::new(
+            named,
+            AdamWParams {
+                learning_rate: base_lr,
+                weight_decay: settings["weight_decay"].as_f64().unwrap(),
+                ..AdamWParams::default()
+            },
+        )
+        .unwrap();
         let loss_config = DpoLossConfig {
             beta: fixture["beta"].as_f64().unwrap(),
             ..DpoLossConfig::default()

@@ -4,8 +4,7 @@
 //! global gradient norm.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 /// TrainingArguments' `lr_scheduler_type` values supported here.
@@ -62,53 +61,144 @@ pub fn decays(name: &str) -> bool {
         || norm_segment)
 }
 
-/// AdamW over named variables, weight decay only where `decays` says so.
+/// TrainingArguments' AdamW keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWParams {
+    pub learning_rate: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWParams {
+    /// TrainingArguments' defaults (DPOConfig's learning rate).
+    fn default() -> Self {
+        Self {
+            learning_rate: 1e-6,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// One trainable variable and its Adam moments.
+struct AdamSlot {
+    name: String,
+    var: Var,
+    decays: bool,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+}
+
+/// AdamW as torch implements it (`torch.optim.AdamW`, single-tensor path): decoupled decay
+/// `p ← p(1 − lr·wd)`, moments `m ← β₁m + (1 − β₁)g`, `v ← β₂v + (1 − β₂)g²`, then
+/// `p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)`. Weight decay only where `decays`
+/// says so. The moments and step count are exposed for checkpoints, so a resumed run
+/// continues bit for bit.
 pub struct TrainerOptimizer {
-    with_decay: Option<AdamW>,
-    without_decay: Option<AdamW>,
+    slots: Vec<AdamSlot>,
+    params: AdamWParams,
+    steps_taken: usize,
 }
 
 impl TrainerOptimizer {
-    pub fn new(vars: Vec<(String, Var)>, learning_rate: f64, weight_decay: f64) -> Result<Self> {
-        let (decayed, plain): (Vec<_>, Vec<_>) = vars.into_iter().partition(|(n, _)| decays(n));
-        let adamw = |vars: Vec<(String, Var)>, weight_decay: f64| -> Result<Option<AdamW>> {
-            if vars.is_empty() {
-                return Ok(None);
-            }
-            let params = ParamsAdamW {
-                lr: learning_rate,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay,
-            };
-            Ok(Some(AdamW::new(
-                vars.into_iter().map(|(_, v)| v).collect(),
-                params,
-            )?))
-        };
+    pub fn new(vars: Vec<(String, Var)>, params: AdamWParams) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .map(|(name, var)| {
+                let zeros = var.as_tensor().zeros_like()?;
+                Ok(AdamSlot {
+                    decays: decays(&name),
+                    name,
+                    exp_avg: zeros.clone(),
+                    exp_avg_sq: zeros,
+                    var,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            with_decay: adamw(decayed, weight_decay)?,
-            without_decay: adamw(plain, 0.0)?,
+            slots,
+            params,
+            steps_taken: 0,
         })
     }
 
     pub fn set_learning_rate(&mut self, learning_rate: f64) {
-        for optimizer in [&mut self.with_decay, &mut self.without_decay]
-            .into_iter()
-            .flatten()
-        {
-            optimizer.set_learning_rate(learning_rate);
-        }
+        self.params.learning_rate = learning_rate;
+    }
+
+    /// Optimizer steps taken so far (Adam's `t`).
+    pub fn steps_taken(&self) -> usize {
+        self.steps_taken
     }
 
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        for optimizer in [&mut self.with_decay, &mut self.without_decay]
-            .into_iter()
-            .flatten()
-        {
-            optimizer.step(grads)?;
+        self.steps_taken += 1;
+        let p = self.params;
+        let t = self.steps_taken as i32;
+        let step_size = p.learning_rate / (1.0 - p.adam_beta1.powi(t));
+        let bias_correction2_sqrt = (1.0 - p.adam_beta2.powi(t)).sqrt();
+        for slot in &mut self.slots {
+            let Some(grad) = grads.get(slot.var.as_tensor()) else {
+                continue;
+            };
+            let mut weight = slot.var.as_tensor().detach();
+            if slot.decays && p.weight_decay != 0.0 {
+                weight = (weight * (1.0 - p.learning_rate * p.weight_decay))?;
+            }
+            slot.exp_avg = ((&slot.exp_avg * p.adam_beta1)? + (grad * (1.0 - p.adam_beta1))?)?;
+            slot.exp_avg_sq =
+                ((&slot.exp_avg_sq * p.adam_beta2)? + (grad.sqr()? * (1.0 - p.adam_beta2))?)?;
+            let denominator =
+                ((slot.exp_avg_sq.sqrt()? / bias_correction2_sqrt)? + p.adam_epsilon)?;
+            let update = ((&slot.exp_avg / denominator)? * step_size)?;
+            slot.var.set(&(weight - update)?)?;
         }
+        Ok(())
+    }
+
+    /// The moments by `{name}.exp_avg` / `{name}.exp_avg_sq`, for a checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        self.slots
+            .iter()
+            .flat_map(|slot| {
+                [
+                    (format!("{}.exp_avg", slot.name), slot.exp_avg.clone()),
+                    (format!("{}.exp_avg_sq", slot.name), slot.exp_avg_sq.clone()),
+                ]
+            })
+            .collect()
+    }
+
+    /// Restores the moments saved by `state_tensors` and the step count.
+    pub fn restore(
+        &mut self,
+        state: &std::collections::HashMap<String, Tensor>,
+        steps_taken: usize,
+    ) -> Result<()> {
+        for slot in &mut self.slots {
+            for (suffix, moment) in [
+                ("exp_avg", &mut slot.exp_avg),
+                ("exp_avg_sq", &mut slot.exp_avg_sq),
+            ] {
+                let key = format!("{}.{suffix}", slot.name);
+                let saved = state.get(&key).ok_or_else(|| {
+                    candle_core::Error::msg(format!("optimizer state has no `{key}`"))
+                })?;
+                if saved.dims() != moment.dims() {
+                    candle_core::bail!(
+                        "optimizer state `{key}` has shape {:?}, the variable {:?}",
+                        saved.dims(),
+                        moment.dims()
+                    );
+                }
+                *moment = saved.to_device(moment.device())?.to_dtype(moment.dtype())?;
+            }
+        }
+        self.steps_taken = steps_taken;
         Ok(())
     }
 }
