@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use native_trainer::{bench, chat, fetch, logging};
+use native_trainer::{bench, chat, fetch, logging, train};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,13 @@ enum Command {
     /// Measure an engine's prefill and decode speed (tokens/s) on a model; prints one JSON
     /// object. `cargo xtask bench` runs it for every engine and prints a table.
     Bench(bench::BenchArgs),
+    /// Train a model with DPO on preference pairs, as TRL's DPOTrainer: LoRA or full
+    /// fine-tuning, TRL's config keys and metric names (output_dir/metrics.jsonl),
+    /// checkpoints every save_steps, `--resume` to continue. Prints a JSON summary last.
+    Train(train::cli::TrainArgs),
+    /// Score preference pairs without training: prints one JSON object with TRL's `eval_…`
+    /// metric names as the last line of stdout.
+    Eval(train::cli::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +53,8 @@ fn main() -> std::process::ExitCode {
         }),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Train(args) => train::cli::run_train(&args),
+        Command::Eval(args) => train::cli::run_eval(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

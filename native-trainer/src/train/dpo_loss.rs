@@ -31,6 +31,8 @@ pub struct DpoLossConfig {
     pub beta: f64,
     pub label_smoothing: f64,
     pub reference_free: bool,
+    /// RPO: adds `rpo_alpha` × the chosen completions' mean token NLL to the loss.
+    pub rpo_alpha: Option<f64>,
 }
 
 impl Default for DpoLossConfig {
@@ -41,6 +43,7 @@ impl Default for DpoLossConfig {
             beta: 0.1,
             label_smoothing: 0.0,
             reference_free: false,
+            rpo_alpha: None,
         }
     }
 }

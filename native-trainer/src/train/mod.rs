@@ -1,16 +1,28 @@
-//! DPO training (in progress): a differentiable Qwen2 (`qwen2.rs`), LoRA adapters (`lora.rs`),
-//! weights from a GGUF (`gguf_import.rs`), TRL's DPO losses (`dpo_loss.rs`) and its
-//! tokenization of preference rows (`pair_tokens.rs`), batches and step metrics
-//! (`dpo_batch.rs`), and the optimiser as transformers' Trainer runs it (`optimization.rs`).
-//! The trainer loop, data files and `dpo train` build on these.
+//! DPO training, as TRL's DPOTrainer does it: a differentiable Qwen2 (`qwen2.rs`) with LoRA
+//! adapters (`lora.rs`), the starting model from a GGUF or an HF directory (`base_model.rs`,
+//! `gguf_import.rs`), the policy/reference pair and its saved form (`training_model.rs`),
+//! preference files and their tokenization (`preference_file.rs`, `pair_tokens.rs`,
+//! `preference_data.rs`), batches, losses and metrics (`dpo_batch.rs`, `dpo_loss.rs`,
+//! `metric_window.rs`), the optimiser (`optimization.rs`), settings under TRL's names
+//! (`training_config.rs`), checkpoints (`checkpoint.rs`), the loop (`trainer.rs`) and the
+//! `dpo train` / `dpo eval` commands (`cli.rs`).
 
+pub mod base_model;
+pub mod checkpoint;
+pub mod cli;
 pub mod dpo_batch;
 pub mod dpo_loss;
 pub mod gguf_import;
 pub mod lora;
+pub mod metric_window;
 pub mod optimization;
 pub mod pair_tokens;
+pub mod preference_data;
+pub mod preference_file;
 pub mod qwen2;
+pub mod trainer;
+pub mod training_config;
+pub mod training_model;
 
 pub use lora::LoraConfig;
 pub use qwen2::{Qwen2, Qwen2Config};

@@ -367,6 +367,10 @@ impl Qwen2 {
         })
     }
 
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.device()
+    }
+
     /// Logits at every position, `(batch, tokens, vocab)`, for right-padded `input_ids`
     /// `(batch, tokens)` starting at position 0, with the LoRA adapters if any.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {

@@ -1,0 +1,327 @@
+//! The DPO training loop, top to bottom: load the model and data, build the optimizer,
+//! resume if asked, then for each optimizer step take `gradient_accumulation_steps`
+//! micro-batches of the epoch's seeded shuffle, backpropagate the DPO loss, clip, step the
+//! schedule and AdamW, log TRL's metrics to `metrics.jsonl`, evaluate and checkpoint on
+//! schedule, and finally save the trained weights or adapters into `output_dir`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+use shared::SplitMix64;
+
+use super::base_model::BaseModel;
+use super::checkpoint::{
+    ARGS_FILE, STATE_FILE, TrainerState, list_checkpoints, load_checkpoint, save_checkpoint,
+};
+use super::dpo_batch::dpo_step;
+use super::metric_window::MetricWindow;
+use super::optimization::{TrainerOptimizer, accumulate, clip_gradient_norm, learning_rate_factor};
+use super::preference_data::PreferenceData;
+use super::training_config::{EvalStrategy, TrainingConfig};
+use super::training_model::TrainingModel;
+
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Where `--resume` continues from.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// The latest complete checkpoint in `output_dir`.
+    Latest,
+    Checkpoint(PathBuf),
+}
+
+/// What a finished run reports.
+pub struct TrainOutcome {
+    pub output_dir: PathBuf,
+    pub global_step: usize,
+    /// The last log line (training metrics) and the final eval metrics, if any.
+    pub last_log: Map<String, Value>,
+    pub eval: Option<Map<String, Value>>,
+}
+
+/// The micro-batches of one epoch: a seeded shuffle of the pairs, cut into batches.
+fn epoch_batches(pairs: usize, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..pairs).collect();
+    SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOutcome> {
+    let device = Device::Cpu;
+    let (model_path, data_path) = config.require_inputs()?;
+    let output_dir = config.output_dir.clone();
+    std::fs::create_dir_all(&output_dir)
+        .with_context(|| format!("creating {}", output_dir.display()))?;
+
+    // Model and data.
+    tracing::info!("loading {}", model_path.display());
+    let base = BaseModel::load(model_path, &device)?;
+    let lora = config.lora_config().map_err(anyhow::Error::msg)?;
+    let mut model = TrainingModel::new(&base, lora.as_ref(), config.seed)?;
+    let pad_id = base.pad_token_id();
+    let mut train_data = PreferenceData::load(data_path, &base.text, config)?;
+    let mut eval_data = match &config.eval_dataset_name {
+        Some(path) => Some(PreferenceData::load(path, &base.text, config)?),
+        None => None,
+    };
+    if config.precompute_ref_log_probs && !config.reference_free {
+        tracing::info!("precomputing reference log-probs");
+        train_data.precompute_reference(
+            &model,
+            config,
+            config.per_device_train_batch_size,
+            &device,
+            pad_id,
+        )?;
+        if let Some(eval) = &mut eval_data {
+            eval.precompute_reference(
+                &model,
+                config,
+                config.per_device_eval_batch_size,
+                &device,
+                pad_id,
+            )?;
+        }
+        model.drop_reference();
+    }
+
+    // Schedule.
+    let batches_per_epoch = train_data
+        .pairs
+        .len()
+        .div_ceil(config.per_device_train_batch_size);
+    let steps_per_epoch = batches_per_epoch
+        .div_ceil(config.gradient_accumulation_steps)
+        .max(1);
+    let max_steps = if config.max_steps > 0 {
+        config.max_steps as usize
+    } else {
+        (config.num_train_epochs * steps_per_epoch as f64).ceil() as usize
+    };
+    let warmup = config.warmup_steps_for(max_steps);
+    let eval_every = match config.eval_strategy {
+        EvalStrategy::Steps => config.eval_steps.unwrap_or(config.logging_steps),
+        EvalStrategy::Epoch => steps_per_epoch,
+        EvalStrategy::No => 0,
+    };
+
+    // Optimizer, and the state to resume.
+    let named = model.named_vars();
+    let vars: Vec<_> = named.iter().map(|(_, v)| v.clone()).collect();
+    let trainable_count: usize = vars.iter().map(|v| v.as_tensor().elem_count()).sum();
+    tracing::info!(
+        "{} pairs, {batches_per_epoch} batches per epoch, {max_steps} steps; {trainable_count} trainable parameters ({})",
+        train_data.pairs.len(),
+        if lora.is_some() { "LoRA" } else { "full" }
+    );
+    let mut optimizer = TrainerOptimizer::new(named, config.adamw())?;
+    let mut state = TrainerState {
+        max_steps,
+        ..TrainerState::default()
+    };
+    if let Some(resume) = resume {
+        let checkpoint = match resume {
+            Resume::Checkpoint(path) => path,
+            Resume::Latest => list_checkpoints(&output_dir)?
+                .pop()
+                .map(|(_, path)| path)
+                .with_context(|| format!("--resume: no checkpoint in {}", output_dir.display()))?,
+        };
+        state = load_checkpoint(&checkpoint, &model, &mut optimizer, config)?;
+        state.max_steps = max_steps;
+        tracing::info!(
+            "resuming from {} at step {}",
+            checkpoint.display(),
+            state.global_step
+        );
+    }
+    let metrics_path = output_dir.join(METRICS_FILE);
+    let mut metrics_file = rewrite_metrics(&metrics_path, &state.log_history)?;
+
+    let progress = ProgressBar::new(max_steps as u64).with_style(
+        ProgressStyle::with_template(
+            "{spinner} training [{bar:30}] {pos}/{len} steps {elapsed_precise} (eta {eta}) {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    progress.set_position(state.global_step as u64);
+    let loss_config = config.loss_config();
+    let mut eval_metrics = None;
+    let mut batches = epoch_batches(
+        train_data.pairs.len(),
+        config.per_device_train_batch_size,
+        config.seed,
+        state.epoch_index,
+    );
+
+    while state.global_step < max_steps {
+        // The next accumulation group, within the current epoch.
+        if state.next_batch >= batches.len() {
+            state.epoch_index += 1;
+            state.next_batch = 0;
+            batches = epoch_batches(
+                train_data.pairs.len(),
+                config.per_device_train_batch_size,
+                config.seed,
+                state.epoch_index,
+            );
+        }
+        let group_end = (state.next_batch + config.gradient_accumulation_steps).min(batches.len());
+        let group = &batches[state.next_batch..group_end];
+
+        // Forward and backward over the group.
+        let mut grads = None;
+        for indices in group {
+            let (batch, reference) = train_data.batch(indices, &model, config, &device, pad_id)?;
+            let (loss, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
+            let micro_grads = (loss / group.len() as f64)?.backward()?;
+            accumulate(&mut grads, micro_grads, &vars)?;
+            state.pending.record(&metrics);
+        }
+        let mut grads = grads.expect("a group has at least one batch");
+        let grad_norm = clip_gradient_norm(&mut grads, &vars, config.max_grad_norm)?;
+
+        // Update.
+        let learning_rate = config.learning_rate
+            * learning_rate_factor(
+                config.lr_scheduler_type,
+                state.global_step,
+                warmup,
+                max_steps,
+            );
+        optimizer.set_learning_rate(learning_rate);
+        optimizer.step(&grads)?;
+        state.global_step += 1;
+        state.next_batch = group_end;
+        state.optimizer_steps = optimizer.steps_taken();
+        progress.inc(1);
+        let epoch = state.epoch_index as f64 + state.next_batch as f64 / batches.len() as f64;
+
+        // Log, evaluate, checkpoint.
+        let last_step = state.global_step == max_steps;
+        if state.global_step.is_multiple_of(config.logging_steps) || last_step {
+            let line = log_line(
+                &state.pending,
+                grad_norm,
+                learning_rate,
+                epoch,
+                state.global_step,
+            );
+            progress.set_message(format!(
+                "loss {:.4} · rewards/accuracies {:.2}",
+                state.pending.mean("loss").unwrap_or(f64::NAN),
+                state.pending.mean("rewards/accuracies").unwrap_or(f64::NAN)
+            ));
+            writeln!(metrics_file, "{}", Value::Object(line.clone()))?;
+            metrics_file.flush()?;
+            state.log_history.push(line);
+            state.pending = MetricWindow::default();
+        }
+        if let Some(eval) = &eval_data
+            && ((eval_every > 0 && state.global_step.is_multiple_of(eval_every)) || last_step)
+        {
+            let mut line = evaluate(&model, eval, config, &device, pad_id)?;
+            line.insert("epoch".into(), Value::from(epoch));
+            line.insert("step".into(), Value::from(state.global_step));
+            progress.println(format!(
+                "step {}: eval_loss {:.4}, eval_rewards/accuracies {:.3}",
+                state.global_step,
+                line["eval_loss"].as_f64().unwrap_or(f64::NAN),
+                line["eval_rewards/accuracies"].as_f64().unwrap_or(f64::NAN),
+            ));
+            writeln!(metrics_file, "{}", Value::Object(line.clone()))?;
+            metrics_file.flush()?;
+            state.log_history.push(line.clone());
+            eval_metrics = Some(line);
+        }
+        if config.save_steps > 0 && state.global_step.is_multiple_of(config.save_steps) {
+            let path = save_checkpoint(&output_dir, &model, &base, &optimizer, &state, config)?;
+            tracing::info!("saved {}", path.display());
+        }
+    }
+    progress.finish();
+
+    model.save(&output_dir, &base)?;
+    std::fs::write(
+        output_dir.join(STATE_FILE),
+        serde_json::to_string_pretty(&state)?,
+    )?;
+    std::fs::write(
+        output_dir.join(ARGS_FILE),
+        serde_json::to_string_pretty(config)?,
+    )?;
+    tracing::info!("saved the trained model in {}", output_dir.display());
+    let last_log = state
+        .log_history
+        .iter()
+        .rev()
+        .find(|line| line.contains_key("loss"))
+        .cloned()
+        .unwrap_or_default();
+    Ok(TrainOutcome {
+        output_dir,
+        global_step: state.global_step,
+        last_log,
+        eval: eval_metrics,
+    })
+}
+
+/// One `metrics.jsonl` line in TRL's log_history order.
+fn log_line(
+    window: &MetricWindow,
+    grad_norm: f64,
+    learning_rate: f64,
+    epoch: f64,
+    step: usize,
+) -> Map<String, Value> {
+    let means = window.means("");
+    let mut line = Map::new();
+    line.insert(
+        "loss".into(),
+        means.get("loss").cloned().unwrap_or(Value::Null),
+    );
+    line.insert("grad_norm".into(), Value::from(grad_norm));
+    line.insert("learning_rate".into(), Value::from(learning_rate));
+    for (key, value) in means {
+        if key != "loss" {
+            line.insert(key, value);
+        }
+    }
+    line.insert("epoch".into(), Value::from(epoch));
+    line.insert("step".into(), Value::from(step));
+    line
+}
+
+/// Rewrites `metrics.jsonl` with `history` (empty for a fresh run, the checkpoint's lines on
+/// resume) and opens it for appending.
+fn rewrite_metrics(path: &Path, history: &[Map<String, Value>]) -> Result<std::fs::File> {
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    for line in history {
+        writeln!(file, "{}", Value::Object(line.clone()))?;
+    }
+    Ok(file)
+}
+
+/// The eval split's metrics with `eval_` names, averaged over its batches.
+pub fn evaluate(
+    model: &TrainingModel,
+    data: &PreferenceData,
+    config: &TrainingConfig,
+    device: &Device,
+    pad_id: u32,
+) -> Result<Map<String, Value>> {
+    let mut window = MetricWindow::default();
+    let indices: Vec<usize> = (0..data.pairs.len()).collect();
+    let loss_config = config.loss_config();
+    for chunk in indices.chunks(config.per_device_eval_batch_size) {
+        let (batch, reference) = data.batch(chunk, model, config, device, pad_id)?;
+        let (_, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
+        window.record(&metrics);
+    }
+    Ok(window.means("eval_"))
+}

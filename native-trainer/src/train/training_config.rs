@@ -1,0 +1,446 @@
+//! A training run's settings under TRL's names: `DPOConfig` / `TrainingArguments` keys, the
+//! script arguments TRL's `dpo.py` takes (`model_name_or_path`, `dataset_name`), LoRA as
+//! TRL's `ModelConfig` (`use_peft`, `lora_r`, …) or as a PEFT `[lora]` table (`r`,
+//! `lora_alpha`, `lora_dropout`, `target_modules`). Read from a TOML file, with `key=value`
+//! overrides from the command line applied on top. Defaults are DPOConfig's.
+//!
+//! Keys TRL accepts that change nothing here (mixed precision, reporting, hub) are accepted
+//! with a warning; any other unknown key is an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::dpo_batch::{Truncation, TruncationMode};
+use super::dpo_loss::{DpoLossConfig, LossType};
+use super::lora::LoraConfig;
+use super::optimization::{AdamWParams, SchedulerType};
+
+/// TrainingArguments keys accepted for compatibility that do not change a CPU/CUDA run here.
+const IGNORED_KEYS: &[&str] = &[
+    "bf16",
+    "fp16",
+    "tf32",
+    "gradient_checkpointing",
+    "gradient_checkpointing_kwargs",
+    "report_to",
+    "run_name",
+    "logging_dir",
+    "logging_first_step",
+    "push_to_hub",
+    "hub_model_id",
+    "dataloader_num_workers",
+    "dataset_num_proc",
+    "remove_unused_columns",
+    "torch_dtype",
+    "dtype",
+    "attn_implementation",
+    "trust_remote_code",
+    "disable_dropout",
+    "do_train",
+    "do_eval",
+    "overwrite_output_dir",
+    "model_revision",
+    "dataset_train_split",
+    "dataset_test_split",
+    "optim",
+];
+
+/// `eval_strategy`: when the eval split is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalStrategy {
+    /// Only once, after training (when an eval dataset is given).
+    #[default]
+    No,
+    Steps,
+    Epoch,
+}
+
+/// `loss_type` as DPOConfig takes it: a name, or a list of one name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LossTypeSetting {
+    One(LossType),
+    List(Vec<LossType>),
+}
+
+/// `target_modules`: a list, or `"all-linear"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetModules {
+    Named(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    // Script arguments
+    /// A GGUF file or a Hugging Face model directory.
+    pub model_name_or_path: Option<PathBuf>,
+    /// A JSON Lines file of preference rows.
+    pub dataset_name: Option<PathBuf>,
+    /// A second file scored as the eval split (`eval_` metrics).
+    pub eval_dataset_name: Option<PathBuf>,
+    /// Leave malformed data lines out (counted and logged) instead of stopping.
+    pub skip_malformed: bool,
+    pub output_dir: PathBuf,
+
+    // TrainingArguments
+    pub learning_rate: f64,
+    pub per_device_train_batch_size: usize,
+    pub per_device_eval_batch_size: usize,
+    pub gradient_accumulation_steps: usize,
+    pub num_train_epochs: f64,
+    /// Optimizer steps; `-1` trains for `num_train_epochs`.
+    pub max_steps: i64,
+    pub lr_scheduler_type: SchedulerType,
+    pub warmup_steps: f64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub logging_steps: usize,
+    /// Checkpoint every this many steps; 0 never.
+    pub save_steps: usize,
+    pub save_total_limit: Option<usize>,
+    pub eval_strategy: EvalStrategy,
+    /// Defaults to `logging_steps`.
+    pub eval_steps: Option<usize>,
+
+    // DPOConfig
+    pub beta: f64,
+    pub loss_type: LossTypeSetting,
+    pub label_smoothing: f64,
+    /// Longest prompt + completion in tokens; 0 keeps every token.
+    pub max_length: usize,
+    /// Longest prompt in tokens (its end is kept); 0 keeps every token.
+    pub max_prompt_length: usize,
+    pub truncation_mode: TruncationMode,
+    pub precompute_ref_log_probs: bool,
+    pub rpo_alpha: Option<f64>,
+    pub reference_free: bool,
+
+    // LoRA, as TRL's ModelConfig
+    pub use_peft: bool,
+    pub lora_r: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub lora_target_modules: Option<TargetModules>,
+    /// LoRA as a PEFT `LoraConfig` table (implies `use_peft`).
+    pub lora: Option<PeftLoraTable>,
+}
+
+/// A `[lora]` table with PEFT's key names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeftLoraTable {
+    pub r: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub target_modules: TargetModules,
+}
+
+impl Default for PeftLoraTable {
+    fn default() -> Self {
+        let peft = LoraConfig::default();
+        Self {
+            r: peft.r,
+            lora_alpha: peft.lora_alpha,
+            lora_dropout: peft.lora_dropout,
+            target_modules: TargetModules::List(peft.target_modules),
+        }
+    }
+}
+
+impl Default for TrainingConfig {
+    /// DPOConfig's defaults (TRL 1.x); `lora_dropout` is 0 (dropout is not supported yet).
+    fn default() -> Self {
+        Self {
+            model_name_or_path: None,
+            dataset_name: None,
+            eval_dataset_name: None,
+            skip_malformed: false,
+            output_dir: PathBuf::from("dpo-output"),
+            learning_rate: 1e-6,
+            per_device_train_batch_size: 8,
+            per_device_eval_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            num_train_epochs: 3.0,
+            max_steps: -1,
+            lr_scheduler_type: SchedulerType::Linear,
+            warmup_steps: 0.0,
+            warmup_ratio: 0.0,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            seed: 42,
+            logging_steps: 10,
+            save_steps: 500,
+            save_total_limit: None,
+            eval_strategy: EvalStrategy::No,
+            eval_steps: None,
+            beta: 0.1,
+            loss_type: LossTypeSetting::One(LossType::Sigmoid),
+            label_smoothing: 0.0,
+            max_length: 1024,
+            max_prompt_length: 0,
+            truncation_mode: TruncationMode::KeepStart,
+            precompute_ref_log_probs: false,
+            rpo_alpha: None,
+            reference_free: false,
+            use_peft: false,
+            lora_r: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.0,
+            lora_target_modules: None,
+            lora: None,
+        }
+    }
+}
+
+/// Parses `key=value` (the value as TOML, or as a plain string when it is not TOML).
+pub fn parse_override(setting: &str) -> Result<(String, toml::Value), String> {
+    let (key, value) = setting
+        .split_once('=')
+        .ok_or_else(|| format!("`{setting}` is not KEY=VALUE"))?;
+    let key = key.trim().trim_start_matches("--").replace('-', "_");
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut table| table.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok((key, parsed))
+}
+
+impl TrainingConfig {
+    /// The file's settings (or the defaults), then `overrides` in order, validated.
+    pub fn load(path: Option<&Path>, overrides: &[(String, toml::Value)]) -> Result<Self> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("{}: not valid TOML", path.display()))?;
+                Self::from_table(table, &path.display().to_string(), overrides)
+            }
+            None => Self::from_table(toml::Table::new(), "settings", overrides),
+        }
+    }
+
+    /// The settings a finished run saved (`training_args.json`), then `overrides`.
+    pub fn load_saved(path: &Path, overrides: &[(String, toml::Value)]) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let saved: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a run's settings", path.display()))?;
+        let table = toml::Table::try_from(&saved)
+            .with_context(|| format!("{}: re-reading settings", path.display()))?;
+        Self::from_table(table, &path.display().to_string(), overrides)
+    }
+
+    fn from_table(
+        mut table: toml::Table,
+        source: &str,
+        overrides: &[(String, toml::Value)],
+    ) -> Result<Self> {
+        for (key, value) in overrides {
+            table.insert(key.clone(), value.clone());
+        }
+        for key in IGNORED_KEYS {
+            if let Some(value) = table.remove(*key) {
+                tracing::warn!("{source}: `{key} = {value}` has no effect here; ignored");
+            }
+        }
+        let config: Self = table
+            .try_into()
+            .with_context(|| format!("{source}: invalid training settings"))?;
+        config
+            .validate()
+            .map_err(|reason| anyhow::anyhow!("{source}: {reason}"))?;
+        Ok(config)
+    }
+
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let positive = |key: &str, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{key} must be > 0, got {value}"))
+            }
+        };
+        positive("learning_rate", self.learning_rate)?;
+        positive("beta", self.beta)?;
+        positive("adam_epsilon", self.adam_epsilon)?;
+        for (key, value) in [
+            (
+                "per_device_train_batch_size",
+                self.per_device_train_batch_size,
+            ),
+            (
+                "per_device_eval_batch_size",
+                self.per_device_eval_batch_size,
+            ),
+            (
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
+            ),
+            ("logging_steps", self.logging_steps),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if self.max_steps <= 0
+            && self.num_train_epochs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
+            return Err("set max_steps > 0 or num_train_epochs > 0".into());
+        }
+        if self.max_steps == 0 || self.max_steps < -1 {
+            return Err(format!(
+                "max_steps must be -1 (use num_train_epochs) or at least 1, got {}",
+                self.max_steps
+            ));
+        }
+        for (key, value) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(format!("{key} must be in [0, 1), got {value}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return Err(format!(
+                "warmup_ratio must be in [0, 1], got {}",
+                self.warmup_ratio
+            ));
+        }
+        if self.warmup_steps < 0.0 || self.weight_decay < 0.0 || self.max_grad_norm < 0.0 {
+            return Err("warmup_steps, weight_decay and max_grad_norm must be ≥ 0".into());
+        }
+        if !(0.0..0.5).contains(&self.label_smoothing) {
+            return Err(format!(
+                "label_smoothing must be in [0, 0.5), got {}",
+                self.label_smoothing
+            ));
+        }
+        if let Some(alpha) = self.rpo_alpha
+            && !(alpha.is_finite() && alpha >= 0.0)
+        {
+            return Err(format!("rpo_alpha must be ≥ 0, got {alpha}"));
+        }
+        if let LossTypeSetting::List(list) = &self.loss_type
+            && list.len() != 1
+        {
+            return Err(format!(
+                "loss_type: combining losses is not supported; give one of sigmoid, robust, hinge, ipo (got {} entries)",
+                list.len()
+            ));
+        }
+        if self.eval_strategy != EvalStrategy::No && self.eval_dataset_name.is_none() {
+            return Err("eval_strategy is set but there is no eval_dataset_name".into());
+        }
+        if self.eval_steps == Some(0) {
+            return Err("eval_steps must be at least 1".into());
+        }
+        if let Some(lora) = self.lora_config()? {
+            lora.validate()?;
+        }
+        Ok(())
+    }
+
+    pub fn loss_config(&self) -> DpoLossConfig {
+        let loss_type = match &self.loss_type {
+            LossTypeSetting::One(kind) => *kind,
+            LossTypeSetting::List(list) => list.first().copied().unwrap_or_default(),
+        };
+        DpoLossConfig {
+            loss_type,
+            beta: self.beta,
+            label_smoothing: self.label_smoothing,
+            reference_free: self.reference_free,
+            rpo_alpha: self.rpo_alpha,
+        }
+    }
+
+    pub fn adamw(&self) -> AdamWParams {
+        AdamWParams {
+            learning_rate: self.learning_rate,
+            adam_beta1: self.adam_beta1,
+            adam_beta2: self.adam_beta2,
+            adam_epsilon: self.adam_epsilon,
+            weight_decay: self.weight_decay,
+        }
+    }
+
+    pub fn truncation(&self) -> Option<Truncation> {
+        (self.max_length > 0).then_some(Truncation {
+            max_length: self.max_length,
+            mode: self.truncation_mode,
+        })
+    }
+
+    /// Warmup steps for a run of `total_steps`: `warmup_steps` when set, else the ratio.
+    pub fn warmup_steps_for(&self, total_steps: usize) -> usize {
+        if self.warmup_steps > 0.0 {
+            super::optimization::warmup_steps(self.warmup_steps, total_steps)
+        } else {
+            (total_steps as f64 * self.warmup_ratio).ceil() as usize
+        }
+    }
+
+    /// The LoRA settings, `None` for full fine-tuning.
+    pub fn lora_config(&self) -> std::result::Result<Option<LoraConfig>, String> {
+        let (r, lora_alpha, lora_dropout, modules) = match (&self.lora, self.use_peft) {
+            (Some(table), _) => (
+                table.r,
+                table.lora_alpha,
+                table.lora_dropout,
+                Some(table.target_modules.clone()),
+            ),
+            (None, true) => (
+                self.lora_r,
+                self.lora_alpha,
+                self.lora_dropout,
+                self.lora_target_modules.clone(),
+            ),
+            (None, false) => return Ok(None),
+        };
+        let target_modules = match modules {
+            None => LoraConfig::default().target_modules,
+            Some(TargetModules::List(list)) => list,
+            Some(TargetModules::Named(name)) if name == "all-linear" => {
+                LoraConfig::MODULES.iter().map(|m| m.to_string()).collect()
+            }
+            Some(TargetModules::Named(name)) => {
+                name.split(',').map(|m| m.trim().to_string()).collect()
+            }
+        };
+        Ok(Some(LoraConfig {
+            r,
+            lora_alpha,
+            lora_dropout,
+            target_modules,
+        }))
+    }
+
+    /// Rejects a run that names no model or data.
+    pub fn require_inputs(&self) -> Result<(&Path, &Path)> {
+        let Some(model) = &self.model_name_or_path else {
+            bail!("no model: pass --model or set model_name_or_path");
+        };
+        let Some(data) = &self.dataset_name else {
+            bail!("no training data: pass --data or set dataset_name");
+        };
+        Ok((model, data))
+    }
+}

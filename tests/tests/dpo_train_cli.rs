@@ -1,0 +1,515 @@
+//! `dpo train` and `dpo eval` as a user runs them, on a tiny generated Qwen2 GGUF: TRL's
+//! metric names in `metrics.jsonl`, a learnable preference set learned (full and LoRA), the
+//! eval split scored with `eval_` names and `dpo eval` agreeing with it, a run killed after a
+//! checkpoint and resumed giving bitwise the uninterrupted run, HF directories (single and
+//! sharded safetensors) as models, and bad data or settings named precisely.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use flywheel_tests::dpo;
+use flywheel_tests::tiny_gguf::TinyQwen2;
+use serde_json::{Map, Value};
+
+/// TRL's log_history keys every training log line carries.
+const TRL_KEYS: [&str; 13] = [
+    "loss",
+    "grad_norm",
+    "learning_rate",
+    "epoch",
+    "step",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "logits/chosen",
+    "logits/rejected",
+];
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tiny.gguf"),
+            TinyQwen2::default().to_bytes(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("train.jsonl"), preference_lines(0..12)).unwrap();
+        std::fs::write(dir.path().join("eval.jsonl"), preference_lines(100..106)).unwrap();
+        Self { dir }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn model(&self) -> PathBuf {
+        self.path("tiny.gguf")
+    }
+}
+
+/// A clearly learnable set: every prompt prefers the same answer. Standard, conversational
+/// and implicit-prompt rows mixed.
+fn preference_lines(range: std::ops::Range<usize>) -> String {
+    range
+        .map(|i| {
+            let question = format!("Question {i}: which colour?");
+            let row = match i % 3 {
+                0 => serde_json::json!({"prompt": question, "chosen": " blue sky", "rejected": " red mud"}),
+                1 => serde_json::json!({
+                    "prompt": [{"role": "user", "content": question}],
+                    "chosen": [{"role": "assistant", "content": "blue sky"}],
+                    "rejected": [{"role": "assistant", "content": "red mud"}],
+                }),
+                _ => serde_json::json!({
+                    "chosen": [{"role": "user", "content": question}, {"role": "assistant", "content": "blue sky"}],
+                    "rejected": [{"role": "user", "content": question}, {"role": "assistant", "content": "red mud"}],
+                }),
+            };
+            format!("{row}\n")
+        })
+        .collect()
+}
+
+fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
+    let mut command = dpo();
+    command.args(args);
+    for (flag, path) in paths {
+        command.arg(flag).arg(path);
+    }
+    command.output().unwrap()
+}
+
+fn succeed(output: Output, what: &str) -> (String, String) {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{what} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+fn last_json_line(stdout: &str) -> Map<String, Value> {
+    let line = stdout.lines().last().expect("stdout has a line");
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {line}"))
+}
+
+fn metrics(dir: &Path) -> Vec<Map<String, Value>> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn number(line: &Map<String, Value>, key: &str) -> f64 {
+    line[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} in {line:?}"))
+}
+
+#[test]
+fn full_and_lora_training_learn_log_trl_metrics_and_dpo_eval_agrees() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("run.toml"),
+        "learning_rate = 1e-2\nbeta = 0.5\nper_device_train_batch_size = 4\n\
+         per_device_eval_batch_size = 4\nmax_steps = 24\nlogging_steps = 4\nsave_steps = 0\n\
+         eval_strategy = \"steps\"\neval_steps = 12\nlr_scheduler_type = \"linear\"\n\
+         warmup_ratio = 0.1\nbf16 = true\nreport_to = \"none\"\n",
+    )
+    .unwrap();
+    for (name, extra) in [
+        ("full", vec![]),
+        (
+            "lora",
+            vec![
+                "--use-peft",
+                "--set",
+                "lora_r=8",
+                "--set",
+                "lora_target_modules=\"all-linear\"",
+                "--learning-rate",
+                "1e-2",
+            ],
+        ),
+    ] {
+        let out = ws.path(name);
+        let mut args = vec!["train"];
+        args.extend(extra.iter());
+        let (stdout, stderr) = succeed(
+            run(
+                &args,
+                &[
+                    ("--model", &ws.model()),
+                    ("--data", &ws.path("train.jsonl")),
+                    ("--eval-data", &ws.path("eval.jsonl")),
+                    ("--config", &ws.path("run.toml")),
+                    ("--output-dir", &out),
+                ],
+            ),
+            &format!("dpo train ({name})"),
+        );
+        assert!(stderr.contains("`bf16 = true` has no effect"), "{stderr}");
+
+        let lines = metrics(&out);
+        let (train, eval): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.contains_key("loss"));
+        assert_eq!(
+            train
+                .iter()
+                .map(|l| number(l, "step") as usize)
+                .collect::<Vec<_>>(),
+            vec![4, 8, 12, 16, 20, 24],
+            "{name}: a log line every logging_steps"
+        );
+        for line in &train {
+            for key in TRL_KEYS {
+                assert!(line[key].is_number(), "{name}: `{key}` missing in {line:?}");
+            }
+        }
+        // Linear schedule with 3 warmup steps (ceil(0.1 × 24)), peak at step 4.
+        let peak = 1e-2;
+        let lr_at = |step: f64| peak * (24.0 - step) / 21.0;
+        for line in &train {
+            let step = number(line, "step");
+            let expected = lr_at(step - 1.0);
+            assert!(
+                (number(line, "learning_rate") - expected).abs() < 1e-12,
+                "{name} step {step}: learning_rate {} expected {expected}",
+                number(line, "learning_rate")
+            );
+        }
+        let first = train.first().unwrap();
+        let last = train.last().unwrap();
+        assert!(
+            number(last, "loss") < number(first, "loss") - 0.05,
+            "{name}: loss did not fall: {} → {}",
+            number(first, "loss"),
+            number(last, "loss")
+        );
+        assert_eq!(number(last, "rewards/accuracies"), 1.0, "{name}: {last:?}");
+        assert!(number(last, "rewards/margins") > 0.0);
+        assert_eq!(
+            eval.iter()
+                .map(|l| number(l, "step") as usize)
+                .collect::<Vec<_>>(),
+            vec![12, 24],
+            "{name}: eval every eval_steps"
+        );
+        let final_eval = eval.last().unwrap();
+        assert!(
+            number(final_eval, "eval_rewards/accuracies") >= 0.99,
+            "{name}: held-out pairs not learned: {final_eval:?}"
+        );
+
+        let summary = last_json_line(&stdout);
+        assert_eq!(summary["global_step"], 24);
+        assert_eq!(summary["eval_loss"], final_eval["eval_loss"]);
+
+        let saved: &[&str] = if name == "full" {
+            &[
+                "model.safetensors",
+                "config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+            ]
+        } else {
+            &["adapter_model.safetensors", "adapter_config.json"]
+        };
+        for file in saved {
+            assert!(out.join(file).is_file(), "{name}: {file} not written");
+        }
+
+        // `dpo eval` on the output scores the eval split as training's last eval did.
+        let (stdout, _) = succeed(
+            run(
+                &["eval", "--set", "per_device_eval_batch_size=4"],
+                &[("--model", &out), ("--data", &ws.path("eval.jsonl"))],
+            ),
+            "dpo eval",
+        );
+        let scored = last_json_line(&stdout);
+        for (key, value) in &scored {
+            let expected = number(final_eval, key);
+            let ours = value.as_f64().unwrap();
+            assert!(
+                (ours - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+                "{name}: dpo eval {key} = {ours}, training's eval {expected}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dpo_eval_of_a_model_against_itself_has_zero_rewards_and_loss_ln2() {
+    let ws = Workspace::new();
+    let (stdout, _) = succeed(
+        run(
+            &["eval", "--beta", "0.5"],
+            &[("--model", &ws.model()), ("--data", &ws.path("eval.jsonl"))],
+        ),
+        "dpo eval",
+    );
+    let scored = last_json_line(&stdout);
+    assert!(
+        (number(&scored, "eval_loss") - std::f64::consts::LN_2).abs() < 1e-6,
+        "{scored:?}"
+    );
+    for key in [
+        "eval_rewards/chosen",
+        "eval_rewards/rejected",
+        "eval_rewards/margins",
+        "eval_rewards/accuracies",
+    ] {
+        assert_eq!(number(&scored, key), 0.0, "{key}");
+    }
+    assert!(number(&scored, "eval_logps/chosen") < 0.0);
+}
+
+#[test]
+fn a_run_killed_after_a_checkpoint_and_resumed_matches_the_uninterrupted_run_bit_for_bit() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("run.toml"),
+        "learning_rate = 1e-3\nper_device_train_batch_size = 3\ngradient_accumulation_steps = 2\n\
+         lr_scheduler_type = \"constant\"\nlogging_steps = 1\nsave_steps = 3\nuse_peft = true\n\
+         lora_r = 4\nweight_decay = 0.01\nmax_grad_norm = 0.5\nseed = 7\n",
+    )
+    .unwrap();
+    let train = |out: &Path, extra: &[&str]| {
+        let mut command = dpo();
+        command
+            .arg("train")
+            .args(extra)
+            .arg("--model")
+            .arg(ws.model())
+            .arg("--data")
+            .arg(ws.path("train.jsonl"))
+            .arg("--config")
+            .arg(ws.path("run.toml"))
+            .arg("--output-dir")
+            .arg(out);
+        command
+    };
+
+    let straight = ws.path("straight");
+    succeed(
+        train(&straight, &["--max-steps", "6"]).output().unwrap(),
+        "straight run",
+    );
+
+    // A run that would go on for a long time, killed (SIGKILL) once checkpoint-3 exists.
+    let killed = ws.path("killed");
+    let mut child = train(&killed, &["--max-steps", "1000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = killed.join("checkpoint-3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !checkpoint.join("trainer_state.json").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoint-3 never appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (_, stderr) = succeed(
+        train(
+            &killed,
+            &["--max-steps", "6", "--resume", checkpoint.to_str().unwrap()],
+        )
+        .output()
+        .unwrap(),
+        "resumed run",
+    );
+    assert!(stderr.contains("resuming from"), "{stderr}");
+
+    let losses = |dir: &Path| -> Vec<String> {
+        metrics(dir)
+            .iter()
+            .map(|l| format!("{} {}", l["step"], l["loss"]))
+            .collect()
+    };
+    assert_eq!(losses(&straight).len(), 6);
+    assert_eq!(
+        losses(&killed),
+        losses(&straight),
+        "loss trajectories differ"
+    );
+    assert_eq!(
+        std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap(),
+        std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap(),
+        "every metric of every step must be bitwise the same"
+    );
+    assert_eq!(
+        std::fs::read(killed.join("adapter_model.safetensors")).unwrap(),
+        std::fs::read(straight.join("adapter_model.safetensors")).unwrap(),
+        "the final adapters must be bitwise the same"
+    );
+}
+
+#[test]
+fn hf_directories_single_and_sharded_load_like_the_gguf() {
+    let ws = Workspace::new();
+    // A full fine-tune's output is an HF directory; one step at a tiny learning rate.
+    let out = ws.path("hf");
+    succeed(
+        run(
+            &["train", "--max-steps", "1", "--learning-rate", "1e-9"],
+            &[
+                ("--model", &ws.model()),
+                ("--data", &ws.path("train.jsonl")),
+                ("--output-dir", &out),
+            ],
+        ),
+        "dpo train",
+    );
+    // The same tensors split over two shards with an index, as large checkpoints ship.
+    let sharded = ws.path("sharded");
+    std::fs::create_dir_all(&sharded).unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(out.join(file), sharded.join(file)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(out.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut weight_map = Map::new();
+    for (shard, chunk) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
+        let part: std::collections::HashMap<String, candle_core::Tensor> = chunk
+            .iter()
+            .map(|n| ((*n).clone(), tensors[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&part, sharded.join(&file)).unwrap();
+        for name in chunk {
+            weight_map.insert((*name).clone(), Value::from(file.clone()));
+        }
+    }
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+
+    let score = |model: &Path| -> Map<String, Value> {
+        let (stdout, _) = succeed(
+            run(
+                &["eval"],
+                &[
+                    ("--model", model),
+                    ("--ref-model", &ws.model()),
+                    ("--data", &ws.path("eval.jsonl")),
+                ],
+            ),
+            "dpo eval",
+        );
+        last_json_line(&stdout)
+    };
+    let from_gguf = score(&ws.model());
+    for dir in [&out, &sharded] {
+        let from_dir = score(dir);
+        for key in [
+            "eval_logps/chosen",
+            "eval_logps/rejected",
+            "eval_logits/chosen",
+        ] {
+            let (a, b) = (number(&from_dir, key), number(&from_gguf, key));
+            assert!(
+                (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                "{}: {key} {a} vs GGUF {b}",
+                dir.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request() {
+    let ws = Workspace::new();
+    let data = ws.path("bad.jsonl");
+    let good = preference_lines(0..2);
+    std::fs::write(
+        &data,
+        format!("{good}{{\"prompt\": \"q\", \"chosen\": 5, \"rejected\": \"no\"}}\n\n{{\"prompt\": \"q\", \"chosen\": \"yes\"}}\n"),
+    )
+    .unwrap();
+    let out = ws.path("out");
+    let output = run(
+        &["train", "--max-steps", "1"],
+        &[
+            ("--model", &ws.model()),
+            ("--data", &data),
+            ("--output-dir", &out),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "bad.jsonl:3: field `chosen`: expected a string or a list of messages, got a number"
+        ),
+        "{stderr}"
+    );
+
+    let (_, stderr) = succeed(
+        run(
+            &["train", "--max-steps", "1", "--skip-malformed"],
+            &[
+                ("--model", &ws.model()),
+                ("--data", &data),
+                ("--output-dir", &out),
+            ],
+        ),
+        "dpo train --skip-malformed",
+    );
+    assert!(
+        stderr.contains("bad.jsonl:5: skipped: field `rejected`: missing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 malformed lines skipped"), "{stderr}");
+}
+
+#[test]
+fn bad_settings_name_the_key() {
+    let ws = Workspace::new();
+    for (setting, expected) in [
+        ("learning_rat=1e-5", "unknown field `learning_rat`"),
+        ("beta=-1", "beta must be > 0"),
+        ("loss_type=\"exo_pair\"", "loss_type"),
+        (
+            "lora_target_modules=[\"q_proj\",\"attn\"]",
+            "unknown module `attn`",
+        ),
+    ] {
+        let mut args = vec!["train", "--set", setting];
+        if setting.starts_with("lora") {
+            args.push("--use-peft");
+        }
+        let output = run(
+            &args,
+            &[
+                ("--model", &ws.model()),
+                ("--data", &ws.path("train.jsonl")),
+            ],
+        );
+        assert!(!output.status.success(), "{setting} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{setting}: expected `{expected}` in {stderr}"
+        );
+    }
+}
