@@ -513,3 +513,57 @@ fn bad_settings_name_the_key() {
         );
     }
 }
+
+#[test]
+fn precomputed_reference_log_probs_train_like_the_live_reference() {
+    let ws = Workspace::new();
+    for peft in [true, false] {
+        let mut losses = Vec::new();
+        for precompute in ["false", "true"] {
+            let out = ws.path(&format!("peft-{peft}-precompute-{precompute}"));
+            let mut args = vec![
+                "train",
+                "--max-steps",
+                "4",
+                "--learning-rate",
+                "1e-2",
+                "--set",
+                "logging_steps=1",
+                "--set",
+                "per_device_train_batch_size=4",
+            ];
+            let setting = format!("precompute_ref_log_probs={precompute}");
+            args.extend(["--set", &setting]);
+            if peft {
+                args.push("--use-peft");
+            }
+            succeed(
+                run(
+                    &args,
+                    &[
+                        ("--model", &ws.model()),
+                        ("--data", &ws.path("train.jsonl")),
+                        ("--output-dir", &out),
+                    ],
+                ),
+                "dpo train",
+            );
+            losses.push(
+                metrics(&out)
+                    .iter()
+                    .map(|l| (number(l, "loss"), number(l, "rewards/margins")))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(losses[0].len(), 4);
+        for (step, (live, stored)) in losses[0].iter().zip(&losses[1]).enumerate() {
+            assert!(
+                (live.0 - stored.0).abs() < 1e-5 && (live.1 - stored.1).abs() < 1e-5,
+                "peft {peft} step {}: live reference {live:?}, precomputed {stored:?}",
+                step + 1
+            );
+        }
+        // And training moved: the margins of the last step are positive.
+        assert!(losses[0][3].1 > 0.0, "peft {peft}: {:?}", losses[0]);
+    }
+}
