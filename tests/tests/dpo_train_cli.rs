@@ -156,7 +156,23 @@ fn full_and_lora_training_learn_log_trl_metrics_and_dpo_eval_agrees() {
         assert!(stderr.contains("`bf16 = true` has no effect"), "{stderr}");
 
         let lines = metrics(&out);
-        let (train, eval): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.contains_key("loss"));
+        let train: Vec<_> = lines.iter().filter(|l| l.contains_key("loss")).collect();
+        let eval: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains_key("eval_loss"))
+            .collect();
+        let summary_line = lines.last().unwrap();
+        for key in [
+            "train_runtime",
+            "train_samples_per_second",
+            "train_steps_per_second",
+            "train_loss",
+        ] {
+            assert!(
+                summary_line[key].is_number(),
+                "{name}: run summary lacks {key}: {summary_line:?}"
+            );
+        }
         assert_eq!(
             train
                 .iter()
@@ -338,7 +354,17 @@ fn a_run_killed_after_a_checkpoint_and_resumed_matches_the_uninterrupted_run_bit
     let losses = |dir: &Path| -> Vec<String> {
         metrics(dir)
             .iter()
+            .filter(|l| l.contains_key("loss"))
             .map(|l| format!("{} {}", l["step"], l["loss"]))
+            .collect()
+    };
+    // Every step's line (the run summary's wall-clock times aside).
+    let step_lines = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("train_runtime"))
+            .map(str::to_string)
             .collect()
     };
     assert_eq!(losses(&straight).len(), 6);
@@ -348,8 +374,8 @@ fn a_run_killed_after_a_checkpoint_and_resumed_matches_the_uninterrupted_run_bit
         "loss trajectories differ"
     );
     assert_eq!(
-        std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap(),
-        std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap(),
+        step_lines(&killed),
+        step_lines(&straight),
         "every metric of every step must be bitwise the same"
     );
     assert_eq!(
@@ -551,6 +577,7 @@ fn precomputed_reference_log_probs_train_like_the_live_reference() {
             losses.push(
                 metrics(&out)
                     .iter()
+                    .filter(|l| l.contains_key("loss"))
                     .map(|l| (number(l, "loss"), number(l, "rewards/margins")))
                     .collect::<Vec<_>>(),
             );

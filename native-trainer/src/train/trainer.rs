@@ -41,6 +41,8 @@ pub struct TrainOutcome {
     /// The last log line (training metrics) and the final eval metrics, if any.
     pub last_log: Map<String, Value>,
     pub eval: Option<Map<String, Value>>,
+    /// `train_runtime`, `train_samples_per_second`, `train_steps_per_second`, `train_loss`.
+    pub summary: Map<String, Value>,
 }
 
 /// The micro-batches of one epoch: a seeded shuffle of the pairs, cut into batches.
@@ -158,6 +160,8 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         state.epoch_index,
     );
 
+    let started = std::time::Instant::now();
+    let first_step = state.global_step;
     while state.global_step < max_steps {
         // The next accumulation group, within the current epoch.
         if state.next_batch >= batches.len() {
@@ -245,6 +249,38 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
     }
     progress.finish();
 
+    // The run summary transformers logs last: runtime and throughput of this session's
+    // steps, and the mean training loss over every logged step.
+    let runtime = started.elapsed().as_secs_f64();
+    let steps_run = (state.global_step - first_step) as f64;
+    let samples_per_step =
+        (config.per_device_train_batch_size * config.gradient_accumulation_steps) as f64;
+    let logged_losses: Vec<f64> = state
+        .log_history
+        .iter()
+        .filter_map(|line| line.get("loss").and_then(Value::as_f64))
+        .collect();
+    let mut summary = Map::new();
+    summary.insert("train_runtime".into(), Value::from(runtime));
+    summary.insert(
+        "train_samples_per_second".into(),
+        Value::from(steps_run * samples_per_step / runtime.max(1e-9)),
+    );
+    summary.insert(
+        "train_steps_per_second".into(),
+        Value::from(steps_run / runtime.max(1e-9)),
+    );
+    summary.insert(
+        "train_loss".into(),
+        Value::from(logged_losses.iter().sum::<f64>() / logged_losses.len().max(1) as f64),
+    );
+    summary.insert(
+        "epoch".into(),
+        Value::from(state.epoch_index as f64 + state.next_batch as f64 / batches.len() as f64),
+    );
+    summary.insert("step".into(), Value::from(state.global_step));
+    writeln!(metrics_file, "{}", Value::Object(summary.clone()))?;
+
     model.save(&output_dir, &base)?;
     std::fs::write(
         output_dir.join(STATE_FILE),
@@ -267,6 +303,7 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         global_step: state.global_step,
         last_log,
         eval: eval_metrics,
+        summary,
     })
 }
 
