@@ -276,3 +276,80 @@ fn rpo_adds_the_chosen_token_nll_and_ipo_averages_per_token() {
         .unwrap();
     assert!((scalar(&plain) - expected_sigmoid).abs() < 1e-5);
 }
+
+#[test]
+fn scoring_only_completion_positions_equals_scoring_every_position() {
+    let model = tiny_model();
+    let batch = DpoBatch::collate(
+        &[
+            pair(&[1, 2, 3, 4], &[5, 6, 7], &[8]),
+            pair(&[9], &[10, 11], &[12, 13, 14, 15, 16]),
+        ],
+        0,
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let full = sequence_logps(
+        &model.forward(&batch.input_ids).unwrap(),
+        &batch.input_ids,
+        &batch.completion_mask,
+    )
+    .unwrap();
+    let scored = batch.score(&model, true).unwrap();
+    let (full, scored): (Vec<f32>, Vec<f32>) =
+        (full.to_vec1().unwrap(), scored.logps.to_vec1().unwrap());
+    for (a, b) in full.iter().zip(&scored) {
+        assert!(
+            (a - b).abs() < 1e-5 * a.abs().max(1.0),
+            "{full:?} vs {scored:?}"
+        );
+    }
+    // The gradient reaches the weights through the selected positions.
+    let (loss, _) = dpo_step(
+        &model,
+        &batch,
+        &Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        &DpoLossConfig::default(),
+    )
+    .unwrap();
+    assert!(scalar(&loss).is_finite());
+}
+
+#[test]
+fn frozen_weights_pass_the_exact_input_gradient_and_get_none() {
+    use native_trainer::train::linear_product::linear_product;
+    let device = Device::Cpu;
+    let x = candle_core::Var::randn(0f32, 1.0, (2, 3, 5), &device).unwrap();
+    let weight = Tensor::randn(0f32, 1.0, (4, 5), &device).unwrap();
+    let upstream = Tensor::randn(0f32, 1.0, (2, 3, 4), &device).unwrap();
+    let y = linear_product(x.as_tensor(), &weight).unwrap();
+    let expected_y = x
+        .as_tensor()
+        .broadcast_matmul(&weight.t().unwrap())
+        .unwrap();
+    let difference = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert!(difference(&y, &expected_y) < 1e-5);
+    let grads = (y * &upstream)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let grad_x = grads.get(x.as_tensor()).expect("x gets a gradient");
+    let expected = upstream.broadcast_matmul(&weight).unwrap();
+    assert!(difference(grad_x, &expected) < 1e-5);
+    assert!(
+        grads.get(&weight).is_none(),
+        "the frozen weight must get no gradient"
+    );
+}

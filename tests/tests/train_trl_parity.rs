@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flywheel_tests::{fixture, real_model};
 use native_trainer::train::dpo_batch::{DpoBatch, dpo_step};
-use native_trainer::train::dpo_loss::{DpoLossConfig, sequence_logps};
+use native_trainer::train::dpo_loss::DpoLossConfig;
 use native_trainer::train::optimization::{AdamWParams, TrainerOptimizer};
 use native_trainer::train::pair_tokens::{PairTokens, tokenize_pair};
 use native_trainer::train::{Qwen2, Qwen2Config};
@@ -106,12 +106,8 @@ fn log_probs_and_ten_steps_match_trl() {
             trainable.set_one(name, value).unwrap();
         }
 
-        let reference_logps = sequence_logps(
-            &reference.forward(&batch.input_ids).unwrap(),
-            &batch.input_ids,
-            &batch.completion_mask,
-        )
-        .unwrap();
+        // The reference's log-probs as the trainer computes them (completion positions only).
+        let reference_logps = batch.logps(&reference, false).unwrap();
         let (reference_chosen, reference_rejected) = batch.split(&reference_logps).unwrap();
         for (side, ours, key) in [
             ("chosen", &reference_chosen, "initial_chosen_logps"),
@@ -286,12 +282,7 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
             .map(|pair| {
                 let batch =
                     DpoBatch::collate(std::slice::from_ref(pair), 0, None, &Device::Cpu).unwrap();
-                let logps = sequence_logps(
-                    &reference.forward(&batch.input_ids).unwrap(),
-                    &batch.input_ids,
-                    &batch.completion_mask,
-                )
-                .unwrap();
+                let logps = batch.logps(&reference, false).unwrap();
                 (batch, logps)
             })
             .collect();

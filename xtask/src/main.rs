@@ -4,11 +4,14 @@
 //!   (interactively unless a question is given).
 //! - `bench [--model PATH] [--prompt-tokens N] [--decode-tokens N]`: prefill and decode
 //!   tok/s of every engine on the real model, as a table.
+//! - `bench-train`: DPO step time of `dpo train` and of TRL (through Python) on the same
+//!   models and data, as a table.
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
 //!   build `shared` and the web app's wasm bundle, then run every workspace test (the browser
 //!   tests load the bundle into headless Chromium).
 
 mod bench;
+mod bench_train;
 mod web_bundle;
 
 use std::path::{Path, PathBuf};
@@ -26,13 +29,15 @@ fn main() -> Result<()> {
         "run" => run(&rest),
         "test" => test(&rest),
         "bench" => bench::run(&rest),
+        "bench-train" => bench_train::run(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  run [CHAT ARGS…]   fetch the default model and chat with it\n  \
                  test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)\n  \
-                 bench [FLAGS]      prefill / decode tok/s of every engine on the real model"
+                 bench [FLAGS]      prefill / decode tok/s of every engine on the real model\n  \
+                 bench-train        DPO step time of `dpo train` beside TRL on the CPU"
             );
             bail!("unknown command `{command}`")
         }

@@ -70,7 +70,24 @@ impl BaseModel {
             serde_json::from_str(&text)
                 .with_context(|| format!("{}: not valid JSON", path.display()))
         };
-        let config_json = read_json("config.json")?;
+        let mut config_json = read_json("config.json")?;
+        // transformers 5 nests RoPE settings under `rope_parameters`.
+        if config_json.get("rope_theta").is_none()
+            && let Some(theta) = config_json["rope_parameters"].get("rope_theta").cloned()
+        {
+            config_json["rope_theta"] = theta;
+        }
+        for scaled in [
+            &config_json["rope_scaling"],
+            &config_json["rope_parameters"]["rope_type"],
+        ] {
+            if !(scaled.is_null() || scaled == "default") {
+                bail!(
+                    "{}: RoPE scaling {scaled} is not supported (plain RoPE only)",
+                    dir.join("config.json").display()
+                );
+            }
+        }
         let model_type = config_json["model_type"].as_str().unwrap_or("qwen2");
         if model_type != "qwen2" {
             bail!(

@@ -119,6 +119,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .last_log
         .into_iter()
         .chain(outcome.eval.unwrap_or_default())
+        .chain(outcome.summary)
     {
         if key != "step" && key != "epoch" {
             summary.insert(key, value);

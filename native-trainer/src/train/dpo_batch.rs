@@ -3,14 +3,15 @@
 //!
 //! The batch stacks every pair's chosen sequence (prompt + chosen) and then every rejected one,
 //! each cut to `max_length` (keeping its start or its end), right-padded to the longest, with a
-//! mask on completion tokens. Metrics follow TRL 1.x: `rewards/*` from β(π − ρ), `logps/*` the
+//! mask on completion tokens. Only positions that predict a completion token go through the
+//! vocabulary projection (as TRL's fused LM head avoids full logits). Metrics follow TRL 1.x: `rewards/*` from β(π − ρ), `logps/*` the
 //! mean sequence log-probs, `logits/*` the mean over completion positions of the mean logit
 //! over the vocabulary; `nll_loss` when `rpo_alpha` adds the chosen completions' NLL.
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, dpo_loss, sequence_logps};
+use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, dpo_loss};
 use super::pair_tokens::PairTokens;
 use super::qwen2::Qwen2;
 
@@ -46,6 +47,21 @@ pub struct DpoBatch {
     /// 1.0 on completion tokens, `(2 × pairs, tokens)`.
     pub completion_mask: Tensor,
     pub pairs: usize,
+    /// Flat indices (`row × tokens + t`) of the positions whose next token is a completion
+    /// token: the only positions DPO scores, `(scored,)`.
+    scored_positions: Tensor,
+    /// The token each scored position predicts, `(scored,)`.
+    scored_targets: Tensor,
+    /// `(2 × pairs, scored)`: 1 where a scored position belongs to a row.
+    position_rows: Tensor,
+}
+
+/// A model's scores of a batch's completions.
+pub struct CompletionScores {
+    /// Sum of the completion tokens' log-probs per sequence, `(2 × pairs,)`.
+    pub logps: Tensor,
+    /// Mean logit over the vocabulary at each scored position, `(scored,)`, detached.
+    pub position_mean_logits: Tensor,
 }
 
 impl DpoBatch {
@@ -78,7 +94,15 @@ impl DpoBatch {
             .max()
             .unwrap_or(0);
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for (sequence_ids, sequence_mask) in &sequences {
+        let (mut positions, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        for (row, (sequence_ids, sequence_mask)) in sequences.iter().enumerate() {
+            for t in 1..sequence_ids.len() {
+                if sequence_mask[t] == 1.0 {
+                    positions.push((row * width + t - 1) as u32);
+                    targets.push(sequence_ids[t]);
+                    owners.push(row);
+                }
+            }
             let padding = width - sequence_ids.len();
             ids.extend_from_slice(sequence_ids);
             ids.extend(std::iter::repeat_n(pad_id, padding));
@@ -86,11 +110,59 @@ impl DpoBatch {
             mask.extend(std::iter::repeat_n(0f32, padding));
         }
         let rows = sequences.len();
+        let scored = positions.len();
+        let mut position_rows = vec![0f32; rows * scored];
+        for (i, row) in owners.into_iter().enumerate() {
+            position_rows[row * scored + i] = 1.0;
+        }
         Ok(Self {
             input_ids: Tensor::from_vec(ids, (rows, width), device)?,
             completion_mask: Tensor::from_vec(mask, (rows, width), device)?,
             pairs: pairs.len(),
+            scored_positions: Tensor::from_vec(positions, scored, device)?,
+            scored_targets: Tensor::from_vec(targets, scored, device)?,
+            position_rows: Tensor::from_vec(position_rows, (rows, scored), device)?,
         })
+    }
+
+    /// `model`'s log-probs of the completions (differentiable when the model has
+    /// variables). Only the scored positions go through the vocabulary projection and the
+    /// log-softmax, so prompts and padding cost only the transformer body.
+    pub fn score(&self, model: &Qwen2, with_adapters: bool) -> Result<CompletionScores> {
+        let device = self.input_ids.device();
+        let rows = 2 * self.pairs;
+        if self.scored_positions.elem_count() == 0 {
+            return Ok(CompletionScores {
+                logps: Tensor::zeros(rows, DType::F32, device)?,
+                position_mean_logits: Tensor::zeros(0, DType::F32, device)?,
+            });
+        }
+        let hidden = model.hidden_states(&self.input_ids, with_adapters)?;
+        let (_, tokens, width) = hidden.dims3()?;
+        let selected = hidden
+            .reshape((rows * tokens, width))?
+            .index_select(&self.scored_positions, 0)?;
+        let logits = model.logits(&selected)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+        let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;
+        let logps = self.position_rows.matmul(&picked)?.squeeze(1)?;
+        Ok(CompletionScores {
+            logps,
+            position_mean_logits: logits.detach().mean(1)?,
+        })
+    }
+
+    /// Mean of `per_position` `(scored,)` over the positions of the chosen and of the
+    /// rejected sequences.
+    fn side_means(&self, per_position: &Tensor) -> Result<(f64, f64)> {
+        let (chosen_rows, rejected_rows) = self.split(&self.position_rows)?;
+        let mean = |owners: &Tensor| -> Result<f64> {
+            let in_side = owners.sum(0)?;
+            let count = scalar(&in_side.sum_all()?)?;
+            let total = scalar(&(per_position * &in_side)?.sum_all()?)?;
+            Ok(if count > 0.0 { total / count } else { 0.0 })
+        };
+        Ok((mean(&chosen_rows)?, mean(&rejected_rows)?))
     }
 
     /// Splits a `(2 × pairs,)` tensor into its chosen and rejected halves.
@@ -109,12 +181,7 @@ impl DpoBatch {
     /// The sequence log-probs of `model` on this batch, without a graph: the reference model's
     /// (`adapters_off` for a LoRA policy's base) or an evaluation's.
     pub fn logps(&self, model: &Qwen2, adapters_off: bool) -> Result<Tensor> {
-        let logits = if adapters_off {
-            model.forward_reference(&self.input_ids)?
-        } else {
-            model.forward(&self.input_ids)?
-        };
-        Ok(sequence_logps(&logits, &self.input_ids, &self.completion_mask)?.detach())
+        Ok(self.score(model, !adapters_off)?.logps.detach())
     }
 }
 
@@ -151,9 +218,8 @@ pub fn dpo_step(
     reference_logps: &Tensor,
     config: &DpoLossConfig,
 ) -> Result<(Tensor, DpoMetrics)> {
-    let logits = policy.forward(&batch.input_ids)?;
-    let logps = sequence_logps(&logits, &batch.input_ids, &batch.completion_mask)?;
-    let (chosen, rejected) = batch.split(&logps)?;
+    let scores = batch.score(policy, true)?;
+    let (chosen, rejected) = batch.split(&scores.logps)?;
     let (reference_chosen, reference_rejected) = batch.split(reference_logps)?;
     let summed = PairLogps {
         chosen: &chosen,
@@ -194,16 +260,7 @@ pub fn dpo_step(
     }
 
     // Mean over completion positions of the mean logit over the vocabulary.
-    let tokens = batch.input_ids.dim(1)?;
-    let position_means = logits.narrow(1, 0, tokens - 1)?.detach().mean(D::Minus1)?;
-    let shifted_mask = batch.completion_mask.narrow(1, 1, tokens - 1)?;
-    let (mean_chosen, mean_rejected) = batch.split(&position_means)?;
-    let (mask_chosen, mask_rejected) = batch.split(&shifted_mask)?;
-    let masked_mean = |values: &Tensor, mask: &Tensor| -> Result<f64> {
-        let total = (values.to_dtype(mask.dtype())? * mask)?.sum_all()?;
-        let count = mask.sum_all()?;
-        scalar(&(total / count)?)
-    };
+    let (logits_chosen, logits_rejected) = batch.side_means(&scores.position_mean_logits)?;
     let margins = (&out.chosen_rewards - &out.rejected_rewards)?;
     let metrics = DpoMetrics {
         loss: scalar(&loss)?,
@@ -213,8 +270,8 @@ pub fn dpo_step(
         rewards_margins: scalar(&margins.mean_all()?)?,
         logps_chosen: scalar(&chosen.detach().mean_all()?)?,
         logps_rejected: scalar(&rejected.detach().mean_all()?)?,
-        logits_chosen: masked_mean(&mean_chosen, &mask_chosen)?,
-        logits_rejected: masked_mean(&mean_rejected, &mask_rejected)?,
+        logits_chosen,
+        logits_rejected,
         nll_loss,
     };
     Ok((loss, metrics))

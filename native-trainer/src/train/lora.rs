@@ -105,9 +105,8 @@ impl LoraAdapter {
 
     /// `(α / r) · x Aᵀ Bᵀ`.
     pub fn delta(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_matmul(&self.a.t()?)?
-            .broadcast_matmul(&self.b.t()?)?
-            * self.scale
+        let down = super::linear_product::linear_product(x, &self.a)?;
+        super::linear_product::linear_product(&down, &self.b)? * self.scale
     }
 
     /// `W + (α / r) · B A`: the weight with the adapter folded in.

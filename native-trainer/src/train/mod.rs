@@ -13,6 +13,7 @@ pub mod cli;
 pub mod dpo_batch;
 pub mod dpo_loss;
 pub mod gguf_import;
+pub mod linear_product;
 pub mod lora;
 pub mod metric_window;
 pub mod optimization;

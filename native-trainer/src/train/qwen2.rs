@@ -20,6 +20,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use shared::ModelHyperparameters;
 
+use super::linear_product::linear_product;
 use super::lora::{LoraAdapter, LoraConfig};
 
 /// Whether a forward pass includes the LoRA adapters.
@@ -112,7 +113,7 @@ impl Linear {
     }
 
     fn forward(&self, x: &Tensor, adapters: Adapters) -> Result<Tensor> {
-        let mut y = x.broadcast_matmul(&self.weight.t()?)?;
+        let mut y = linear_product(x, &self.weight)?;
         if let (Some(lora), Adapters::On) = (&self.lora, adapters) {
             y = (y + lora.delta(x)?)?;
         }
@@ -374,12 +375,30 @@ impl Qwen2 {
     /// Logits at every position, `(batch, tokens, vocab)`, for right-padded `input_ids`
     /// `(batch, tokens)` starting at position 0, with the LoRA adapters if any.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        self.run(input_ids, Adapters::On)
+        self.logits(&self.hidden_states(input_ids, true)?)
     }
 
     /// As `forward` without the adapters: the model training started from.
     pub fn forward_reference(&self, input_ids: &Tensor) -> Result<Tensor> {
-        self.run(input_ids, Adapters::Off)
+        self.logits(&self.hidden_states(input_ids, false)?)
+    }
+
+    /// The final-norm hidden states at every position, `(batch, tokens, hidden)`, with or
+    /// without the adapters. Training scores only some positions: `logits` of a selection of
+    /// these rows costs a fraction of the whole vocabulary projection.
+    pub fn hidden_states(&self, input_ids: &Tensor, with_adapters: bool) -> Result<Tensor> {
+        let adapters = if with_adapters {
+            Adapters::On
+        } else {
+            Adapters::Off
+        };
+        self.run(input_ids, adapters)
+    }
+
+    /// The output head on hidden states `(…, hidden)` → `(…, vocab)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        linear_product(hidden, head)
     }
 
     /// Attaches LoRA adapters to the `config.target_modules` of every layer, created under
@@ -451,9 +470,7 @@ impl Qwen2 {
             )?;
             x = (x + mixed)?;
         }
-        let x = rms_norm(&x, &self.norm, eps)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        x.broadcast_matmul(&head.t()?)
+        rms_norm(&x, &self.norm, eps)
     }
 }
 
