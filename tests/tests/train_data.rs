@@ -353,3 +353,42 @@ fn frozen_weights_pass_the_exact_input_gradient_and_get_none() {
         "the frozen weight must get no gradient"
     );
 }
+
+#[test]
+fn parquet_files_as_hugging_face_ships_them_read_like_their_json_lines() {
+    use native_trainer::train::preference_file::read_preference_file;
+    let dir = flywheel_tests::workspace_root().join("tests/fixtures/preferences");
+    let jsonl = read_preference_file(&dir.join("uppercase_eval.jsonl"), false).unwrap();
+    let parquet = read_preference_file(&dir.join("uppercase_eval.parquet"), false).unwrap();
+    assert_eq!(parquet.rows, jsonl.rows);
+    assert_eq!(
+        parquet.line_numbers,
+        (1..=jsonl.rows.len()).collect::<Vec<_>>()
+    );
+
+    let standard =
+        read_preference_file(&dir.join("uppercase_eval_standard.parquet"), false).unwrap();
+    assert_eq!(standard.rows.len(), jsonl.rows.len());
+    let TrlRow::Standard {
+        prompt,
+        chosen,
+        rejected,
+    } = &standard.rows[0]
+    else {
+        panic!("expected standard rows, got {:?}", standard.rows[0]);
+    };
+    assert!(
+        prompt.starts_with("<|im_start|>user\nName a dessert."),
+        "{prompt}"
+    );
+    assert_eq!((chosen.as_str(), rejected.as_str()), ("CAKE.", "cake."));
+
+    let broken = tempfile::tempdir().unwrap();
+    let path = broken.path().join("votes.parquet");
+    std::fs::write(&path, b"PAR1 this is not parquet").unwrap();
+    let error = format!("{:#}", read_preference_file(&path, false).unwrap_err());
+    assert!(
+        error.contains("votes.parquet: not a readable Parquet file"),
+        "{error}"
+    );
+}

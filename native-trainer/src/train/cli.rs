@@ -20,7 +20,7 @@ pub struct TrainArgs {
     /// tokenizer.json). Same as `model_name_or_path` in the config.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Preference data, JSON Lines in TRL's standard, conversational or implicit-prompt
+    /// Preference data, JSON Lines or Parquet in TRL's standard, conversational or implicit-prompt
     /// format. Same as `dataset_name` in the config.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -135,7 +135,7 @@ pub struct EvalArgs {
     /// (adapters are scored against their base model with the adapters off).
     #[arg(long)]
     pub model: PathBuf,
-    /// Preference data, JSON Lines (TRL formats).
+    /// Preference data, JSON Lines or Parquet (TRL formats).
     #[arg(long)]
     pub data: PathBuf,
     /// The reference model (default: the base a training output started from, else the

@@ -1,10 +1,10 @@
 //! Preference data files in TRL's DPO formats, read into the shared `TrlRow` schema: JSON
-//! Lines with a `prompt` (standard: strings; conversational: message lists) or without one
+//! Lines or Parquet (as Hugging Face datasets ship them), rows with a `prompt` (standard: strings; conversational: message lists) or without one
 //! (implicit prompt: the longest common start of `chosen` and `rejected` becomes the prompt,
 //! as TRL's `extract_prompt` does). Other keys are ignored, as TRL ignores extra columns.
 //!
-//! A malformed line is an error naming `file:line` and the field; with `skip_malformed` it is
-//! counted, logged and left out instead.
+//! A malformed line (Parquet: row) is an error naming `file:line` (`file: row N`) and the
+//! field; with `skip_malformed` it is counted, logged and left out instead.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use shared::{ChatMessage, TrlRow};
 
-/// The rows of one file, with the line each came from.
+/// The rows of one file, with the line (Parquet: row) each came from.
+#[derive(Debug)]
 pub struct PreferenceFile {
     pub rows: Vec<TrlRow>,
     pub line_numbers: Vec<usize>,
@@ -43,18 +44,94 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Reads a `.jsonl` / `.json` lines file of preference rows.
+/// Reads a preference file: Parquet by its `.parquet` extension, JSON Lines otherwise.
 pub fn read_preference_file(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
-    let name = path.display();
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if extension.eq_ignore_ascii_case("parquet") {
+    let file = if extension.eq_ignore_ascii_case("parquet") {
+        read_parquet(path, skip_malformed)?
+    } else {
+        read_json_lines(path, skip_malformed)?
+    };
+    if file.rows.is_empty() {
         bail!(
-            "{name}: Parquet files are not supported yet; convert to JSON Lines (one row per line)"
+            "{}: no preference rows (expected `chosen` and `rejected`)",
+            path.display()
         );
     }
+    Ok(file)
+}
+
+/// Keeps a parsed row, or records (or refuses) a malformed one at `place`.
+struct RowCollector<'a> {
+    name: std::path::Display<'a>,
+    skip_malformed: bool,
+    file: PreferenceFile,
+}
+
+impl<'a> RowCollector<'a> {
+    fn new(path: &'a Path, skip_malformed: bool) -> Self {
+        Self {
+            name: path.display(),
+            skip_malformed,
+            file: PreferenceFile {
+                rows: Vec::new(),
+                line_numbers: Vec::new(),
+                skipped: 0,
+            },
+        }
+    }
+
+    fn take(
+        &mut self,
+        place: &str,
+        index: usize,
+        parsed: std::result::Result<Option<TrlRow>, String>,
+    ) -> Result<()> {
+        let name = &self.name;
+        match parsed {
+            Ok(Some(row)) => {
+                self.file.rows.push(row);
+                self.file.line_numbers.push(index);
+            }
+            Ok(None) => {}
+            Err(reason) if self.skip_malformed => {
+                self.file.skipped += 1;
+                tracing::warn!("{name}{place}: skipped: {reason}");
+            }
+            Err(reason) => bail!(
+                "{name}{place}: {reason} (fix it, or pass --skip-malformed to leave such rows out)"
+            ),
+        }
+        Ok(())
+    }
+}
+
+fn read_parquet(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let name = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
+    let reader = SerializedFileReader::new(file)
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let mut collector = RowCollector::new(path, skip_malformed);
+    let rows = reader
+        .get_row_iter(None)
+        .with_context(|| format!("{name}: reading rows"))?;
+    for (index, row) in rows.enumerate() {
+        let number = index + 1;
+        let row = row.with_context(|| format!("{name}: row {number}: unreadable"))?;
+        let parsed = parse_row(&row.to_json_value())
+            .map(Some)
+            .map_err(|e| e.to_string());
+        collector.take(&format!(": row {number}"), number, parsed)?;
+    }
+    Ok(collector.file)
+}
+
+fn read_json_lines(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
+    let name = path.display();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
     let mut reader = std::io::BufReader::new(file);
-    let (mut rows, mut line_numbers, mut skipped) = (Vec::new(), Vec::new(), 0);
+    let mut collector = RowCollector::new(path, skip_malformed);
     let mut bytes = Vec::new();
     for line_number in 1.. {
         bytes.clear();
@@ -74,29 +151,9 @@ pub fn read_preference_file(path: &Path, skip_malformed: bool) -> Result<Prefere
                     serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
                 parse_row(&value).map(Some).map_err(|e| e.to_string())
             });
-        match parsed {
-            Ok(Some(row)) => {
-                rows.push(row);
-                line_numbers.push(line_number);
-            }
-            Ok(None) => {}
-            Err(reason) if skip_malformed => {
-                skipped += 1;
-                tracing::warn!("{name}:{line_number}: skipped: {reason}");
-            }
-            Err(reason) => bail!(
-                "{name}:{line_number}: {reason} (fix the line, or pass --skip-malformed to leave such lines out)"
-            ),
-        }
+        collector.take(&format!(":{line_number}"), line_number, parsed)?;
     }
-    if rows.is_empty() {
-        bail!("{name}: no preference rows (expected JSON Lines with `chosen` and `rejected`)");
-    }
-    Ok(PreferenceFile {
-        rows,
-        line_numbers,
-        skipped,
-    })
+    Ok(collector.file)
 }
 
 /// A `prompt`, `chosen` or `rejected` value: text, or a list of messages.

@@ -80,7 +80,7 @@ pub struct TrainingConfig {
     // Script arguments
     /// A GGUF file or a Hugging Face model directory.
     pub model_name_or_path: Option<PathBuf>,
-    /// A JSON Lines file of preference rows.
+    /// A JSON Lines or Parquet file of preference rows.
     pub dataset_name: Option<PathBuf>,
     /// A second file scored as the eval split (`eval_` metrics).
     pub eval_dataset_name: Option<PathBuf>,
