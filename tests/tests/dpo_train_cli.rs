@@ -511,17 +511,25 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
 #[test]
 fn bad_settings_name_the_key() {
     let ws = Workspace::new();
-    for (setting, expected) in [
-        ("learning_rat=1e-5", "unknown field `learning_rat`"),
-        ("beta=-1", "beta must be > 0"),
-        ("loss_type=\"exo_pair\"", "loss_type"),
+    let cases: [(&[&str], &str); 5] = [
+        (&["learning_rat=1e-5"], "unknown field `learning_rat`"),
+        (&["beta=-1"], "beta must be > 0"),
+        (&["loss_type=\"exo_pair\""], "loss_type"),
         (
-            "lora_target_modules=[\"q_proj\",\"attn\"]",
+            &["lora_target_modules=[\"q_proj\",\"attn\"]"],
             "unknown module `attn`",
         ),
-    ] {
-        let mut args = vec!["train", "--set", setting];
-        if setting.starts_with("lora") {
+        (
+            &["lora_dropout=0.1", "disable_dropout=false"],
+            "dropout during training is not supported",
+        ),
+    ];
+    for (settings, expected) in cases {
+        let mut args = vec!["train"];
+        for setting in settings {
+            args.extend(["--set", setting]);
+        }
+        if settings[0].starts_with("lora") {
             args.push("--use-peft");
         }
         let output = run(
@@ -531,11 +539,11 @@ fn bad_settings_name_the_key() {
                 ("--data", &ws.path("train.jsonl")),
             ],
         );
-        assert!(!output.status.success(), "{setting} was accepted");
+        assert!(!output.status.success(), "{settings:?} was accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains(expected),
-            "{setting}: expected `{expected}` in {stderr}"
+            "{settings:?}: expected `{expected}` in {stderr}"
         );
     }
 }

@@ -2,6 +2,10 @@
 //! low-rank update, `y = x Wᵀ + (α / r) · x Aᵀ Bᵀ`, with `A` (r × in) drawn from PEFT's
 //! Kaiming-uniform (bound 1/√in) and `B` (out × r) zero, so training starts exactly at the
 //! base model — which, with the adapters switched off, is also DPO's reference model.
+//!
+//! `lora_dropout` is recorded (it is part of the saved adapter config) but not applied: TRL's
+//! DPOTrainer sets every dropout, PEFT's LoRA dropout included, to 0 (`disable_dropout`, on by
+//! default), and the trainer refuses a run that asks for dropout.
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -51,9 +55,9 @@ impl LoraConfig {
         if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
             return Err(format!("lora_alpha must be > 0, got {}", self.lora_alpha));
         }
-        if self.lora_dropout != 0.0 {
+        if !(0.0..1.0).contains(&self.lora_dropout) {
             return Err(format!(
-                "lora_dropout {} is not supported yet (only 0)",
+                "lora_dropout must be in [0, 1), got {}",
                 self.lora_dropout
             ));
         }

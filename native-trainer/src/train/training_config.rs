@@ -37,7 +37,6 @@ const IGNORED_KEYS: &[&str] = &[
     "dtype",
     "attn_implementation",
     "trust_remote_code",
-    "disable_dropout",
     "do_train",
     "do_eval",
     "overwrite_output_dir",
@@ -125,6 +124,9 @@ pub struct TrainingConfig {
     pub precompute_ref_log_probs: bool,
     pub rpo_alpha: Option<f64>,
     pub reference_free: bool,
+    /// As TRL: every dropout, LoRA's included, is off. `false` (dropout during training) is
+    /// not supported.
+    pub disable_dropout: bool,
 
     // LoRA, as TRL's ModelConfig
     pub use_peft: bool,
@@ -159,7 +161,8 @@ impl Default for PeftLoraTable {
 }
 
 impl Default for TrainingConfig {
-    /// DPOConfig's defaults (TRL 1.x); `lora_dropout` is 0 (dropout is not supported yet).
+    /// DPOConfig's defaults (TRL 1.x); `lora_dropout` 0 (TRL's `disable_dropout` turns it
+    /// off anyway).
     fn default() -> Self {
         Self {
             model_name_or_path: None,
@@ -196,6 +199,7 @@ impl Default for TrainingConfig {
             precompute_ref_log_probs: false,
             rpo_alpha: None,
             reference_free: false,
+            disable_dropout: true,
             use_peft: false,
             lora_r: 16,
             lora_alpha: 32.0,
@@ -354,6 +358,13 @@ impl TrainingConfig {
         }
         if let Some(lora) = self.lora_config()? {
             lora.validate()?;
+            if !self.disable_dropout && lora.lora_dropout > 0.0 {
+                return Err(format!(
+                    "lora_dropout = {} with disable_dropout = false: dropout during training is not supported; \
+                     keep disable_dropout = true (TRL's default, which turns LoRA dropout off)",
+                    lora.lora_dropout
+                ));
+            }
         }
         Ok(())
     }
