@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{cargo, check, fetch_model, target_dir, workspace_root};
+use crate::{fetch_model, release_dpo_binary, workspace_root};
 
 struct Options {
     prompt_tokens: usize,
@@ -40,15 +40,7 @@ fn parse(args: &[String]) -> Result<Options> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
-    check(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "native-trainer",
-        "--bin",
-        "dpo",
-    ]))?;
-    let dpo = target_dir().join("release").join("dpo");
+    let dpo = release_dpo_binary()?;
     let model = match &options.model {
         Some(path) => path.into(),
         None => fetch_model(&dpo)?,

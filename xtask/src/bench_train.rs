@@ -10,21 +10,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::{cargo, check, fetch_model, target_dir, workspace_root};
+use crate::{fetch_model, release_dpo_binary, target_dir, workspace_root};
 
 const STEPS: &str = "6";
 const BATCH: &str = "4";
 
 pub fn run(_args: &[String]) -> Result<()> {
-    check(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "native-trainer",
-        "--bin",
-        "dpo",
-    ]))?;
-    let dpo = target_dir().join("release").join("dpo");
+    let dpo = release_dpo_binary()?;
     let model = fetch_model(&dpo)?;
     let data = workspace_root().join("tests/fixtures/preferences/uppercase_train.jsonl");
     let workdir = target_dir().join("bench-train");

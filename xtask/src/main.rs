@@ -79,6 +79,19 @@ fn dpo_binary() -> Result<PathBuf> {
     Ok(target_dir().join("debug").join("dpo"))
 }
 
+/// The optimised `dpo`, for benchmarks.
+fn release_dpo_binary() -> Result<PathBuf> {
+    check(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "native-trainer",
+        "--bin",
+        "dpo",
+    ]))?;
+    Ok(target_dir().join("release").join("dpo"))
+}
+
 /// Runs `dpo fetch` and returns the model path it printed last.
 fn fetch_model(dpo: &Path) -> Result<PathBuf> {
     eprintln!("xtask: fetching the default model with `dpo fetch`");
