@@ -392,3 +392,43 @@ fn parquet_files_as_hugging_face_ships_them_read_like_their_json_lines() {
         "{error}"
     );
 }
+
+#[test]
+fn a_prompt_computed_once_for_both_answers_scores_like_each_sequence_on_its_own() {
+    let model = tiny_model();
+    // Two pairs share a prompt, one prompt is empty, completions of uneven lengths.
+    let pairs = [
+        pair(&[1, 2, 3, 4], &[5, 6, 7], &[8]),
+        pair(&[1, 2, 3, 4], &[9, 10], &[11, 12, 13, 14]),
+        pair(&[15], &[16, 17], &[18, 19, 20]),
+        pair(&[], &[21, 22, 23], &[24, 25]),
+    ];
+    for truncation in [
+        None,
+        Some(Truncation {
+            max_length: 5,
+            mode: TruncationMode::KeepStart,
+        }),
+        Some(Truncation {
+            max_length: 5,
+            mode: TruncationMode::KeepEnd,
+        }),
+    ] {
+        let batch = DpoBatch::collate(&pairs, 0, truncation, &Device::Cpu).unwrap();
+        let full = sequence_logps(
+            &model.forward(&batch.input_ids).unwrap(),
+            &batch.input_ids,
+            &batch.completion_mask,
+        )
+        .unwrap();
+        let shared = batch.score(&model, true).unwrap().logps;
+        let (full, shared): (Vec<f32>, Vec<f32>) =
+            (full.to_vec1().unwrap(), shared.to_vec1().unwrap());
+        for (a, b) in full.iter().zip(&shared) {
+            assert!(
+                (a - b).abs() < 1e-5 * a.abs().max(1.0),
+                "{truncation:?}: each on its own {full:?}, shared prompts {shared:?}"
+            );
+        }
+    }
+}

@@ -3,8 +3,9 @@
 //!
 //! The batch stacks every pair's chosen sequence (prompt + chosen) and then every rejected one,
 //! each cut to `max_length` (keeping its start or its end), right-padded to the longest, with a
-//! mask on completion tokens. Only positions that predict a completion token go through the
-//! vocabulary projection (as TRL's fused LM head avoids full logits). Metrics follow TRL 1.x: `rewards/*` from β(π − ρ), `logps/*` the
+//! mask on completion tokens. The model sees each distinct prompt once, with both answers
+//! continuing it (`token_layout.rs`), and only positions that predict a completion token go
+//! through the vocabulary projection (as TRL's fused LM head avoids full logits). Metrics follow TRL 1.x: `rewards/*` from β(π − ρ), `logps/*` the
 //! mean sequence log-probs, `logits/*` the mean over completion positions of the mean logit
 //! over the vocabulary; `nll_loss` when `rpo_alpha` adds the chosen completions' NLL.
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, dpo_loss};
 use super::pair_tokens::PairTokens;
 use super::qwen2::Qwen2;
+use super::token_layout::{Continuation, TokenLayout};
 
 /// DPOConfig's `truncation_mode`: which end of a too-long sequence survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -32,11 +34,22 @@ pub struct Truncation {
 }
 
 impl Truncation {
-    fn apply<T>(self, sequence: &[T]) -> &[T] {
-        let excess = sequence.len().saturating_sub(self.max_length);
+    /// The parts of `prompt` and `completion` that survive cutting `prompt + completion` to
+    /// `max_length`.
+    fn split<'a>(self, prompt: &'a [u32], completion: &'a [u32]) -> (&'a [u32], &'a [u32]) {
+        let excess = (prompt.len() + completion.len()).saturating_sub(self.max_length);
         match self.mode {
-            TruncationMode::KeepStart => &sequence[..sequence.len() - excess],
-            TruncationMode::KeepEnd => &sequence[excess..],
+            TruncationMode::KeepStart => {
+                let prompt_kept = prompt.len().min(self.max_length);
+                (
+                    &prompt[..prompt_kept],
+                    &completion[..completion.len() + prompt.len() - prompt_kept - excess],
+                )
+            }
+            TruncationMode::KeepEnd => {
+                let prompt_cut = excess.min(prompt.len());
+                (&prompt[prompt_cut..], &completion[excess - prompt_cut..])
+            }
         }
     }
 }
@@ -47,8 +60,11 @@ pub struct DpoBatch {
     /// 1.0 on completion tokens, `(2 × pairs, tokens)`.
     pub completion_mask: Tensor,
     pub pairs: usize,
-    /// Flat indices (`row × tokens + t`) of the positions whose next token is a completion
-    /// token: the only positions DPO scores, `(scored,)`.
+    /// The same sequences for the model: each distinct (truncated) prompt once, the
+    /// completions continuing it.
+    layout: TokenLayout,
+    /// Token slots of `layout` whose next token is a completion token: the only positions
+    /// DPO scores, `(scored,)`.
     scored_positions: Tensor,
     /// The token each scored position predicts, `(scored,)`.
     scored_targets: Tensor,
@@ -72,53 +88,117 @@ impl DpoBatch {
         truncation: Option<Truncation>,
         device: &Device,
     ) -> Result<Self> {
-        let sequences: Vec<(Vec<u32>, Vec<f32>)> = pairs
+        // Every sequence as (prompt part, completion part) after truncation.
+        let sequences: Vec<(&[u32], &[u32])> = pairs
             .iter()
-            .map(|p| &p.chosen_ids)
-            .chain(pairs.iter().map(|p| &p.rejected_ids))
-            .zip(pairs.iter().chain(pairs.iter()))
-            .map(|(completion, pair)| {
-                let ids: Vec<u32> = pair.prompt_ids.iter().chain(completion).copied().collect();
-                let mask: Vec<f32> = std::iter::repeat_n(0f32, pair.prompt_ids.len())
-                    .chain(std::iter::repeat_n(1f32, completion.len()))
-                    .collect();
-                match truncation {
-                    Some(t) => (t.apply(&ids).to_vec(), t.apply(&mask).to_vec()),
-                    None => (ids, mask),
-                }
+            .map(|p| (p.prompt_ids.as_slice(), p.chosen_ids.as_slice()))
+            .chain(
+                pairs
+                    .iter()
+                    .map(|p| (p.prompt_ids.as_slice(), p.rejected_ids.as_slice())),
+            )
+            .map(|(prompt, completion)| match truncation {
+                Some(t) => t.split(prompt, completion),
+                None => (prompt, completion),
             })
             .collect();
+        let rows = sequences.len();
+
+        // The full sequences, right-padded, with the completion mask.
         let width = sequences
             .iter()
-            .map(|(ids, _)| ids.len())
+            .map(|(p, c)| p.len() + c.len())
             .max()
             .unwrap_or(0);
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        let (mut positions, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-        for (row, (sequence_ids, sequence_mask)) in sequences.iter().enumerate() {
-            for t in 1..sequence_ids.len() {
-                if sequence_mask[t] == 1.0 {
-                    positions.push((row * width + t - 1) as u32);
-                    targets.push(sequence_ids[t]);
-                    owners.push(row);
-                }
-            }
-            let padding = width - sequence_ids.len();
-            ids.extend_from_slice(sequence_ids);
-            ids.extend(std::iter::repeat_n(pad_id, padding));
-            mask.extend_from_slice(sequence_mask);
-            mask.extend(std::iter::repeat_n(0f32, padding));
+        for (prompt, completion) in &sequences {
+            ids.extend(prompt.iter().chain(completion.iter()).copied());
+            ids.extend(std::iter::repeat_n(
+                pad_id,
+                width - prompt.len() - completion.len(),
+            ));
+            mask.extend(std::iter::repeat_n(0f32, prompt.len()));
+            mask.extend(std::iter::repeat_n(1f32, completion.len()));
+            mask.extend(std::iter::repeat_n(
+                0f32,
+                width - prompt.len() - completion.len(),
+            ));
         }
-        let rows = sequences.len();
+
+        // The shared layout: distinct prompts as primary rows, completions continuing them.
+        let mut prompts: Vec<&[u32]> = Vec::new();
+        let parents: Vec<usize> = sequences
+            .iter()
+            .map(
+                |(prompt, _)| match prompts.iter().position(|p| p == prompt) {
+                    Some(index) => index,
+                    None => {
+                        prompts.push(prompt);
+                        prompts.len() - 1
+                    }
+                },
+            )
+            .collect();
+        let prompt_width = prompts.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
+        let completion_width = sequences
+            .iter()
+            .map(|(_, c)| c.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let padded = |tokens: &[u32], width: usize| {
+            let mut row = tokens.to_vec();
+            row.resize(width, pad_id);
+            row
+        };
+        let primary_ids: Vec<u32> = prompts
+            .iter()
+            .flat_map(|p| padded(p, prompt_width))
+            .collect();
+        let continuation_ids: Vec<u32> = sequences
+            .iter()
+            .flat_map(|(_, c)| padded(c, completion_width))
+            .collect();
+        let parent_lens: Vec<usize> = parents.iter().map(|&p| prompts[p].len()).collect();
+
+        // Scored slots: the prompt's last slot predicts the first completion token, each
+        // completion slot the next.
+        let continuation_start = prompts.len() * prompt_width;
+        let (mut positions, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
+        for (row, ((_, completion), &parent)) in sequences.iter().zip(&parents).enumerate() {
+            let seen = parent_lens[row];
+            for (j, &token) in completion.iter().enumerate() {
+                let slot = if j == 0 {
+                    if seen == 0 {
+                        continue;
+                    }
+                    parent * prompt_width + seen - 1
+                } else {
+                    continuation_start + row * completion_width + j - 1
+                };
+                positions.push(slot as u32);
+                targets.push(token);
+                owners.push(row);
+            }
+        }
         let scored = positions.len();
         let mut position_rows = vec![0f32; rows * scored];
         for (i, row) in owners.into_iter().enumerate() {
             position_rows[row * scored + i] = 1.0;
         }
+        let layout = TokenLayout {
+            primary_ids: Tensor::from_vec(primary_ids, (prompts.len(), prompt_width), device)?,
+            continuation: Some(Continuation {
+                ids: Tensor::from_vec(continuation_ids, (rows, completion_width), device)?,
+                parents,
+                parent_lens,
+            }),
+        };
         Ok(Self {
             input_ids: Tensor::from_vec(ids, (rows, width), device)?,
             completion_mask: Tensor::from_vec(mask, (rows, width), device)?,
             pairs: pairs.len(),
+            layout,
             scored_positions: Tensor::from_vec(positions, scored, device)?,
             scored_targets: Tensor::from_vec(targets, scored, device)?,
             position_rows: Tensor::from_vec(position_rows, (rows, scored), device)?,
@@ -137,11 +217,8 @@ impl DpoBatch {
                 position_mean_logits: Tensor::zeros(0, DType::F32, device)?,
             });
         }
-        let hidden = model.hidden_states(&self.input_ids, with_adapters)?;
-        let (_, tokens, width) = hidden.dims3()?;
-        let selected = hidden
-            .reshape((rows * tokens, width))?
-            .index_select(&self.scored_positions, 0)?;
+        let hidden = model.layout_hidden_states(&self.layout, with_adapters)?;
+        let selected = hidden.index_select(&self.scored_positions, 0)?;
         let logits = model.logits(&selected)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
         let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;

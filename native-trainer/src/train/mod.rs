@@ -21,6 +21,7 @@ pub mod pair_tokens;
 pub mod preference_data;
 pub mod preference_file;
 pub mod qwen2;
+pub mod token_layout;
 pub mod trainer;
 pub mod training_config;
 pub mod training_model;

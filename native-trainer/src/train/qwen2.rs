@@ -13,7 +13,8 @@
 //! LoRA adapters (`lora.rs`) attach to the linear layers; `forward` uses them and
 //! `forward_reference` leaves them out (DPO's reference model without a second copy).
 //! Sequences are right-padded: with a causal mask, real tokens never see the padding after
-//! them, so no key mask is needed.
+//! them. A batch can share prefixes (`token_layout.rs`): DPO's chosen and rejected answers
+//! attend to one copy of their prompt.
 
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -22,6 +23,7 @@ use shared::ModelHyperparameters;
 
 use super::linear_product::linear_product;
 use super::lora::{LoraAdapter, LoraConfig};
+use super::token_layout::TokenLayout;
 
 /// Whether a forward pass includes the LoRA adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,17 +179,34 @@ impl Rotary {
         })
     }
 
-    /// Rotates `x` of shape `(batch, heads, tokens, head_dim)` for positions `0..tokens`.
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, tokens, dim) = x.dims4()?;
-        let cos = self.cos.narrow(0, 0, tokens)?;
-        let sin = self.sin.narrow(0, 0, tokens)?;
-        let x1 = x.narrow(D::Minus1, 0, dim / 2)?;
-        let x2 = x.narrow(D::Minus1, dim / 2, dim / 2)?;
-        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-        let rotated_2 = (x1.broadcast_mul(&sin)? + x2.broadcast_mul(&cos)?)?;
-        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+    /// cos and sin at each token's position, `(tokens, 1, head_dim / 2)` each.
+    fn at(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.cos.index_select(positions, 0)?.unsqueeze(1)?,
+            self.sin.index_select(positions, 0)?.unsqueeze(1)?,
+        ))
     }
+}
+
+/// Rotates `x` `(tokens, heads, head_dim)` by each token's `(cos, sin)` from `Rotary::at`.
+fn rotate(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
+    let dim = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, dim / 2)?;
+    let x2 = x.narrow(D::Minus1, dim / 2, dim / 2)?;
+    let rotated_1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let rotated_2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+    Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+}
+
+/// What every layer's attention needs to know about the batch's layout.
+struct AttentionContext<'a> {
+    layout: &'a TokenLayout,
+    rotation: (Tensor, Tensor),
+    /// Additive causal mask of the primary rows, `(width, width)`.
+    causal: Tensor,
+    /// See `TokenLayout::continuation_mask`.
+    continuation_mask: Option<Tensor>,
+    parents: Option<Tensor>,
 }
 
 struct Attention {
@@ -215,36 +234,80 @@ impl Attention {
         })
     }
 
-    /// `x`: `(batch, tokens, hidden)`; `mask`: additive `(tokens, tokens)`.
+    /// `x`: `(tokens, hidden)` in the layout of `context`.
     fn forward(
         &self,
         x: &Tensor,
-        rotary: &Rotary,
-        mask: &Tensor,
+        context: &AttentionContext,
         adapters: Adapters,
     ) -> Result<Tensor> {
-        let (batch, tokens, _) = x.dims3()?;
-        let split_heads = |y: Tensor, heads: usize| {
-            y.reshape((batch, tokens, heads, self.head_dim))?
+        let tokens = x.dim(0)?;
+        let heads_of = |y: Tensor, heads: usize| y.reshape((tokens, heads, self.head_dim));
+        let q = rotate(
+            &heads_of(self.q_proj.forward(x, adapters)?, self.heads)?,
+            &context.rotation,
+        )?;
+        let k = rotate(
+            &heads_of(self.k_proj.forward(x, adapters)?, self.kv_heads)?,
+            &context.rotation,
+        )?;
+        let v = heads_of(self.v_proj.forward(x, adapters)?, self.kv_heads)?;
+        // `(rows, heads, width, head_dim)` views of a run of token slots.
+        let rows_of = |t: &Tensor, start: usize, (rows, width): (usize, usize)| -> Result<Tensor> {
+            let heads = t.dim(1)?;
+            t.narrow(0, start, rows * width)?
+                .reshape((rows, width, heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = rotary.apply(&split_heads(self.q_proj.forward(x, adapters)?, self.heads)?)?;
-        let k = rotary.apply(&split_heads(
-            self.k_proj.forward(x, adapters)?,
-            self.kv_heads,
-        )?)?;
-        let v = split_heads(self.v_proj.forward(x, adapters)?, self.kv_heads)?;
-        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let primary = context.layout.primary_dims()?;
+        let primary_slots = primary.0 * primary.1;
+        let (k_primary, v_primary) = (rows_of(&k, 0, primary)?, rows_of(&v, 0, primary)?);
+        let mut outputs = vec![self.attend(
+            &rows_of(&q, 0, primary)?,
+            &self.repeat_kv(k_primary.clone())?,
+            &self.repeat_kv(v_primary.clone())?,
+            &context.causal,
+        )?];
+        if let (Some(dims), Some(parents), Some(mask)) = (
+            context.layout.continuation_dims()?,
+            &context.parents,
+            &context.continuation_mask,
+        ) {
+            let keys = Tensor::cat(
+                &[
+                    k_primary.index_select(parents, 0)?,
+                    rows_of(&k, primary_slots, dims)?,
+                ],
+                2,
+            )?;
+            let values = Tensor::cat(
+                &[
+                    v_primary.index_select(parents, 0)?,
+                    rows_of(&v, primary_slots, dims)?,
+                ],
+                2,
+            )?;
+            outputs.push(self.attend(
+                &rows_of(&q, primary_slots, dims)?,
+                &self.repeat_kv(keys)?,
+                &self.repeat_kv(values)?,
+                mask,
+            )?);
+        }
+        self.o_proj.forward(&Tensor::cat(&outputs, 0)?, adapters)
+    }
 
+    /// `softmax(q kᵀ / √d + mask) v` for `(rows, heads, queries, head_dim)` queries; returns
+    /// `(rows × queries, heads × head_dim)`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (rows, _, queries, _) = q.dims4()?;
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask)?;
         let probabilities = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = probabilities.matmul(&v)?.transpose(1, 2)?.reshape((
-            batch,
-            tokens,
-            self.heads * self.head_dim,
-        ))?;
-        self.o_proj.forward(&out, adapters)
+        probabilities
+            .matmul(v)?
+            .transpose(1, 2)?
+            .reshape((rows * queries, self.heads * self.head_dim))
     }
 
     /// Grouped-query attention: each key/value head serves `heads / kv_heads` query heads.
@@ -387,12 +450,23 @@ impl Qwen2 {
     /// without the adapters. Training scores only some positions: `logits` of a selection of
     /// these rows costs a fraction of the whole vocabulary projection.
     pub fn hidden_states(&self, input_ids: &Tensor, with_adapters: bool) -> Result<Tensor> {
+        let (batch, tokens) = input_ids.dims2()?;
+        self.layout_hidden_states(&TokenLayout::plain(input_ids), with_adapters)?
+            .reshape((batch, tokens, self.config.hidden_size))
+    }
+
+    /// The final-norm hidden states of every token slot of `layout`, `(slots, hidden)`.
+    pub fn layout_hidden_states(
+        &self,
+        layout: &TokenLayout,
+        with_adapters: bool,
+    ) -> Result<Tensor> {
         let adapters = if with_adapters {
             Adapters::On
         } else {
             Adapters::Off
         };
-        self.run(input_ids, adapters)
+        self.run(layout, adapters)
     }
 
     /// The output head on hidden states `(…, hidden)` → `(…, vocab)`.
@@ -447,20 +521,22 @@ impl Qwen2 {
         Ok(weights)
     }
 
-    fn run(&self, input_ids: &Tensor, adapters: Adapters) -> Result<Tensor> {
-        let (batch, tokens) = input_ids.dims2()?;
-        let d = self.config.hidden_size;
-        let mut x = self
-            .embed_tokens
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((batch, tokens, d))?;
-        let mask = causal_mask(tokens, x.dtype(), x.device())?;
+    fn run(&self, layout: &TokenLayout, adapters: Adapters) -> Result<Tensor> {
+        let device = self.embed_tokens.device();
+        let mut x = self.embed_tokens.index_select(&layout.flat_ids()?, 0)?;
+        let (_, width) = layout.primary_dims()?;
+        let context = AttentionContext {
+            layout,
+            rotation: self.rotary.at(&layout.positions(device)?)?,
+            causal: causal_mask(width, x.dtype(), device)?,
+            continuation_mask: layout.continuation_mask(x.dtype(), device)?,
+            parents: layout.parent_index(device)?,
+        };
         let eps = self.config.rms_norm_eps;
         for block in &self.layers {
             let attended = block.attention.forward(
                 &rms_norm(&x, &block.input_layernorm, eps)?,
-                &self.rotary,
-                &mask,
+                &context,
                 adapters,
             )?;
             x = (x + attended)?;
