@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use clap::Args;
 use serde_json::Value;
 
@@ -172,7 +171,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     } else {
         TrainingConfig::load(args.config.as_deref(), &overrides)?
     };
-    let device = Device::Cpu;
+    let device = config.device()?;
     let (mut model, base) = match load_trained(&args.model, &device)? {
         Some(trained) => (trained.model, trained.base),
         None => {

@@ -53,8 +53,8 @@ fn epoch_batches(pairs: usize, batch_size: usize, seed: u64, epoch: usize) -> Ve
 }
 
 pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOutcome> {
-    let device = Device::Cpu;
     let (model_path, data_path) = config.require_inputs()?;
+    let device = config.device()?;
     let output_dir = config.output_dir.clone();
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("creating {}", output_dir.display()))?;

@@ -104,6 +104,8 @@ pub struct TrainingConfig {
     pub adam_epsilon: f64,
     pub max_grad_norm: f64,
     pub seed: u64,
+    /// Train on the CPU even when built with `--features cuda` and a GPU is present.
+    pub use_cpu: bool,
     pub logging_steps: usize,
     /// Checkpoint every this many steps; 0 never.
     pub save_steps: usize,
@@ -185,6 +187,7 @@ impl Default for TrainingConfig {
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
             seed: 42,
+            use_cpu: false,
             logging_steps: 10,
             save_steps: 500,
             save_total_limit: None,
@@ -442,6 +445,17 @@ impl TrainingConfig {
             lora_dropout,
             target_modules,
         }))
+    }
+
+    /// Where training runs: the first CUDA GPU when built with `--features cuda` (and
+    /// `use_cpu` is off), else the CPU.
+    pub fn device(&self) -> Result<candle_core::Device> {
+        if self.use_cpu {
+            return Ok(candle_core::Device::Cpu);
+        }
+        let device = candle_core::Device::cuda_if_available(0)?;
+        tracing::info!("training on {device:?}");
+        Ok(device)
     }
 
     /// Rejects a run that names no model or data.
