@@ -328,16 +328,7 @@ fn frozen_weights_pass_the_exact_input_gradient_and_get_none() {
         .as_tensor()
         .broadcast_matmul(&weight.t().unwrap())
         .unwrap();
-    let difference = |a: &Tensor, b: &Tensor| -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    };
+    let difference = flywheel_tests::max_abs_difference;
     assert!(difference(&y, &expected_y) < 1e-5);
     let grads = (y * &upstream)
         .unwrap()

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use flywheel_tests::max_abs_difference as max_difference;
 use native_trainer::train::{LoraConfig, Qwen2, Qwen2Config};
 
 fn tiny_config() -> Qwen2Config {
@@ -35,17 +36,6 @@ fn base_weights(config: &Qwen2Config) -> HashMap<String, Tensor> {
         .iter()
         .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
         .collect()
-}
-
-fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]
