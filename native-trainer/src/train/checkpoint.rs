@@ -42,6 +42,13 @@ pub struct TrainerState {
     pub pending: MetricWindow,
 }
 
+impl TrainerState {
+    /// Epochs done, fractional, as transformers logs `epoch`.
+    pub fn epoch(&self, batches_per_epoch: usize) -> f64 {
+        self.epoch_index as f64 + self.next_batch as f64 / batches_per_epoch.max(1) as f64
+    }
+}
+
 fn checkpoint_name(step: usize) -> String {
     format!("checkpoint-{step}")
 }

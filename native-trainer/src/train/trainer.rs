@@ -203,7 +203,7 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         state.next_batch = group_end;
         state.optimizer_steps = optimizer.steps_taken();
         progress.inc(1);
-        let epoch = state.epoch_index as f64 + state.next_batch as f64 / batches.len() as f64;
+        let epoch = state.epoch(batches.len());
 
         // Log, evaluate, checkpoint.
         let last_step = state.global_step == max_steps;
@@ -274,10 +274,7 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         "train_loss".into(),
         Value::from(logged_losses.iter().sum::<f64>() / logged_losses.len().max(1) as f64),
     );
-    summary.insert(
-        "epoch".into(),
-        Value::from(state.epoch_index as f64 + state.next_batch as f64 / batches.len() as f64),
-    );
+    summary.insert("epoch".into(), Value::from(state.epoch(batches.len())));
     summary.insert("step".into(), Value::from(state.global_step));
     writeln!(metrics_file, "{}", Value::Object(summary.clone()))?;
 
