@@ -110,3 +110,20 @@ pub fn max_abs_difference(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f
         .and_then(|d| d.to_scalar())
         .expect("tensors of one shape")
 }
+
+/// A tiny training-model config (61 tokens, width 32, 2 layers, grouped-query attention),
+/// with or without the output head tied to the embedding.
+pub fn tiny_qwen2_config(tie_word_embeddings: bool) -> native_trainer::train::Qwen2Config {
+    native_trainer::train::Qwen2Config {
+        vocab_size: 61,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings,
+        max_position_embeddings: 64,
+    }
+}

@@ -10,18 +10,7 @@ use flywheel_tests::max_abs_difference as max_difference;
 use native_trainer::train::{LoraConfig, Qwen2, Qwen2Config};
 
 fn tiny_config() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 61,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-6,
-        tie_word_embeddings: true,
-        max_position_embeddings: 64,
-    }
+    flywheel_tests::tiny_qwen2_config(true)
 }
 
 /// A randomly initialised base model's weights as plain (non-trainable) tensors.

@@ -15,18 +15,7 @@ use native_trainer::train::{Qwen2, Qwen2Config};
 use shared::{GgufModel, ModelText};
 
 fn tiny_config() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 61,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-6,
-        tie_word_embeddings: false,
-        max_position_embeddings: 64,
-    }
+    flywheel_tests::tiny_qwen2_config(false)
 }
 
 /// Deterministic token ids `(2, 9)` below `vocab`.
