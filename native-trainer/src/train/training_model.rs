@@ -272,7 +272,6 @@ pub fn load_trained(path: &Path, device: &Device) -> Result<Option<TrainedModel>
         return Ok(Some(TrainedModel { model, base }));
     }
     if path.join(FULL_WEIGHTS).exists() && path.join("config.json").exists() {
-        let trained = BaseModel::load(path, device)?;
         let config: Value =
             serde_json::from_str(&std::fs::read_to_string(path.join("config.json"))?)?;
         let parent = config["_name_or_path"].as_str().map(PathBuf::from);
@@ -281,13 +280,7 @@ pub fn load_trained(path: &Path, device: &Device) -> Result<Option<TrainedModel>
             _ => BaseModel::load(path, device)?,
         };
         let model = TrainingModel::new(&base, None, 0)?;
-        for (name, var) in model.named_vars() {
-            let weight = trained
-                .weights
-                .get(&name)
-                .with_context(|| format!("{}: no tensor `{name}`", path.display()))?;
-            var.set(weight)?;
-        }
+        model.load_trained(path)?;
         return Ok(Some(TrainedModel { model, base }));
     }
     Ok(None)
