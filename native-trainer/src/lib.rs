@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod chat;
 pub mod default_models;
+pub mod export;
 pub mod fetch;
 pub mod logging;
 pub mod models_dir;
+pub mod tensor_names;
 pub mod train;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use native_trainer::{bench, chat, fetch, logging, train};
+use native_trainer::{bench, chat, export, fetch, logging, train};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,11 @@ enum Command {
     /// Score preference pairs without training: prints one JSON object with TRL's `eval_…`
     /// metric names as the last line of stdout.
     Eval(train::cli::EvalArgs),
+    /// Export a model for serving and for GGUF tools: model.gguf (q8_0, q4_0, q4_k_m, f16,
+    /// f32), a Hugging Face directory with a model card, and manifest.json (version, parent,
+    /// sha256). Reads a `dpo train` output (adapters merged), an HF directory or a GGUF.
+    /// Prints the manifest as the last line of stdout.
+    Export(export::cli::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Train(args) => train::cli::run_train(&args),
         Command::Eval(args) => train::cli::run_eval(&args),
+        Command::Export(args) => export::cli::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

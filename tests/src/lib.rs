@@ -3,6 +3,7 @@
 
 pub mod headless_chromium;
 pub mod hub_server;
+pub mod llama_cpp_parity;
 pub mod page_server;
 pub mod shaped_gguf;
 pub mod tiny_gguf;

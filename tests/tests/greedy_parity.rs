@@ -7,98 +7,25 @@
 //! (Re-scoring the position with a batched forward can even flip the tie: decode and prefill
 //! round differently.)
 
+use flywheel_tests::llama_cpp_parity::assert_greedy_parity;
 use flywheel_tests::{fixture, real_model};
 use native_trainer::chat::candle_engine::CandleEngine;
 use native_trainer::chat::generator::Generator;
 use native_trainer::chat::wgpu_engine::WgpuEngine;
-use shared::{ChatMessage, ModelText, SamplingParams};
-
-/// Largest logit gap between our pick and llama.cpp's that still counts as a near-tie.
-const NEAR_TIE_LOGIT_GAP: f32 = 0.5;
+use shared::{ChatMessage, SamplingParams};
 
 #[test]
 fn candle_greedy_replies_match_llama_cpp() {
     let (candle, text) = CandleEngine::load(&real_model(), true).unwrap();
     let engine = Generator::new(Box::new(candle), text.stop_tokens());
-    assert_greedy_parity(engine, &text);
+    assert_greedy_parity(engine, &text, &fixture("greedy_llama_cpp.json"));
 }
 
 #[test]
 fn wgpu_greedy_replies_match_llama_cpp() {
     let (wgpu, text) = WgpuEngine::load(&real_model(), 512).unwrap();
     let engine = Generator::new(Box::new(wgpu), text.stop_tokens());
-    assert_greedy_parity(engine, &text);
-}
-
-fn assert_greedy_parity(mut engine: Generator, text: &ModelText) {
-    let fixture = fixture("greedy_llama_cpp.json");
-    let max_new_tokens = fixture["max_new_tokens"].as_u64().unwrap() as u32;
-    let sampling = SamplingParams {
-        max_new_tokens,
-        ..SamplingParams::default()
-    };
-    let cases = fixture["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 5);
-    let mut diverged = Vec::new();
-    for case in cases {
-        let question = case["question"].as_str().unwrap();
-        let prompt = text
-            .template
-            .render(&[ChatMessage::user(question)], true)
-            .unwrap();
-        let prompt_ids = text.tokenizer.encode(&prompt).unwrap();
-        let expected_prompt: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
-        assert_eq!(
-            prompt_ids, expected_prompt,
-            "prompt ids differ for {question:?}"
-        );
-
-        let mut reply = Vec::new();
-        engine
-            .generate(&prompt_ids, &sampling, 0, &mut |id| {
-                reply.push(id);
-                Ok(true)
-            })
-            .unwrap();
-        let expected: Vec<u32> = serde_json::from_value(case["reply_ids"].clone()).unwrap();
-        if reply != expected {
-            let agree = reply
-                .iter()
-                .zip(&expected)
-                .take_while(|(a, b)| a == b)
-                .count();
-            eprintln!(
-                "{question:?}: diverges after {agree} tokens\n  ours:      {:?}\n  llama.cpp: {:?}",
-                text.tokenizer.decode(&reply).unwrap(),
-                case["reply_text"].as_str().unwrap()
-            );
-            // Look at our scores at the first differing position.
-            let mut context = prompt_ids.clone();
-            context.extend_from_slice(&reply[..agree]);
-            engine.reset();
-            engine.model.feed(&context, 0).unwrap();
-            let top = engine.model.next_token_scores(8, &[], 1.0).unwrap();
-            let (ours, theirs) = (reply[agree], expected[agree]);
-            eprintln!("  at token {agree}: our top scores {top:?}, llama.cpp picked {theirs}");
-            let rank = |token: u32| top.iter().position(|s| s.token == token);
-            let (Some(our_rank), Some(their_rank)) = (rank(ours), rank(theirs)) else {
-                panic!(
-                    "{question:?}: our token {ours} or llama.cpp's {theirs} is not even in our top 8"
-                );
-            };
-            let gap = (top[our_rank].logit - top[their_rank].logit).abs();
-            assert!(
-                their_rank <= 1 && gap < NEAR_TIE_LOGIT_GAP,
-                "{question:?}: llama.cpp's token {theirs} ranks {} behind ours by {gap} logits — not a near-tie",
-                their_rank + 1
-            );
-            diverged.push(question.to_string());
-        }
-    }
-    assert!(
-        diverged.len() <= 1,
-        "more than one reply differs from llama.cpp: {diverged:?}"
-    );
+    assert_greedy_parity(engine, &text, &fixture("greedy_llama_cpp.json"));
 }
 
 #[test]

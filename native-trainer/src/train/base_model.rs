@@ -91,7 +91,7 @@ impl BaseModel {
         let model_type = config_json["model_type"].as_str().unwrap_or("qwen2");
         if model_type != "qwen2" {
             bail!(
-                "{}: model_type `{model_type}`; training runs qwen2 models",
+                "{}: model_type `{model_type}`; only qwen2 models are supported (training, export)",
                 dir.join("config.json").display()
             );
         }
