@@ -114,6 +114,35 @@ fn fetch_model(dpo: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// A Python with the `gguf` package (llama.cpp's own GGUF reader) for the tests that check
+/// our exports with it: a virtual environment under target/, made once.
+fn test_python() -> Result<PathBuf> {
+    let venv = target_dir().join("test-python");
+    let python = venv.join("bin").join("python");
+    let has_gguf = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import gguf"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_gguf(&python) {
+        eprintln!(
+            "xtask: installing the `gguf` Python package into {}",
+            venv.display()
+        );
+        check(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        check(Command::new(&python).args(["-m", "pip", "install", "--quiet", "gguf==0.19.0"]))?;
+        if !has_gguf(&python) {
+            bail!(
+                "{} cannot import gguf after installing it",
+                python.display()
+            );
+        }
+    }
+    Ok(python)
+}
+
 fn run(chat_args: &[String]) -> Result<()> {
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
@@ -137,6 +166,7 @@ fn test(test_args: &[String]) -> Result<()> {
     }
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
+    let python = test_python()?;
     check(cargo().args(["build", "--package", "shared", "--target", WASM_TARGET]))?;
     let bundle = web_bundle::build()?;
     // Default members: every crate but the wasm-only web-ui, which was built above.
@@ -146,7 +176,8 @@ fn test(test_args: &[String]) -> Result<()> {
         .args(test_args)
         .env("DPO_TEST_MODEL", &model)
         .env("DPO_BIN", &dpo)
-        .env("DPO_WEB_BUNDLE", &bundle);
+        .env("DPO_WEB_BUNDLE", &bundle)
+        .env("DPO_TEST_PYTHON", &python);
     run_tests_with_summary(&mut command)
 }
 
