@@ -6,6 +6,9 @@
 //!   tok/s of every engine on the real model, as a table.
 //! - `bench-train`: DPO step time of `dpo train` and of TRL (through Python) on the same
 //!   models and data, as a table.
+//! - `bench-export`: KL divergence and top-1 agreement of every `dpo export` preset against
+//!   the f32 model (and llama.cpp's own Q4_K_M, through Python), and export times for
+//!   Qwen2.5-1.5B's shapes (`native-trainer/benches/export_quality.rs`).
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
 //!   build `shared` and the web app's wasm bundle, then run every workspace test (the browser
 //!   tests load the bundle into headless Chromium).
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "bench" => bench::run(&rest),
         "bench-train" => bench_train::run(&rest),
+        "bench-export" => bench_export(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -37,7 +41,8 @@ fn main() -> Result<()> {
                  run [CHAT ARGS…]   fetch the default model and chat with it\n  \
                  test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)\n  \
                  bench [FLAGS]      prefill / decode tok/s of every engine on the real model\n  \
-                 bench-train        DPO step time of `dpo train` beside TRL on the CPU"
+                 bench-train        DPO step time of `dpo train` beside TRL on the CPU\n  \
+                 bench-export       quantization error and export time of every `dpo export` preset"
             );
             bail!("unknown command `{command}`")
         }
@@ -112,6 +117,23 @@ fn fetch_model(dpo: &Path) -> Result<PathBuf> {
         .last()
         .context("dpo fetch printed no model path")?;
     Ok(PathBuf::from(path))
+}
+
+/// `cargo bench` of export quality on the fetched real model (`PYTHON` with llama-cpp-python
+/// adds llama.cpp's Q4_K_M row).
+fn bench_export() -> Result<()> {
+    let model = fetch_model(&release_dpo_binary()?)?;
+    check(
+        cargo()
+            .args([
+                "bench",
+                "--package",
+                "native-trainer",
+                "--bench",
+                "export_quality",
+            ])
+            .env("DPO_TEST_MODEL", &model),
+    )
 }
 
 /// A Python with the `gguf` package (llama.cpp's own GGUF reader) for the tests that check
