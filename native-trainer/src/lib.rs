@@ -8,5 +8,6 @@ pub mod export;
 pub mod fetch;
 pub mod logging;
 pub mod models_dir;
+pub mod serve;
 pub mod tensor_names;
 pub mod train;

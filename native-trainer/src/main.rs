@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use native_trainer::{bench, chat, export, fetch, logging, train};
+use native_trainer::{bench, chat, export, fetch, logging, serve, train};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +47,12 @@ enum Command {
     /// sha256). Reads a `dpo train` output (adapters merged), an HF directory or a GGUF.
     /// Prints the manifest as the last line of stdout.
     Export(export::cli::ExportArgs),
+    /// Serve the labelling app, the model versions (`--models-dir`) and the pair API
+    /// (`POST /api/pairs`) over HTTP, storing votes in SQLite. Prints the bound address first.
+    Serve(serve::cli::ServeArgs),
+    /// Work with the stored preference pairs (`dpo pairs export` writes TRL rows).
+    #[command(subcommand)]
+    Pairs(serve::cli::PairsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::cli::run_train(&args),
         Command::Eval(args) => train::cli::run_eval(&args),
         Command::Export(args) => export::cli::run(&args),
+        Command::Serve(args) => serve::cli::run_serve(&args),
+        Command::Pairs(command) => serve::cli::run_pairs(&command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

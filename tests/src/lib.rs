@@ -2,6 +2,7 @@
 //! binary are, tiny generated GGUF files, and a local server with the Hugging Face hub layout.
 
 pub mod headless_chromium;
+pub mod http_client;
 pub mod hub_server;
 pub mod llama_cpp_parity;
 pub mod page_server;

@@ -126,6 +126,38 @@ fn f32_export_reloads_bit_for_bit_with_llama_cpp_metadata_and_a_verifiable_manif
         );
     }
 
+    // The HF directory exports again to the same weights and vocabulary: tokenizer.json →
+    // GGUF tokens, merges and token types as llama.cpp's converter writes them.
+    let again = dir.path().join("again");
+    let (second, _) = export(&out, &again, &["--quant", "f32", "--no-hf"]);
+    assert_eq!(
+        second.parent_version.as_deref(),
+        Some(manifest.version.as_str())
+    );
+    assert_eq!(second.base_model, "tiny-qwen2");
+    let (reexported, reexported_weights) = gguf_weights(&again.join("model.gguf"));
+    for (name, tensor) in &original_weights {
+        assert_eq!(
+            bits(tensor),
+            bits(&reexported_weights[name]),
+            "`{name}` via HF"
+        );
+    }
+    for key in [
+        "tokenizer.ggml.pre",
+        "tokenizer.ggml.tokens",
+        "tokenizer.ggml.token_type",
+        "tokenizer.ggml.merges",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.bos_token_id",
+    ] {
+        assert_eq!(
+            format!("{:?}", original.metadata()[key]),
+            format!("{:?}", reexported.metadata()[key]),
+            "`{key}` changed on the way through tokenizer.json"
+        );
+    }
+
     // llama.cpp's metadata: the vocabulary and special ids unchanged, the header complete.
     let md = exported.metadata();
     let same = |key: &str| {
@@ -480,6 +512,51 @@ fn a_lora_run_exports_its_merged_weights_with_its_lineage() {
                 GgufValue::String("dpo-flywheel".into())
             ])
         )
+    );
+}
+
+#[test]
+fn a_full_fine_tune_exports_its_trained_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = tiny_model(dir.path(), TinyQwen2::default());
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"Sky?\", \"chosen\": \" blue\", \"rejected\": \" red\"}\n".repeat(4),
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    succeed(
+        run(
+            &["train", "--max-steps", "2", "--learning-rate", "0.001"],
+            &[
+                ("--model", &source),
+                ("--data", &data),
+                ("--output-dir", &run_dir),
+            ],
+        ),
+        "dpo train",
+    );
+    let out = dir.path().join("full");
+    let (manifest, _) = export(&run_dir, &out, &["--quant", "f32", "--no-hf"]);
+    let training = manifest.training.expect("a training summary");
+    assert_eq!(training.adaptation, "full");
+    assert_eq!(training.global_step, 2);
+    assert!(
+        !training.hyperparameters.contains_key("lora_r"),
+        "no LoRA settings for a full run"
+    );
+    let trained = load_trained(&run_dir, &Device::Cpu).unwrap().unwrap();
+    let (_, exported) = gguf_weights(&out.join("model.gguf"));
+    let (_, base) = gguf_weights(&source);
+    let mut changed = 0;
+    for (name, tensor) in trained.model.policy.merged_weights().unwrap() {
+        assert_eq!(bits(&tensor), bits(&exported[&name]), "`{name}`");
+        changed += usize::from(bits(&tensor) != bits(&base[&name]));
+    }
+    assert!(
+        changed > 10,
+        "only {changed} weights moved in full fine-tuning"
     );
 }
 

@@ -1,0 +1,179 @@
+//! The `dpo serve` and `dpo pairs export` commands. A database is named by URL:
+//! `sqlite:PATH` or a plain path (SQLite, the default); PostgreSQL URLs are recognised and
+//! refused until that store exists.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use shared::trl_rows::{TrlStyle, to_trl_rows};
+
+use super::commit_queue::CommitQueue;
+use super::http_api::{AppState, chat_template_of, router};
+use super::model_catalog::ModelCatalog;
+use super::pair_store::PairStore;
+use super::rate_limiter::RateLimiter;
+use super::sqlite_store::SqlitePairStore;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Pair database: `sqlite:PATH` or a file path (created if missing).
+    #[arg(long, default_value = "sqlite:pairs.db")]
+    pub db: String,
+    /// Directory of model versions (`<version>/manifest.json`, as `dpo export` writes them);
+    /// new versions are picked up without a restart.
+    #[arg(long)]
+    pub models_dir: PathBuf,
+    /// Address to listen on (loopback by default; port 0 picks a free port). The bound address
+    /// is printed as the first stdout line.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The web app's files (index.html, wasm, js), served at `/`.
+    #[arg(long)]
+    pub web_dir: Option<PathBuf>,
+    /// Bearer token for `GET /api/export` (off without one).
+    #[arg(long, env = "DPO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest accepted request body.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Pair submissions per second per annotator (burst: 2 s worth); 0 = unlimited.
+    #[arg(long, default_value_t = 5.0)]
+    pub annotator_rate: f64,
+    /// Pair submissions per second per client IP (burst: 2 s worth); 0 = unlimited.
+    #[arg(long, default_value_t = 200.0)]
+    pub ip_rate: f64,
+}
+
+/// Opens the store a `--db` URL names.
+pub fn open_store(url: &str) -> Result<Arc<dyn PairStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("--db {url}: PostgreSQL is not supported yet; use sqlite:PATH");
+    }
+    let path = url.strip_prefix("sqlite:").unwrap_or(url);
+    Ok(Arc::new(SqlitePairStore::open(Path::new(path))?))
+}
+
+pub fn run_serve(args: &ServeArgs) -> Result<()> {
+    let store = open_store(&args.db)?;
+    let state = Arc::new(AppState {
+        queue: CommitQueue::start(store.clone()),
+        store,
+        catalog: ModelCatalog::new(&args.models_dir),
+        annotator_limit: RateLimiter::new(args.annotator_rate, args.annotator_rate * 2.0),
+        ip_limit: RateLimiter::new(args.ip_rate, args.ip_rate * 2.0),
+        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        web_dir: args.web_dir.clone(),
+        max_body_bytes: args.max_body_bytes,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        let bound = listener.local_addr()?;
+        println!("http://{bound}");
+        tracing::info!(
+            "serving {} model versions from {} on http://{bound}",
+            state.catalog.versions().len(),
+            args.models_dir.display()
+        );
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C: stop accepting, finish the requests in flight.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PairsCommand {
+    /// Write the stored pairs as TRL DPO rows (JSON Lines), ready for `dpo train --data`.
+    Export(PairsExportArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RowStyle {
+    Standard,
+    Conversational,
+}
+
+#[derive(Args, Debug)]
+pub struct PairsExportArgs {
+    /// Pair database: `sqlite:PATH` or a file path.
+    #[arg(long)]
+    pub db: String,
+    /// TRL's conversational rows (message lists) or standard rows (the prompt rendered with
+    /// the chat template of --model).
+    #[arg(long, value_enum, default_value = "conversational")]
+    pub style: RowStyle,
+    /// A GGUF whose chat template renders standard rows' prompts.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run_pairs(command: &PairsCommand) -> Result<()> {
+    let PairsCommand::Export(args) = command;
+    let store = open_store(&args.db)?;
+    let (style, template) = match args.style {
+        RowStyle::Conversational => (
+            TrlStyle::Conversational,
+            shared::ChatTemplate::new(None, "", "")?,
+        ),
+        RowStyle::Standard => {
+            let model = args
+                .model
+                .as_ref()
+                .context("--style standard needs --model (a GGUF with the chat template)")?;
+            (TrlStyle::Standard, chat_template_of(model)?)
+        }
+    };
+    let pairs = store.all_pairs()?;
+    let mut out = String::new();
+    let mut rows = 0;
+    for pair in &pairs {
+        for row in to_trl_rows(pair, style, &template)? {
+            out.push_str(&serde_json::to_string(&row)?);
+            out.push('\n');
+            rows += 1;
+        }
+    }
+    std::fs::write(&args.out, out).with_context(|| format!("writing {}", args.out.display()))?;
+    tracing::info!(
+        "{} pairs → {rows} TRL rows in {}",
+        pairs.len(),
+        args.out.display()
+    );
+    println!(
+        "{}",
+        serde_json::json!({ "pairs": pairs.len(), "rows": rows, "out": args.out })
+    );
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! The server's HTTP surface (axum):
+//! - `POST /api/pairs`: a `shared::PreferencePair` — size-capped, UTF-8, parsed and validated
+//!   (errors name the field), both candidates from a served model version, rate-limited per
+//!   client IP and per annotator (`429` + `Retry-After`); `201` only once durably committed, a
+//!   retry with the same idempotency key answers `200` with the stored id, the key reused for
+//!   another pair `409`.
+//! - `GET /api/models`: the served versions' manifests; `GET /models/{version}/{file}`: a file
+//!   a manifest lists, with `ETag` = its sha256, HTTP Range, long-lived cache headers.
+//! - `GET /api/stats`: counts per vote and model version. `GET /api/export`: TRL rows as JSON
+//!   Lines, behind the admin token (`Authorization: Bearer …`).
+//! - Everything else: the web app's files, when a web directory is given.
+//!
+//! Every response carries the security headers (a CSP allowing only what the wasm app needs,
+//! `nosniff`, no framing); every error is JSON: `{"error": {"field": …, "reason": …}}`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use shared::trl_rows::{TrlStyle, to_trl_rows};
+use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::commit_queue::CommitQueue;
+use super::model_catalog::ModelCatalog;
+use super::pair_store::{InsertOutcome, PairStore};
+use super::rate_limiter::RateLimiter;
+
+/// What only the wasm app needs: its own scripts and wasm, inline styles, same-origin fetches.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+pub struct AppState {
+    pub queue: CommitQueue,
+    pub store: Arc<dyn PairStore>,
+    pub catalog: ModelCatalog,
+    pub annotator_limit: RateLimiter,
+    pub ip_limit: RateLimiter,
+    pub admin_token: Option<String>,
+    pub web_dir: Option<PathBuf>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/api/pairs", post(submit_pair))
+        .route("/api/models", get(list_models))
+        .route("/api/stats", get(stats))
+        .route("/api/export", get(export_pairs))
+        .route("/models/{version}/{file}", get(model_file))
+        .fallback(get(web_file))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// A JSON error response naming the field at fault.
+fn error(status: StatusCode, field: &str, reason: impl Into<String>) -> Response {
+    let body = json!({ "error": { "field": field, "reason": reason.into() } });
+    (status, axum::Json(body)).into_response()
+}
+
+fn too_many(retry_after: std::time::Duration, who: &str) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "$",
+        format!("rate limit for this {who}; retry in {seconds} s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+async fn submit_pair(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(wait) = state.ip_limit.check(&client.ip().to_string()) {
+        return too_many(wait, "address");
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("body is larger than {} bytes", state.max_body_bytes)
+            } else {
+                rejection.body_text()
+            };
+            return error(status, "$", reason);
+        }
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => text,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "$",
+                format!("body is not UTF-8 (byte {})", e.valid_up_to()),
+            );
+        }
+    };
+    let pair = match serde_json::from_str::<PreferencePair>(text) {
+        Ok(pair) => pair,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "$",
+                format!(
+                    "invalid pair at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            );
+        }
+    };
+    if let Err(invalid) = PairLimits::default().validate(&pair) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &invalid.field,
+            invalid.reason,
+        );
+    }
+    if let Err(wait) = state.annotator_limit.check(&pair.annotator_id) {
+        return too_many(wait, "annotator");
+    }
+    for (field, candidate) in [
+        ("candidate_a", &pair.candidate_a),
+        ("candidate_b", &pair.candidate_b),
+    ] {
+        match state.catalog.version(&candidate.model.version) {
+            None => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("{field}.model.version"),
+                    format!(
+                        "`{}` is not a served model version",
+                        candidate.model.version
+                    ),
+                );
+            }
+            Some(manifest) if manifest.gguf.sha256 != candidate.model.sha256 => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("{field}.model.sha256"),
+                    format!("not the sha256 of version `{}`", candidate.model.version),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    let canonical = serde_json::to_string(&pair).expect("a pair serializes");
+    let key = pair.idempotency_key.clone();
+    match state.queue.submit(pair, canonical).await {
+        Ok(InsertOutcome::Created(id)) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "id": id, "idempotency_key": key })),
+        )
+            .into_response(),
+        Ok(InsertOutcome::Replayed(id)) => (
+            StatusCode::OK,
+            axum::Json(json!({ "id": id, "idempotency_key": key, "replayed": true })),
+        )
+            .into_response(),
+        Ok(InsertOutcome::KeyReused(_)) => error(
+            StatusCode::CONFLICT,
+            "idempotency_key",
+            "already used for a different pair",
+        ),
+        Err(e) => {
+            tracing::error!("pair not stored: {e:#}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "$",
+                "the pair could not be stored; retry with the same idempotency key",
+            )
+        }
+    }
+}
+
+async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(json!({ "versions": state.catalog.versions() })).into_response()
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(Ok(stats)) => axum::Json(stats).into_response(),
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, "$", "stats unavailable"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ExportQuery {
+    style: Option<String>,
+}
+
+async fn export_pairs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<ExportQuery>,
+) -> Response {
+    let Some(token) = &state.admin_token else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "$",
+            "export is off: start with --admin-token",
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "authorization",
+            "a valid admin token is required",
+        );
+    }
+    let style = match query.style.as_deref().unwrap_or("conversational") {
+        "conversational" => TrlStyle::Conversational,
+        "standard" => TrlStyle::Standard,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "style",
+                format!("`{other}`: expected standard or conversational"),
+            );
+        }
+    };
+    let store = state.store.clone();
+    let newest_gguf = state
+        .catalog
+        .versions()
+        .last()
+        .and_then(|m| state.catalog.file(&m.version, &m.gguf.path))
+        .map(|f| f.path);
+    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let template = match style {
+            TrlStyle::Standard => {
+                let gguf = newest_gguf.ok_or_else(|| {
+                    anyhow::anyhow!("standard rows need a served model's chat template")
+                })?;
+                chat_template_of(&gguf)?
+            }
+            TrlStyle::Conversational => ChatTemplate::new(None, "", "")?,
+        };
+        let mut out = String::new();
+        for pair in store.all_pairs()? {
+            for row in to_trl_rows(&pair, style, &template)? {
+                out.push_str(&serde_json::to_string(&row)?);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    })
+    .await;
+    match rows {
+        Ok(Ok(rows)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], rows).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "$", format!("{e:#}")),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "$", "export failed"),
+    }
+}
+
+/// The chat template stored in a GGUF (for standard TRL rows).
+pub fn chat_template_of(gguf: &std::path::Path) -> anyhow::Result<ChatTemplate> {
+    let model = GgufModel::open(gguf)?;
+    let text = shared::ModelText::from_gguf(&model)?;
+    Ok(text.template)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn model_file(
+    State(state): State<Arc<AppState>>,
+    Path((version, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(file) = state.catalog.file(&version, &name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "$",
+            format!("no file `{name}` in version `{version}`"),
+        );
+    };
+    let etag = format!("\"{}\"", file.sha256);
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (
+            header::CACHE_CONTROL,
+            "public, max-age=31536000, immutable".into(),
+        ),
+        (header::ACCEPT_RANGES, "bytes".into()),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(spec) => match parse_range(spec, file.size) {
+            Some(range) => Some(range),
+            None => {
+                let mut response = error(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range",
+                    format!(
+                        "`{spec}` is not a satisfiable single byte range of {} bytes",
+                        file.size
+                    ),
+                );
+                response.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{}", file.size)).expect("ascii"),
+                );
+                return response;
+            }
+        },
+    };
+    let mut reader = match tokio::fs::File::open(&file.path).await {
+        Ok(reader) => reader,
+        Err(e) => return error(StatusCode::NOT_FOUND, "$", format!("{name}: {e}")),
+    };
+    let (status, start, length) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, file.size),
+    };
+    if start > 0 && reader.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "$", "seek failed");
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader.take(length)));
+    let mut response = (status, cache, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&name)),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        let value = format!("bytes {start}-{}/{}", start + length - 1, file.size);
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&value).expect("ascii"),
+        );
+    }
+    response
+}
+
+/// One `bytes=` range as inclusive (start, end), clamped to the file; `None` if unsatisfiable.
+fn parse_range(spec: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = spec.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(n), size - 1)
+        }
+        (start, "") => (start.parse().ok()?, size - 1),
+        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (start <= end && start < size).then_some((start, end))
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "md" => "text/markdown; charset=utf-8",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn web_file(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+    let Some(dir) = &state.web_dir else {
+        return error(StatusCode::NOT_FOUND, "$", "no such resource");
+    };
+    let relative = uri.path().trim_start_matches('/');
+    let relative = if relative.is_empty() {
+        "index.html"
+    } else {
+        relative
+    };
+    let safe = relative
+        .split('/')
+        .all(|part| !part.is_empty() && part != ".." && part != "." && !part.contains('\\'));
+    if !safe {
+        return error(StatusCode::NOT_FOUND, "$", "no such resource");
+    }
+    match tokio::fs::read(dir.join(relative)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type(relative))], bytes).into_response(),
+        Err(_) => error(StatusCode::NOT_FOUND, "$", format!("no file `{relative}`")),
+    }
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn byte_ranges_parse_and_clamp() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-2", 100), None);
+        assert_eq!(parse_range("bytes=0-1,4-5", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}
