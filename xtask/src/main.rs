@@ -9,6 +9,8 @@
 //! - `bench-export`: KL divergence and top-1 agreement of every `dpo export` preset against
 //!   the f32 model (and llama.cpp's own Q4_K_M, through Python), and export times for
 //!   Qwen2.5-1.5B's shapes (`native-trainer/benches/export_quality.rs`).
+//! - `bench-serve`: durable pair submissions per second and p50/p99 latency through
+//!   `dpo serve` at 64 concurrent clients (`native-trainer/benches/serve_throughput.rs`).
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
 //!   build `shared` and the web app's wasm bundle, then run every workspace test (the browser
 //!   tests load the bundle into headless Chromium).
@@ -34,6 +36,13 @@ fn main() -> Result<()> {
         "bench" => bench::run(&rest),
         "bench-train" => bench_train::run(&rest),
         "bench-export" => bench_export(),
+        "bench-serve" => check(cargo().args([
+            "bench",
+            "--package",
+            "native-trainer",
+            "--bench",
+            "serve_throughput",
+        ])),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -42,7 +51,8 @@ fn main() -> Result<()> {
                  test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)\n  \
                  bench [FLAGS]      prefill / decode tok/s of every engine on the real model\n  \
                  bench-train        DPO step time of `dpo train` beside TRL on the CPU\n  \
-                 bench-export       quantization error and export time of every `dpo export` preset"
+                 bench-export       quantization error and export time of every `dpo export` preset\n  \
+                 bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients"
             );
             bail!("unknown command `{command}`")
         }
