@@ -1,7 +1,8 @@
 //! `cargo bench -p native-trainer --bench serve_throughput` (or `cargo xtask bench-serve`):
-//! durable pair submissions per second and their latency (p50, p99) through `dpo serve` with
-//! SQLite, 64 concurrent clients on keep-alive connections, each pair acknowledged only after
-//! its commit is on disk. A benchmark: it prints a table and fails on nothing but errors.
+//! durable pair submissions per second and their latency (p50, p99) through `dpo serve`, 64
+//! concurrent clients on keep-alive connections, each pair acknowledged only after its commit.
+//! SQLite always; PostgreSQL too when `DPO_BENCH_POSTGRES_URL` names a database (emptied
+//! first). A benchmark: it prints a table and fails on nothing but errors.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -35,12 +36,37 @@ fn main() -> Result<()> {
     });
     std::fs::write(version_dir.join("manifest.json"), manifest.to_string())?;
 
+    let model = ModelRef {
+        version: "bench".into(),
+        sha256: sha,
+    };
+    let mut stores = vec![(
+        "SQLite (WAL, synchronous=FULL)".to_string(),
+        format!("sqlite:{}", work.path().join("pairs.db").display()),
+    )];
+    if let Ok(url) = std::env::var("DPO_BENCH_POSTGRES_URL") {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        client
+            .batch_execute("DROP TABLE IF EXISTS pairs; DROP TABLE IF EXISTS schema_migrations")?;
+        stores.push(("PostgreSQL (synchronous_commit=on)".into(), url));
+    }
+    println!("| store | clients | pairs | pairs/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, db) in stores {
+        let (pairs, per_second, p50, p99) = measure(&db, &models, &model)?;
+        println!("| {name} | {CLIENTS} | {pairs} | {per_second:.0} | {p50:.2} | {p99:.2} |");
+    }
+    Ok(())
+}
+
+/// Pairs acknowledged, pairs/s, p50 and p99 latency in ms, against a fresh server on `db`.
+fn measure(db: &str, models: &std::path::Path, model: &ModelRef) -> Result<(usize, f64, f64, f64)> {
     let mut server = Command::new(env!("CARGO_BIN_EXE_dpo"))
         .arg("serve")
         .arg("--db")
-        .arg(format!("sqlite:{}", work.path().join("pairs.db").display()))
+        .arg(db)
         .arg("--models-dir")
-        .arg(&models)
+        .arg(models)
         .args([
             "--addr",
             "127.0.0.1:0",
@@ -56,16 +82,12 @@ fn main() -> Result<()> {
     BufReader::new(server.stdout.take().context("stdout")?).read_line(&mut line)?;
     let address = line.trim().trim_start_matches("http://").to_string();
 
-    let model = ModelRef {
-        version: "bench".into(),
-        sha256: sha,
-    };
     let started = Instant::now();
     let per_client = PAIRS / CLIENTS;
     let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|client| {
-                let (address, model) = (&address, &model);
+                let address = &address;
                 scope.spawn(move || -> Result<Vec<Duration>> {
                     let mut stream = TcpStream::connect(address)?;
                     stream.set_nodelay(true)?;
@@ -97,19 +119,17 @@ fn main() -> Result<()> {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let _ = server.kill();
+    let _ = server.wait();
     let mut latencies: Vec<Duration> = results.into_iter().collect::<Result<Vec<_>>>()?.concat();
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
-    println!("| store | clients | pairs | pairs/s | p50 ms | p99 ms |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    println!(
-        "| SQLite (WAL, synchronous=FULL) | {CLIENTS} | {} | {:.0} | {:.2} | {:.2} |",
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e3;
+    Ok((
         latencies.len(),
         latencies.len() as f64 / elapsed,
-        percentile(0.5).as_secs_f64() * 1e3,
-        percentile(0.99).as_secs_f64() * 1e3
-    );
-    Ok(())
+        percentile(0.5),
+        percentile(0.99),
+    ))
 }
 
 fn pair(client: usize, index: usize, model: &ModelRef) -> PreferencePair {

@@ -6,6 +6,7 @@ pub mod http_client;
 pub mod hub_server;
 pub mod llama_cpp_parity;
 pub mod page_server;
+pub mod postgres_database;
 pub mod shaped_gguf;
 pub mod tiny_gguf;
 

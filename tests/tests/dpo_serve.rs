@@ -1,4 +1,5 @@
-//! `dpo serve` over real HTTP with a real SQLite file: the pair API's contract (201 once
+//! `dpo serve` over real HTTP with a real SQLite file and a real PostgreSQL server (started on
+//! loopback by `cargo xtask test`): the pair API's contract (201 once
 //! durably stored, retries answered with the stored id, reused keys refused, every error naming
 //! its field, security headers everywhere), model versions and their files (ETag, Range),
 //! stats and the TRL export (HTTP and `dpo pairs export`); 1,000+ malformed requests that store
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use flywheel_tests::http_client::{HttpResponse, request};
+use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{dpo, sha256_hex};
 use serde_json::{Value, json};
@@ -26,11 +28,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(db: &Path, models: &Path, extra: &[&str]) -> Self {
+    fn start(db: &str, models: &Path, extra: &[&str]) -> Self {
         let mut child = dpo()
             .arg("serve")
             .arg("--db")
-            .arg(format!("sqlite:{}", db.display()))
+            .arg(db)
             .arg("--models-dir")
             .arg(models)
             .args(["--addr", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
@@ -134,12 +136,34 @@ fn error_field(response: &HttpResponse) -> String {
         .to_string()
 }
 
+fn sqlite_database(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("pairs.db").display())
+}
+
 #[test]
-fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports() {
+fn the_pair_api_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (models, model) = models_dir(dir.path());
-    let db = dir.path().join("pairs.db");
-    let server = Server::start(&db, &models, &["--max-body-bytes", "65536"]);
+    the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports(
+        dir.path(),
+        &sqlite_database(dir.path()),
+    );
+}
+
+#[test]
+fn the_pair_api_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports(
+        dir.path(),
+        &fresh_postgres_database(),
+    );
+}
+
+fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports(
+    dir: &Path,
+    db: &str,
+) {
+    let (models, model) = models_dir(dir);
+    let server = Server::start(db, &models, &["--max-body-bytes", "65536"]);
 
     let listed = server.get("/api/models", &[]);
     assert_eq!(listed.status, 200);
@@ -246,10 +270,9 @@ fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports
     );
     let standard = server.get("/api/export?style=standard", &[("Authorization", &bearer)]);
     assert_eq!(standard.status, 200);
-    let out = dir.path().join("rows.jsonl");
+    let out = dir.join("rows.jsonl");
     let cli = dpo()
-        .args(["pairs", "export", "--style", "conversational", "--db"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["pairs", "export", "--style", "conversational", "--db", db])
         .arg("--out")
         .arg(&out)
         .output()
@@ -431,7 +454,7 @@ fn a_thousand_malformed_requests_store_nothing_and_never_get_a_5xx() {
     let dir = tempfile::tempdir().unwrap();
     let (models, model) = models_dir(dir.path());
     let server = Server::start(
-        &dir.path().join("pairs.db"),
+        &sqlite_database(dir.path()),
         &models,
         &[
             "--ip-rate",
@@ -468,14 +491,29 @@ fn a_thousand_malformed_requests_store_nothing_and_never_get_a_5xx() {
 }
 
 #[test]
-fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once() {
+fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (models, model) = models_dir(dir.path());
-    let db = dir.path().join("pairs.db");
+    pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(
+        dir.path(),
+        &sqlite_database(dir.path()),
+    );
+}
+
+#[test]
+fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once_in_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(
+        dir.path(),
+        &fresh_postgres_database(),
+    );
+}
+
+fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(dir: &Path, db: &str) {
+    let (models, model) = models_dir(dir);
     const PAIRS: usize = 10_000;
     const CLIENTS: usize = 64;
     let server = Arc::new(Mutex::new(Server::start(
-        &db,
+        db,
         &models,
         &["--ip-rate", "0", "--annotator-rate", "0"],
     )));
@@ -530,7 +568,7 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once() {
         acknowledged_at_kills.push(acknowledged.lock().unwrap().len());
         guard.child.kill().unwrap(); // SIGKILL
         guard.child.wait().unwrap();
-        *guard = Server::start(&db, &models, &["--ip-rate", "0", "--annotator-rate", "0"]);
+        *guard = Server::start(db, &models, &["--ip-rate", "0", "--annotator-rate", "0"]);
     }
     for client in clients {
         client.join().unwrap();
@@ -543,10 +581,9 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once() {
     );
     drop(server);
 
-    let out = dir.path().join("all.jsonl");
+    let out = dir.join("all.jsonl");
     let cli = dpo()
-        .args(["pairs", "export", "--db"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["pairs", "export", "--db", db])
         .arg("--out")
         .arg(&out)
         .output()
@@ -566,7 +603,7 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once() {
     .unwrap();
     assert_eq!(summary["pairs"], PAIRS, "stored pairs ≠ acknowledged pairs");
     // Stored exactly once: the keys in the database are the acknowledged ones, no duplicates.
-    let connection_keys = stored_keys(&db);
+    let connection_keys = stored_keys(db);
     assert_eq!(
         connection_keys.len(),
         PAIRS,
@@ -579,10 +616,9 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once() {
 }
 
 /// The idempotency keys in the database, as stored (duplicates kept).
-fn stored_keys(db: &Path) -> Vec<String> {
-    let store = native_trainer::serve::sqlite_store::SqlitePairStore::open(db).unwrap();
-    use native_trainer::serve::pair_store::PairStore;
-    store
+fn stored_keys(db: &str) -> Vec<String> {
+    native_trainer::serve::cli::open_store(db)
+        .unwrap()
         .all_pairs()
         .unwrap()
         .into_iter()

@@ -12,8 +12,9 @@
 //! - `bench-serve`: durable pair submissions per second and p50/p99 latency through
 //!   `dpo serve` at 64 concurrent clients (`native-trainer/benches/serve_throughput.rs`).
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
-//!   build `shared` and the web app's wasm bundle, then run every workspace test (the browser
-//!   tests load the bundle into headless Chromium).
+//!   make a Python with llama.cpp's `gguf` reader, start a private PostgreSQL server on
+//!   loopback, build `shared` and the web app's wasm bundle, then run every workspace test
+//!   (the browser tests load the bundle into headless Chromium).
 
 mod bench;
 mod bench_train;
@@ -129,6 +130,101 @@ fn fetch_model(dpo: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// A private PostgreSQL server on loopback for the pair-store tests: a fresh cluster in a
+/// temporary directory, trust authentication for the `dpo` role, stopped after the tests.
+/// PostgreSQL refuses to run as root, so as root it runs as the `postgres` user.
+struct TestPostgres {
+    url: String,
+    bin: PathBuf,
+    dir: PathBuf,
+    as_postgres_user: bool,
+}
+
+impl TestPostgres {
+    fn start() -> Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .max()
+            .context(
+                "no PostgreSQL server binaries under /usr/lib/postgresql: the store tests need \
+                 a real server (`apt-get install postgresql`)",
+            )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("dpo-test-postgres-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if is_root {
+            check(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir),
+            )?;
+        }
+        let server = Self {
+            url: format!("postgres://dpo@127.0.0.1:{port}/postgres"),
+            bin,
+            dir,
+            as_postgres_user: is_root,
+        };
+        let data = server.dir.join("data");
+        eprintln!("xtask: starting a test PostgreSQL server on 127.0.0.1:{port}");
+        check(
+            server
+                .command("initdb")
+                .args(["-U", "dpo", "-A", "trust", "--no-sync", "-D"])
+                .arg(&data)
+                .stdout(Stdio::null()),
+        )?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            server.dir.display()
+        );
+        check(
+            server
+                .command("pg_ctl")
+                .args(["-w", "-D"])
+                .arg(&data)
+                .arg("-l")
+                .arg(server.dir.join("server.log"))
+                .args(["-o", &options, "start"])
+                .stdout(Stdio::null()),
+        )?;
+        Ok(server)
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        if self.as_postgres_user {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-m", "fast", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// `cargo bench` of export quality on the fetched real model (`PYTHON` with llama-cpp-python
 /// adds llama.cpp's Q4_K_M row).
 fn bench_export() -> Result<()> {
@@ -199,6 +295,7 @@ fn test(test_args: &[String]) -> Result<()> {
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
     let python = test_python()?;
+    let postgres = TestPostgres::start()?;
     check(cargo().args(["build", "--package", "shared", "--target", WASM_TARGET]))?;
     let bundle = web_bundle::build()?;
     // Default members: every crate but the wasm-only web-ui, which was built above.
@@ -209,8 +306,11 @@ fn test(test_args: &[String]) -> Result<()> {
         .env("DPO_TEST_MODEL", &model)
         .env("DPO_BIN", &dpo)
         .env("DPO_WEB_BUNDLE", &bundle)
-        .env("DPO_TEST_PYTHON", &python);
-    run_tests_with_summary(&mut command)
+        .env("DPO_TEST_PYTHON", &python)
+        .env("DPO_TEST_POSTGRES_URL", &postgres.url);
+    let result = run_tests_with_summary(&mut command);
+    postgres.stop();
+    result
 }
 
 /// Runs `cargo test`, echoing its output, and closes with one line totalling every test

@@ -1,12 +1,11 @@
 //! The `dpo serve` and `dpo pairs export` commands. A database is named by URL:
-//! `sqlite:PATH` or a plain path (SQLite, the default); PostgreSQL URLs are recognised and
-//! refused until that store exists.
+//! `sqlite:PATH` or a plain path (SQLite, the default), or `postgres://user@host:port/db`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use shared::trl_rows::{TrlStyle, to_trl_rows};
 
@@ -14,12 +13,14 @@ use super::commit_queue::CommitQueue;
 use super::http_api::{AppState, chat_template_of, router};
 use super::model_catalog::ModelCatalog;
 use super::pair_store::PairStore;
+use super::postgres_store::PostgresPairStore;
 use super::rate_limiter::RateLimiter;
 use super::sqlite_store::SqlitePairStore;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Pair database: `sqlite:PATH` or a file path (created if missing).
+    /// Pair database: `sqlite:PATH` or a file path (created if missing), or
+    /// `postgres://user[:password]@host[:port]/database`.
     #[arg(long, default_value = "sqlite:pairs.db")]
     pub db: String,
     /// Directory of model versions (`<version>/manifest.json`, as `dpo export` writes them);
@@ -50,7 +51,7 @@ pub struct ServeArgs {
 /// Opens the store a `--db` URL names.
 pub fn open_store(url: &str) -> Result<Arc<dyn PairStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("--db {url}: PostgreSQL is not supported yet; use sqlite:PATH");
+        return Ok(Arc::new(PostgresPairStore::connect(url)?));
     }
     let path = url.strip_prefix("sqlite:").unwrap_or(url);
     Ok(Arc::new(SqlitePairStore::open(Path::new(path))?))
@@ -125,7 +126,7 @@ pub enum RowStyle {
 
 #[derive(Args, Debug)]
 pub struct PairsExportArgs {
-    /// Pair database: `sqlite:PATH` or a file path.
+    /// Pair database: `sqlite:PATH`, a file path, or `postgres://…`.
     #[arg(long)]
     pub db: String,
     /// TRL's conversational rows (message lists) or standard rows (the prompt rendered with

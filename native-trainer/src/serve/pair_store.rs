@@ -36,3 +36,25 @@ pub trait PairStore: Send + Sync + 'static {
     /// Every stored pair, in the order they were stored.
     fn all_pairs(&self) -> Result<Vec<PreferencePair>>;
 }
+
+/// Stats from `(model_a, model_b, vote, count)` groups, as both stores query them.
+pub fn stats_from_counts(counts: Vec<(String, String, String, u64)>) -> PairStats {
+    let mut stats = PairStats::default();
+    for (model_a, model_b, vote, count) in counts {
+        stats.total += count;
+        *stats.by_vote.entry(vote.clone()).or_default() += count;
+        let mut versions = vec![model_a];
+        if model_b != versions[0] {
+            versions.push(model_b);
+        }
+        for version in versions {
+            *stats
+                .by_model_version
+                .entry(version)
+                .or_default()
+                .entry(vote.clone())
+                .or_default() += count;
+        }
+    }
+    stats
+}

@@ -1,5 +1,5 @@
 //! The default pair store: one SQLite file in WAL mode with `synchronous = FULL` (a commit is on
-//! disk before it is acknowledged), schema versions applied by numbered migrations on open.
+//! disk before it is acknowledged), the schema brought up to date by `migrations` on open.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -10,20 +10,8 @@ use shared::PreferencePair;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::pair_store::{InsertOutcome, PairStats, PairStore};
-
-/// Numbered schema changes; each runs once, in order, inside a transaction.
-const MIGRATIONS: &[&str] = &["CREATE TABLE pairs (
-        id INTEGER PRIMARY KEY,
-        idempotency_key TEXT NOT NULL UNIQUE,
-        annotator_id TEXT NOT NULL,
-        model_a TEXT NOT NULL,
-        model_b TEXT NOT NULL,
-        vote TEXT NOT NULL,
-        pair_json TEXT NOT NULL,
-        received_at TEXT NOT NULL
-    );
-    CREATE INDEX pairs_annotator ON pairs (annotator_id);"];
+use super::migrations::{MIGRATIONS, VERSIONS_TABLE};
+use super::pair_store::{InsertOutcome, PairStats, PairStore, stats_from_counts};
 
 pub struct SqlitePairStore {
     connection: Mutex<Connection>,
@@ -46,27 +34,24 @@ impl SqlitePairStore {
 }
 
 fn migrate(connection: &mut Connection) -> Result<()> {
-    connection.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-    )?;
+    connection.execute_batch(VERSIONS_TABLE)?;
     let applied: i64 = connection.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         [],
         |row| row.get(0),
     )?;
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
-        let version = index as i64 + 1;
-        if version <= applied {
-            continue;
-        }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
         let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
+        transaction.execute_batch(migration.sqlite)?;
         transaction.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, OffsetDateTime::now_utc().format(&Rfc3339)?],
+            params![
+                migration.version,
+                OffsetDateTime::now_utc().format(&Rfc3339)?
+            ],
         )?;
         transaction.commit()?;
-        tracing::info!("applied pair-store migration {version}");
+        tracing::info!("applied pair-store migration {}", migration.version);
     }
     Ok(())
 }
@@ -115,35 +100,19 @@ impl PairStore for SqlitePairStore {
 
     fn stats(&self) -> Result<PairStats> {
         let connection = self.connection.lock().expect("store lock");
-        let mut stats = PairStats::default();
         let mut query = connection
             .prepare("SELECT model_a, model_b, vote, COUNT(*) FROM pairs GROUP BY 1, 2, 3")?;
-        let rows = query.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)? as u64,
-            ))
-        })?;
-        for row in rows {
-            let (model_a, model_b, vote, count) = row?;
-            stats.total += count;
-            *stats.by_vote.entry(vote.clone()).or_default() += count;
-            let mut versions = vec![model_a];
-            if model_b != versions[0] {
-                versions.push(model_b);
-            }
-            for version in versions {
-                *stats
-                    .by_model_version
-                    .entry(version)
-                    .or_default()
-                    .entry(vote.clone())
-                    .or_default() += count;
-            }
-        }
-        Ok(stats)
+        let counts = query
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)? as u64,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(stats_from_counts(counts))
     }
 
     fn all_pairs(&self) -> Result<Vec<PreferencePair>> {
