@@ -84,6 +84,24 @@ pub fn dpo() -> Command {
     command
 }
 
+/// Runs `dpo ARGS` with `(flag, path)` pairs appended.
+pub fn run_dpo(args: &[&str], paths: &[(&str, &Path)]) -> std::process::Output {
+    let mut command = dpo();
+    command.args(args);
+    for (flag, path) in paths {
+        command.arg(flag).arg(path);
+    }
+    command.output().unwrap()
+}
+
+/// stdout and stderr of a `dpo` run that must have succeeded (`what` names it on failure).
+pub fn succeed(output: std::process::Output, what: &str) -> (String, String) {
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{what} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
 /// The web app's wasm bundle (`web_ui.js` + `web_ui_bg.wasm` from wasm-bindgen):
 /// `$DPO_WEB_BUNDLE` (xtask builds it and sets it); a missing bundle is a failure.
 pub fn web_bundle() -> PathBuf {

@@ -7,13 +7,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Value as GgufValue;
 use candle_core::{DType, Device, Tensor};
 use flywheel_tests::tiny_gguf::TinyQwen2;
-use flywheel_tests::{dpo, sha256_hex};
+use flywheel_tests::{run_dpo, sha256_hex, succeed};
 use native_trainer::export::tensor_quantizer::tensor_bytes;
 use native_trainer::train::base_model::BaseModel;
 use native_trainer::train::gguf_import::load_tensors;
@@ -21,27 +20,11 @@ use native_trainer::train::training_model::load_trained;
 use serde_json::Value;
 use shared::{GgufModel, ModelManifest};
 
-fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
-    let mut command = dpo();
-    command.args(args);
-    for (flag, path) in paths {
-        command.arg(flag).arg(path);
-    }
-    command.output().unwrap()
-}
-
-fn succeed(output: Output, what: &str) -> (String, String) {
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(output.status.success(), "{what} failed:\n{stderr}");
-    (stdout, stderr)
-}
-
 fn export(model: &Path, out: &Path, extra: &[&str]) -> (ModelManifest, String) {
     let mut args = vec!["export"];
     args.extend_from_slice(extra);
     let (stdout, stderr) = succeed(
-        run(&args, &[("--model", model), ("--out", out)]),
+        run_dpo(&args, &[("--model", model), ("--out", out)]),
         "dpo export",
     );
     let printed: ModelManifest =
@@ -78,7 +61,7 @@ fn relative_rms_error(a: &Tensor, b: &Tensor) -> f32 {
 
 fn greedy_reply(model: &Path, engine: &str) -> String {
     let (stdout, _) = succeed(
-        run(
+        run_dpo(
             &[
                 "chat",
                 "hello there",
@@ -92,6 +75,24 @@ fn greedy_reply(model: &Path, engine: &str) -> String {
         "dpo chat",
     );
     stdout
+}
+
+/// Every weight of `gguf` is bitwise the trained policy's (adapters merged) in `run_dir`;
+/// returns how many differ from the `base` GGUF's.
+fn assert_exported_weights_are_the_trained_ones(run_dir: &Path, gguf: &Path, base: &Path) -> usize {
+    let trained = load_trained(run_dir, &Device::Cpu).unwrap().unwrap();
+    let (_, exported) = gguf_weights(gguf);
+    let (_, base) = gguf_weights(base);
+    let mut changed = 0;
+    for (name, tensor) in trained.model.policy.merged_weights().unwrap() {
+        assert_eq!(
+            bits(&tensor),
+            bits(&exported[&name]),
+            "`{name}` is not the trained weight"
+        );
+        changed += usize::from(bits(&tensor) != bits(&base[&name]));
+    }
+    changed
 }
 
 fn tiny_model(dir: &Path, builder: TinyQwen2) -> PathBuf {
@@ -424,7 +425,7 @@ fn a_lora_run_exports_its_merged_weights_with_its_lineage() {
     std::fs::write(&data, rows).unwrap();
     let run_dir = dir.path().join("run");
     succeed(
-        run(
+        run_dpo(
             &[
                 "train",
                 "--use-peft",
@@ -467,19 +468,8 @@ fn a_lora_run_exports_its_merged_weights_with_its_lineage() {
     }
 
     // The GGUF holds W + (α/r)·BA, exactly as the trained policy computes it.
-    let trained = load_trained(&run_dir, &Device::Cpu).unwrap().unwrap();
-    let merged = trained.model.policy.merged_weights().unwrap();
-    let (_, exported) = gguf_weights(&round2.join("model.gguf"));
-    let (_, base) = gguf_weights(&source);
-    let mut changed = 0;
-    for (name, tensor) in &merged {
-        assert_eq!(
-            bits(tensor),
-            bits(&exported[name]),
-            "`{name}` is not the merged weight"
-        );
-        changed += usize::from(bits(tensor) != bits(&base[name]));
-    }
+    let changed =
+        assert_exported_weights_are_the_trained_ones(&run_dir, &round2.join("model.gguf"), &source);
     assert!(
         changed >= 4,
         "only {changed} weights differ from the base: adapters not merged"
@@ -527,7 +517,7 @@ fn a_full_fine_tune_exports_its_trained_weights() {
     .unwrap();
     let run_dir = dir.path().join("run");
     succeed(
-        run(
+        run_dpo(
             &["train", "--max-steps", "2", "--learning-rate", "0.001"],
             &[
                 ("--model", &source),
@@ -546,14 +536,8 @@ fn a_full_fine_tune_exports_its_trained_weights() {
         !training.hyperparameters.contains_key("lora_r"),
         "no LoRA settings for a full run"
     );
-    let trained = load_trained(&run_dir, &Device::Cpu).unwrap().unwrap();
-    let (_, exported) = gguf_weights(&out.join("model.gguf"));
-    let (_, base) = gguf_weights(&source);
-    let mut changed = 0;
-    for (name, tensor) in trained.model.policy.merged_weights().unwrap() {
-        assert_eq!(bits(&tensor), bits(&exported[&name]), "`{name}`");
-        changed += usize::from(bits(&tensor) != bits(&base[&name]));
-    }
+    let changed =
+        assert_exported_weights_are_the_trained_ones(&run_dir, &out.join("model.gguf"), &source);
     assert!(
         changed > 10,
         "only {changed} weights moved in full fine-tuning"
@@ -568,7 +552,7 @@ fn bad_sources_and_occupied_output_directories_are_refused_by_name() {
     export(&source, &out, &["--quant", "q8_0", "--hf-dtype", "f32"]);
     let before = std::fs::read(out.join("model.gguf")).unwrap();
 
-    let again = run(&["export"], &[("--model", &source), ("--out", &out)]);
+    let again = run_dpo(&["export"], &[("--model", &source), ("--out", &out)]);
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
@@ -587,7 +571,7 @@ fn bad_sources_and_occupied_output_directories_are_refused_by_name() {
         serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["intermediate_size"] = Value::from(96);
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let failed = run(
+    let failed = run_dpo(
         &["export", "--no-hf"],
         &[("--model", &out), ("--out", &dir.path().join("x"))],
     );
@@ -601,7 +585,7 @@ fn bad_sources_and_occupied_output_directories_are_refused_by_name() {
     // Another architecture.
     let llama = dir.path().join("llama.gguf");
     std::fs::write(&llama, TinyQwen2::default().as_llama().to_bytes()).unwrap();
-    let failed = run(
+    let failed = run_dpo(
         &["export"],
         &[("--model", &llama), ("--out", &dir.path().join("y"))],
     );

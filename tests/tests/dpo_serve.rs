@@ -17,6 +17,7 @@ use flywheel_tests::http_client::{HttpResponse, request};
 use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{dpo, sha256_hex};
+use native_trainer::train::preference_file::read_preference_file;
 use serde_json::{Value, json};
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
 
@@ -163,7 +164,57 @@ fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports
     db: &str,
 ) {
     let (models, model) = models_dir(dir);
-    let server = Server::start(db, &models, &["--max-body-bytes", "65536"]);
+    let web = dir.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>labels</title>",
+    )
+    .unwrap();
+    let script = "console.log('label');\n".repeat(200);
+    std::fs::write(web.join("app.js"), &script).unwrap();
+    let web_arg = web.display().to_string();
+    let server = Server::start(
+        db,
+        &models,
+        &["--max-body-bytes", "65536", "--web-dir", &web_arg],
+    );
+
+    // The web app: its files, gzip when accepted, nothing outside its directory.
+    let page = server.get("/", &[]);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body, b"<!doctype html><title>labels</title>");
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("'wasm-unsafe-eval'")
+    );
+    let zipped = server.get("/app.js", &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert!(
+        zipped.body.len() < script.len() / 10,
+        "{} bytes gzipped",
+        zipped.body.len()
+    );
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(zipped.body.as_slice()),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, script);
+    let plain = server.get("/app.js", &[]);
+    assert_eq!(
+        (plain.header("content-encoding"), plain.body.as_slice()),
+        (None, script.as_bytes())
+    );
+    assert_eq!(server.get("/../pairs.db", &[]).status, 404);
+    assert_eq!(server.get("/missing.js", &[]).status, 404);
 
     let listed = server.get("/api/models", &[]);
     assert_eq!(listed.status, 200);
@@ -283,6 +334,35 @@ fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports
         String::from_utf8_lossy(&cli.stderr)
     );
     assert_eq!(std::fs::read(&out).unwrap(), exported.body);
+    // Parquet holds the same rows as JSON Lines, in either style, as `dpo train` reads them.
+    let gguf_path = models.join("v1/model.gguf");
+    for style in ["conversational", "standard"] {
+        let mut files = Vec::new();
+        for format in ["jsonl", "parquet"] {
+            let file = dir.join(format!("{style}.{format}"));
+            let cli = dpo()
+                .args([
+                    "pairs", "export", "--db", db, "--style", style, "--format", format,
+                ])
+                .arg("--model")
+                .arg(&gguf_path)
+                .arg("--out")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                cli.status.success(),
+                "{}",
+                String::from_utf8_lossy(&cli.stderr)
+            );
+            files.push(read_preference_file(&file, false).unwrap().rows);
+        }
+        assert_eq!(files[0].len(), 1, "{style}");
+        assert_eq!(
+            files[0], files[1],
+            "{style}: Parquet rows differ from JSON Lines"
+        );
+    }
 
     // Model files: only what a manifest lists, with ETag = sha256 and byte ranges.
     let gguf = std::fs::read(models.join("v1/model.gguf")).unwrap();

@@ -5,10 +5,9 @@
 //! sharded safetensors) as models, and bad data or settings named precisely.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use flywheel_tests::dpo;
 use flywheel_tests::tiny_gguf::TinyQwen2;
+use flywheel_tests::{dpo, run_dpo, succeed};
 use serde_json::{Map, Value};
 
 /// TRL's log_history keys every training log line carries.
@@ -75,22 +74,6 @@ fn preference_lines(range: std::ops::Range<usize>) -> String {
         .collect()
 }
 
-fn run(args: &[&str], paths: &[(&str, &Path)]) -> Output {
-    let mut command = dpo();
-    command.args(args);
-    for (flag, path) in paths {
-        command.arg(flag).arg(path);
-    }
-    command.output().unwrap()
-}
-
-fn succeed(output: Output, what: &str) -> (String, String) {
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(output.status.success(), "{what} failed:\n{stderr}");
-    (stdout, stderr)
-}
-
 fn last_json_line(stdout: &str) -> Map<String, Value> {
     let line = stdout.lines().last().expect("stdout has a line");
     serde_json::from_str(line)
@@ -141,7 +124,7 @@ fn full_and_lora_training_learn_log_trl_metrics_and_dpo_eval_agrees() {
         let mut args = vec!["train"];
         args.extend(extra.iter());
         let (stdout, stderr) = succeed(
-            run(
+            run_dpo(
                 &args,
                 &[
                     ("--model", &ws.model()),
@@ -241,7 +224,7 @@ fn full_and_lora_training_learn_log_trl_metrics_and_dpo_eval_agrees() {
 
         // `dpo eval` on the output scores the eval split as training's last eval did.
         let (stdout, _) = succeed(
-            run(
+            run_dpo(
                 &["eval", "--set", "per_device_eval_batch_size=4"],
                 &[("--model", &out), ("--data", &ws.path("eval.jsonl"))],
             ),
@@ -263,7 +246,7 @@ fn full_and_lora_training_learn_log_trl_metrics_and_dpo_eval_agrees() {
 fn dpo_eval_of_a_model_against_itself_has_zero_rewards_and_loss_ln2() {
     let ws = Workspace::new();
     let (stdout, _) = succeed(
-        run(
+        run_dpo(
             &["eval", "--beta", "0.5"],
             &[("--model", &ws.model()), ("--data", &ws.path("eval.jsonl"))],
         ),
@@ -391,7 +374,7 @@ fn hf_directories_single_and_sharded_load_like_the_gguf() {
     // A full fine-tune's output is an HF directory; one step at a tiny learning rate.
     let out = ws.path("hf");
     succeed(
-        run(
+        run_dpo(
             &["train", "--max-steps", "1", "--learning-rate", "1e-9"],
             &[
                 ("--model", &ws.model()),
@@ -432,7 +415,7 @@ fn hf_directories_single_and_sharded_load_like_the_gguf() {
 
     let score = |model: &Path| -> Map<String, Value> {
         let (stdout, _) = succeed(
-            run(
+            run_dpo(
                 &["eval"],
                 &[
                     ("--model", model),
@@ -473,7 +456,7 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
     )
     .unwrap();
     let out = ws.path("out");
-    let output = run(
+    let output = run_dpo(
         &["train", "--max-steps", "1"],
         &[
             ("--model", &ws.model()),
@@ -491,7 +474,7 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
     );
 
     let (_, stderr) = succeed(
-        run(
+        run_dpo(
             &["train", "--max-steps", "1", "--skip-malformed"],
             &[
                 ("--model", &ws.model()),
@@ -532,7 +515,7 @@ fn bad_settings_name_the_key() {
         if settings[0].starts_with("lora") {
             args.push("--use-peft");
         }
-        let output = run(
+        let output = run_dpo(
             &args,
             &[
                 ("--model", &ws.model()),
@@ -572,7 +555,7 @@ fn precomputed_reference_log_probs_train_like_the_live_reference() {
                 args.push("--use-peft");
             }
             succeed(
-                run(
+                run_dpo(
                     &args,
                     &[
                         ("--model", &ws.model()),

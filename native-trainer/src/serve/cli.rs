@@ -16,6 +16,7 @@ use super::pair_store::PairStore;
 use super::postgres_store::PostgresPairStore;
 use super::rate_limiter::RateLimiter;
 use super::sqlite_store::SqlitePairStore;
+use super::trl_row_file::{RowFormat, write_rows};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -67,6 +68,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<()> {
         ip_limit: RateLimiter::new(args.ip_rate, args.ip_rate * 2.0),
         admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
         web_dir: args.web_dir.clone(),
+        compressed: Default::default(),
         max_body_bytes: args.max_body_bytes,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,7 +116,8 @@ async fn shutdown_signal() {
 
 #[derive(Subcommand, Debug)]
 pub enum PairsCommand {
-    /// Write the stored pairs as TRL DPO rows (JSON Lines), ready for `dpo train --data`.
+    /// Write the stored pairs as TRL DPO rows (JSON Lines or Parquet), ready for
+    /// `dpo train --data`.
     Export(PairsExportArgs),
 }
 
@@ -136,6 +139,9 @@ pub struct PairsExportArgs {
     /// A GGUF whose chat template renders standard rows' prompts.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// JSON Lines, or Parquet (snappy) with the columns Hugging Face datasets writes.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: RowFormat,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -157,16 +163,13 @@ pub fn run_pairs(command: &PairsCommand) -> Result<()> {
         }
     };
     let pairs = store.all_pairs()?;
-    let mut out = String::new();
-    let mut rows = 0;
+    let mut rows = Vec::new();
     for pair in &pairs {
-        for row in to_trl_rows(pair, style, &template)? {
-            out.push_str(&serde_json::to_string(&row)?);
-            out.push('\n');
-            rows += 1;
-        }
+        rows.extend(to_trl_rows(pair, style, &template)?);
     }
-    std::fs::write(&args.out, out).with_context(|| format!("writing {}", args.out.display()))?;
+    write_rows(&args.out, &rows, args.format)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let rows = rows.len();
     tracing::info!(
         "{} pairs → {rows} TRL rows in {}",
         pairs.len(),

@@ -8,7 +8,7 @@
 //!   a manifest lists, with `ETag` = its sha256, HTTP Range, long-lived cache headers.
 //! - `GET /api/stats`: counts per vote and model version. `GET /api/export`: TRL rows as JSON
 //!   Lines, behind the admin token (`Authorization: Bearer …`).
-//! - Everything else: the web app's files, when a web directory is given.
+//! - Everything else: the web app's files, when a web directory is given (gzip when accepted).
 //!
 //! Every response carries the security headers (a CSP allowing only what the wasm app needs,
 //! `nosniff`, no framing); every error is JSON: `{"error": {"field": …, "reason": …}}`.
@@ -30,6 +30,7 @@ use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::commit_queue::CommitQueue;
+use super::compressed_files::CompressedFiles;
 use super::model_catalog::ModelCatalog;
 use super::pair_store::{InsertOutcome, PairStore};
 use super::rate_limiter::RateLimiter;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub ip_limit: RateLimiter,
     pub admin_token: Option<String>,
     pub web_dir: Option<PathBuf>,
+    pub compressed: CompressedFiles,
     pub max_body_bytes: usize,
 }
 
@@ -396,7 +398,7 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-async fn web_file(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
+async fn web_file(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
     let Some(dir) = &state.web_dir else {
         return error(StatusCode::NOT_FOUND, "$", "no such resource");
     };
@@ -412,10 +414,32 @@ async fn web_file(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
     if !safe {
         return error(StatusCode::NOT_FOUND, "$", "no such resource");
     }
-    match tokio::fs::read(dir.join(relative)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, content_type(relative))], bytes).into_response(),
-        Err(_) => error(StatusCode::NOT_FOUND, "$", format!("no file `{relative}`")),
+    let path = dir.join(relative);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(_) => return error(StatusCode::NOT_FOUND, "$", format!("no file `{relative}`")),
+    };
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let kind = [
+        (header::CONTENT_TYPE, content_type(relative)),
+        (header::VARY, "Accept-Encoding"),
+    ];
+    if accepts_gzip && CompressedFiles::worth_it(relative, bytes.len()) {
+        let state = state.clone();
+        let bytes = Arc::new(bytes);
+        let source = bytes.clone();
+        let compressed =
+            tokio::task::spawn_blocking(move || state.compressed.gzip(&path, &source)).await;
+        if let Ok(Ok(compressed)) = compressed {
+            let body = Body::from(compressed.as_ref().clone());
+            return (kind, [(header::CONTENT_ENCODING, "gzip")], body).into_response();
+        }
+        return (kind, bytes.as_ref().clone()).into_response();
     }
+    (kind, bytes).into_response()
 }
 
 async fn security_headers(mut response: Response) -> Response {
