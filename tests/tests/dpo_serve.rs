@@ -705,3 +705,81 @@ fn stored_keys(db: &str) -> Vec<String> {
         .map(|p| p.idempotency_key)
         .collect()
 }
+
+#[test]
+fn cors_is_off_unless_an_origin_is_configured_and_sigterm_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, model) = models_dir(dir.path());
+    let db = sqlite_database(dir.path());
+    let preflight = |server: &Server, origin: &str| {
+        request(
+            &server.address,
+            "OPTIONS",
+            "/api/pairs",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+            ],
+            b"",
+        )
+        .unwrap()
+    };
+
+    let closed = Server::start(&db, &models, &[]);
+    assert_eq!(preflight(&closed, "https://labels.example").status, 403);
+    let listed = closed.get("/api/models", &[("Origin", "https://labels.example")]);
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.header("access-control-allow-origin"), None);
+    drop(closed);
+
+    let mut open = Server::start(&db, &models, &["--cors-origin", "https://labels.example"]);
+    let allowed = preflight(&open, "https://labels.example");
+    assert_eq!(allowed.status, 204);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://labels.example")
+    );
+    assert!(
+        allowed
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+    assert_eq!(preflight(&open, "https://other.example").status, 403);
+    let created = request(
+        &open.address,
+        "POST",
+        "/api/pairs",
+        &[("Origin", "https://labels.example")],
+        &body(&pair("key-cors-0001", &model, Vote::B)),
+    )
+    .unwrap();
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.header("access-control-allow-origin"),
+        Some("https://labels.example")
+    );
+    let other = open.get("/api/stats", &[("Origin", "https://other.example")]);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+
+    // SIGTERM: the server finishes and exits cleanly; what it acknowledged is kept.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &open.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = open.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+    let again = Server::start(&db, &models, &[]);
+    assert_eq!(again.get("/api/stats", &[]).json()["total"], 1);
+}

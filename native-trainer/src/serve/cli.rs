@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Pair submissions per second per client IP (burst: 2 s worth); 0 = unlimited.
     #[arg(long, default_value_t = 200.0)]
     pub ip_rate: f64,
+    /// An origin (`https://labels.example.org`) whose pages may call the API (repeatable);
+    /// without one, CORS is off and only the server's own pages can.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 /// Opens the store a `--db` URL names.
@@ -70,6 +74,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<()> {
         web_dir: args.web_dir.clone(),
         compressed: Default::default(),
         max_body_bytes: args.max_body_bytes,
+        cors_origins: args.cors_origins.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,7 +11,8 @@
 //! - Everything else: the web app's files, when a web directory is given (gzip when accepted).
 //!
 //! Every response carries the security headers (a CSP allowing only what the wasm app needs,
-//! `nosniff`, no framing); every error is JSON: `{"error": {"field": …, "reason": …}}`.
+//! `nosniff`, no framing); CORS is off unless origins are configured; every error is JSON:
+//! `{"error": {"field": …, "reason": …}}`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub web_dir: Option<PathBuf>,
     pub compressed: CompressedFiles,
     pub max_body_bytes: usize,
+    /// Origins allowed to call the API from other sites' pages; empty: CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -62,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models/{version}/{file}", get(model_file))
         .fallback(get(web_file))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -440,6 +444,56 @@ async fn web_file(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderM
         return (kind, bytes.as_ref().clone()).into_response();
     }
     (kind, bytes).into_response()
+}
+
+/// CORS for the configured origins only: their preflights get `204` with the methods and
+/// headers the API takes, their responses `Access-Control-Allow-Origin`. Any other origin's
+/// preflight is refused, and its responses carry no CORS header (the browser withholds them).
+async fn cors(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let allowed = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|origin| state.cors_origins.iter().any(|a| a == origin))
+        .map(str::to_string);
+    if request.method() == axum::http::Method::OPTIONS {
+        let Some(origin) = allowed else {
+            return error(
+                StatusCode::FORBIDDEN,
+                "origin",
+                "cross-origin requests are not allowed",
+            );
+        };
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        allow_origin(headers, &origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, authorization"),
+        );
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(600u32));
+        return response;
+    }
+    let mut response = next.run(request).await;
+    if let Some(origin) = allowed {
+        allow_origin(response.headers_mut(), &origin);
+    }
+    response
+}
+
+fn allow_origin(headers: &mut HeaderMap, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
 }
 
 async fn security_headers(mut response: Response) -> Response {
