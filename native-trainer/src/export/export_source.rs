@@ -97,6 +97,31 @@ impl ExportSource {
     }
 }
 
+/// The special token ids both export formats record.
+#[derive(Debug, Clone, Copy)]
+pub struct SpecialTokenIds {
+    pub eos: u32,
+    /// `<|endoftext|>` when the vocabulary has it (Qwen's document end).
+    pub end_of_text: Option<u32>,
+    /// The tokenizer's own BOS, else `<|endoftext|>` (as Qwen's config.json names it).
+    pub bos: Option<u32>,
+    /// `<|endoftext|>`, else EOS.
+    pub pad: u32,
+}
+
+impl ExportSource {
+    pub fn special_token_ids(&self) -> SpecialTokenIds {
+        let tokenizer = &self.base.text.tokenizer;
+        let end_of_text = tokenizer.token_to_id("<|endoftext|>");
+        SpecialTokenIds {
+            eos: tokenizer.eos_token_id,
+            end_of_text,
+            bos: tokenizer.bos_token_id.or(end_of_text),
+            pad: end_of_text.unwrap_or(tokenizer.eos_token_id),
+        }
+    }
+}
+
 /// The provenance of a plain model (GGUF file or HF directory), no training involved.
 fn model_provenance(path: &Path) -> Result<Provenance> {
     let manifest = manifest_beside(path);

@@ -168,9 +168,7 @@ fn metadata(
         .context("writing the vocabulary")?;
     let count = |n: usize| Value::U32(n as u32);
     let text = |s: &str| Value::String(s.to_string());
-    let end_of_text = tokenizer.token_to_id("<|endoftext|>");
-    let bos = tokenizer.bos_token_id.or(end_of_text);
-    let pad = end_of_text.unwrap_or(tokenizer.eos_token_id);
+    let ids = source.special_token_ids();
 
     let mut md: Vec<(String, Value)> = vec![
         ("general.architecture".into(), text("qwen2")),
@@ -233,13 +231,13 @@ fn metadata(
             "tokenizer.ggml.merges".into(),
             Value::Array(vocabulary.merges.into_iter().map(Value::String).collect()),
         ),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(ids.eos)),
         (
-            "tokenizer.ggml.eos_token_id".into(),
-            Value::U32(tokenizer.eos_token_id),
+            "tokenizer.ggml.padding_token_id".into(),
+            Value::U32(ids.pad),
         ),
-        ("tokenizer.ggml.padding_token_id".into(), Value::U32(pad)),
     ]);
-    if let Some(bos) = bos {
+    if let Some(bos) = ids.bos {
         md.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(bos)));
     }
     md.push((

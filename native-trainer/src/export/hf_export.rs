@@ -50,15 +50,12 @@ pub const HF_FILES: [&str; 5] = [
 
 pub fn write_hf_directory(source: &ExportSource, dtype: HfDtype, dir: &Path) -> Result<()> {
     let base = &source.base;
-    let tokenizer = &base.text.tokenizer;
-    let end_of_text = tokenizer.token_to_id("<|endoftext|>");
-    let bos = tokenizer.bos_token_id.or(end_of_text);
-    let pad = end_of_text.unwrap_or(tokenizer.eos_token_id);
+    let ids = source.special_token_ids();
 
     let mut config = hf_config_json(&base.config, &source.provenance.base_model);
     config["torch_dtype"] = Value::from(dtype.torch_name());
-    config["bos_token_id"] = json!(bos);
-    config["eos_token_id"] = json!(tokenizer.eos_token_id);
+    config["bos_token_id"] = json!(ids.bos);
+    config["eos_token_id"] = json!(ids.eos);
     write_json(&dir.join("config.json"), &config)?;
 
     // The source's own generation defaults when it has them, else greedy-safe stop tokens.
@@ -67,9 +64,9 @@ pub fn write_hf_directory(source: &ExportSource, dtype: HfDtype, dir: &Path) -> 
         Ok(text) if base.source.is_dir() => serde_json::from_str(&text)
             .with_context(|| format!("{}: not valid JSON", source_generation.display()))?,
         _ => {
-            let mut stops = vec![tokenizer.eos_token_id];
-            stops.extend(end_of_text.filter(|&id| id != tokenizer.eos_token_id));
-            json!({ "bos_token_id": bos, "eos_token_id": stops, "pad_token_id": pad })
+            let mut stops = vec![ids.eos];
+            stops.extend(ids.end_of_text.filter(|&id| id != ids.eos));
+            json!({ "bos_token_id": ids.bos, "eos_token_id": stops, "pad_token_id": ids.pad })
         }
     };
     write_json(&dir.join("generation_config.json"), &generation)?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use shared::trl_rows::{TrlStyle, to_trl_rows};
+use shared::trl_rows::TrlStyle;
 
 use super::commit_queue::CommitQueue;
 use super::http_api::{AppState, chat_template_of, router};
@@ -16,7 +16,7 @@ use super::pair_store::PairStore;
 use super::postgres_store::PostgresPairStore;
 use super::rate_limiter::RateLimiter;
 use super::sqlite_store::SqlitePairStore;
-use super::trl_row_file::{RowFormat, write_rows};
+use super::trl_row_file::{RowFormat, stored_rows, write_rows};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -167,22 +167,14 @@ pub fn run_pairs(command: &PairsCommand) -> Result<()> {
             (TrlStyle::Standard, chat_template_of(model)?)
         }
     };
-    let pairs = store.all_pairs()?;
-    let mut rows = Vec::new();
-    for pair in &pairs {
-        rows.extend(to_trl_rows(pair, style, &template)?);
-    }
+    let (pairs, rows) = stored_rows(store.as_ref(), style, &template)?;
     write_rows(&args.out, &rows, args.format)
         .with_context(|| format!("writing {}", args.out.display()))?;
     let rows = rows.len();
-    tracing::info!(
-        "{} pairs → {rows} TRL rows in {}",
-        pairs.len(),
-        args.out.display()
-    );
+    tracing::info!("{pairs} pairs → {rows} TRL rows in {}", args.out.display());
     println!(
         "{}",
-        serde_json::json!({ "pairs": pairs.len(), "rows": rows, "out": args.out })
+        serde_json::json!({ "pairs": pairs, "rows": rows, "out": args.out })
     );
     Ok(())
 }

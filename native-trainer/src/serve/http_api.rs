@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use shared::trl_rows::{TrlStyle, to_trl_rows};
+use shared::trl_rows::TrlStyle;
 use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -35,6 +35,7 @@ use super::compressed_files::CompressedFiles;
 use super::model_catalog::ModelCatalog;
 use super::pair_store::{InsertOutcome, PairStore};
 use super::rate_limiter::RateLimiter;
+use super::trl_row_file::{json_lines, stored_rows};
 
 /// What only the wasm app needs: its own scripts and wasm, inline styles, same-origin fetches.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
@@ -143,11 +144,15 @@ async fn submit_pair(
     if let Err(wait) = state.annotator_limit.check(&pair.annotator_id) {
         return too_many(wait, "annotator");
     }
+    let versions = state.catalog.versions();
     for (field, candidate) in [
         ("candidate_a", &pair.candidate_a),
         ("candidate_b", &pair.candidate_b),
     ] {
-        match state.catalog.version(&candidate.model.version) {
+        match versions
+            .iter()
+            .find(|m| m.version == candidate.model.version)
+        {
             None => {
                 return error(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -265,14 +270,8 @@ async fn export_pairs(
             }
             TrlStyle::Conversational => ChatTemplate::new(None, "", "")?,
         };
-        let mut out = String::new();
-        for pair in store.all_pairs()? {
-            for row in to_trl_rows(&pair, style, &template)? {
-                out.push_str(&serde_json::to_string(&row)?);
-                out.push('\n');
-            }
-        }
-        Ok(out)
+        let (_, rows) = stored_rows(store.as_ref(), style, &template)?;
+        json_lines(&rows)
     })
     .await;
     match rows {

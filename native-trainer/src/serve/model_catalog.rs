@@ -27,15 +27,38 @@ impl ModelCatalog {
 
     /// Every readable manifest, oldest first; unreadable ones are logged and left out.
     pub fn versions(&self) -> Vec<ModelManifest> {
+        self.entries()
+            .into_iter()
+            .map(|(_, manifest)| manifest)
+            .collect()
+    }
+
+    /// The file `name` of `version`, when its manifest lists it.
+    pub fn file(&self, version: &str, name: &str) -> Option<ModelFile> {
+        let (dir, manifest) = self
+            .entries()
+            .into_iter()
+            .find(|(_, m)| m.version == version)?;
+        let listed = manifest.files.into_iter().find(|f| f.path == name)?;
+        Some(ModelFile {
+            path: dir.join(&listed.path),
+            sha256: listed.sha256,
+            size: listed.size,
+        })
+    }
+
+    /// Each version's directory and manifest, oldest first: one scan of the models directory.
+    fn entries(&self) -> Vec<(PathBuf, ModelManifest)> {
         let Ok(entries) = std::fs::read_dir(&self.models_dir) else {
             return Vec::new();
         };
-        let mut versions: Vec<ModelManifest> = entries
+        let mut versions: Vec<(PathBuf, ModelManifest)> = entries
             .filter_map(|entry| {
-                let path = entry.ok()?.path().join(MANIFEST_FILE);
+                let dir = entry.ok()?.path();
+                let path = dir.join(MANIFEST_FILE);
                 let text = std::fs::read_to_string(&path).ok()?;
                 match serde_json::from_str::<ModelManifest>(&text) {
-                    Ok(manifest) => Some(manifest),
+                    Ok(manifest) => Some((dir, manifest)),
                     Err(error) => {
                         tracing::warn!("{}: not a manifest ({error}); not served", path.display());
                         None
@@ -43,32 +66,7 @@ impl ModelCatalog {
                 }
             })
             .collect();
-        versions.sort_by(|a, b| (&a.created, &a.version).cmp(&(&b.created, &b.version)));
+        versions.sort_by(|(_, a), (_, b)| (&a.created, &a.version).cmp(&(&b.created, &b.version)));
         versions
-    }
-
-    pub fn version(&self, version: &str) -> Option<ModelManifest> {
-        self.versions().into_iter().find(|m| m.version == version)
-    }
-
-    /// The file `name` of `version`, when its manifest lists it.
-    pub fn file(&self, version: &str, name: &str) -> Option<ModelFile> {
-        let dir = std::fs::read_dir(&self.models_dir)
-            .ok()?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .find(|dir| {
-                std::fs::read_to_string(dir.join(MANIFEST_FILE))
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<ModelManifest>(&text).ok())
-                    .is_some_and(|m| m.version == version)
-            })?;
-        let manifest: ModelManifest =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(MANIFEST_FILE)).ok()?).ok()?;
-        let listed = manifest.files.into_iter().find(|f| f.path == name)?;
-        Some(ModelFile {
-            path: dir.join(&listed.path),
-            sha256: listed.sha256,
-            size: listed.size,
-        })
     }
 }

@@ -1,4 +1,5 @@
-//! TRL rows written to a file as Hugging Face datasets and `dpo train --data` read them: JSON
+//! The stored pairs as TRL rows, and those rows as Hugging Face datasets and `dpo train --data`
+//! read them: JSON
 //! Lines, or Parquet (snappy) with the same columns — `prompt`, `chosen`, `rejected` as UTF-8
 //! strings for standard rows, or as lists of `{role, content}` structs for conversational rows
 //! (the layout `datasets` gives message lists).
@@ -12,7 +13,10 @@ use parquet::data_type::{ByteArray, ByteArrayType};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use shared::{ChatMessage, TrlRow};
+use shared::trl_rows::to_trl_rows;
+use shared::{ChatMessage, ChatTemplate, TrlRow, TrlStyle};
+
+use super::pair_store::PairStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {
@@ -20,16 +24,33 @@ pub enum RowFormat {
     Parquet,
 }
 
+/// Every stored pair's TRL rows, in storage order; also how many pairs there were.
+pub fn stored_rows(
+    store: &dyn PairStore,
+    style: TrlStyle,
+    template: &ChatTemplate,
+) -> Result<(usize, Vec<TrlRow>)> {
+    let pairs = store.all_pairs()?;
+    let mut rows = Vec::new();
+    for pair in &pairs {
+        rows.extend(to_trl_rows(pair, style, template)?);
+    }
+    Ok((pairs.len(), rows))
+}
+
+/// One JSON object per line.
+pub fn json_lines(rows: &[TrlRow]) -> Result<String> {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&serde_json::to_string(row)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 pub fn write_rows(path: &Path, rows: &[TrlRow], format: RowFormat) -> Result<()> {
     match format {
-        RowFormat::Jsonl => {
-            let mut out = String::new();
-            for row in rows {
-                out.push_str(&serde_json::to_string(row)?);
-                out.push('\n');
-            }
-            std::fs::write(path, out)?;
-        }
+        RowFormat::Jsonl => std::fs::write(path, json_lines(rows)?)?,
         RowFormat::Parquet => write_parquet(path, rows)?,
     }
     Ok(())
