@@ -47,6 +47,9 @@ enum Command {
     /// sha256). Reads a `dpo train` output (adapters merged), an HF directory or a GGUF.
     /// Prints the manifest as the last line of stdout.
     Export(export::cli::ExportArgs),
+    /// Publish an existing GGUF unchanged as a model version in a `dpo serve` models
+    /// directory (hard link or copy, plus manifest.json). Prints the manifest last.
+    Publish(export::publish::PublishArgs),
     /// Serve the labelling app, the model versions (`--models-dir`) and the pair API
     /// (`POST /api/pairs`) over HTTP, storing votes in SQLite. Prints the bound address first.
     Serve(serve::cli::ServeArgs),
@@ -67,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::cli::run_train(&args),
         Command::Eval(args) => train::cli::run_eval(&args),
         Command::Export(args) => export::cli::run(&args),
+        Command::Publish(args) => export::publish::run(&args),
         Command::Serve(args) => serve::cli::run_serve(&args),
         Command::Pairs(command) => serve::cli::run_pairs(&command),
     };

@@ -20,6 +20,11 @@ pub fn chromium_binary() -> PathBuf {
 impl HeadlessChromium {
     /// Opens `url`; `webgpu: false` leaves WebGPU off (the page must then explain that).
     pub fn open(url: &str, webgpu: bool) -> Self {
+        Self::launch(url, webgpu, &[])
+    }
+
+    /// Opens `url` with `extra` flags besides the usual ones.
+    pub fn launch(url: &str, webgpu: bool, extra: &[&str]) -> Self {
         let profile = tempfile::tempdir().expect("temporary Chromium profile");
         let mut command = Command::new(chromium_binary());
         command.args([
@@ -38,6 +43,7 @@ impl HeadlessChromium {
             command.arg("--disable-features=WebGPU");
         }
         command
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
             .stdout(Stdio::null())
@@ -52,6 +58,13 @@ impl HeadlessChromium {
             child,
             _profile: profile,
         }
+    }
+}
+
+impl HeadlessChromium {
+    /// The fresh profile directory this browser runs with.
+    pub fn profile_dir(&self) -> &std::path::Path {
+        self._profile.path()
     }
 }
 

@@ -49,8 +49,7 @@ pub fn request(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let raw = read_response(&mut stream)?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -78,6 +77,31 @@ pub fn request(
         headers,
         body,
     })
+}
+
+/// The raw response: to the end of the stream, or — for a server that keeps the
+/// connection open despite `Connection: close` (Chromium's DevTools endpoint) — through
+/// `Content-Length` bytes of body.
+fn read_response(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head.lines().find_map(|line| {
+                line.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if length.is_some_and(|length| raw.len() >= split + 4 + length) {
+                return Ok(raw);
+            }
+        }
+        let n = stream.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buffer[..n]);
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {

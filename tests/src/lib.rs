@@ -1,6 +1,9 @@
 //! Helpers for the workspace-level integration tests: where the real model and the `dpo`
 //! binary are, tiny generated GGUF files, and a local server with the Hugging Face hub layout.
 
+pub mod breaking_proxy;
+pub mod browser_session;
+pub mod dpo_server;
 pub mod headless_chromium;
 pub mod http_client;
 pub mod hub_server;

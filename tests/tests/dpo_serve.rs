@@ -7,12 +7,11 @@
 //! the server is SIGKILLed and restarted three times, each stored exactly once.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use flywheel_tests::dpo_server::DpoServer as Server;
 use flywheel_tests::http_client::{HttpResponse, request};
 use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::tiny_gguf::TinyQwen2;
@@ -23,58 +22,11 @@ use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, V
 
 const ADMIN_TOKEN: &str = "test-admin-token-1234";
 
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(db: &str, models: &Path, extra: &[&str]) -> Self {
-        let mut child = dpo()
-            .arg("serve")
-            .arg("--db")
-            .arg(db)
-            .arg("--models-dir")
-            .arg(models)
-            .args(["--addr", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("first stdout line is not the address: {line:?}"))
-            .to_string();
-        Self { child, address }
-    }
-
-    fn post_pair(&self, body: &[u8]) -> HttpResponse {
-        request(
-            &self.address,
-            "POST",
-            "/api/pairs",
-            &[("Content-Type", "application/json")],
-            body,
-        )
-        .unwrap()
-    }
-
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-        request(&self.address, "GET", path, headers, b"").unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `dpo serve` with the admin token the export tests use.
+fn start_server(db: &str, models: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--admin-token", ADMIN_TOKEN];
+    args.extend_from_slice(extra);
+    Server::start(db, models, &args)
 }
 
 /// A models directory with one exported version of the tiny model.
@@ -174,7 +126,7 @@ fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports
     let script = "console.log('label');\n".repeat(200);
     std::fs::write(web.join("app.js"), &script).unwrap();
     let web_arg = web.display().to_string();
-    let server = Server::start(
+    let server = start_server(
         db,
         &models,
         &["--max-body-bytes", "65536", "--web-dir", &web_arg],
@@ -533,7 +485,7 @@ fn pointer_mut<'a>(value: &'a mut Value, path: &str) -> &'a mut Value {
 fn a_thousand_malformed_requests_store_nothing_and_never_get_a_5xx() {
     let dir = tempfile::tempdir().unwrap();
     let (models, model) = models_dir(dir.path());
-    let server = Server::start(
+    let server = start_server(
         &sqlite_database(dir.path()),
         &models,
         &[
@@ -592,7 +544,7 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(dir: &Path, 
     let (models, model) = models_dir(dir);
     const PAIRS: usize = 10_000;
     const CLIENTS: usize = 64;
-    let server = Arc::new(Mutex::new(Server::start(
+    let server = Arc::new(Mutex::new(start_server(
         db,
         &models,
         &["--ip-rate", "0", "--annotator-rate", "0"],
@@ -648,7 +600,7 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(dir: &Path, 
         acknowledged_at_kills.push(acknowledged.lock().unwrap().len());
         guard.child.kill().unwrap(); // SIGKILL
         guard.child.wait().unwrap();
-        *guard = Server::start(db, &models, &["--ip-rate", "0", "--annotator-rate", "0"]);
+        *guard = start_server(db, &models, &["--ip-rate", "0", "--annotator-rate", "0"]);
     }
     for client in clients {
         client.join().unwrap();
@@ -725,14 +677,14 @@ fn cors_is_off_unless_an_origin_is_configured_and_sigterm_stops_gracefully() {
         .unwrap()
     };
 
-    let closed = Server::start(&db, &models, &[]);
+    let closed = start_server(&db, &models, &[]);
     assert_eq!(preflight(&closed, "https://labels.example").status, 403);
     let listed = closed.get("/api/models", &[("Origin", "https://labels.example")]);
     assert_eq!(listed.status, 200);
     assert_eq!(listed.header("access-control-allow-origin"), None);
     drop(closed);
 
-    let mut open = Server::start(&db, &models, &["--cors-origin", "https://labels.example"]);
+    let mut open = start_server(&db, &models, &["--cors-origin", "https://labels.example"]);
     let allowed = preflight(&open, "https://labels.example");
     assert_eq!(allowed.status, 204);
     assert_eq!(
@@ -780,6 +732,6 @@ fn cors_is_off_unless_an_origin_is_configured_and_sigterm_stops_gracefully() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(exit.success(), "exit after SIGTERM: {exit}");
-    let again = Server::start(&db, &models, &[]);
+    let again = start_server(&db, &models, &[]);
     assert_eq!(again.get("/api/stats", &[]).json()["total"], 1);
 }

@@ -1,34 +1,87 @@
-//! The labelling web app (leptos, client-side rendered, compiled to wasm32).
-//!
-//! For now it shows the shell of the app and proves the shared contract compiles into the
-//! browser bundle; the chat and compare-and-vote views arrive with the web-ui issue.
+//! The labelling web app (leptos, client-side rendered, compiled to wasm32): pick a model
+//! version the server offers, download it once into the browser's cache and run it on the
+//! labeller's GPU (WebGPU), chat with it, and compare two of its answers side by side and
+//! vote — the votes go to `dpo serve` as preference pairs for the next DPO round.
 
+pub mod browser_storage;
+pub mod chat_view;
+pub mod compare_view;
 pub mod engine_probe;
+pub mod generation_settings;
+pub mod gpu_adapter;
+pub mod loaded_model;
+pub mod markdown_view;
+pub mod model_cache;
+pub mod model_download;
+pub mod model_loader;
+pub mod server_api;
+pub mod vote_queue;
 
 use leptos::prelude::*;
 use wasm_bindgen::prelude::wasm_bindgen;
 
-/// The app's root view.
+use crate::chat_view::ChatView;
+use crate::compare_view::CompareView;
+use crate::generation_settings::GenerationSettings;
+use crate::model_loader::{ModelLoader, ModelLoaderView};
+use crate::vote_queue::VoteQueue;
+
+/// The two things a labeller does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Chat,
+    Compare,
+}
+
+/// The app's root view: the model loader on top, then chat or compare-and-vote once a model
+/// is on the GPU.
 #[component]
 pub fn App() -> impl IntoView {
-    let roles = [
-        shared::Role::System,
-        shared::Role::User,
-        shared::Role::Assistant,
-    ];
+    let loader = ModelLoader::start();
+    provide_context(loader);
+    provide_context(GenerationSettings::new());
+    provide_context(VoteQueue::start());
+    let mode = RwSignal::new(Mode::Chat);
+    let tab = move |target: Mode, label: &'static str, testid: &'static str| {
+        view! {
+            <button
+                data-testid=testid
+                class="tab"
+                class:active=move || mode.get() == target
+                on:click=move |_| mode.set(target)
+            >
+                {label}
+            </button>
+        }
+    };
     view! {
-        <main data-testid="app-root">
+        <header class="top">
             <h1>"DPO flywheel"</h1>
-            <p data-testid="app-status">
-                "Chat and compare-and-vote are coming. Roles understood: "
-                {roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")}
-            </p>
-        </main>
+            <nav>
+                {tab(Mode::Chat, "Chat", "mode-chat")}
+                {tab(Mode::Compare, "Compare & vote", "mode-compare")}
+            </nav>
+        </header>
+        <ModelLoaderView/>
+        <Show when=move || loader.is_ready()>
+            {move || match mode.get() {
+                Mode::Chat => view! { <ChatView/> }.into_any(),
+                Mode::Compare => view! { <CompareView/> }.into_any(),
+            }}
+        </Show>
     }
 }
 
-/// Entry point called by the wasm-bindgen JS glue.
+/// Entry point called by the wasm-bindgen JS glue: mounts the app when the page has an
+/// `#app` element (index.html), and stays silent on pages that only call the engine.
 #[wasm_bindgen(start)]
 pub fn start() {
-    leptos::mount::mount_to_body(App);
+    let Some(root) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("app"))
+    else {
+        return;
+    };
+    let root: web_sys::HtmlElement = wasm_bindgen::JsCast::unchecked_into(root);
+    leptos::mount::mount_to(root, App).forget();
 }

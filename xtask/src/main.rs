@@ -1,7 +1,10 @@
 //! Build orchestration for the workspace (`cargo xtask <command>`).
 //!
-//! - `run [CHAT ARGS…]`: build `dpo`, fetch the default model, then chat with it
-//!   (interactively unless a question is given).
+//! - `run [SERVE ARGS…]`: build `dpo` and the web app, fetch the default model, publish it as
+//!   the first model version, and serve app, model and pair API with `dpo serve` on
+//!   127.0.0.1:8080 (`-- --addr …` and other `dpo serve` flags can follow).
+//! - `chat [CHAT ARGS…]`: fetch the default model and chat with it in the terminal.
+//! - `web-bundle`: the size-optimised web app bundle, with a table of its sizes.
 //! - `bench [--model PATH] [--prompt-tokens N] [--decode-tokens N]`: prefill and decode
 //!   tok/s of every engine on the real model, as a table.
 //! - `bench-train`: DPO step time of `dpo train` and of TRL (through Python) on the same
@@ -9,6 +12,8 @@
 //! - `bench-export`: KL divergence and top-1 agreement of every `dpo export` preset against
 //!   the f32 model (and llama.cpp's own Q4_K_M, through Python), and export times for
 //!   Qwen2.5-1.5B's shapes (`native-trainer/benches/export_quality.rs`).
+//! - `bench-browser`: the web app's load time, time to first token and decode tok/s in
+//!   headless Chromium with the real model, beside wllama's numbers on this machine.
 //! - `bench-serve`: durable pair submissions per second and p50/p99 latency through
 //!   `dpo serve` at 64 concurrent clients (`native-trainer/benches/serve_throughput.rs`).
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
@@ -33,10 +38,13 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "run" => run(&rest),
+        "chat" => chat(&rest),
+        "web-bundle" => web_bundle::build(web_bundle::Profile::Release).map(drop),
         "test" => test(&rest),
         "bench" => bench::run(&rest),
         "bench-train" => bench_train::run(&rest),
         "bench-export" => bench_export(),
+        "bench-browser" => bench_browser(),
         "bench-serve" => check(cargo().args([
             "bench",
             "--package",
@@ -48,11 +56,14 @@ fn main() -> Result<()> {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 run [CHAT ARGS…]   fetch the default model and chat with it\n  \
+                 run [SERVE ARGS…]  publish the default model, build the web app and serve both (chat and label in the browser)\n  \
+                 chat [CHAT ARGS…]  fetch the default model and chat with it in the terminal\n  \
+                 web-bundle         build the web app for serving (size-optimised) and print its sizes\n  \
                  test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)\n  \
                  bench [FLAGS]      prefill / decode tok/s of every engine on the real model\n  \
                  bench-train        DPO step time of `dpo train` beside TRL on the CPU\n  \
                  bench-export       quantization error and export time of every `dpo export` preset\n  \
+                 bench-browser      load time, first token and decode tok/s of the web app in headless Chromium\n  \
                  bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients"
             );
             bail!("unknown command `{command}`")
@@ -242,6 +253,27 @@ fn bench_export() -> Result<()> {
     )
 }
 
+/// The web app in headless Chromium with the real model: load, first token, decode tok/s
+/// (`tests/src/bin/bench_browser.rs`), on the size-optimised bundle `run` serves.
+fn bench_browser() -> Result<()> {
+    let dpo = dpo_binary()?;
+    let model = fetch_model(&dpo)?;
+    let bundle = web_bundle::build(web_bundle::Profile::Release)?;
+    check(
+        cargo()
+            .args([
+                "run",
+                "--package",
+                "flywheel-tests",
+                "--bin",
+                "bench_browser",
+            ])
+            .env("DPO_TEST_MODEL", &model)
+            .env("DPO_BIN", &dpo)
+            .env("DPO_WEB_BUNDLE", &bundle),
+    )
+}
+
 /// A Python with the `gguf` package (llama.cpp's own GGUF reader) for the tests that check
 /// our exports with it: a virtual environment under target/, made once.
 fn test_python() -> Result<PathBuf> {
@@ -271,7 +303,45 @@ fn test_python() -> Result<PathBuf> {
     Ok(python)
 }
 
-fn run(chat_args: &[String]) -> Result<()> {
+/// The main job: the default model published as the first version, the web app built, and
+/// both served by `dpo serve` on loopback (it prints the URL to open).
+fn run(serve_args: &[String]) -> Result<()> {
+    let dpo = dpo_binary()?;
+    let model = fetch_model(&dpo)?;
+    let bundle = web_bundle::build(web_bundle::Profile::Release)?;
+    let serve_dir = target_dir().join("serve");
+    let models = serve_dir.join("models");
+    check(
+        Command::new(&dpo)
+            .arg("publish")
+            .arg("--model")
+            .arg(&model)
+            .arg("--models-dir")
+            .arg(&models)
+            .stdout(Stdio::null()),
+    )?;
+    eprintln!(
+        "xtask: open the URL below in a browser with WebGPU to chat and label; votes go to {} (Ctrl+C stops)",
+        serve_dir.join("pairs.sqlite").display()
+    );
+    check(
+        Command::new(&dpo)
+            .arg("serve")
+            .arg("--db")
+            .arg(format!(
+                "sqlite:{}",
+                serve_dir.join("pairs.sqlite").display()
+            ))
+            .arg("--models-dir")
+            .arg(&models)
+            .arg("--web-dir")
+            .arg(&bundle)
+            .args(serve_args),
+    )
+}
+
+/// `dpo chat` with the default model, in the terminal.
+fn chat(chat_args: &[String]) -> Result<()> {
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
     check(
@@ -297,7 +367,7 @@ fn test(test_args: &[String]) -> Result<()> {
     let python = test_python()?;
     let postgres = TestPostgres::start()?;
     check(cargo().args(["build", "--package", "shared", "--target", WASM_TARGET]))?;
-    let bundle = web_bundle::build()?;
+    let bundle = web_bundle::build(web_bundle::Profile::Dev)?;
     // Default members: every crate but the wasm-only web-ui, which was built above.
     let mut command = cargo();
     command

@@ -131,7 +131,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         gguf: gguf_entry,
         files,
         training: source.provenance.training.clone(),
-        exporter: format!("dpo {}, candle {CANDLE_VERSION}", env!("CARGO_PKG_VERSION")),
+        exporter: exporter_name(),
     };
     let manifest_path = args.out.join(MANIFEST_FILE);
     std::fs::write(
@@ -164,7 +164,8 @@ fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
-fn hashed_file(dir: &Path, name: &str) -> Result<ManifestFile> {
+/// `dir/name`'s size and sha256, as a manifest entry named `name`.
+pub(super) fn hashed_file(dir: &Path, name: &str) -> Result<ManifestFile> {
     let path = dir.join(name);
     let mut file =
         std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -175,4 +176,9 @@ fn hashed_file(dir: &Path, name: &str) -> Result<ManifestFile> {
         sha256: hex::encode(hasher.finalize()),
         size,
     })
+}
+
+/// The program that writes manifests: `dpo 0.1.0, candle 0.11.1`.
+pub(super) fn exporter_name() -> String {
+    format!("dpo {}, candle {CANDLE_VERSION}", env!("CARGO_PKG_VERSION"))
 }

@@ -2,7 +2,8 @@
 //! GGUF tools load — read the source (`export_source.rs`), choose each tensor's type
 //! (`quant_preset.rs`), quantize (`tensor_quantizer.rs`) and write the GGUF
 //! (`gguf_export.rs` over `gguf_writer.rs`), the HF directory (`hf_export.rs`) and its model
-//! card (`model_card.rs`), then the serving manifest (`cli.rs`).
+//! card (`model_card.rs`), then the serving manifest (`cli.rs`). `dpo publish` (`publish.rs`) serves an existing GGUF
+//! unchanged under a manifest of its own.
 
 pub mod cli;
 pub mod export_source;
@@ -10,6 +11,7 @@ pub mod gguf_export;
 pub mod gguf_writer;
 pub mod hf_export;
 pub mod model_card;
+pub mod publish;
 pub mod quant_preset;
 pub mod tensor_quantizer;
 

@@ -1,0 +1,431 @@
+//! The labelling web app end to end, in real headless Chromium on WebGPU (SwiftShader),
+//! served by a real `dpo serve` with a real SQLite file:
+//!
+//! - a tiny generated model: the loader downloads it with a progress bar and verifies it; chat
+//!   streams the reply the same engine gives natively; user text with `<script>` and
+//!   `<img onerror>` renders as text while Markdown code blocks render as code; compare mode
+//!   shows two candidates, keyboard shortcuts vote and submit, and the pair lands in SQLite
+//!   with its provenance — each candidate's text is what the engine generates natively from
+//!   the recorded sampling settings and seed; a reload loads the model from the browser's
+//!   cache without downloading it again. Screenshots of both views go to
+//!   `target/test-artifacts/`.
+//! - a model download whose connection drops mid-file resumes with a byte range.
+//! - WebGPU switched off: the page says so instead of loading.
+//! - the real Qwen2.5 0.5B model: greedy "What is the capital of France? Answer in one
+//!   word." shows `Paris`.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use candle_core::quantized::GgmlDType;
+use flywheel_tests::breaking_proxy::BreakingProxy;
+use flywheel_tests::browser_session::{BrowserSession, by_testid};
+use flywheel_tests::dpo_server::DpoServer;
+use flywheel_tests::tiny_gguf::TinyQwen2;
+use flywheel_tests::{real_model, run_dpo, succeed, web_bundle, workspace_root};
+use serde_json::{Value, json};
+use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle};
+use shared::{ChatMessage, GgufModel, ModelText, PreferencePair, Role, SamplingParams, Vote};
+
+/// SwiftShader compiles and runs every kernel on the CPU: generous, but a hang still fails.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Publishes `gguf` as version `version` in `dir/models` and returns the models directory
+/// and the manifest.
+fn publish(dir: &Path, gguf: &Path, version: &str) -> (PathBuf, Value) {
+    let models = dir.join("models");
+    let (stdout, _) = succeed(
+        run_dpo(
+            &["publish", "--version-id", version],
+            &[("--model", gguf), ("--models-dir", &models)],
+        ),
+        "dpo publish",
+    );
+    let manifest: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    (models, manifest)
+}
+
+fn serve(dir: &Path, models: &Path) -> (DpoServer, String) {
+    let db = format!("sqlite:{}", dir.join("pairs.sqlite").display());
+    let bundle = web_bundle();
+    let server = DpoServer::start(&db, models, &["--web-dir", bundle.to_str().unwrap()]);
+    (server, db)
+}
+
+fn artifact(name: &str) -> PathBuf {
+    workspace_root()
+        .join("target")
+        .join("test-artifacts")
+        .join(name)
+}
+
+/// Opens the settings and sets a number or text field the way a user does: select, type,
+/// leave the field.
+fn set_field(browser: &mut BrowserSession, testid: &str, value: &str) {
+    browser
+        .evaluate(&format!(
+            "(() => {{ {settings}.open = true; const e = {field}; e.focus(); e.select(); }})()",
+            settings = by_testid("settings"),
+            field = by_testid(testid)
+        ))
+        .unwrap();
+    browser.type_into(testid, value);
+    browser.blur();
+}
+
+/// Clicks "Load" and waits for the model to be on the GPU; returns the ready line's
+/// `data-from-cache`.
+fn load_model(browser: &mut BrowserSession) -> String {
+    browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
+    browser.wait_for(
+        "the Load button",
+        &format!("{}?.disabled === false", by_testid("load-model")),
+        BROWSER_TIMEOUT,
+    );
+    browser.click("load-model");
+    wait_until_ready(browser)
+}
+
+fn wait_until_ready(browser: &mut BrowserSession) -> String {
+    browser.wait_for(
+        "the model to load",
+        &format!(
+            "{ready}?.dataset.fromCache ?? ({error} ? 'error' : null)",
+            ready = by_testid("model-ready"),
+            error = by_testid("model-error")
+        ),
+        BROWSER_TIMEOUT,
+    );
+    let error = browser.text("model-error");
+    assert!(error.is_empty(), "the model failed to load: {error}");
+    browser
+        .evaluate(&format!("{}.dataset.fromCache", by_testid("model-ready")))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Records every text the streaming reply shows (a MutationObserver), sends `prompt` in
+/// chat, waits for the finished reply and returns (its text, the streamed texts seen).
+fn chat(browser: &mut BrowserSession, prompt: &str) -> (String, Vec<String>) {
+    let replies_before = browser
+        .evaluate("document.querySelectorAll('[data-testid=message-assistant]').length")
+        .unwrap();
+    browser
+        .evaluate(
+            "window.__streamed = []; \
+             new MutationObserver(() => { \
+               const s = document.querySelector('[data-streaming]'); \
+               if (s && s.innerText.trim() && window.__streamed.at(-1) !== s.innerText) window.__streamed.push(s.innerText); \
+             }).observe(document.querySelector('[data-testid=messages]'), { subtree: true, childList: true, characterData: true })",
+        )
+        .unwrap();
+    browser.type_into("prompt-input", prompt);
+    browser.click("send");
+    let finished = format!(
+        "document.querySelectorAll('[data-testid=message-assistant]:not([data-streaming])').length > {replies_before} && !document.querySelector('[data-streaming]')"
+    );
+    browser.wait_for("the reply", &finished, BROWSER_TIMEOUT);
+    let error = browser.text("chat-error");
+    assert!(error.is_empty(), "chat failed: {error}");
+    let reply = browser
+        .evaluate(
+            "[...document.querySelectorAll('[data-testid=message-assistant]')].at(-1).innerText",
+        )
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let streamed: Vec<String> =
+        serde_json::from_value(browser.evaluate("window.__streamed").unwrap()).unwrap();
+    (reply.trim_end_matches("Copy").trim().to_string(), streamed)
+}
+
+/// The reply the same engine gives natively (Vulkan; lavapipe in CI) to `conversation`.
+fn native_reply(
+    model: &[u8],
+    conversation: &[ChatMessage],
+    sampling: SamplingParams,
+    seed: u64,
+) -> String {
+    let mut reader = Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "tiny.gguf").unwrap();
+    let text = ModelText::from_gguf(&gguf).unwrap();
+    let prompt = text
+        .tokenizer
+        .encode(&text.template.render(conversation, true).unwrap())
+        .unwrap();
+    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
+    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader).unwrap();
+    let mut sequence = Qwen2Sequence::new(&weights, 512).unwrap();
+    let mut stream = sequence
+        .generate(
+            &prompt,
+            sampling,
+            seed,
+            text.stop_tokens(),
+            StopHandle::new(),
+        )
+        .unwrap();
+    let mut tokens = Vec::new();
+    while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
+        tokens.push(token);
+    }
+    text.tokenizer.decode(&tokens).unwrap()
+}
+
+/// Letters and digits only: what survives Markdown rendering and `innerText` unchanged.
+fn letters(text: &str) -> String {
+    text.chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
+fn stored_pairs(db: &str) -> Vec<PreferencePair> {
+    let path = db.strip_prefix("sqlite:").unwrap();
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut statement = connection
+        .prepare("SELECT pair_json FROM pairs ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|json| serde_json::from_str(&json.unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = TinyQwen2::default()
+        .with_matrix_type(GgmlDType::Q8_0)
+        .to_bytes();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(&gguf, &model).unwrap();
+    let (models, manifest) = publish(dir.path(), &gguf, "tiny-v1");
+    let (server, db) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), true);
+
+    // Loading: downloaded and verified, not from the cache.
+    let adapter = browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
+    assert!(adapter.contains("WebGPU"), "{adapter}");
+    assert_eq!(load_model(&mut browser), "false");
+    assert!(browser.text("model-ready").contains("tiny-v1"));
+
+    // Chat, greedy: the streamed reply is the native engine's.
+    set_field(&mut browser, "temperature", "0");
+    set_field(&mut browser, "max-new-tokens", "24");
+    let (reply, streamed) = chat(&mut browser, "Hello there");
+    // The app's defaults (Qwen2.5-Instruct's generation_config) with the two fields set above.
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_p: 0.8,
+        top_k: 20,
+        repeat_penalty: 1.05,
+        repeat_last_n: 64,
+        max_new_tokens: 24,
+    };
+    let expected = native_reply(
+        &model,
+        &[ChatMessage::new(Role::User, "Hello there")],
+        greedy,
+        0,
+    );
+    assert!(!letters(&expected).is_empty(), "native reply {expected:?}");
+    assert_eq!(
+        letters(&reply),
+        letters(&expected),
+        "page {reply:?}, native {expected:?}"
+    );
+    assert!(
+        streamed.len() >= 2,
+        "the reply appeared at once, not streamed: {streamed:?}"
+    );
+    assert!(browser.text("tokens-per-second").contains("tok/s"));
+
+    // Raw HTML in a message is text; Markdown code is code.
+    browser.click("new-chat");
+    let hostile = "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss = 2\"> **bold** `inline`\n```\nfn main() {}\n```";
+    chat(&mut browser, hostile);
+    let shown = browser
+        .evaluate("[...document.querySelectorAll('[data-testid=message-user]')].at(-1).innerText")
+        .unwrap();
+    let shown = shown.as_str().unwrap();
+    assert!(
+        shown.contains("<script>window.__xss = 1</script>"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("<img src=x onerror=\"window.__xss = 2\">"),
+        "{shown}"
+    );
+    let markup = browser
+        .evaluate(
+            "(() => { const m = [...document.querySelectorAll('[data-testid=message-user]')].at(-1); \
+             return { xss: window.__xss ?? null, \
+                      injected: document.querySelectorAll('[data-testid=messages] script, [data-testid=messages] img').length, \
+                      bold: m.querySelector('strong')?.innerText, inline: m.querySelector('p code')?.innerText, \
+                      block: m.querySelector('pre code')?.innerText }; })()",
+        )
+        .unwrap();
+    assert_eq!(
+        markup,
+        json!({ "xss": null, "injected": 0, "bold": "bold", "inline": "inline", "block": "fn main() {}" })
+    );
+    browser.screenshot(&artifact("web-app-chat.png"));
+
+    // Compare and vote with the keyboard.
+    set_field(&mut browser, "temperature", "0.7");
+    browser.click("mode-compare");
+    browser.wait_for_testid("candidate-a", BROWSER_TIMEOUT);
+    browser.type_into("prompt-input", "Which answer is better?");
+    browser.press_key("Enter");
+    browser.wait_for(
+        "both candidates",
+        &format!(
+            "{}?.dataset.done === 'true' && {}?.dataset.done === 'true'",
+            by_testid("candidate-a"),
+            by_testid("candidate-b")
+        ),
+        BROWSER_TIMEOUT,
+    );
+    let error = browser.text("compare-error");
+    assert!(error.is_empty(), "compare failed: {error}");
+    browser.blur();
+    browser.press_key("?");
+    browser.wait_for_testid("help-overlay", Duration::from_secs(10));
+    browser.press_key("Escape");
+    browser.wait_for(
+        "the help to close",
+        &format!("!{}", by_testid("help-overlay")),
+        Duration::from_secs(10),
+    );
+    browser.press_key("2");
+    browser.wait_for(
+        "vote B to be selected",
+        &format!(
+            "{}.getAttribute('aria-pressed') === 'true'",
+            by_testid("vote-b")
+        ),
+        Duration::from_secs(10),
+    );
+    browser.type_into("ideal-answer", "The ideal answer.");
+    browser.blur();
+    browser.screenshot(&artifact("web-app-compare.png"));
+    browser.press_key("Enter");
+    browser.wait_for(
+        "the server to acknowledge the vote",
+        &format!("{}.innerText === '1'", by_testid("labels-submitted")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(browser.text("votes-pending"), "0");
+
+    let pairs = stored_pairs(&db);
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    let pair = &pairs[0];
+    assert_eq!(pair.vote, Vote::B);
+    assert_eq!(pair.edited_answer.as_deref(), Some("The ideal answer."));
+    assert_eq!(
+        pair.conversation,
+        vec![ChatMessage::new(Role::User, "Which answer is better?")]
+    );
+    assert!(
+        pair.annotator_id.starts_with("anon-"),
+        "{}",
+        pair.annotator_id
+    );
+    assert!(pair.shown_at <= pair.voted_at);
+    assert_ne!(pair.candidate_a.seed, pair.candidate_b.seed);
+    for candidate in [&pair.candidate_a, &pair.candidate_b] {
+        assert_eq!(candidate.model.version, "tiny-v1");
+        assert_eq!(
+            candidate.model.sha256,
+            manifest["gguf"]["sha256"].as_str().unwrap()
+        );
+        assert_eq!(candidate.sampling.temperature, 0.7);
+        assert_eq!(
+            candidate.text,
+            native_reply(
+                &model,
+                &pair.conversation,
+                candidate.sampling,
+                candidate.seed
+            ),
+            "a stored candidate is not what its recorded settings and seed generate"
+        );
+    }
+
+    // A reload takes the model from the cache: no request for the GGUF.
+    browser.reload();
+    assert_eq!(wait_until_ready(&mut browser), "true");
+    let model_requests = browser
+        .evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/models/')).length")
+        .unwrap();
+    assert_eq!(model_requests, json!(0));
+}
+
+#[test]
+fn a_download_broken_mid_file_resumes_from_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = TinyQwen2::default().to_bytes();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(&gguf, &model).unwrap();
+    let (models, _) = publish(dir.path(), &gguf, "tiny-v1");
+    let (server, _) = serve(dir.path(), &models);
+    let cut_after = model.len() / 3;
+    let proxy = BreakingProxy::start(&server.address, "/models/", cut_after);
+    let mut browser = BrowserSession::open(&format!("http://{}/", proxy.address), true);
+    assert_eq!(load_model(&mut browser), "false");
+    let model_requests: Vec<_> = proxy
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(line, _)| line.contains("/models/"))
+        .cloned()
+        .collect();
+    assert_eq!(model_requests.len(), 2, "{model_requests:?}");
+    assert_eq!(model_requests[0].1, None);
+    let resumed_at: usize = model_requests[1]
+        .1
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("the second request is not a resume: {model_requests:?}"));
+    assert!(
+        resumed_at > 0 && resumed_at <= cut_after,
+        "resumed at {resumed_at}, the first response was cut after {cut_after} bytes"
+    );
+}
+
+#[test]
+fn without_webgpu_the_app_explains_instead_of_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(&gguf, TinyQwen2::default().to_bytes()).unwrap();
+    let (models, _) = publish(dir.path(), &gguf, "tiny-v1");
+    let (server, _) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), false);
+    let error = browser.wait_for_testid("webgpu-error", BROWSER_TIMEOUT);
+    assert!(error.contains("WebGPU"), "{error}");
+    assert!(
+        browser.text("model-ready").is_empty() && browser.text("model-progress").is_empty(),
+        "the page tried to load a model without WebGPU"
+    );
+}
+
+#[test]
+fn the_real_model_answers_paris_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, _) = publish(dir.path(), &real_model(), "qwen2.5-0.5b");
+    let (server, _) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), true);
+    assert_eq!(load_model(&mut browser), "false");
+    set_field(&mut browser, "temperature", "0");
+    set_field(&mut browser, "max-new-tokens", "8");
+    let (reply, _) = chat(
+        &mut browser,
+        "What is the capital of France? Answer in one word.",
+    );
+    eprintln!("reply: {reply:?}; {}", browser.text("tokens-per-second"));
+    assert!(reply.contains("Paris"), "{reply:?}");
+}

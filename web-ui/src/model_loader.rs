@@ -1,0 +1,338 @@
+//! Choosing and loading a model version: the WebGPU adapter and its limits (or why there is
+//! none), the versions the server offers, the download with its progress bar — or the
+//! browser's cached copy, verified against the manifest's sha256 — and the upload to the
+//! GPU. A cached version loads by itself when the page opens; "Clear cache" forgets them.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::ModelManifest;
+
+use crate::gpu_adapter::{self, AdapterSummary};
+use crate::loaded_model::{self, LoadedModel};
+use crate::model_download::{self, DownloadProgress, sha256_hex};
+use crate::{model_cache, server_api};
+
+/// Largest GGUF a page loads: wasm32 memory is 4 GiB and the file is in memory while its
+/// weights are uploaded (plus a copy for the cache).
+const MAX_MODEL_BYTES: u64 = 1_900_000_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadPhase {
+    CheckingGpu,
+    NoWebGpu(String),
+    /// Waiting for the labeller to pick a version.
+    Choosing,
+    ReadingCache,
+    Downloading(DownloadProgress),
+    Uploading,
+    Ready {
+        version: String,
+        from_cache: bool,
+        seconds: f64,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ModelLoader {
+    pub versions: RwSignal<Vec<ModelManifest>>,
+    pub selected: RwSignal<Option<String>>,
+    pub phase: RwSignal<LoadPhase>,
+    pub adapter: RwSignal<Option<AdapterSummary>>,
+    /// The manifest of the model on the GPU (what votes record as provenance).
+    pub loaded: RwSignal<Option<ModelManifest>>,
+}
+
+impl ModelLoader {
+    /// Opens the GPU, lists the server's versions and loads the newest if it is cached.
+    pub fn start() -> Self {
+        let loader = Self {
+            versions: RwSignal::new(Vec::new()),
+            selected: RwSignal::new(None),
+            phase: RwSignal::new(LoadPhase::CheckingGpu),
+            adapter: RwSignal::new(None),
+            loaded: RwSignal::new(None),
+        };
+        spawn_local(async move {
+            match gpu_adapter::context().await {
+                Ok((_, summary)) => loader.adapter.set(Some(summary)),
+                Err(error) => {
+                    loader.phase.set(LoadPhase::NoWebGpu(error));
+                    return;
+                }
+            }
+            let versions = match server_api::model_versions().await {
+                Ok(versions) => versions,
+                Err(error) => {
+                    loader.phase.set(LoadPhase::Failed(format!(
+                        "cannot list the server's models: {error}"
+                    )));
+                    return;
+                }
+            };
+            let newest = versions.last().cloned();
+            loader.versions.set(versions);
+            loader.phase.set(LoadPhase::Choosing);
+            let Some(newest) = newest else {
+                loader.phase.set(LoadPhase::Failed(
+                    "the server offers no model versions yet: publish one with `dpo publish` or \
+                     `dpo export` into its --models-dir"
+                        .into(),
+                ));
+                return;
+            };
+            loader.selected.set(Some(newest.version.clone()));
+            if model_cache::get_size(&newest.gguf.sha256).await == Some(newest.gguf.size) {
+                loader.load();
+            }
+        });
+        loader
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase.get(), LoadPhase::Ready { .. })
+    }
+
+    fn is_busy(&self) -> bool {
+        matches!(
+            self.phase.get(),
+            LoadPhase::CheckingGpu
+                | LoadPhase::ReadingCache
+                | LoadPhase::Downloading(_)
+                | LoadPhase::Uploading
+        )
+    }
+
+    /// Loads the selected version: from the cache when a verified copy is there, else
+    /// downloaded, verified and cached.
+    pub fn load(self) {
+        let Some(manifest) = self.selected.get_untracked().and_then(|version| {
+            self.versions
+                .get_untracked()
+                .into_iter()
+                .find(|m| m.version == version)
+        }) else {
+            return;
+        };
+        spawn_local(async move {
+            let started = crate::browser_storage::now_ms();
+            match self.fetch_and_upload(manifest.clone()).await {
+                Ok(from_cache) => {
+                    self.loaded.set(Some(manifest.clone()));
+                    self.phase.set(LoadPhase::Ready {
+                        version: manifest.version,
+                        from_cache,
+                        seconds: (crate::browser_storage::now_ms() - started) / 1000.0,
+                    });
+                }
+                Err(error) => self.phase.set(LoadPhase::Failed(error)),
+            }
+        });
+    }
+
+    /// Returns whether the bytes came from the cache.
+    async fn fetch_and_upload(self, manifest: ModelManifest) -> Result<bool, String> {
+        let file = manifest.gguf.clone();
+        if file.size > MAX_MODEL_BYTES {
+            return Err(format!(
+                "{} is {:.1} GB; a browser tab can hold about {:.1} GB of model. Publish a \
+                 smaller quantization (dpo export --quant q4_k_m) or a smaller model",
+                manifest.version,
+                file.size as f64 / 1e9,
+                MAX_MODEL_BYTES as f64 / 1e9
+            ));
+        }
+        let (ctx, _) = gpu_adapter::context().await?;
+        loaded_model::unload();
+        self.loaded.set(None);
+        self.phase.set(LoadPhase::ReadingCache);
+        let mut from_cache = false;
+        let mut bytes = None;
+        match model_cache::get(&file.sha256).await {
+            Ok(Some(cached)) if sha256_hex(&cached) == file.sha256 => {
+                from_cache = true;
+                bytes = Some(cached);
+            }
+            Ok(Some(_)) => {
+                web_sys::console::warn_1(
+                    &"the cached model failed verification; downloading it again".into(),
+                );
+                let _ = model_cache::remove(&file.sha256).await;
+            }
+            Ok(None) => {}
+            Err(error) => web_sys::console::warn_1(&error.into()),
+        }
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => {
+                let url = format!(
+                    "/models/{}/{}",
+                    String::from(js_sys::encode_uri_component(&manifest.version)),
+                    file.path
+                );
+                self.phase.set(LoadPhase::Downloading(DownloadProgress {
+                    received: 0,
+                    total: file.size,
+                    bytes_per_second: 0.0,
+                }));
+                let phase = self.phase;
+                let bytes = model_download::download(&url, &file, &|progress| {
+                    phase.set(LoadPhase::Downloading(progress))
+                })
+                .await?;
+                if let Err(error) = model_cache::put(&file.sha256, &bytes).await {
+                    web_sys::console::warn_1(&error.into());
+                }
+                bytes
+            }
+        };
+        self.phase.set(LoadPhase::Uploading);
+        // Let the page paint "Uploading" before the synchronous upload.
+        crate::browser_storage::next_frame().await;
+        let model = LoadedModel::load(&ctx, manifest, bytes)?;
+        loaded_model::install(model);
+        Ok(from_cache)
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn describe(manifest: &ModelManifest) -> String {
+    let trained = manifest
+        .training
+        .as_ref()
+        .map(|t| format!(", DPO step {}", t.global_step))
+        .unwrap_or_default();
+    format!(
+        "{} — {}, {}{trained}",
+        manifest.version,
+        manifest.quant,
+        megabytes(manifest.gguf.size)
+    )
+}
+
+#[component]
+pub fn ModelLoaderView() -> impl IntoView {
+    let loader = expect_context::<ModelLoader>();
+    let adapter_line = move || {
+        loader.adapter.get().map(|a| {
+            view! {
+                <p class="adapter" data-testid="adapter-info">
+                    {format!(
+                        "WebGPU: {} ({}) · max buffer {} · max storage binding {} · shader-f16 {}",
+                        a.name,
+                        a.backend,
+                        megabytes(a.max_buffer_bytes),
+                        megabytes(a.max_binding_bytes),
+                        if a.shader_f16 { "yes" } else { "no (f32 kernels)" }
+                    )}
+                </p>
+            }
+        })
+    };
+    let status = move || {
+        match loader.phase.get() {
+        LoadPhase::CheckingGpu => view! { <p class="muted">"Looking for a WebGPU adapter…"</p> }.into_any(),
+        LoadPhase::NoWebGpu(message) => view! {
+            <div class="error" role="alert" data-testid="webgpu-error">
+                <strong>"This browser cannot run the model. "</strong>
+                {message}
+            </div>
+        }
+        .into_any(),
+        LoadPhase::Choosing => view! { <p class="muted">"Pick a model version and load it."</p> }.into_any(),
+        LoadPhase::ReadingCache => view! {
+            <p data-testid="model-progress">"Reading the cached model and checking its sha256…"</p>
+        }
+        .into_any(),
+        LoadPhase::Downloading(p) => {
+            let percent = if p.total > 0 { p.received as f64 * 100.0 / p.total as f64 } else { 0.0 };
+            view! {
+                <div data-testid="model-progress" class="progress">
+                    <progress max=p.total.to_string() value=p.received.to_string()></progress>
+                    <span>
+                        {format!(
+                            "{} / {} · {percent:.0}% · {}/s",
+                            megabytes(p.received),
+                            megabytes(p.total),
+                            megabytes(p.bytes_per_second as u64)
+                        )}
+                    </span>
+                </div>
+            }
+            .into_any()
+        }
+        LoadPhase::Uploading => view! {
+            <p data-testid="model-progress">"Verified; uploading the weights to the GPU…"</p>
+        }
+        .into_any(),
+        LoadPhase::Ready { version, from_cache, seconds } => view! {
+            <p class="ready" data-testid="model-ready" data-version=version.clone() data-from-cache=from_cache.to_string() data-seconds=seconds>
+                {format!(
+                    "Ready: {version} ({} in {seconds:.1} s)",
+                    if from_cache { "from the browser cache" } else { "downloaded and verified" }
+                )}
+            </p>
+        }
+        .into_any(),
+        LoadPhase::Failed(message) => view! {
+            <div class="error" role="alert" data-testid="model-error">{message}</div>
+        }
+        .into_any(),
+    }
+    };
+    let clear_cache = move |_| {
+        spawn_local(async move {
+            let message = match model_cache::clear().await {
+                Ok(()) => "Cleared the model cache.".to_string(),
+                Err(error) => format!("Could not clear the cache: {error}"),
+            };
+            if let Some(window) = web_sys::window() {
+                let _ = window.alert_with_message(&message);
+            }
+        });
+    };
+    view! {
+        <section class="loader">
+            {adapter_line}
+            <div class="row">
+                <select
+                    data-testid="model-select"
+                    disabled=move || loader.is_busy()
+                    on:change=move |ev| loader.selected.set(Some(event_target_value(&ev)))
+                >
+                    {move || {
+                        let selected = loader.selected.get();
+                        loader
+                            .versions
+                            .get()
+                            .into_iter()
+                            .rev()
+                            .map(|m| {
+                                let is_selected = selected.as_deref() == Some(m.version.as_str());
+                                view! {
+                                    <option value=m.version.clone() selected=is_selected>
+                                        {describe(&m)}
+                                    </option>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </select>
+                <button
+                    data-testid="load-model"
+                    disabled=move || loader.is_busy() || loader.selected.get().is_none()
+                    on:click=move |_| loader.load()
+                >
+                    "Load"
+                </button>
+                <button data-testid="clear-cache" class="secondary" on:click=clear_cache>
+                    "Clear cache"
+                </button>
+            </div>
+            {status}
+        </section>
+    }
+}
