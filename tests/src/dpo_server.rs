@@ -17,13 +17,18 @@ pub struct DpoServer {
 impl DpoServer {
     /// `dpo serve --db DB --models-dir MODELS --addr 127.0.0.1:0 EXTRA…`.
     pub fn start(db: &str, models: &Path, extra: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", db, models, extra)
+    }
+
+    /// The same on `address` (a restart on the port an earlier server had).
+    pub fn start_on(address: &str, db: &str, models: &Path, extra: &[&str]) -> Self {
         let mut child = dpo()
             .arg("serve")
             .arg("--db")
             .arg(db)
             .arg("--models-dir")
             .arg(models)
-            .args(["--addr", "127.0.0.1:0"])
+            .args(["--addr", address])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -6,9 +6,10 @@
 //!   `<img onerror>` renders as text while Markdown code blocks render as code; compare mode
 //!   shows two candidates, keyboard shortcuts vote and submit, and the pair lands in SQLite
 //!   with its provenance — each candidate's text is what the engine generates natively from
-//!   the recorded sampling settings and seed; a reload loads the model from the browser's
-//!   cache without downloading it again. Screenshots of both views go to
-//!   `target/test-artifacts/`.
+//!   the recorded sampling settings and seed; a vote cast while the server is down waits in
+//!   the browser and is delivered when it is back; Stop ends a reply early; a reload loads
+//!   the model from the browser's cache without downloading it again. Screenshots of both
+//!   views go to `target/test-artifacts/`.
 //! - a model download whose connection drops mid-file resumes with a byte range.
 //! - WebGPU switched off: the page says so instead of loading.
 //! - the real Qwen2.5 0.5B model: greedy "What is the capital of France? Answer in one
@@ -274,6 +275,33 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
     );
     browser.screenshot(&artifact("web-app-chat.png"));
 
+    // Stop ends a reply early and says so.
+    browser.click("new-chat");
+    set_field(&mut browser, "max-new-tokens", "200");
+    browser.type_into("prompt-input", "Hello there");
+    browser.click("send");
+    browser.wait_for(
+        "the reply to start streaming",
+        "document.querySelector('[data-streaming]')?.innerText.trim()",
+        BROWSER_TIMEOUT,
+    );
+    browser.click("stop");
+    browser.wait_for(
+        "the stopped reply",
+        &format!("{}?.innerText", by_testid("tokens-per-second")),
+        BROWSER_TIMEOUT,
+    );
+    let readout = browser.text("tokens-per-second");
+    assert!(readout.contains("stopped"), "{readout}");
+    let generated = browser
+        .evaluate(&format!(
+            "Number({}.dataset.generatedTokens)",
+            by_testid("tokens-per-second")
+        ))
+        .unwrap();
+    assert!(generated.as_f64().unwrap() < 200.0, "{readout}");
+    set_field(&mut browser, "max-new-tokens", "24");
+
     // Compare and vote with the keyboard.
     set_field(&mut browser, "temperature", "0.7");
     browser.click("mode-compare");
@@ -355,6 +383,54 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
         );
     }
 
+    // With the server down a vote waits in the browser, and is delivered once it is back.
+    let address = server.address.clone();
+    drop(server);
+    browser.press_key("n");
+    browser.type_into("prompt-input", "A second prompt");
+    browser.press_key("Enter");
+    browser.wait_for(
+        "both candidates",
+        &format!(
+            "{}?.dataset.done === 'true' && {}?.dataset.done === 'true'",
+            by_testid("candidate-a"),
+            by_testid("candidate-b")
+        ),
+        BROWSER_TIMEOUT,
+    );
+    browser.blur();
+    browser.press_key("3");
+    browser.press_key("Enter");
+    browser.wait_for(
+        "the vote to wait in the queue",
+        &format!("{}.innerText === '1'", by_testid("votes-pending")),
+        Duration::from_secs(30),
+    );
+    browser.wait_for(
+        "the queue to say it keeps retrying",
+        &format!(
+            "{}?.innerText.includes('retrying')",
+            by_testid("queue-error")
+        ),
+        Duration::from_secs(30),
+    );
+    assert_eq!(stored_pairs(&db).len(), 1);
+    let server = DpoServer::start_on(
+        &address,
+        &db,
+        &models,
+        &["--web-dir", web_bundle().to_str().unwrap()],
+    );
+    browser.wait_for(
+        "the queued vote to be delivered",
+        &format!("{}.innerText === '2'", by_testid("labels-submitted")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(browser.text("votes-pending"), "0");
+    let pairs = stored_pairs(&db);
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(pairs[1].vote, Vote::Tie);
+
     // A reload takes the model from the cache: no request for the GGUF.
     browser.reload();
     assert_eq!(wait_until_ready(&mut browser), "true");
@@ -362,6 +438,7 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
         .evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/models/')).length")
         .unwrap();
     assert_eq!(model_requests, json!(0));
+    drop(server);
 }
 
 #[test]

@@ -69,8 +69,9 @@ impl QuantizedMatmulKernels {
     /// invocation's lanes as SIMD over rows, so several rows per invocation share every x
     /// load; GPUs want many threads instead.
     pub fn new(ctx: &GpuContext, block_types: &[BlockType]) -> Self {
-        let rows_per_invocation = match ctx.adapter_info.device_type {
-            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu => 1,
+        let rows_per_invocation = match (ctx.adapter_info.backend, ctx.adapter_info.device_type) {
+            (wgpu::Backend::BrowserWebGpu, _) => 1,
+            (_, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu) => 1,
             _ => 4,
         };
         Self::with_rows_per_invocation(ctx, block_types, rows_per_invocation)
