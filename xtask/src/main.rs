@@ -307,7 +307,9 @@ fn test_python() -> Result<PathBuf> {
 /// both served by `dpo serve` on loopback (it prints the URL to open).
 fn run(serve_args: &[String]) -> Result<()> {
     // `cargo xtask run -- --addr …` hands the `--` through.
-    let serve_args = serve_args.strip_prefix(&["--".to_string()]).unwrap_or(serve_args);
+    let serve_args = serve_args
+        .strip_prefix(&["--".to_string()])
+        .unwrap_or(serve_args);
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
     let bundle = web_bundle::build(web_bundle::Profile::Release)?;
