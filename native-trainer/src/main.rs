@@ -56,6 +56,9 @@ enum Command {
     /// Work with the stored preference pairs (`dpo pairs export` writes TRL rows).
     #[command(subcommand)]
     Pairs(serve::cli::PairsCommand),
+    /// The flywheel's rounds: every served version with its parent, the pairs labelled on
+    /// it, its training metrics (held-out rewards/accuracies included), size and quant.
+    Rounds(serve::rounds::RoundsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Publish(args) => export::publish::run(&args),
         Command::Serve(args) => serve::cli::run_serve(&args),
         Command::Pairs(command) => serve::cli::run_pairs(&command),
+        Command::Rounds(args) => serve::rounds::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,6 +12,10 @@
 //!   views go to `target/test-artifacts/`.
 //! - a model download whose connection drops mid-file resumes with a byte range.
 //! - WebGPU switched off: the page says so instead of loading.
+//! - one flywheel round: votes cast in the browser on version round-0 train round-1
+//!   (`dpo train --data sqlite:…?model_version=round-0`), `dpo export --publish` puts it
+//!   beside round-0 with its parent link, the running server lists it, `dpo rounds` shows the
+//!   lineage, and the browser loads round-1, generates with it and tags new votes with it.
 //! - the real Qwen2.5 0.5B model: greedy "What is the capital of France? Answer in one
 //!   word." shows `Paris`.
 
@@ -59,6 +63,38 @@ fn artifact(name: &str) -> PathBuf {
         .join("target")
         .join("test-artifacts")
         .join(name)
+}
+
+/// Generates two candidates for the prompt just typed into the compare view and waits for them;
+/// generates again while an answer cannot be stored (the tiny model's byte vocabulary can
+/// produce a NUL character, which the app refuses to submit).
+fn compare(browser: &mut BrowserSession) {
+    for attempt in 0..10 {
+        if attempt == 0 {
+            // Enter in the prompt box generates, as the keyboard-first labeller expects.
+            browser.press_key("Enter");
+        } else {
+            browser.click("send");
+        }
+        browser.wait_for(
+            "both candidates",
+            &format!(
+                "{}?.dataset.done === 'true' && {}?.dataset.done === 'true'",
+                by_testid("candidate-a"),
+                by_testid("candidate-b")
+            ),
+            BROWSER_TIMEOUT,
+        );
+        let votable = browser
+            .evaluate(&format!("{}.disabled === false", by_testid("vote-a")))
+            .unwrap();
+        if votable == json!(true) {
+            return;
+        }
+        let error = browser.text("compare-error");
+        assert!(error.contains("NUL"), "compare failed: {error}");
+    }
+    panic!("ten comparisons in a row had an answer that cannot be stored");
 }
 
 /// Opens the settings and sets a number or text field the way a user does: select, type,
@@ -307,18 +343,7 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
     browser.click("mode-compare");
     browser.wait_for_testid("candidate-a", BROWSER_TIMEOUT);
     browser.type_into("prompt-input", "Which answer is better?");
-    browser.press_key("Enter");
-    browser.wait_for(
-        "both candidates",
-        &format!(
-            "{}?.dataset.done === 'true' && {}?.dataset.done === 'true'",
-            by_testid("candidate-a"),
-            by_testid("candidate-b")
-        ),
-        BROWSER_TIMEOUT,
-    );
-    let error = browser.text("compare-error");
-    assert!(error.is_empty(), "compare failed: {error}");
+    compare(&mut browser);
     browser.blur();
     browser.press_key("?");
     browser.wait_for_testid("help-overlay", Duration::from_secs(10));
@@ -388,16 +413,7 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
     drop(server);
     browser.press_key("n");
     browser.type_into("prompt-input", "A second prompt");
-    browser.press_key("Enter");
-    browser.wait_for(
-        "both candidates",
-        &format!(
-            "{}?.dataset.done === 'true' && {}?.dataset.done === 'true'",
-            by_testid("candidate-a"),
-            by_testid("candidate-b")
-        ),
-        BROWSER_TIMEOUT,
-    );
+    compare(&mut browser);
     browser.blur();
     browser.press_key("3");
     browser.press_key("Enter");
@@ -471,6 +487,137 @@ fn a_download_broken_mid_file_resumes_from_where_it_stopped() {
     assert!(
         resumed_at > 0 && resumed_at <= cut_after,
         "resumed at {resumed_at}, the first response was cut after {cut_after} bytes"
+    );
+}
+
+/// Compares two answers to `prompt` in the open compare view and votes A with the keyboard;
+/// waits until the server has acknowledged `acknowledged` labels in all.
+fn vote_a(browser: &mut BrowserSession, prompt: &str, acknowledged: usize) {
+    browser.press_key("n");
+    browser.type_into("prompt-input", prompt);
+    compare(browser);
+    browser.blur();
+    browser.press_key("1");
+    browser.press_key("Enter");
+    browser.wait_for(
+        "the server to acknowledge the vote",
+        &format!(
+            "{}.innerText === '{acknowledged}'",
+            by_testid("labels-submitted")
+        ),
+        Duration::from_secs(60),
+    );
+}
+
+#[test]
+fn one_round_votes_in_the_browser_train_the_version_the_browser_then_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(
+        &gguf,
+        TinyQwen2::default()
+            .with_matrix_type(GgmlDType::Q8_0)
+            .to_bytes(),
+    )
+    .unwrap();
+    let (models, _) = publish(dir.path(), &gguf, "round-0");
+    let (server, db) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), true);
+    load_model(&mut browser);
+    set_field(&mut browser, "max-new-tokens", "12");
+    browser.click("mode-compare");
+    browser.wait_for_testid("candidate-a", BROWSER_TIMEOUT);
+    for (i, prompt) in ["Name a colour.", "Name a fruit.", "Name a city."]
+        .into_iter()
+        .enumerate()
+    {
+        vote_a(&mut browser, prompt, i + 1);
+    }
+
+    // The votes on round-0 train round 1, which is published beside it.
+    let run = dir.path().join("run");
+    let data = format!("{db}?model_version=round-0");
+    succeed(
+        run_dpo(
+            &["train", "--max-steps", "2", "--data", &data],
+            &[
+                ("--model", &models.join("round-0/model.gguf")),
+                ("--output-dir", &run),
+            ],
+        ),
+        "dpo train on the votes",
+    );
+    let (stdout, _) = succeed(
+        run_dpo(
+            &[
+                "export",
+                "--quant",
+                "q8_0",
+                "--no-hf",
+                "--version-id",
+                "round-1",
+            ],
+            &[("--model", &run), ("--publish", &models)],
+        ),
+        "dpo export --publish",
+    );
+    let manifest: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(manifest["parent_version"], "round-0");
+    assert_eq!(manifest["training"]["global_step"], 2);
+
+    // The running server lists it; `dpo rounds` shows the lineage and the pairs.
+    let listed = server.get("/api/models", &[]).json();
+    let versions: Vec<&str> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["round-0", "round-1"]);
+    let (rounds, _) = succeed(
+        run_dpo(
+            &["rounds", "--db", &db, "--json"],
+            &[("--models-dir", &models)],
+        ),
+        "dpo rounds",
+    );
+    let rounds: Vec<Value> = rounds
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rounds[0]["pairs"], 3);
+    assert_eq!(rounds[1]["parent_version"], "round-0");
+    assert_eq!(rounds[1]["pairs"], 0);
+
+    // The app offers the new version first; loaded, it generates and its votes carry it.
+    browser.reload();
+    browser.wait_for(
+        "round-1 to be offered",
+        &format!(
+            "{}?.value === 'round-1' && {}?.disabled === false",
+            by_testid("model-select"),
+            by_testid("load-model")
+        ),
+        BROWSER_TIMEOUT,
+    );
+    browser.click("load-model");
+    browser.wait_for(
+        "round-1 to load",
+        &format!(
+            "{}?.dataset.version === 'round-1'",
+            by_testid("model-ready")
+        ),
+        BROWSER_TIMEOUT,
+    );
+    browser.click("mode-compare");
+    browser.wait_for_testid("candidate-a", BROWSER_TIMEOUT);
+    vote_a(&mut browser, "Name an animal.", 4);
+    let pairs = stored_pairs(&db);
+    assert_eq!(pairs.len(), 4);
+    assert_eq!(pairs[3].candidate_a.model.version, "round-1");
+    assert_eq!(
+        pairs[3].candidate_a.model.sha256,
+        manifest["gguf"]["sha256"].as_str().unwrap()
     );
 }
 

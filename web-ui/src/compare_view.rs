@@ -54,8 +54,13 @@ fn timestamp(ms: f64) -> OffsetDateTime {
 }
 
 impl CompareState {
+    /// Both answers are there and the pair store can keep them (no NUL characters).
     fn ready_to_vote(&self) -> bool {
-        !self.generating.get() && self.sides.iter().all(|s| s.with(Option::is_some))
+        !self.generating.get()
+            && self
+                .sides
+                .iter()
+                .all(|s| s.with(|s| s.as_ref().is_some_and(|s| !s.text.contains('\0'))))
     }
 
     /// Generates both answers to the input, in random order on screen.
@@ -136,6 +141,16 @@ impl CompareState {
             self.generating.set(false);
             if let Some(error) = failure {
                 self.error.set(Some(error));
+            } else if self
+                .sides
+                .iter()
+                .any(|s| s.with_untracked(|s| s.as_ref().is_some_and(|s| s.text.contains('\0'))))
+            {
+                self.error.set(Some(
+                    "an answer contains a NUL character, which the pair store cannot keep: \
+                     generate again"
+                        .into(),
+                ));
             }
         });
     }

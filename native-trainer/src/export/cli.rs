@@ -33,9 +33,15 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "q4_k_m")]
     pub quant: QuantPreset,
     /// Output directory (created; refused when it already holds an export, unless --force).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// The model's name (GGUF general.name, card title); default: the output directory's name.
+    #[arg(long, required_unless_present = "publish", conflicts_with = "publish")]
+    pub out: Option<PathBuf>,
+    /// Write the export as a new version of a `dpo serve` models directory,
+    /// `MODELS_DIR/<version>/` (manifest last, so a running server lists it only once it is
+    /// complete, without a restart).
+    #[arg(long, value_name = "MODELS_DIR")]
+    pub publish: Option<PathBuf>,
+    /// The model's name (GGUF general.name, card title); default: the output directory's name
+    /// (with --publish: the model's file or directory name).
     #[arg(long)]
     pub name: Option<String>,
     /// The version id in manifest.json; default: `<name>-<quant>-<first 8 hex of sha256>`.
@@ -61,30 +67,45 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs) -> Result<()> {
     let started = Instant::now();
-    prepare_output_dir(&args.out, args.force)?;
+    // With --publish the export is written beside the versions and renamed into place once
+    // its id (which names the sha256) is known; the manifest comes after the rename.
+    let (mut out, publish_into) = match (&args.out, &args.publish) {
+        (Some(out), _) => (out.clone(), None),
+        (None, Some(models)) => (
+            models.join(format!(".incoming-{}", std::process::id())),
+            Some(models.clone()),
+        ),
+        (None, None) => bail!("give --out DIR or --publish MODELS_DIR"),
+    };
+    prepare_output_dir(&out, args.force || publish_into.is_some())?;
     tracing::info!("reading {}", args.model.display());
     let mut source = ExportSource::load(&args.model)?;
     if let Some(license) = &args.license {
         source.provenance.license = Some(license.clone());
     }
+    let name_from = if publish_into.is_some() {
+        std::path::absolute(&args.model)?.with_extension("")
+    } else {
+        std::path::absolute(&out)?
+    };
     let model_name = match &args.name {
         Some(name) => name.clone(),
-        None => std::path::absolute(&args.out)?
+        None => name_from
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .context("--out has no directory name; give --name")?,
+            .context("the output has no directory name; give --name")?,
     };
 
-    let gguf = write_model_gguf(&source, args.quant, &model_name, &args.out.join(GGUF_FILE))?;
+    let gguf = write_model_gguf(&source, args.quant, &model_name, &out.join(GGUF_FILE))?;
     tracing::info!(
         "wrote {} ({} bytes, sha256 {})",
-        args.out.join(GGUF_FILE).display(),
+        out.join(GGUF_FILE).display(),
         gguf.file.size,
         gguf.file.sha256
     );
     if !args.no_hf {
         tracing::info!("writing the Hugging Face directory ({:?})", args.hf_dtype);
-        write_hf_directory(&source, args.hf_dtype, &args.out)?;
+        write_hf_directory(&source, args.hf_dtype, &out)?;
     }
     let card = model_card(
         &model_name,
@@ -96,7 +117,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             has_hf_weights: !args.no_hf,
         },
     );
-    std::fs::write(args.out.join("README.md"), card)?;
+    std::fs::write(out.join("README.md"), card)?;
 
     let gguf_entry = ManifestFile {
         path: GGUF_FILE.into(),
@@ -106,9 +127,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let mut files = vec![gguf_entry.clone()];
     let hf_files: &[&str] = if args.no_hf { &[] } else { &HF_FILES };
     for name in hf_files.iter().copied().chain(["README.md"]) {
-        files.push(hashed_file(&args.out, name)?);
+        files.push(hashed_file(&out, name)?);
     }
-    let version = args.version_id.clone().unwrap_or_else(|| {
+    let mut version = args.version_id.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-{}",
             model_name,
@@ -116,6 +137,10 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             &gguf.file.sha256[..8]
         )
     });
+    if publish_into.is_some() {
+        // It names a directory and a URL path segment.
+        version = super::publish::version_id(&version);
+    }
     let manifest = ModelManifest {
         format_version: MANIFEST_FORMAT_VERSION,
         version,
@@ -133,7 +158,21 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         training: source.provenance.training.clone(),
         exporter: exporter_name(),
     };
-    let manifest_path = args.out.join(MANIFEST_FILE);
+    if let Some(models) = &publish_into {
+        let version_dir = models.join(&manifest.version);
+        if version_dir.exists() {
+            let _ = std::fs::remove_dir_all(&out);
+            bail!(
+                "version `{}` already exists in {}; give another --version-id",
+                manifest.version,
+                models.display()
+            );
+        }
+        std::fs::rename(&out, &version_dir)
+            .with_context(|| format!("moving the export to {}", version_dir.display()))?;
+        out = version_dir;
+    }
+    let manifest_path = out.join(MANIFEST_FILE);
     std::fs::write(
         &manifest_path,
         serde_json::to_string_pretty(&manifest)? + "\n",

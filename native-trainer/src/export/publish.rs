@@ -58,7 +58,7 @@ fn file_type_name(file_type: u32) -> &'static str {
 }
 
 /// A version id that is safe in a URL path segment and a directory name.
-fn version_id(text: &str) -> String {
+pub(super) fn version_id(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {

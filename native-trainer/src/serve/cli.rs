@@ -124,6 +124,9 @@ pub enum PairsCommand {
     /// Write the stored pairs as TRL DPO rows (JSON Lines or Parquet), ready for
     /// `dpo train --data`.
     Export(PairsExportArgs),
+    /// Labels per annotator, comparisons labelled more than once and how far their labels
+    /// agree.
+    Quality(super::pair_quality::PairQualityArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -152,7 +155,10 @@ pub struct PairsExportArgs {
 }
 
 pub fn run_pairs(command: &PairsCommand) -> Result<()> {
-    let PairsCommand::Export(args) = command;
+    let args = match command {
+        PairsCommand::Export(args) => args,
+        PairsCommand::Quality(args) => return super::pair_quality::run(args),
+    };
     let store = open_store(&args.db)?;
     let (style, template) = match args.style {
         RowStyle::Conversational => (

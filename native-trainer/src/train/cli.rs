@@ -20,7 +20,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Preference data, JSON Lines or Parquet in TRL's standard, conversational or implicit-prompt
-    /// format. Same as `dataset_name` in the config.
+    /// format, or the votes in a `dpo serve` store: `sqlite:PATH` or `postgres://…`, with an
+    /// optional selection `?model_version=V&since=T&until=T&annotator=ID&min_agreement=F`.
+    /// Same as `dataset_name` in the config.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Eval split (same formats), scored with `eval_` metrics. Same as `eval_dataset_name`.

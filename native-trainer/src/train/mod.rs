@@ -25,6 +25,7 @@ pub mod token_layout;
 pub mod trainer;
 pub mod training_config;
 pub mod training_model;
+pub mod vote_source;
 
 pub use lora::LoraConfig;
 pub use qwen2::{Qwen2, Qwen2Config};

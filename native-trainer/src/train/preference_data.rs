@@ -1,4 +1,5 @@
-//! A split of preference data ready for training: rows read from a file, tokenized as TRL
+//! A split of preference data ready for training: rows read from a file or the vote store
+//! (`vote_source.rs`), tokenized as TRL
 //! does, prompts cut to `max_prompt_length` (keeping their end), rows whose prompt alone
 //! fills `max_length` dropped (TRL 1.x drops them under `keep_start`), and optionally the
 //! reference model's log-probs per pair (`precompute_ref_log_probs`).
@@ -13,6 +14,7 @@ use super::pair_tokens::{PairTokens, tokenize_pair};
 use super::preference_file::read_preference_file;
 use super::training_config::TrainingConfig;
 use super::training_model::TrainingModel;
+use super::vote_source::{is_vote_store, read_votes};
 use shared::ModelText;
 
 pub struct PreferenceData {
@@ -24,7 +26,11 @@ pub struct PreferenceData {
 impl PreferenceData {
     /// Reads and tokenizes `path` under `config`'s data settings.
     pub fn load(path: &Path, text: &ModelText, config: &TrainingConfig) -> Result<Self> {
-        let file = read_preference_file(path, config.skip_malformed)?;
+        let file = if is_vote_store(path) {
+            read_votes(path)?
+        } else {
+            read_preference_file(path, config.skip_malformed)?
+        };
         if file.skipped > 0 {
             tracing::warn!(
                 "{}: {} malformed lines skipped",

@@ -1,0 +1,103 @@
+//! `dpo pairs quality`: what a labelling lead checks before a round — labels per annotator
+//! (and their votes), comparisons labelled more than once (the same prompt and the same two
+//! answers) with how far their labels agree, and how many labels are such repeats. The
+//! grouping is the one `dpo train --data sqlite:…` uses to count a comparison once.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use shared::PreferencePair;
+
+use super::cli::open_store;
+use crate::train::vote_source::{comparison_key, label_outcome};
+
+#[derive(Args, Debug)]
+pub struct PairQualityArgs {
+    /// Pair database: `sqlite:PATH` or `postgres://…`.
+    #[arg(long)]
+    pub db: String,
+}
+
+/// Agreement of one comparison's labels: the most common outcome's share.
+fn agreement(labels: &[&PreferencePair]) -> f64 {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for pair in labels {
+        let (winner, edit) = label_outcome(pair);
+        *counts
+            .entry(format!("{winner}\u{0}{}", edit.unwrap_or_default()))
+            .or_default() += 1;
+    }
+    counts.values().copied().max().unwrap_or(0) as f64 / labels.len().max(1) as f64
+}
+
+pub fn run(args: &PairQualityArgs) -> Result<()> {
+    let pairs = open_store(&args.db)?.all_pairs()?;
+    let mut annotators: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut comparisons: BTreeMap<String, Vec<&PreferencePair>> = BTreeMap::new();
+    for pair in &pairs {
+        *annotators
+            .entry(pair.annotator_id.as_str())
+            .or_default()
+            .entry(pair.vote.as_str())
+            .or_default() += 1;
+        comparisons
+            .entry(comparison_key(pair))
+            .or_default()
+            .push(pair);
+    }
+    println!(
+        "{} labels, {} annotators, {} distinct comparisons",
+        pairs.len(),
+        annotators.len(),
+        comparisons.len()
+    );
+    println!();
+    println!("| annotator | labels | a | b | tie | both_bad |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (annotator, votes) in &annotators {
+        let count = |vote: &str| votes.get(vote).copied().unwrap_or(0);
+        println!(
+            "| {annotator} | {} | {} | {} | {} | {} |",
+            votes.values().sum::<u64>(),
+            count("a"),
+            count("b"),
+            count("tie"),
+            count("both_bad")
+        );
+    }
+    let repeated: Vec<(&String, &Vec<&PreferencePair>)> = comparisons
+        .iter()
+        .filter(|(_, labels)| labels.len() > 1)
+        .collect();
+    let duplicates: usize = repeated.iter().map(|(_, labels)| labels.len() - 1).sum();
+    println!();
+    println!(
+        "{} comparisons labelled more than once ({duplicates} repeat labels, counted once by dpo train)",
+        repeated.len()
+    );
+    if !repeated.is_empty() {
+        println!();
+        println!("| prompt | labels | agreement |");
+        println!("|---|---:|---:|");
+        for (_, labels) in &repeated {
+            let prompt = labels[0]
+                .conversation
+                .last()
+                .map(|m| m.content.chars().take(60).collect::<String>())
+                .unwrap_or_default()
+                .replace('|', "\\|")
+                .replace('\n', " ");
+            println!("| {prompt} | {} | {:.2} |", labels.len(), agreement(labels));
+        }
+        let mean = repeated.iter().map(|(_, l)| agreement(l)).sum::<f64>() / repeated.len() as f64;
+        println!();
+        println!("mean agreement over repeated comparisons: {mean:.2}");
+    }
+    tracing::debug!(
+        "{}",
+        json!({ "labels": pairs.len(), "annotators": annotators.len(), "repeated": repeated.len() })
+    );
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! `dpo rounds`: the flywheel's history as one table — every model version a server offers,
+//! oldest first, with the version it was trained from, the pairs labelled on it, its DPO
+//! run's final metrics under TRL's names (`loss`, `rewards/accuracies`, and the held-out
+//! `eval_rewards/accuracies`), its GGUF size and quantization. `--json` prints the rows as
+//! JSON Lines instead.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::{Value, json};
+use shared::ModelManifest;
+
+use super::cli::open_store;
+use super::model_catalog::ModelCatalog;
+
+#[derive(Args, Debug)]
+pub struct RoundsArgs {
+    /// The server's models directory.
+    #[arg(long)]
+    pub models_dir: PathBuf,
+    /// Pair database: `sqlite:PATH` or `postgres://…`.
+    #[arg(long, default_value = "sqlite:pairs.db")]
+    pub db: String,
+    /// One JSON object per version instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn metric(manifest: &ModelManifest, key: &str) -> Option<f64> {
+    manifest.training.as_ref()?.metrics.get(key)?.as_f64()
+}
+
+/// One version's row.
+fn row(manifest: &ModelManifest, pairs: u64) -> Value {
+    json!({
+        "version": manifest.version,
+        "parent_version": manifest.parent_version,
+        "created": manifest.created,
+        "pairs": pairs,
+        "global_step": manifest.training.as_ref().map(|t| t.global_step),
+        "loss": metric(manifest, "loss"),
+        "rewards/accuracies": metric(manifest, "rewards/accuracies"),
+        "eval_rewards/accuracies": metric(manifest, "eval_rewards/accuracies"),
+        "size_bytes": manifest.gguf.size,
+        "quant": manifest.quant,
+    })
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::Number(n) if n.is_f64() => format!("{:.3}", n.as_f64().unwrap_or_default()),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn run(args: &RoundsArgs) -> Result<()> {
+    let versions = ModelCatalog::new(&args.models_dir).versions();
+    let stats = open_store(&args.db)?.stats()?;
+    let rows: Vec<Value> = versions
+        .iter()
+        .map(|manifest| {
+            let pairs = stats
+                .by_model_version
+                .get(&manifest.version)
+                .map(|votes| votes.values().sum())
+                .unwrap_or(0);
+            row(manifest, pairs)
+        })
+        .collect();
+    if args.json {
+        for row in &rows {
+            println!("{row}");
+        }
+        return Ok(());
+    }
+    let columns = [
+        ("version", "version"),
+        ("parent", "parent_version"),
+        ("pairs", "pairs"),
+        ("steps", "global_step"),
+        ("loss", "loss"),
+        ("rewards/accuracies", "rewards/accuracies"),
+        ("eval_rewards/accuracies", "eval_rewards/accuracies"),
+        ("MB", "size_bytes"),
+        ("quant", "quant"),
+    ];
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|(_, key)| match *key {
+                    "size_bytes" => {
+                        format!("{:.1}", row[key].as_u64().unwrap_or_default() as f64 / 1e6)
+                    }
+                    _ => cell(&row[key]),
+                })
+                .collect()
+        })
+        .collect();
+    println!(
+        "| {} |",
+        columns
+            .iter()
+            .map(|(h, _)| *h)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|{}", "---|".repeat(columns.len()));
+    for cells in table {
+        println!("| {} |", cells.join(" | "));
+    }
+    Ok(())
+}
