@@ -1,6 +1,7 @@
 //! `dpo train --data sqlite:…`: training on the votes a `dpo serve` store holds, selected by
 //! model version (on-policy), vote time and annotator, with a comparison labelled several
-//! times counted once — or dropped when its labels disagree more than `min_agreement` allows.
+//! times counted once — or dropped when its labels disagree more than `min_agreement` allows;
+//! and `dpo pairs quality`'s report on the same votes.
 
 use std::path::Path;
 
@@ -171,6 +172,35 @@ fn votes_train_on_policy_with_duplicates_counted_once_and_disagreement_dropped()
     );
     let summary = std::fs::read_to_string(dir.path().join("window/training_args.json")).unwrap();
     assert!(summary.contains("annotator=anon-1"), "{summary}");
+
+    // The quality report: labels per annotator, repeated comparisons and their agreement.
+    let (report, _) = succeed(
+        run_dpo(
+            &["pairs", "quality"],
+            &[(
+                "--db",
+                Path::new(&format!(
+                    "sqlite:{}",
+                    dir.path().join("pairs.sqlite").display()
+                )),
+            )],
+        ),
+        "dpo pairs quality",
+    );
+    for expected in [
+        "12 labels, 3 annotators, 9 distinct comparisons",
+        "| anon-1 | 7 | 6 | 0 | 1 | 0 |",
+        "| anon-2 | 4 | 3 | 1 | 0 | 0 |",
+        "| anon-3 | 1 | 0 | 1 | 0 | 0 |",
+        "2 comparisons labelled more than once (3 repeat labels",
+        "| Labelled three times | 3 | 0.67 |",
+        "| Older model | 2 | 1.00 |",
+    ] {
+        assert!(
+            report.contains(expected),
+            "`{expected}` missing from:\n{report}"
+        );
+    }
 
     // Selections that select nothing, or that do not parse, say so.
     for (selection, expected) in [
