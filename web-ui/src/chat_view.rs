@@ -42,23 +42,13 @@ impl ChatState {
 
     /// Streams an assistant reply to the conversation as it stands.
     fn reply(self, settings: GenerationSettings) {
-        let sampling = match settings.sampling() {
-            Ok(sampling) => sampling,
+        let (mut model, sampling, mut conversation) = match settings.begin_reply() {
+            Ok(begun) => begun,
             Err(error) => {
-                self.error.set(Some(format!("sampling settings: {error}")));
+                self.error.set(Some(error));
                 return;
             }
         };
-        let Some(mut model) = loaded_model::take() else {
-            self.error
-                .set(Some("the model is busy with another reply".into()));
-            return;
-        };
-        let mut conversation = Vec::new();
-        let system = settings.system_prompt.get_untracked();
-        if !system.trim().is_empty() {
-            conversation.push(ChatMessage::new(Role::System, system));
-        }
         conversation.extend(self.messages.get_untracked());
         let seed = settings.next_seed();
         let stop = StopHandle::new();

@@ -69,23 +69,13 @@ impl CompareState {
         if prompt.trim().is_empty() || self.generating.get_untracked() {
             return;
         }
-        let base = match settings.sampling() {
-            Ok(sampling) => sampling,
+        let (mut model, base, mut conversation) = match settings.begin_reply() {
+            Ok(begun) => begun,
             Err(error) => {
-                self.error.set(Some(format!("sampling settings: {error}")));
+                self.error.set(Some(error));
                 return;
             }
         };
-        let Some(mut model) = loaded_model::take() else {
-            self.error
-                .set(Some("the model is busy with another reply".into()));
-            return;
-        };
-        let mut conversation = Vec::new();
-        let system = settings.system_prompt.get_untracked();
-        if !system.trim().is_empty() {
-            conversation.push(ChatMessage::new(Role::System, system));
-        }
         conversation.push(ChatMessage::new(Role::User, prompt));
         let second = SamplingParams {
             temperature: if base.is_greedy() {

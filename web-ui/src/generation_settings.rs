@@ -3,9 +3,10 @@
 //! Qwen2.5-Instruct's own `generation_config.json`.
 
 use leptos::prelude::*;
-use shared::SamplingParams;
+use shared::{ChatMessage, Role, SamplingParams};
 
 use crate::browser_storage::random_u64;
+use crate::loaded_model::{self, LoadedModel};
 
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationSettings {
@@ -44,6 +45,23 @@ impl GenerationSettings {
         };
         params.validate()?;
         Ok(params)
+    }
+
+    /// Everything a reply needs before it starts: the checked sampling settings, the model
+    /// (taken out of its slot: `loaded_model::put_back` returns it) and the turns the
+    /// conversation opens with (the system prompt, when one is set). The error says why not.
+    pub fn begin_reply(&self) -> Result<(LoadedModel, SamplingParams, Vec<ChatMessage>), String> {
+        let sampling = self
+            .sampling()
+            .map_err(|error| format!("sampling settings: {error}"))?;
+        let model = loaded_model::take().ok_or("the model is busy with another reply")?;
+        let system = self.system_prompt.get_untracked();
+        let opening = if system.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![ChatMessage::new(Role::System, system)]
+        };
+        Ok((model, sampling, opening))
     }
 
     /// The seed for the next reply.
