@@ -15,7 +15,7 @@ use flywheel_tests::dpo_server::DpoServer as Server;
 use flywheel_tests::http_client::{HttpResponse, request};
 use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::tiny_gguf::TinyQwen2;
-use flywheel_tests::{dpo, sha256_hex};
+use flywheel_tests::{dpo, run_dpo, sha256_hex, succeed};
 use native_trainer::train::preference_file::read_preference_file;
 use serde_json::{Value, json};
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
@@ -274,16 +274,12 @@ fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports
     let standard = server.get("/api/export?style=standard", &[("Authorization", &bearer)]);
     assert_eq!(standard.status, 200);
     let out = dir.join("rows.jsonl");
-    let cli = dpo()
-        .args(["pairs", "export", "--style", "conversational", "--db", db])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
+    succeed(
+        run_dpo(
+            &["pairs", "export", "--style", "conversational", "--db", db],
+            &[("--out", &out)],
+        ),
+        "dpo pairs export",
     );
     assert_eq!(std::fs::read(&out).unwrap(), exported.body);
     // Parquet holds the same rows as JSON Lines, in either style, as `dpo train` reads them.
@@ -292,20 +288,14 @@ fn the_pair_api_stores_once_names_bad_fields_and_serves_models_stats_and_exports
         let mut files = Vec::new();
         for format in ["jsonl", "parquet"] {
             let file = dir.join(format!("{style}.{format}"));
-            let cli = dpo()
-                .args([
-                    "pairs", "export", "--db", db, "--style", style, "--format", format,
-                ])
-                .arg("--model")
-                .arg(&gguf_path)
-                .arg("--out")
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                cli.status.success(),
-                "{}",
-                String::from_utf8_lossy(&cli.stderr)
+            succeed(
+                run_dpo(
+                    &[
+                        "pairs", "export", "--db", db, "--style", style, "--format", format,
+                    ],
+                    &[("--model", &gguf_path), ("--out", &file)],
+                ),
+                "dpo pairs export",
             );
             files.push(read_preference_file(&file, false).unwrap().rows);
         }
@@ -614,25 +604,11 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(dir: &Path, 
     drop(server);
 
     let out = dir.join("all.jsonl");
-    let cli = dpo()
-        .args(["pairs", "export", "--db", db])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
+    let (stdout, _) = succeed(
+        run_dpo(&["pairs", "export", "--db", db], &[("--out", &out)]),
+        "dpo pairs export",
     );
-    let summary: Value = serde_json::from_slice(
-        cli.stdout
-            .trim_ascii_end()
-            .rsplit(|&b| b == b'\n')
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["pairs"], PAIRS, "stored pairs ≠ acknowledged pairs");
     // Stored exactly once: the keys in the database are the acknowledged ones, no duplicates.
     let connection_keys = stored_keys(db);
