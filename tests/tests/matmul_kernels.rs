@@ -157,8 +157,8 @@ fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
 #[test]
 fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
     let ctx = gpu();
-    // 4 rows per invocation: what CPU drivers get; 1: what GPUs get.
-    for rows_per_invocation in [4, 1] {
+    // 8 rows per invocation: what CPU drivers get; 1: what GPUs get; 4 checks the unrolling.
+    for rows_per_invocation in [8, 4, 1] {
         let kernels = QuantizedMatmulKernels::with_rows_per_invocation(
             &ctx,
             &BlockType::ALL,

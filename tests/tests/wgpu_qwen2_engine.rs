@@ -190,6 +190,10 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
             "{g:?} vs {e:?}"
         );
     }
+    // Greedy decoding asks for one candidate, which a cheaper selection finds (the logits
+    // already carry the penalty, so none is applied again).
+    let best = pollster::block_on(sequence.next_token_scores(1, &[], 1.0)).unwrap();
+    assert_eq!(tokens(&best), tokens(&expected[..1]));
 
     // Two sequences on one copy of the weights, stepped in turn, generate what each
     // generates alone.

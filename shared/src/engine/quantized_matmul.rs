@@ -67,12 +67,13 @@ impl QuantizedMatmulKernels {
     /// Compiles the kernels of `block_types` (those a model uses), for decode and for batched
     /// steps, with the rows per invocation that suit the adapter: CPU drivers run an
     /// invocation's lanes as SIMD over rows, so several rows per invocation share every x
-    /// load; GPUs want many threads instead.
+    /// load (on lavapipe 8 rows decode 12% and prefill 17% faster than 4); GPUs want many
+    /// threads instead.
     pub fn new(ctx: &GpuContext, block_types: &[BlockType]) -> Self {
         let rows_per_invocation = match (ctx.adapter_info.backend, ctx.adapter_info.device_type) {
             (wgpu::Backend::BrowserWebGpu, _) => 1,
             (_, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu) => 1,
-            _ => 4,
+            _ => 8,
         };
         Self::with_rows_per_invocation(ctx, block_types, rows_per_invocation)
     }

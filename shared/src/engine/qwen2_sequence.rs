@@ -55,8 +55,8 @@ pub struct Qwen2Sequence {
     penalty_ids: wgpu::Buffer,
     penalty_params: wgpu::Buffer,
     penalty_bind_group: wgpu::BindGroup,
-    slices_bind_group: wgpu::BindGroup,
-    merge_bind_group: wgpu::BindGroup,
+    /// (slices, merge) bind groups for each of `SamplingKernels::top`.
+    top_bind_groups: Vec<[wgpu::BindGroup; 2]>,
     top: wgpu::Buffer,
     // Activations and caches the bind groups refer to.
     _buffers: Vec<wgpu::Buffer>,
@@ -314,8 +314,16 @@ impl Qwen2Sequence {
         };
         let sampling = &kernels.sampling;
         let penalty_bind_group = bind(&sampling.penalty, &[&logits, &penalty_ids, &penalty_params]);
-        let slices_bind_group = bind(&sampling.slices, &[&logits, &slices, &vocab_params]);
-        let merge_bind_group = bind(&sampling.merge, &[&slices, &top]);
+        let top_bind_groups = sampling
+            .top
+            .iter()
+            .map(|variant| {
+                [
+                    bind(&variant.slices, &[&logits, &slices, &vocab_params]),
+                    bind(&variant.merge, &[&slices, &top]),
+                ]
+            })
+            .collect();
 
         buffers.extend([
             normed,
@@ -342,8 +350,7 @@ impl Qwen2Sequence {
             penalty_ids,
             penalty_params,
             penalty_bind_group,
-            slices_bind_group,
-            merge_bind_group,
+            top_bind_groups,
             top,
             _buffers: buffers,
         })
@@ -428,8 +435,8 @@ impl Qwen2Sequence {
     }
 
     /// The `needed` best next tokens after the repetition penalty on `penalized` (distinct
-    /// ids), best first. Up to `GPU_TOP_K` are picked on the GPU and only they are read back;
-    /// more fall back to reading every logit. The penalty is applied to the logits in place.
+    /// ids), best first. Up to `GPU_TOP_K` are picked on the GPU (one alone when one is
+    /// needed) and only they are read back; more fall back to reading every logit. The penalty is applied to the logits in place.
     pub async fn next_token_scores(
         &self,
         needed: usize,
@@ -438,17 +445,22 @@ impl Qwen2Sequence {
     ) -> Result<Vec<TokenScore>, EngineError> {
         let ctx = &self.weights.ctx;
         let vocab = self.weights.hyperparameters.vocab_size;
-        if needed > GPU_TOP_K || penalized.len() > MAX_PENALIZED_TOKENS {
-            let mut logits = self.logits().await?;
-            apply_repetition_penalty(&mut logits, penalized, penalty);
-            return Ok(top_scores(&logits, needed));
-        }
+        let sampling = &self.weights.kernels.sampling;
+        let variant = match sampling.top_for(needed) {
+            Some(variant) if penalized.len() <= MAX_PENALIZED_TOKENS => variant,
+            _ => {
+                let mut logits = self.logits().await?;
+                apply_repetition_penalty(&mut logits, penalized, penalty);
+                return Ok(top_scores(&logits, needed));
+            }
+        };
+        let (top, [slices_bind_group, merge_bind_group]) =
+            (&sampling.top[variant], &self.top_bind_groups[variant]);
         let penalized: Vec<u32> = penalized
             .iter()
             .copied()
             .filter(|&t| (t as usize) < vocab)
             .collect();
-        let sampling = &self.weights.kernels.sampling;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -468,15 +480,15 @@ impl Qwen2Sequence {
                 pass.set_bind_group(0, &self.penalty_bind_group, &[]);
                 pass.dispatch_workgroups(penalized.len().div_ceil(64) as u32, 1, 1);
             }
-            pass.set_pipeline(&sampling.slices);
-            pass.set_bind_group(0, &self.slices_bind_group, &[]);
+            pass.set_pipeline(&top.slices);
+            pass.set_bind_group(0, slices_bind_group, &[]);
             pass.dispatch_workgroups(SamplingKernels::slice_groups(), 1, 1);
-            pass.set_pipeline(&sampling.merge);
-            pass.set_bind_group(0, &self.merge_bind_group, &[]);
+            pass.set_pipeline(&top.merge);
+            pass.set_bind_group(0, merge_bind_group, &[]);
             pass.dispatch_workgroups(1, 1, 1);
         }
         ctx.queue.submit([encoder.finish()]);
-        let pairs = read_u32(ctx, &self.top, GPU_TOP_K * 2).await?;
+        let pairs = read_u32(ctx, &self.top, top.k * 2).await?;
         Ok(pairs
             .chunks_exact(2)
             .filter(|pair| pair[0] != u32::MAX)

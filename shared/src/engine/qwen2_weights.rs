@@ -156,7 +156,7 @@ impl Qwen2Weights {
         }
         let kernels = Kernels {
             matmul: QuantizedMatmulKernels::new(ctx, &block_types),
-            ops: VectorKernels::new(ctx),
+            ops: VectorKernels::new(ctx, hp.head_dim),
             sampling: SamplingKernels::new(ctx),
         };
         Ok(Arc::new(Self {

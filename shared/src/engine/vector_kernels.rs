@@ -29,14 +29,21 @@ impl VectorKernel {
         VectorKernel::Attention,
     ];
 
-    fn source(self) -> &'static str {
-        match self {
+    /// The kernel's WGSL; attention is compiled for the model's head dimension.
+    fn source(self, head_dim: usize) -> String {
+        let source = match self {
             VectorKernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
             VectorKernel::AddInPlace => include_str!("kernels/add_in_place.wgsl"),
             VectorKernel::SiluMul => include_str!("kernels/silu_mul.wgsl"),
             VectorKernel::RopeNeox => include_str!("kernels/rope_neox.wgsl"),
             VectorKernel::KvStore => include_str!("kernels/kv_store.wgsl"),
             VectorKernel::Attention => include_str!("kernels/attention.wgsl"),
+        };
+        match self {
+            VectorKernel::Attention => {
+                format!("const HEAD_DIM4: u32 = {}u;\n{source}", head_dim / 4)
+            }
+            _ => source.to_string(),
         }
     }
 }
@@ -84,12 +91,13 @@ pub struct VectorKernels {
 }
 
 impl VectorKernels {
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// The kernels for a model whose attention heads have `head_dim` (a multiple of 4) values.
+    pub fn new(ctx: &GpuContext, head_dim: usize) -> Self {
         let pipelines = VectorKernel::ALL
             .iter()
             .map(|&kernel| {
                 let label = format!("{kernel:?}");
-                let pipeline = ctx.compute_pipeline(&label, kernel.source());
+                let pipeline = ctx.compute_pipeline(&label, &kernel.source(head_dim));
                 (kernel, pipeline)
             })
             .collect();

@@ -3,8 +3,9 @@
 // position step.position + t, scores q·k_s / sqrt(head_dim) for s ≤ its position into a
 // scratch row, then softmax, then the probability-weighted sum of the values.
 // Layouts: query / output [t][head][d]; k_cache / v_cache [s][kv_head][d];
-// scores [t][head][max_positions]. Vectors are read four floats at a time (head_dim is a
-// multiple of 4).
+// scores [t][head][max_positions]. Vectors are read four floats at a time; the host prepends
+// `const HEAD_DIM4: u32 = head_dim / 4;` so each lane keeps its query in registers while it
+// scores its positions.
 
 struct Params {
     heads: u32,
@@ -68,12 +69,16 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let q_base = (token * params.heads + head) * dim4;
     let score_base = (token * params.heads + head) * params.max_positions;
 
+    var q: array<vec4<f32>, HEAD_DIM4>;
+    for (var d = 0u; d < HEAD_DIM4; d++) {
+        q[d] = query[q_base + d];
+    }
     var local_max = -3.4e38;
     for (var s = lane; s < kv_len; s += 64u) {
         let k_base = s * kv_stride + kv_head * dim4;
         var dot = vec4<f32>(0.0);
-        for (var d = 0u; d < dim4; d++) {
-            dot += query[q_base + d] * k_cache[k_base + d];
+        for (var d = 0u; d < HEAD_DIM4; d++) {
+            dot += q[d] * k_cache[k_base + d];
         }
         let score = (dot.x + dot.y + dot.z + dot.w) * params.scale;
         scores[score_base + s] = score;
