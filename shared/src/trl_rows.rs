@@ -2,7 +2,8 @@
 //! and conversational (message list) formats.
 //!
 //! Which rows a vote yields:
-//! - `a` / `b`: the preferred candidate is chosen, the other rejected;
+//! - `a` / `b`: the preferred candidate is chosen, the other rejected — unless the two answers
+//!   are the same text, which teaches nothing (chosen == rejected) and yields no row;
 //! - with an `edited_answer`, the edit is chosen instead and every candidate whose text differs
 //!   from the edit is rejected (one row each) — for `a`/`b` only the losing candidate, since
 //!   the winner was judged good;
@@ -46,9 +47,9 @@ pub fn preferences(pair: &PreferencePair) -> Vec<(&str, &str)> {
     let a = pair.candidate_a.text.as_str();
     let b = pair.candidate_b.text.as_str();
     match (&pair.edited_answer, pair.vote) {
-        (None, Vote::A) => vec![(a, b)],
-        (None, Vote::B) => vec![(b, a)],
-        (None, Vote::Tie | Vote::BothBad) => vec![],
+        (None, Vote::A) if a != b => vec![(a, b)],
+        (None, Vote::B) if a != b => vec![(b, a)],
+        (None, _) => vec![],
         (Some(edit), vote) => {
             let losers: Vec<&str> = match vote {
                 Vote::A => vec![b],

@@ -142,6 +142,12 @@ fn votes_map_to_chosen_and_rejected() {
     assert_eq!(preferences(&pair(Vote::B)), vec![("5", "4")]);
     assert!(preferences(&pair(Vote::Tie)).is_empty());
     assert!(preferences(&pair(Vote::BothBad)).is_empty());
+    let mut identical = pair(Vote::A);
+    identical.candidate_b.text = identical.candidate_a.text.clone();
+    assert!(
+        preferences(&identical).is_empty(),
+        "a vote between two identical answers teaches nothing"
+    );
 
     let mut edited = pair(Vote::BothBad);
     edited.edited_answer = Some("2+2 = 4".into());
