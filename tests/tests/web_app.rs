@@ -454,6 +454,24 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
         .evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/models/')).length")
         .unwrap();
     assert_eq!(model_requests, json!(0));
+
+    // "Clear cache" forgets it: after a reload nothing loads by itself, and loading downloads
+    // the GGUF again.
+    browser.click("clear-cache");
+    browser.wait_for(
+        "the cache to be cleared",
+        &format!(
+            "{}.innerText.startsWith('Cleared')",
+            by_testid("cache-status")
+        ),
+        BROWSER_TIMEOUT,
+    );
+    browser.reload();
+    assert_eq!(load_model(&mut browser), "false");
+    let model_requests = browser
+        .evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/models/')).length")
+        .unwrap();
+    assert_eq!(model_requests, json!(1));
     drop(server);
 }
 

@@ -290,15 +290,15 @@ pub fn ModelLoaderView() -> impl IntoView {
         .into_any(),
     }
     };
+    // What the last "Clear cache" did, shown beside the button.
+    let cache_status = RwSignal::new(String::new());
     let clear_cache = move |_| {
+        cache_status.set("Clearing…".into());
         spawn_local(async move {
-            let message = match model_cache::clear().await {
-                Ok(()) => "Cleared the model cache.".to_string(),
+            cache_status.set(match model_cache::clear().await {
+                Ok(()) => "Cleared the model cache: the next load downloads again.".to_string(),
                 Err(error) => format!("Could not clear the cache: {error}"),
-            };
-            if let Some(window) = web_sys::window() {
-                let _ = window.alert_with_message(&message);
-            }
+            });
         });
     };
     view! {
@@ -338,6 +338,9 @@ pub fn ModelLoaderView() -> impl IntoView {
                 <button data-testid="clear-cache" class="secondary" on:click=clear_cache>
                     "Clear cache"
                 </button>
+                <span class="muted" role="status" data-testid="cache-status">
+                    {move || cache_status.get()}
+                </span>
             </div>
             {status}
         </section>
