@@ -204,12 +204,8 @@ impl Qwen2Sequence {
                 params(&[
                     heads as u32,
                     kv_heads as u32,
-                    head_dim as u32,
                     max_positions as u32,
                     bits(scale),
-                    0,
-                    0,
-                    0,
                 ]),
                 Binding::Buffer(&step),
             ];

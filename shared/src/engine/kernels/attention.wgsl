@@ -10,7 +10,6 @@
 struct Params {
     heads: u32,
     kv_heads: u32,
-    head_dim: u32,
     max_positions: u32,  // scratch row length
     scale: f32,
 }
@@ -64,9 +63,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let token = group.y;
     let kv_len = step_info.position + token + 1u;
     let kv_head = head / (params.heads / params.kv_heads);
-    let dim4 = params.head_dim / 4u;
-    let kv_stride = params.kv_heads * dim4;
-    let q_base = (token * params.heads + head) * dim4;
+    let kv_stride = params.kv_heads * HEAD_DIM4;
+    let q_base = (token * params.heads + head) * HEAD_DIM4;
     let score_base = (token * params.heads + head) * params.max_positions;
 
     var q: array<vec4<f32>, HEAD_DIM4>;
@@ -75,7 +73,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     }
     var local_max = -3.4e38;
     for (var s = lane; s < kv_len; s += 64u) {
-        let k_base = s * kv_stride + kv_head * dim4;
+        let k_base = s * kv_stride + kv_head * HEAD_DIM4;
         var dot = vec4<f32>(0.0);
         for (var d = 0u; d < HEAD_DIM4; d++) {
             dot += q[d] * k_cache[k_base + d];
@@ -96,10 +94,10 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     storageBarrier();
     workgroupBarrier();
 
-    for (var d = lane; d < dim4; d += 64u) {
+    for (var d = lane; d < HEAD_DIM4; d += 64u) {
         var acc = vec4<f32>(0.0);
         for (var s = 0u; s < kv_len; s++) {
-            acc += scores[score_base + s] * v_cache[s * kv_stride + kv_head * dim4 + d];
+            acc += scores[score_base + s] * v_cache[s * kv_stride + kv_head * HEAD_DIM4 + d];
         }
         output[q_base + d] = acc / total;
     }
