@@ -130,6 +130,12 @@ impl ChatState {
     }
 }
 
+/// Whether a key press in a prompt box submits it: Enter, but not Shift+Enter (a new line)
+/// nor the Enter that ends an input-method composition.
+pub fn submits_prompt(ev: &web_sys::KeyboardEvent) -> bool {
+    ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing()
+}
+
 fn copy_to_clipboard(text: String) {
     if let Some(window) = web_sys::window() {
         let _ = window.navigator().clipboard().write_text(&text);
@@ -242,7 +248,7 @@ pub fn ChatView() -> impl IntoView {
                     prop:value=move || state.input.get()
                     on:input=move |ev| state.input.set(event_target_value(&ev))
                     on:keydown=move |ev| {
-                        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        if submits_prompt(&ev) {
                             ev.prevent_default();
                             state.send(settings);
                         }

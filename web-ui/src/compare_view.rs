@@ -15,6 +15,7 @@ use shared::{Candidate, ChatMessage, PreferencePair, Role, SamplingParams, Vote}
 use time::OffsetDateTime;
 
 use crate::browser_storage::{annotator_id, now_ms, random_id, random_u64};
+use crate::chat_view::submits_prompt;
 use crate::generation_settings::{GenerationSettings, SettingsPanel};
 use crate::loaded_model;
 use crate::markdown_view::Markdown;
@@ -326,7 +327,7 @@ pub fn CompareView() -> impl IntoView {
                     prop:value=move || state.input.get()
                     on:input=move |ev| state.input.set(event_target_value(&ev))
                     on:keydown=move |ev| {
-                        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        if submits_prompt(&ev) {
                             ev.prevent_default();
                             state.generate(settings);
                         }
