@@ -40,9 +40,13 @@ try {{
   const adapter = await adapterInfo();
   const model = new Uint8Array(await (await fetch("/model.gguf")).arrayBuffer());
   const prompt = Uint32Array.from([{}]);
-  const scores = await nextTokenScores(model, prompt, {TOP_SCORES});
-  const tokens = await greedyTokens(model, prompt, {MAX_NEW_TOKENS});
-  await report({{ adapter, scores: Array.from(scores), tokens: Array.from(tokens) }});
+  const runs = [];
+  for (const gpuKernels of [false, true]) {{
+    const scores = await nextTokenScores(model, prompt, {TOP_SCORES}, gpuKernels);
+    const tokens = await greedyTokens(model, prompt, {MAX_NEW_TOKENS}, gpuKernels);
+    runs.push({{ scores: Array.from(scores), tokens: Array.from(tokens) }});
+  }}
+  await report({{ adapter, runs }});
 }} catch (error) {{
   await report({{ error: String((error && error.message) || error) }});
 }}
@@ -76,9 +80,13 @@ fn serve(model: Vec<u8>) -> PageServer {
     PageServer::start(pages)
 }
 
-/// What the page computed.
+/// What the page computed: with the kernels its adapter gets, then with the GPU kernels.
 struct BrowserRun {
     adapter: String,
+    runs: Vec<KernelRun>,
+}
+
+struct KernelRun {
     /// (token, logit) pairs, best first.
     scores: Vec<(u32, f32)>,
     tokens: Vec<u32>,
@@ -95,14 +103,24 @@ fn run_in_browser(model: Vec<u8>, webgpu: bool) -> Result<BrowserRun, String> {
     if let Some(error) = result.get("error") {
         return Err(error.as_str().unwrap_or(&body).to_string());
     }
-    let flat: Vec<f32> = serde_json::from_value(result["scores"].clone()).unwrap();
+    let runs = result["runs"]
+        .as_array()
+        .expect("the page reports its runs")
+        .iter()
+        .map(|run| {
+            let flat: Vec<f32> = serde_json::from_value(run["scores"].clone()).unwrap();
+            KernelRun {
+                scores: flat
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0] as u32, pair[1]))
+                    .collect(),
+                tokens: serde_json::from_value(run["tokens"].clone()).unwrap(),
+            }
+        })
+        .collect();
     Ok(BrowserRun {
         adapter: result["adapter"].as_str().unwrap_or_default().to_string(),
-        scores: flat
-            .chunks_exact(2)
-            .map(|pair| (pair[0] as u32, pair[1]))
-            .collect(),
-        tokens: serde_json::from_value(result["tokens"].clone()).unwrap(),
+        runs,
     })
 }
 
@@ -148,24 +166,30 @@ fn the_browser_engine_generates_the_native_tokens() {
         );
         let browser = run_in_browser(model, true)
             .unwrap_or_else(|error| panic!("{matrix_type:?}: the page failed: {error}"));
-        eprintln!(
-            "{matrix_type:?} on {}:\n  native  {native_scores:?}\n  browser {:?}\n  native reply  {native_tokens:?}\n  browser reply {:?}",
-            browser.adapter, browser.scores, browser.tokens
-        );
-        assert_eq!(browser.scores.len(), TOP_SCORES);
-        for (&(native_token, native_logit), &(token, logit)) in
-            native_scores.iter().zip(&browser.scores)
-        {
-            assert_eq!(token, native_token, "{matrix_type:?}: the ranking differs");
-            assert!(
-                (logit - native_logit).abs() <= MAX_LOGIT_DIFFERENCE,
-                "{matrix_type:?}: token {token}: browser {logit}, native {native_logit}"
+        assert_eq!(browser.runs.len(), 2);
+        for (run, kernels) in browser.runs.iter().zip(["the adapter's", "the GPU"]) {
+            eprintln!(
+                "{matrix_type:?} on {} with {kernels} kernels:\n  native  {native_scores:?}\n  browser {:?}\n  native reply  {native_tokens:?}\n  browser reply {:?}",
+                browser.adapter, run.scores, run.tokens
+            );
+            assert_eq!(run.scores.len(), TOP_SCORES);
+            for (&(native_token, native_logit), &(token, logit)) in
+                native_scores.iter().zip(&run.scores)
+            {
+                assert_eq!(
+                    token, native_token,
+                    "{matrix_type:?}, {kernels} kernels: the ranking differs"
+                );
+                assert!(
+                    (logit - native_logit).abs() <= MAX_LOGIT_DIFFERENCE,
+                    "{matrix_type:?}, {kernels} kernels: token {token}: browser {logit}, native {native_logit}"
+                );
+            }
+            assert_eq!(
+                run.tokens, native_tokens,
+                "{matrix_type:?}, {kernels} kernels: browser and native replies differ"
             );
         }
-        assert_eq!(
-            browser.tokens, native_tokens,
-            "{matrix_type:?}: browser and native replies differ"
-        );
     }
 }
 

@@ -8,7 +8,8 @@ use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use shared::engine::readback::read_f32;
 use shared::engine::{
-    BlockType, GpuContext, MatmulOperands, QuantizedMatmulKernels, QuantizedMatrix, TokenCount,
+    BlockType, GpuContext, MatmulLayout, MatmulOperands, MatmulPlan, QuantizedMatmulKernels,
+    QuantizedMatrix, TokenCount,
 };
 use wgpu::util::DeviceExt as _;
 
@@ -150,6 +151,9 @@ fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, bias: Opti
     }
 }
 
+/// The layouts CPU drivers and GPUs get.
+const CPU_AND_GPU_PLANS: [MatmulPlan; 2] = [MatmulPlan::CPU_DRIVER, MatmulPlan::GPU];
+
 fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
     (0..tokens).map(|t| noise(cols, 7 + t as u64)).collect()
 }
@@ -157,13 +161,17 @@ fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
 #[test]
 fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
     let ctx = gpu();
-    // 8 rows per invocation: what CPU drivers get; 1: what GPUs get; 4 checks the unrolling.
-    for rows_per_invocation in [8, 4, 1] {
-        let kernels = QuantizedMatmulKernels::with_rows_per_invocation(
-            &ctx,
-            &BlockType::ALL,
-            rows_per_invocation,
-        );
+    // What CPU drivers, the browser's CPU fallback and GPUs get; 4 rows per invocation checks
+    // the unrolling; 64 lanes per row are more than a K-quant row of 512 columns has runs,
+    // so some lanes add nothing.
+    for plan in [
+        MatmulPlan::CPU_DRIVER,
+        MatmulPlan::BROWSER_CPU_FALLBACK,
+        MatmulPlan::GPU,
+        MatmulPlan::same(MatmulLayout::RowsPerInvocation(4)),
+        MatmulPlan::same(MatmulLayout::LanesPerRow(64)),
+    ] {
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
         // 37 rows: the last invocation has rows past the end.
         let (rows, cols) = (37, 512);
         // 1: the decode kernel; 5: part of a token tile; 19: several tiles and part of one.
@@ -191,18 +199,20 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
 #[test]
 fn a_bias_is_added_to_every_token() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
-    let (rows, cols) = (40, 256);
-    let bias: Vec<f32> = noise(rows, 3).iter().map(|b| b * 10.0).collect();
-    for tokens in [1, 3] {
-        let xs = inputs(tokens, cols);
-        for block_type in [BlockType::Q5_0, BlockType::Q8_0, BlockType::F32] {
-            let case = case(block_type, rows, cols, &xs);
-            let bytes = case.quantized.data().unwrap();
-            let matrix =
-                QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
-            let y = run_matmul(&ctx, &kernels, &matrix, &xs, Some(&bias));
-            assert_close(block_type, &y, &case, Some(&bias));
+    for plan in CPU_AND_GPU_PLANS {
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        let (rows, cols) = (40, 256);
+        let bias: Vec<f32> = noise(rows, 3).iter().map(|b| b * 10.0).collect();
+        for tokens in [1, 3] {
+            let xs = inputs(tokens, cols);
+            for block_type in [BlockType::Q5_0, BlockType::Q8_0, BlockType::F32] {
+                let case = case(block_type, rows, cols, &xs);
+                let bytes = case.quantized.data().unwrap();
+                let matrix =
+                    QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+                let y = run_matmul(&ctx, &kernels, &matrix, &xs, Some(&bias));
+                assert_close(block_type, &y, &case, Some(&bias));
+            }
         }
     }
 }
@@ -210,35 +220,37 @@ fn a_bias_is_added_to_every_token() {
 #[test]
 fn matrices_split_across_buffers_give_the_same_result() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
-    let (rows, cols) = (29, 768);
-    for tokens in [1, 9] {
-        let xs = inputs(tokens, cols);
-        for block_type in [
-            BlockType::Q8_0,
-            BlockType::Q4K,
-            BlockType::Q6K,
-            BlockType::Q5_0,
-        ] {
-            let case = case(block_type, rows, cols, &xs);
-            let bytes = case.quantized.data().unwrap();
-            // The bulk (quants) of one row on the GPU; at most 4 rows per buffer: 8 buffers,
-            // the last one partly filled.
-            let row_bytes =
-                (cols / block_type.block_elements() * block_type.bulk_vec4s() * 16) as u64;
-            let matrix = QuantizedMatrix::upload_in_chunks_of(
-                &ctx,
-                "w",
-                block_type,
-                rows,
-                cols,
-                &bytes,
-                4 * row_bytes + 3,
-            )
-            .unwrap();
-            assert_eq!(matrix.chunks.len(), 8);
-            let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
-            assert_close(block_type, &y, &case, None);
+    for plan in CPU_AND_GPU_PLANS {
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        let (rows, cols) = (29, 768);
+        for tokens in [1, 9] {
+            let xs = inputs(tokens, cols);
+            for block_type in [
+                BlockType::Q8_0,
+                BlockType::Q4K,
+                BlockType::Q6K,
+                BlockType::Q5_0,
+            ] {
+                let case = case(block_type, rows, cols, &xs);
+                let bytes = case.quantized.data().unwrap();
+                // The bulk (quants) of one row on the GPU; at most 4 rows per buffer: 8 buffers,
+                // the last one partly filled.
+                let row_bytes =
+                    (cols / block_type.block_elements() * block_type.bulk_vec4s() * 16) as u64;
+                let matrix = QuantizedMatrix::upload_in_chunks_of(
+                    &ctx,
+                    "w",
+                    block_type,
+                    rows,
+                    cols,
+                    &bytes,
+                    4 * row_bytes + 3,
+                )
+                .unwrap();
+                assert_eq!(matrix.chunks.len(), 8);
+                let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
+                assert_close(block_type, &y, &case, None);
+            }
         }
     }
 }
@@ -246,15 +258,25 @@ fn matrices_split_across_buffers_give_the_same_result() {
 #[test]
 fn a_vocabulary_sized_output_head_runs_in_one_dispatch_per_chunk() {
     let ctx = gpu();
-    let kernels = QuantizedMatmulKernels::new(&ctx, &BlockType::ALL);
-    // 151,936 rows (Qwen2's vocabulary): more than 65,535, the most workgroups per dimension.
-    let (rows, cols) = (151_936, 32);
-    let xs = inputs(1, cols);
-    let case = case(BlockType::Q8_0, rows, cols, &xs);
-    let bytes = case.quantized.data().unwrap();
-    let matrix = QuantizedMatrix::upload(&ctx, "w", BlockType::Q8_0, rows, cols, &bytes).unwrap();
-    let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
-    assert_close(BlockType::Q8_0, &y, &case, None);
+    // With 64 lanes per row a workgroup computes one row: 151,936 workgroups, more than the
+    // 65,535 one grid dimension may have.
+    let one_row_per_workgroup = MatmulPlan::same(MatmulLayout::LanesPerRow(64));
+    for plan in [
+        MatmulPlan::CPU_DRIVER,
+        MatmulPlan::GPU,
+        one_row_per_workgroup,
+    ] {
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        // 151,936 rows: Qwen2's vocabulary.
+        let (rows, cols) = (151_936, 32);
+        let xs = inputs(1, cols);
+        let case = case(BlockType::Q8_0, rows, cols, &xs);
+        let bytes = case.quantized.data().unwrap();
+        let matrix =
+            QuantizedMatrix::upload(&ctx, "w", BlockType::Q8_0, rows, cols, &bytes).unwrap();
+        let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
+        assert_close(BlockType::Q8_0, &y, &case, None);
+    }
 }
 
 #[test]

@@ -21,7 +21,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason};
+use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason};
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
 
@@ -294,21 +294,30 @@ fn a_model_with_qwen2_5_1_5b_shapes_loads_and_matches_candle() {
     let mut reader = File::open(&path).unwrap();
     let gguf = GgufModel::read(&mut reader, "qwen2.5-1.5b-shaped.gguf").unwrap();
     let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
-    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader).unwrap();
-    let head_bytes = 151_936 * 1536 / 256 * 210;
-    if head_bytes as u64 > ctx.max_binding_bytes {
-        assert!(
-            weights.output.chunks.len() >= 2,
-            "a {head_bytes}-byte output head must span several storage buffers"
-        );
+    // The kernels as CPU drivers run them, and as GPUs do.
+    for plan in [KernelPlan::CPU_DRIVER, KernelPlan::GPU] {
+        eprintln!("{plan:?}");
+        let mut reader = File::open(&path).unwrap();
+        let weights = Qwen2Weights::load_with_plan(&ctx, &gguf, &mut reader, plan).unwrap();
+        let head_bytes = 151_936 * 1536 / 256 * 210;
+        if head_bytes as u64 > ctx.max_binding_bytes {
+            assert!(
+                weights.output.chunks.len() >= 2,
+                "a {head_bytes}-byte output head must span several storage buffers"
+            );
+        }
+        matches_candle_for_three_steps(&weights, &path);
     }
+}
 
-    let mut reader = File::open(&path).unwrap();
+/// Our logits against candle's after an 8-token prompt and two greedy steps.
+fn matches_candle_for_three_steps(weights: &Arc<Qwen2Weights>, path: &std::path::Path) {
+    let mut reader = File::open(path).unwrap();
     let content = Content::read(&mut reader).unwrap();
     let mut candle = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap();
 
     let prompt = [9707, 11, 1879, 0, 151_643, 42, 7, 100_000];
-    let mut sequence = Qwen2Sequence::new(&weights, 64).unwrap();
+    let mut sequence = Qwen2Sequence::new(weights, 64).unwrap();
     sequence.feed(&prompt).unwrap();
     let mut ours = pollster::block_on(sequence.logits()).unwrap();
     let mut theirs = candle_logits(&mut candle, &prompt, 0);

@@ -4,24 +4,43 @@
 
 use std::io::Cursor;
 
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle};
+use std::sync::Arc;
+
+use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle};
 use shared::{GgufModel, SamplingParams};
 use wasm_bindgen::prelude::*;
 
+/// The GGUF model in `model` on the browser's GPU, with the kernels its adapter gets, or with
+/// the GPU kernels whatever the adapter (`gpu_kernels`: so a test on a software adapter
+/// checks that the browser compiles and runs them too).
+async fn load(
+    model: Vec<u8>,
+    gpu_kernels: bool,
+) -> Result<(Arc<Qwen2Weights>, GgufModel), JsError> {
+    let mut reader = Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "model.gguf")?;
+    let ctx = GpuContext::new().await?;
+    let plan = if gpu_kernels {
+        KernelPlan::GPU
+    } else {
+        KernelPlan::for_adapter(&ctx)
+    };
+    let weights = Qwen2Weights::load_with_plan(&ctx, &gguf, &mut reader, plan)?;
+    Ok((weights, gguf))
+}
+
 /// Greedy continuation of `prompt` (token ids) by the GGUF model in `model`, up to
 /// `max_new_tokens` (stopping early at the file's end-of-turn tokens). Resolves to the new
-/// token ids, or rejects with the engine's error message.
+/// token ids, or rejects with the engine's error message. `gpuKernels`: see `load`.
 #[wasm_bindgen(js_name = greedyTokens)]
 pub async fn greedy_tokens(
     model: Vec<u8>,
     prompt: Vec<u32>,
     max_new_tokens: u32,
+    gpu_kernels: bool,
 ) -> Result<Vec<u32>, JsError> {
-    let mut reader = Cursor::new(model);
-    let gguf = GgufModel::read(&mut reader, "model.gguf")?;
+    let (weights, gguf) = load(model, gpu_kernels).await?;
     let stop_tokens = shared::ModelText::from_gguf(&gguf)?.stop_tokens();
-    let ctx = GpuContext::new().await?;
-    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader)?;
     let mut sequence = Qwen2Sequence::new(&weights, prompt.len() + max_new_tokens as usize)?;
     let sampling = SamplingParams {
         max_new_tokens,
@@ -36,17 +55,15 @@ pub async fn greedy_tokens(
 }
 
 /// The `k` best next tokens after `prompt` as a flat array `[token, logit, token, logit, …]`
-/// (tokens as floats, exact below 2^24), best first.
+/// (tokens as floats, exact below 2^24), best first. `gpuKernels`: see `load`.
 #[wasm_bindgen(js_name = nextTokenScores)]
 pub async fn next_token_scores(
     model: Vec<u8>,
     prompt: Vec<u32>,
     k: u32,
+    gpu_kernels: bool,
 ) -> Result<Vec<f32>, JsError> {
-    let mut reader = Cursor::new(model);
-    let gguf = GgufModel::read(&mut reader, "model.gguf")?;
-    let ctx = GpuContext::new().await?;
-    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader)?;
+    let (weights, _) = load(model, gpu_kernels).await?;
     let mut sequence = Qwen2Sequence::new(&weights, prompt.len())?;
     sequence.feed(&prompt)?;
     let scores = sequence.next_token_scores(k as usize, &[], 1.0).await?;
@@ -56,12 +73,16 @@ pub async fn next_token_scores(
         .collect())
 }
 
-/// The WebGPU adapter's name and backend, or an error when the browser has none.
+/// The WebGPU adapter's name, backend and type (`Cpu`: the browser's software fallback), or
+/// an error when the browser has none.
 #[wasm_bindgen(js_name = adapterInfo)]
 pub async fn adapter_info() -> Result<String, JsError> {
     let ctx = GpuContext::new().await?;
     Ok(format!(
-        "{} ({:?}), shader-f16: {}",
-        ctx.adapter_info.name, ctx.adapter_info.backend, ctx.has_shader_f16
+        "{} ({:?}, {:?}), shader-f16: {}",
+        ctx.adapter_info.name,
+        ctx.adapter_info.backend,
+        ctx.adapter_info.device_type,
+        ctx.has_shader_f16
     ))
 }

@@ -8,6 +8,7 @@
 
 pub mod block_type;
 pub mod gpu_context;
+pub mod kernel_plan;
 pub mod quantized_matmul;
 pub mod quantized_matrix;
 pub mod qwen2_sequence;
@@ -19,7 +20,10 @@ pub mod vector_kernels;
 
 pub use block_type::BlockType;
 pub use gpu_context::{EngineError, GpuContext};
-pub use quantized_matmul::{MatmulOperands, QuantizedMatmulKernels, TokenCount};
+pub use kernel_plan::KernelPlan;
+pub use quantized_matmul::{
+    MatmulLayout, MatmulOperands, MatmulPlan, QuantizedMatmulKernels, TokenCount,
+};
 pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{MAX_STEP_TOKENS, Qwen2Sequence};
 pub use qwen2_weights::Qwen2Weights;

@@ -1,9 +1,11 @@
 //! Quantized matrix × a batch of token vectors, the workhorse of every step: one compute
-//! pipeline per (block type, token tile), built from `kernels/matmul_main.wgsl`, that type's
-//! block file, and a `block_dot` generated here that unrolls a block's groups for every row
-//! and token an invocation handles. Decode steps (one token) use the tile-1 variant, a plain
-//! matrix-vector product; batched prefill uses a larger tile so each weight is dequantized
-//! once per tile.
+//! pipeline per (block type, token tile), built from `kernels/matmul_bindings.wgsl`, the
+//! layout's kernel, that type's block file, and dot-product code generated here that spells
+//! out a block's groups for every row and token an invocation handles. Two layouts: CPU
+//! drivers get several whole rows per invocation (`kernels/matmul_rows.wgsl`), GPUs several
+//! invocations per row (`kernels/matmul_lanes.wgsl`). Decode steps (one token) use the tile-1
+//! variant, a plain matrix-vector product; batched prefill uses a larger tile so each weight
+//! is dequantized once per tile.
 
 use std::collections::HashMap;
 
@@ -13,12 +15,11 @@ use super::block_type::BlockType;
 use super::gpu_context::{EngineError, GpuContext};
 use super::quantized_matrix::QuantizedMatrix;
 
-/// Tokens one invocation multiplies at once in batched steps.
-pub const PREFILL_TOKEN_TILE: u32 = 4;
-/// Invocations per workgroup (`@workgroup_size` in the kernel).
+/// Invocations per workgroup (`@workgroup_size` in the kernels).
 const WORKGROUP_SIZE: usize = 64;
-/// The most workgroups one dispatch dimension may have.
-const MAX_GROUPS_PER_DIMENSION: usize = 65_535;
+/// The most workgroups one dispatch dimension may have; more row groups continue in grid z
+/// (the kernels' `ROW_GROUPS_PER_Z`).
+const MAX_GROUPS_PER_DIMENSION: u32 = 65_535;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -53,38 +54,97 @@ pub struct MatmulOperands<'a> {
     pub tokens: TokenCount,
 }
 
+/// How a product's rows are spread over invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulLayout {
+    /// Each invocation computes this many whole rows alone: CPU drivers run an invocation's
+    /// lanes as SIMD over rows, so the rows share every x load and need no barriers.
+    RowsPerInvocation(usize),
+    /// This many invocations (a power of two, 1 to 64) share each row and add their partial
+    /// sums in workgroup memory: GPUs want many threads and neighbouring loads.
+    LanesPerRow(usize),
+}
+
+impl MatmulLayout {
+    /// Output rows one workgroup of `WORKGROUP_SIZE` invocations computes.
+    fn rows_per_workgroup(self) -> usize {
+        match self {
+            Self::RowsPerInvocation(rows) => WORKGROUP_SIZE * rows,
+            Self::LanesPerRow(lanes) => WORKGROUP_SIZE / lanes,
+        }
+    }
+}
+
+/// The layouts of a model's products: one for one-token (decode) steps, one for batched
+/// (prompt) steps, which multiply `batched_tile` tokens per invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulPlan {
+    pub decode: MatmulLayout,
+    pub batched: MatmulLayout,
+    pub batched_tile: u32,
+}
+
+impl MatmulPlan {
+    /// CPU drivers (lavapipe): 8 rows per invocation (on lavapipe 8 rows decode 12% and
+    /// prefill 17% faster than 4) and 4-token tiles (8 was slower).
+    pub const CPU_DRIVER: Self = Self::same(MatmulLayout::RowsPerInvocation(8));
+    /// The browser's CPU fallback (SwiftShader): one row per invocation, as measured there.
+    pub const BROWSER_CPU_FALLBACK: Self = Self::same(MatmulLayout::RowsPerInvocation(1));
+    /// GPUs: 16 lanes per row for decode, one row per invocation in 4-token tiles for
+    /// batched steps. On an H200 (Vulkan, Qwen2.5-1.5B shapes, Q4_K_M types) decode ran at
+    /// 137 tok/s with 16 lanes against 116 (8 lanes), 129 (32) and 61 (one row per
+    /// invocation); prefill at 1,630 tok/s with 4-token tiles against 1,360 (8) and 1,230
+    /// (16), and 1,190 with 4 lanes per row.
+    pub const GPU: Self = Self {
+        decode: MatmulLayout::LanesPerRow(16),
+        batched: MatmulLayout::RowsPerInvocation(1),
+        batched_tile: 4,
+    };
+
+    /// `layout` for decode and batched steps, with 4-token tiles.
+    pub const fn same(layout: MatmulLayout) -> Self {
+        Self {
+            decode: layout,
+            batched: layout,
+            batched_tile: 4,
+        }
+    }
+
+    /// The layout and tile of a step of `tokens` tokens.
+    fn for_tokens(self, tokens: u32) -> (MatmulLayout, u32) {
+        if tokens <= 1 {
+            (self.decode, 1)
+        } else {
+            (self.batched, self.batched_tile)
+        }
+    }
+}
+
 pub struct QuantizedMatmulKernels {
-    /// Output rows one invocation computes.
-    rows_per_invocation: usize,
-    layout: wgpu::BindGroupLayout,
-    /// Keyed by block type and token tile.
-    pipelines: HashMap<(BlockType, u32), wgpu::ComputePipeline>,
+    plan: MatmulPlan,
+    bind_layout: wgpu::BindGroupLayout,
+    /// Keyed by block type and whether the step is batched (more than one token).
+    pipelines: HashMap<(BlockType, bool), wgpu::ComputePipeline>,
     /// Bound where a product has no bias (WebGPU needs every binding).
     no_bias: wgpu::Buffer,
 }
 
 impl QuantizedMatmulKernels {
     /// Compiles the kernels of `block_types` (those a model uses), for decode and for batched
-    /// steps, with the rows per invocation that suit the adapter: CPU drivers run an
-    /// invocation's lanes as SIMD over rows, so several rows per invocation share every x
-    /// load (on lavapipe 8 rows decode 12% and prefill 17% faster than 4); GPUs want many
-    /// threads instead.
-    pub fn new(ctx: &GpuContext, block_types: &[BlockType]) -> Self {
-        let rows_per_invocation = match (ctx.adapter_info.backend, ctx.adapter_info.device_type) {
-            (wgpu::Backend::BrowserWebGpu, _) => 1,
-            (_, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu) => 1,
-            _ => 8,
-        };
-        Self::with_rows_per_invocation(ctx, block_types, rows_per_invocation)
-    }
-
-    /// As `new`, with an explicit number of output rows per invocation (tests run the GPU
-    /// variant on a CPU driver too).
-    pub fn with_rows_per_invocation(
-        ctx: &GpuContext,
-        block_types: &[BlockType],
-        rows_per_invocation: usize,
-    ) -> Self {
+    /// steps, in the plan's layouts.
+    pub fn with_plan(ctx: &GpuContext, block_types: &[BlockType], plan: MatmulPlan) -> Self {
+        for layout in [plan.decode, plan.batched] {
+            if let MatmulLayout::LanesPerRow(lanes) = layout {
+                assert!(
+                    lanes.is_power_of_two() && lanes <= WORKGROUP_SIZE,
+                    "lanes per row must be a power of two up to {WORKGROUP_SIZE}, not {lanes}"
+                );
+            }
+        }
+        assert!(
+            plan.batched_tile >= 1,
+            "a token tile holds at least one token"
+        );
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -105,7 +165,7 @@ impl QuantizedMatmulKernels {
             },
             count: None,
         };
-        let layout = ctx
+        let bind_layout = ctx
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("matmul"),
@@ -123,19 +183,20 @@ impl QuantizedMatmulKernels {
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("matmul"),
-                bind_group_layouts: &[Some(&layout)],
+                bind_group_layouts: &[Some(&bind_layout)],
                 immediate_size: 0,
             });
         let mut pipelines = HashMap::new();
         for &block_type in block_types {
-            if pipelines.contains_key(&(block_type, 1)) {
+            if pipelines.contains_key(&(block_type, false)) {
                 continue;
             }
-            for tile in [1, PREFILL_TOKEN_TILE] {
-                let source = kernel_source(block_type, rows_per_invocation as u32, tile);
-                let label = format!("matmul {block_type:?} tile {tile}");
+            for batched in [false, true] {
+                let (layout, tile) = plan.for_tokens(if batched { 2 } else { 1 });
+                let source = kernel_source(block_type, layout, tile);
+                let label = format!("matmul {block_type:?} {layout:?} tile {tile}");
                 let pipeline = ctx.compute_pipeline_with_layout(&label, &source, &pipeline_layout);
-                pipelines.insert((block_type, tile), pipeline);
+                pipelines.insert((block_type, batched), pipeline);
             }
         }
         let no_bias = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -145,8 +206,8 @@ impl QuantizedMatmulKernels {
             mapped_at_creation: false,
         });
         Self {
-            rows_per_invocation,
-            layout,
+            plan,
+            bind_layout,
             pipelines,
             no_bias,
         }
@@ -160,7 +221,7 @@ impl QuantizedMatmulKernels {
         operands: &MatmulOperands<'_>,
         step: &wgpu::Buffer,
     ) -> Result<PreparedMatmul, EngineError> {
-        if !self.pipelines.contains_key(&(matrix.block_type, 1)) {
+        if !self.pipelines.contains_key(&(matrix.block_type, false)) {
             return Err(EngineError::Unsupported(format!(
                 "no kernel was compiled for {:?} matrices",
                 matrix.block_type
@@ -175,15 +236,6 @@ impl QuantizedMatmulKernels {
             .chunks
             .iter()
             .map(|chunk| {
-                let row_groups = chunk
-                    .rows
-                    .div_ceil(WORKGROUP_SIZE * self.rows_per_invocation);
-                if row_groups > MAX_GROUPS_PER_DIMENSION {
-                    return Err(EngineError::Unsupported(format!(
-                        "a weight chunk of {} rows exceeds one dispatch",
-                        chunk.rows
-                    )));
-                }
                 let params = MatmulParams {
                     rows: chunk.rows as u32,
                     blocks_per_row: matrix.blocks_per_row() as u32,
@@ -213,8 +265,8 @@ impl QuantizedMatmulKernels {
                     &uniform,
                     step,
                 ];
-                let bind_group = ctx.bind_buffers("matmul", &self.layout, &buffers);
-                Ok((bind_group, row_groups as u32))
+                let bind_group = ctx.bind_buffers("matmul", &self.bind_layout, &buffers);
+                Ok((bind_group, chunk.rows))
             })
             .collect::<Result<_, _>>()?;
         Ok(PreparedMatmul {
@@ -235,30 +287,49 @@ impl QuantizedMatmulKernels {
             TokenCount::FromStep => step_tokens,
             TokenCount::Fixed(n) => n,
         };
-        let tile = if tokens <= 1 { 1 } else { PREFILL_TOKEN_TILE };
-        pass.set_pipeline(&self.pipelines[&(prepared.block_type, tile)]);
-        for (bind_group, row_groups) in &prepared.dispatches {
+        let (layout, tile) = self.plan.for_tokens(tokens);
+        pass.set_pipeline(&self.pipelines[&(prepared.block_type, tokens > 1)]);
+        for (bind_group, rows) in &prepared.dispatches {
+            let row_groups = rows.div_ceil(layout.rows_per_workgroup()) as u32;
             pass.set_bind_group(0, bind_group, &[]);
-            pass.dispatch_workgroups(*row_groups, tokens.div_ceil(tile).max(1), 1);
+            pass.dispatch_workgroups(
+                row_groups.min(MAX_GROUPS_PER_DIMENSION),
+                tokens.div_ceil(tile).max(1),
+                row_groups.div_ceil(MAX_GROUPS_PER_DIMENSION),
+            );
         }
     }
 }
 
-/// A product with its buffers bound: one dispatch per weight chunk.
+/// A product with its buffers bound: one dispatch per weight chunk (and its rows).
 pub struct PreparedMatmul {
     block_type: BlockType,
     tokens: TokenCount,
-    dispatches: Vec<(wgpu::BindGroup, u32)>,
+    dispatches: Vec<(wgpu::BindGroup, usize)>,
 }
 
-/// The WGSL of one pipeline: ROWS and TOKEN_TILE, the main kernel, the block type's file and
-/// the unrolled `block_dot`.
-fn kernel_source(block_type: BlockType, rows: u32, tile: u32) -> String {
+/// The WGSL of one pipeline: ROWS, TOKEN_TILE (and LANES), the shared declarations, the
+/// layout's kernel, the block type's file and the generated dot product.
+fn kernel_source(block_type: BlockType, layout: MatmulLayout, tile: u32) -> String {
+    let row_groups = format!("const ROW_GROUPS_PER_Z: u32 = {MAX_GROUPS_PER_DIMENSION}u;");
+    let (constants, kernel, dot) = match layout {
+        MatmulLayout::RowsPerInvocation(rows) => (
+            format!("const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\n{row_groups}"),
+            include_str!("kernels/matmul_rows.wgsl"),
+            block_dot_source(block_type, rows as u32, tile),
+        ),
+        MatmulLayout::LanesPerRow(lanes) => (
+            format!(
+                "const ROWS: u32 = 1u;\nconst TOKEN_TILE: u32 = {tile}u;\nconst LANES: u32 = {lanes}u;\n{row_groups}"
+            ),
+            include_str!("kernels/matmul_lanes.wgsl"),
+            run_dot_source(block_type, tile),
+        ),
+    };
     format!(
-        "const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\n{}\n{}\n{}",
-        include_str!("kernels/matmul_main.wgsl"),
+        "{constants}\n{}\n{kernel}\n{}\n{dot}",
+        include_str!("kernels/matmul_bindings.wgsl"),
         block_type.block_kernel_source(),
-        block_dot_source(block_type, rows, tile)
     )
 }
 
@@ -266,59 +337,86 @@ fn kernel_source(block_type: BlockType, rows: u32, tile: u32) -> String {
 /// the tile's x to `acc[row * TOKEN_TILE + token]`: a loop over the block's runs (K-quant
 /// sub-blocks), each run's groups of four weights spelled out for every row and token.
 fn block_dot_source(block_type: BlockType, rows: u32, tile: u32) -> String {
-    use std::fmt::Write;
-    let groups = block_type.block_elements() / 4 / block_type.sub_blocks();
     let mut s = format!(
         "fn block_dot(block: u32, x4: u32, acc: ptr<function, array<vec4<f32>, {}>>) {{\n",
         rows * tile
     );
+    push_sums(&mut s, rows, tile);
+    // Decode kernels spell out the runs too (fastest); batched kernels loop over them to keep
+    // the shader small (compile time grows with the unrolled rows × tokens).
+    if tile == 1 {
+        for run in 0..block_type.sub_blocks() {
+            push_run(&mut s, block_type, rows, tile, &format!("{run}u"));
+        }
+    } else {
+        s.push_str("    for (var sub = 0u; sub < SUB_BLOCKS; sub++) {\n");
+        push_run(&mut s, block_type, rows, tile, "sub");
+        s.push_str("    }\n");
+    }
+    push_sums_into_acc(&mut s, rows, tile);
+    s.push_str("}\n");
+    s
+}
+
+/// `run_dot(block, run, x4, acc)`: adds run `run` of block `block` of the invocation's one
+/// row times the tile's x to `acc[token]`.
+fn run_dot_source(block_type: BlockType, tile: u32) -> String {
+    let mut s = format!(
+        "fn run_dot(block: u32, run: u32, x4: u32, acc: ptr<function, array<vec4<f32>, {tile}>>) {{\n"
+    );
+    push_sums(&mut s, 1, tile);
+    push_run(&mut s, block_type, 1, tile, "run");
+    push_sums_into_acc(&mut s, 1, tile);
+    s.push_str("}\n");
+    s
+}
+
+/// `var s{row}_{token}`: the sums of one block or run, kept in registers.
+fn push_sums(s: &mut String, rows: u32, tile: u32) {
+    use std::fmt::Write;
     for r in 0..rows {
         for t in 0..tile {
             let _ = writeln!(s, "    var s{r}_{t} = vec4<f32>(0.0);");
         }
     }
-    // Decode kernels spell out the runs too (fastest); batched kernels loop over them to keep
-    // the shader small (compile time grows with the unrolled rows × tokens).
-    let runs: Vec<String> = if tile == 1 {
-        (0..block_type.sub_blocks())
-            .map(|run| format!("{run}u"))
-            .collect()
-    } else {
-        let _ = writeln!(s, "    for (var sub = 0u; sub < SUB_BLOCKS; sub++) {{");
-        vec!["sub".to_string()]
-    };
-    for run in &runs {
-        s.push_str("    {\n");
-        for r in 0..rows {
-            let _ = writeln!(
-                s,
-                "        let b{r} = load_sub(row_base[{r}] + block, {run});"
-            );
-        }
-        let _ = writeln!(s, "        let xs = x4 + {run} * {groups}u;");
-        for g in 0..groups {
-            s.push_str("        {\n");
-            for r in 0..rows {
-                let _ = writeln!(s, "            let w{r} = group_weights(b{r}, {g}u);");
-            }
-            for t in 0..tile {
-                let _ = writeln!(s, "            let x{t} = token_x({t}u, xs + {g}u);");
-                for r in 0..rows {
-                    let _ = writeln!(s, "            s{r}_{t} += w{r} * x{t};");
-                }
-            }
-            s.push_str("        }\n");
-        }
-        s.push_str("    }\n");
-    }
-    if tile != 1 {
-        s.push_str("    }\n");
-    }
+}
+
+/// Adds the sums to `acc[row * TOKEN_TILE + token]`.
+fn push_sums_into_acc(s: &mut String, rows: u32, tile: u32) {
+    use std::fmt::Write;
     for r in 0..rows {
         for t in 0..tile {
             let _ = writeln!(s, "    (*acc)[{}] += s{r}_{t};", r * tile + t);
         }
     }
-    s.push_str("}\n");
-    s
+}
+
+/// One run (`run`: a WGSL expression) of a block for every row and token: its groups of four
+/// weights spelled out, each weight dequantized once and each x loaded once, added to the
+/// sums.
+fn push_run(s: &mut String, block_type: BlockType, rows: u32, tile: u32, run: &str) {
+    use std::fmt::Write;
+    let groups = block_type.block_elements() / 4 / block_type.sub_blocks();
+    s.push_str("    {\n");
+    for r in 0..rows {
+        let _ = writeln!(
+            s,
+            "        let b{r} = load_sub(row_base[{r}] + block, {run});"
+        );
+    }
+    let _ = writeln!(s, "        let xs = x4 + {run} * {groups}u;");
+    for g in 0..groups {
+        s.push_str("        {\n");
+        for r in 0..rows {
+            let _ = writeln!(s, "            let w{r} = group_weights(b{r}, {g}u);");
+        }
+        for t in 0..tile {
+            let _ = writeln!(s, "            let x{t} = token_x({t}u, xs + {g}u);");
+            for r in 0..rows {
+                let _ = writeln!(s, "            s{r}_{t} += w{r} * x{t};");
+            }
+        }
+        s.push_str("        }\n");
+    }
+    s.push_str("    }\n");
 }

@@ -11,6 +11,7 @@ use wgpu::util::DeviceExt;
 
 use super::block_type::BlockType;
 use super::gpu_context::{EngineError, GpuContext};
+use super::kernel_plan::KernelPlan;
 use super::quantized_matmul::QuantizedMatmulKernels;
 use super::quantized_matrix::QuantizedMatrix;
 use super::sampling_kernels::SamplingKernels;
@@ -54,6 +55,16 @@ pub struct Qwen2Weights {
 impl Qwen2Weights {
     /// Uploads the weights of a validated Qwen2 GGUF. A tensor the engine cannot run (unknown
     /// block type, missing, wrong shape) is an error naming it.
+    pub fn load<R: Read + Seek>(
+        ctx: &GpuContext,
+        gguf: &GgufModel,
+        reader: &mut R,
+    ) -> Result<Arc<Self>, EngineError> {
+        Self::load_with_plan(ctx, gguf, reader, KernelPlan::for_adapter(ctx))
+    }
+
+    /// As `load`, with explicit kernel variants (tests run the GPU variants on a CPU driver;
+    /// benchmarks compare them).
     #[cfg_attr(
         target_arch = "wasm32",
         expect(
@@ -61,10 +72,11 @@ impl Qwen2Weights {
             reason = "WebGPU handles are not Send in the browser; natively the Arc lets threads share the weights"
         )
     )]
-    pub fn load<R: Read + Seek>(
+    pub fn load_with_plan<R: Read + Seek>(
         ctx: &GpuContext,
         gguf: &GgufModel,
         reader: &mut R,
+        plan: KernelPlan,
     ) -> Result<Arc<Self>, EngineError> {
         let hp = gguf.hyperparameters.clone();
         if hp.architecture != Architecture::Qwen2 {
@@ -155,8 +167,8 @@ impl Qwen2Weights {
             }
         }
         let kernels = Kernels {
-            matmul: QuantizedMatmulKernels::new(ctx, &block_types),
-            ops: VectorKernels::new(ctx, hp.head_dim),
+            matmul: QuantizedMatmulKernels::with_plan(ctx, &block_types, plan.matmul),
+            ops: VectorKernels::new(ctx, hp.head_dim, plan.attention_workgroup),
             sampling: SamplingKernels::new(ctx),
         };
         Ok(Arc::new(Self {

@@ -29,8 +29,9 @@ impl VectorKernel {
         VectorKernel::Attention,
     ];
 
-    /// The kernel's WGSL; attention is compiled for the model's head dimension.
-    fn source(self, head_dim: usize) -> String {
+    /// The kernel's WGSL; attention is compiled for the model's head dimension and a
+    /// workgroup size.
+    fn source(self, head_dim: usize, attention_workgroup: usize) -> String {
         let source = match self {
             VectorKernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
             VectorKernel::AddInPlace => include_str!("kernels/add_in_place.wgsl"),
@@ -41,7 +42,10 @@ impl VectorKernel {
         };
         match self {
             VectorKernel::Attention => {
-                format!("const HEAD_DIM4: u32 = {}u;\n{source}", head_dim / 4)
+                format!(
+                    "const HEAD_DIM4: u32 = {}u;\nconst WORKGROUP: u32 = {attention_workgroup}u;\n{source}",
+                    head_dim / 4
+                )
             }
             _ => source.to_string(),
         }
@@ -91,13 +95,18 @@ pub struct VectorKernels {
 }
 
 impl VectorKernels {
-    /// The kernels for a model whose attention heads have `head_dim` (a multiple of 4) values.
-    pub fn new(ctx: &GpuContext, head_dim: usize) -> Self {
+    /// The kernels for a model whose attention heads have `head_dim` (a multiple of 4) values,
+    /// with attention in workgroups of `attention_workgroup` invocations (raised to one per
+    /// four values of a head where heads are larger).
+    pub fn new(ctx: &GpuContext, head_dim: usize, attention_workgroup: u32) -> Self {
+        let attention_workgroup =
+            (attention_workgroup as usize).max((head_dim / 4).next_power_of_two());
         let pipelines = VectorKernel::ALL
             .iter()
             .map(|&kernel| {
                 let label = format!("{kernel:?}");
-                let pipeline = ctx.compute_pipeline(&label, &kernel.source(head_dim));
+                let pipeline =
+                    ctx.compute_pipeline(&label, &kernel.source(head_dim, attention_workgroup));
                 (kernel, pipeline)
             })
             .collect();

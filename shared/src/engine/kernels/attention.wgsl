@@ -4,8 +4,12 @@
 // scratch row, then softmax, then the probability-weighted sum of the values.
 // Layouts: query / output [t][head][d]; k_cache / v_cache [s][kv_head][d];
 // scores [t][head][max_positions]. Vectors are read four floats at a time; the host prepends
-// `const HEAD_DIM4: u32 = head_dim / 4;` so each lane keeps its query in registers while it
-// scores its positions.
+// `const HEAD_DIM4: u32 = head_dim / 4;` (at most WORKGROUP) so each lane keeps its query in
+// registers while it scores its positions, and `const WORKGROUP: u32` (a power of two, at
+// least 64): 64 on CPU drivers, 256 on GPUs, where a decode step has only one workgroup per
+// head and each needs many threads. The weighted sum of the values is split over the lanes
+// by position too (SLICES lanes per value component, each summing every SLICES-th position)
+// so no lane walks the whole context alone.
 
 struct Params {
     heads: u32,
@@ -27,12 +31,15 @@ struct Step {
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<uniform> step_info: Step;
 
-var<workgroup> reduction: array<f32, 64>;
+const SLICES: u32 = WORKGROUP / HEAD_DIM4;
+
+var<workgroup> reduction: array<f32, WORKGROUP>;
+var<workgroup> partial_values: array<vec4<f32>, WORKGROUP>;
 
 fn reduce_max(lane: u32, value: f32) -> f32 {
     reduction[lane] = value;
     workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride = stride / 2u) {
         if (lane < stride) {
             reduction[lane] = max(reduction[lane], reduction[lane + stride]);
         }
@@ -46,7 +53,7 @@ fn reduce_max(lane: u32, value: f32) -> f32 {
 fn reduce_sum(lane: u32, value: f32) -> f32 {
     reduction[lane] = value;
     workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride = stride / 2u) {
         if (lane < stride) {
             reduction[lane] += reduction[lane + stride];
         }
@@ -57,7 +64,7 @@ fn reduce_sum(lane: u32, value: f32) -> f32 {
     return result;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let head = group.x;
     let token = group.y;
@@ -72,7 +79,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         q[d] = query[q_base + d];
     }
     var local_max = -3.4e38;
-    for (var s = lane; s < kv_len; s += 64u) {
+    for (var s = lane; s < kv_len; s += WORKGROUP) {
         let k_base = s * kv_stride + kv_head * HEAD_DIM4;
         var dot = vec4<f32>(0.0);
         for (var d = 0u; d < HEAD_DIM4; d++) {
@@ -85,7 +92,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     let row_max = reduce_max(lane, local_max);
 
     var local_sum = 0.0;
-    for (var s = lane; s < kv_len; s += 64u) {
+    for (var s = lane; s < kv_len; s += WORKGROUP) {
         let p = exp(scores[score_base + s] - row_max);
         scores[score_base + s] = p;
         local_sum += p;
@@ -94,11 +101,21 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     storageBarrier();
     workgroupBarrier();
 
-    for (var d = lane; d < HEAD_DIM4; d += 64u) {
-        var acc = vec4<f32>(0.0);
-        for (var s = 0u; s < kv_len; s++) {
+    let d = lane % HEAD_DIM4;
+    let slice = lane / HEAD_DIM4;
+    var acc = vec4<f32>(0.0);
+    if (slice < SLICES) {
+        for (var s = slice; s < kv_len; s += SLICES) {
             acc += scores[score_base + s] * v_cache[s * kv_stride + kv_head * HEAD_DIM4 + d];
         }
-        output[q_base + d] = acc / total;
+    }
+    partial_values[lane] = acc;
+    workgroupBarrier();
+    if (lane < HEAD_DIM4) {
+        var sum = vec4<f32>(0.0);
+        for (var i = 0u; i < SLICES; i++) {
+            sum += partial_values[i * HEAD_DIM4 + lane];
+        }
+        output[q_base + lane] = sum / total;
     }
 }

@@ -1,0 +1,44 @@
+//! Which kernel variants an adapter gets. CPU drivers (lavapipe natively, SwiftShader as the
+//! browser's fallback) run a workgroup's invocations as SIMD lanes on a few cores and pay for
+//! every barrier; GPUs have thousands of threads and want them all busy. The choices were
+//! measured on both (see `MatmulPlan`'s constants); tests and benchmarks may pick any plan on
+//! any adapter.
+
+use super::gpu_context::GpuContext;
+use super::quantized_matmul::MatmulPlan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelPlan {
+    pub matmul: MatmulPlan,
+    /// Invocations per attention workgroup (a power of two, at least 64). A decode step has
+    /// one attention workgroup per head: 256 on GPUs (on an H200, Qwen2.5-1.5B shapes, 512
+    /// tokens of context, decode went from 69 to 137 tok/s with the values' sum also split
+    /// by position), 64 on CPU drivers.
+    pub attention_workgroup: u32,
+}
+
+impl KernelPlan {
+    pub const CPU_DRIVER: Self = Self {
+        matmul: MatmulPlan::CPU_DRIVER,
+        attention_workgroup: 64,
+    };
+    pub const BROWSER_CPU_FALLBACK: Self = Self {
+        matmul: MatmulPlan::BROWSER_CPU_FALLBACK,
+        attention_workgroup: 64,
+    };
+    pub const GPU: Self = Self {
+        matmul: MatmulPlan::GPU,
+        attention_workgroup: 256,
+    };
+
+    /// The plan for the context's adapter: a software adapter (wgpu reports the browser's
+    /// fallback adapter, SwiftShader, as a CPU too) or a GPU.
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        let info = &ctx.adapter_info;
+        match (info.backend, info.device_type) {
+            (wgpu::Backend::BrowserWebGpu, wgpu::DeviceType::Cpu) => Self::BROWSER_CPU_FALLBACK,
+            (_, wgpu::DeviceType::Cpu) => Self::CPU_DRIVER,
+            _ => Self::GPU,
+        }
+    }
+}

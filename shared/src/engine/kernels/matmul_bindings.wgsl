@@ -1,0 +1,54 @@
+// Declarations every quantized matrix product kernel shares (matmul_rows.wgsl for CPU
+// drivers, matmul_lanes.wgsl for GPUs): the bindings, the per-dispatch and per-step
+// uniforms, and helpers that block files and the generated `block_dot` / `run_dot` call.
+//
+// Weights arrive split per GGUF block into heads (scales; `heads`, HEAD_WORDS words per
+// block) and bulks (quants; `bulk`, BULK_VEC4S aligned vectors per block), see
+// block_type.rs. The block type's file defines BLOCK_ELEMENTS, SUB_BLOCKS, HEAD_WORDS,
+// BULK_VEC4S, a `Block`, `load_sub` and `group_weights` (four dequantized weights). f16
+// scales are decoded with unpack2x16float: no shader-f16 needed. The host prepends ROWS
+// (output rows per invocation), TOKEN_TILE and ROW_GROUPS_PER_Z (grid x's size; workgroup
+// (x, y, z) handles row group x + z * ROW_GROUPS_PER_Z and token tile y).
+
+struct Params {
+    rows: u32,            // rows in this weight chunk
+    blocks_per_row: u32,  // GGUF blocks in one row
+    row_offset: u32,      // index of this chunk's first row among y's rows
+    y_stride: u32,        // floats of y per token (all rows of the matrix)
+    x_offset: u32,        // first vec4 of x for token 0
+    x_stride: u32,        // vec4s of x per token
+    has_bias: u32,        // 1: add bias[row]
+    tokens: u32,          // tokens in the batch; 0: as many as the step uniform says
+}
+
+struct Step {
+    position: u32,  // position of the batch's first token
+    tokens: u32,    // tokens in this step's batch
+}
+
+@group(0) @binding(0) var<storage, read> bulk: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> heads: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(6) var<uniform> step_info: Step;
+
+// First block of each of the invocation's rows (rows past the end repeat the last row).
+var<private> row_base: array<u32, ROWS>;
+var<private> tile_tokens: u32;
+var<private> x_tile: u32;
+
+fn head_word(block: u32, k: u32) -> u32 {
+    return heads[block * HEAD_WORDS + k];
+}
+
+// Four 4-bit fields: bits shift .. shift+3 of each byte of `word`.
+fn nibbles4(word: u32, shift: u32) -> vec4<u32> {
+    return (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(0xFu);
+}
+
+// x[t][4 * column4 .. +4] for token t of the tile (tokens past the tile repeat the last).
+fn token_x(t: u32, column4: u32) -> vec4<f32> {
+    return x[x_tile + min(t, tile_tokens - 1u) * params.x_stride + column4];
+}

@@ -1,0 +1,183 @@
+//! The wgpu engine's throughput on a model of Qwen/Qwen2.5-1.5B-Instruct's shapes (random
+//! weights, Q4_K_M's block types, generated here: nothing to download), in each matrix-product
+//! layout, on whatever adapter wgpu opens — lavapipe here, a real GPU where there is one.
+//! Prints a table: load seconds, prefill tok/s for a 512-token prompt and decode tok/s over
+//! 128 greedy tokens (the `cargo xtask bench` measures, without the tokenizer).
+//!
+//! `cargo bench -p flywheel-tests --bench engine_shapes -- [--blocks N] [--prompt-tokens N]
+//! [--decode-tokens N] [--plans PLAN,PLAN,…]` where a PLAN is `auto` (what the adapter gets),
+//! `cpu`, `gpu`, or `DECODE/BATCHEDxTILE` with DECODE and BATCHED each `rows:N` (rows per
+//! invocation) or `lanes:N` (invocations per row), e.g. `lanes:16/rows:1x8`.
+
+use std::io::Cursor;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
+use shared::GgufModel;
+use shared::engine::{
+    GpuContext, KernelPlan, MatmulLayout, MatmulPlan, Qwen2Sequence, Qwen2Weights,
+};
+
+struct Options {
+    blocks: usize,
+    prompt_tokens: usize,
+    decode_tokens: usize,
+    /// `None`: the plan the adapter gets by default.
+    plans: Vec<Option<MatmulPlan>>,
+}
+
+fn parse_layout(text: &str) -> Result<MatmulLayout> {
+    let number = |n: &str| n.parse::<usize>().with_context(|| format!("layout {text}"));
+    Ok(match text.split_once(':') {
+        Some(("rows", n)) => MatmulLayout::RowsPerInvocation(number(n)?),
+        Some(("lanes", n)) => MatmulLayout::LanesPerRow(number(n)?),
+        _ => bail!("layout {text}: expected rows:N or lanes:N"),
+    })
+}
+
+/// A plan for the products, with the adapter's attention; `None`: all the adapter's.
+fn parse_plan(text: &str) -> Result<Option<MatmulPlan>> {
+    Ok(Some(match text {
+        "auto" => return Ok(None),
+        "cpu" => MatmulPlan::CPU_DRIVER,
+        "gpu" => MatmulPlan::GPU,
+        _ => {
+            let (decode, batched) = text
+                .split_once('/')
+                .with_context(|| format!("plan {text}: expected DECODE/BATCHEDxTILE"))?;
+            let (batched, tile) = batched
+                .split_once('x')
+                .with_context(|| format!("plan {text}: expected DECODE/BATCHEDxTILE"))?;
+            MatmulPlan {
+                decode: parse_layout(decode)?,
+                batched: parse_layout(batched)?,
+                batched_tile: tile.parse().with_context(|| format!("plan {text}"))?,
+            }
+        }
+    }))
+}
+
+fn options() -> Result<Options> {
+    let mut options = Options {
+        blocks: 28,
+        prompt_tokens: 512,
+        decode_tokens: 128,
+        plans: vec![None],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        // `cargo bench` passes `--bench` to every bench target.
+        if flag == "--bench" {
+            continue;
+        }
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        let count = || value.parse::<usize>().with_context(|| flag.clone());
+        match flag.as_str() {
+            "--blocks" => options.blocks = count()?,
+            "--prompt-tokens" => options.prompt_tokens = count()?,
+            "--decode-tokens" => options.decode_tokens = count()?,
+            "--plans" => options.plans = value.split(',').map(parse_plan).collect::<Result<_>>()?,
+            _ => bail!("unknown option {flag}"),
+        }
+    }
+    Ok(options)
+}
+
+struct Measured {
+    load_seconds: f64,
+    prefill_tokens_per_second: f64,
+    decode_tokens_per_second: f64,
+}
+
+/// Loads the model with `plan`, runs the prompt (up to the first token's scores), then
+/// greedy decode steps.
+fn measure(
+    ctx: &GpuContext,
+    gguf_bytes: &[u8],
+    plan: KernelPlan,
+    options: &Options,
+) -> Result<Measured> {
+    let started = Instant::now();
+    let mut reader = Cursor::new(gguf_bytes);
+    let gguf = GgufModel::read(&mut reader, "qwen2.5-1.5b-shaped.gguf")?;
+    let weights = Qwen2Weights::load_with_plan(ctx, &gguf, &mut reader, plan)?;
+    let mut sequence =
+        Qwen2Sequence::new(&weights, options.prompt_tokens + options.decode_tokens + 1)?;
+    // A warm-up step compiles nothing further but settles the driver's first-use costs.
+    sequence.feed(&[1])?;
+    pollster::block_on(sequence.next_token_scores(1, &[], 1.0))?;
+    sequence.truncate(0);
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    let vocab = weights.hyperparameters.vocab_size as u32;
+    let prompt: Vec<u32> = (0..options.prompt_tokens as u32)
+        .map(|i| (i * 7919 + 13) % vocab)
+        .collect();
+    let started = Instant::now();
+    sequence.feed(&prompt)?;
+    let mut next = pollster::block_on(sequence.next_token_scores(1, &[], 1.0))?[0].token;
+    let prefill_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    for _ in 0..options.decode_tokens {
+        sequence.feed(&[next])?;
+        next = pollster::block_on(sequence.next_token_scores(1, &[], 1.0))?[0].token;
+    }
+    let decode_seconds = started.elapsed().as_secs_f64();
+    Ok(Measured {
+        load_seconds,
+        prefill_tokens_per_second: options.prompt_tokens as f64 / prefill_seconds,
+        decode_tokens_per_second: options.decode_tokens as f64 / decode_seconds,
+    })
+}
+
+fn main() -> Result<()> {
+    let options = options()?;
+    let ctx = pollster::block_on(GpuContext::new())?;
+    let adapter = format!(
+        "{} ({:?}, {:?})",
+        ctx.adapter_info.name, ctx.adapter_info.backend, ctx.adapter_info.device_type
+    );
+    eprintln!(
+        "generating a {}-block model of Qwen2.5-1.5B-Instruct's shapes",
+        options.blocks
+    );
+    let gguf_bytes = qwen2_with_shape(QWEN2_5_1_5B, options.blocks);
+    println!(
+        "\nwgpu engine, Qwen2.5-1.5B-Instruct shapes ({} blocks, Q4_K_M types, random weights), \
+         {}-token prompt, {} decode tokens\nadapter: {adapter}\n",
+        options.blocks, options.prompt_tokens, options.decode_tokens
+    );
+    println!(
+        "| {:<58} | {:>6} | {:>13} | {:>12} |",
+        "matmul plan (decode, batched, tile)", "load s", "prefill tok/s", "decode tok/s"
+    );
+    println!("|{:-<60}|{:->8}|{:->15}|{:->14}|", "", "", "", "");
+    let mut failed = false;
+    for plan in &options.plans {
+        let adapter_plan = KernelPlan::for_adapter(&ctx);
+        let plan = KernelPlan {
+            matmul: plan.unwrap_or(adapter_plan.matmul),
+            ..adapter_plan
+        };
+        let m = plan.matmul;
+        let name = format!("{:?}, {:?}, {}", m.decode, m.batched, m.batched_tile);
+        match measure(&ctx, &gguf_bytes, plan, &options) {
+            Ok(row) => println!(
+                "| {name:<58} | {:>6.1} | {:>13.1} | {:>12.1} |",
+                row.load_seconds, row.prefill_tokens_per_second, row.decode_tokens_per_second
+            ),
+            Err(error) => {
+                failed = true;
+                println!("| {name:<58} | failed: {error:#}");
+            }
+        }
+    }
+    if failed {
+        bail!("some plans failed");
+    }
+    Ok(())
+}
