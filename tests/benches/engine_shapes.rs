@@ -2,7 +2,8 @@
 //! weights, Q4_K_M's block types, generated here: nothing to download), in each matrix-product
 //! layout, on whatever adapter wgpu opens — lavapipe here, a real GPU where there is one.
 //! Prints a table: load seconds, prefill tok/s for a 512-token prompt and decode tok/s over
-//! 128 greedy tokens (the `cargo xtask bench` measures, without the tokenizer).
+//! 128 greedy tokens (the `cargo xtask bench` measures, without the tokenizer), and how much of
+//! a decode step the host spends recording and submitting it.
 //!
 //! `cargo bench -p flywheel-tests --bench engine_shapes -- [--blocks N] [--prompt-tokens N]
 //! [--decode-tokens N] [--plans PLAN,PLAN,…]` where a PLAN is `auto` (what the adapter gets),
@@ -90,6 +91,9 @@ struct Measured {
     load_seconds: f64,
     prefill_tokens_per_second: f64,
     decode_tokens_per_second: f64,
+    /// Host time per decode step spent recording and submitting the step (`feed`), the rest
+    /// being the GPU's work and reading the token back.
+    record_ms_per_token: f64,
 }
 
 /// Loads the model with `plan`, runs the prompt (up to the first token's scores), then
@@ -122,8 +126,11 @@ fn measure(
     let prefill_seconds = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
+    let mut record_seconds = 0.0;
     for _ in 0..options.decode_tokens {
+        let feed_started = Instant::now();
         sequence.feed(&[next])?;
+        record_seconds += feed_started.elapsed().as_secs_f64();
         next = pollster::block_on(sequence.next_token_scores(1, &[], 1.0))?[0].token;
     }
     let decode_seconds = started.elapsed().as_secs_f64();
@@ -131,6 +138,7 @@ fn measure(
         load_seconds,
         prefill_tokens_per_second: options.prompt_tokens as f64 / prefill_seconds,
         decode_tokens_per_second: options.decode_tokens as f64 / decode_seconds,
+        record_ms_per_token: record_seconds * 1000.0 / options.decode_tokens as f64,
     })
 }
 
@@ -152,10 +160,17 @@ fn main() -> Result<()> {
         options.blocks, options.prompt_tokens, options.decode_tokens
     );
     println!(
-        "| {:<58} | {:>6} | {:>13} | {:>12} |",
-        "matmul plan (decode, batched, tile)", "load s", "prefill tok/s", "decode tok/s"
+        "| {:<58} | {:>6} | {:>13} | {:>12} | {:>16} |",
+        "matmul plan (decode, batched, tile)",
+        "load s",
+        "prefill tok/s",
+        "decode tok/s",
+        "record ms/token"
     );
-    println!("|{:-<60}|{:->8}|{:->15}|{:->14}|", "", "", "", "");
+    println!(
+        "|{:-<60}|{:->8}|{:->15}|{:->14}|{:->18}|",
+        "", "", "", "", ""
+    );
     let mut failed = false;
     for plan in &options.plans {
         let adapter_plan = KernelPlan::for_adapter(&ctx);
@@ -167,8 +182,11 @@ fn main() -> Result<()> {
         let name = format!("{:?}, {:?}, {}", m.decode, m.batched, m.batched_tile);
         match measure(&ctx, &gguf_bytes, plan, &options) {
             Ok(row) => println!(
-                "| {name:<58} | {:>6.1} | {:>13.1} | {:>12.1} |",
-                row.load_seconds, row.prefill_tokens_per_second, row.decode_tokens_per_second
+                "| {name:<58} | {:>6.1} | {:>13.1} | {:>12.1} | {:>16.2} |",
+                row.load_seconds,
+                row.prefill_tokens_per_second,
+                row.decode_tokens_per_second,
+                row.record_ms_per_token
             ),
             Err(error) => {
                 failed = true;

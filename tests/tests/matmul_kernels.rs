@@ -89,13 +89,21 @@ fn case(block_type: BlockType, rows: usize, cols: usize, xs: &[Vec<f32>]) -> Cas
     }
 }
 
-/// Runs the product for every token of `xs` (and `bias` if given); returns y[t][row].
+/// What a product adds to W · x[t]: a bias per row, and y's values before the product
+/// (`y[t * rows + row]`) when it adds to y.
+#[derive(Default, Clone, Copy)]
+struct Added<'a> {
+    bias: Option<&'a [f32]>,
+    y_before: Option<&'a [f32]>,
+}
+
+/// Runs the product for every token of `xs`; returns y[t][row].
 fn run_matmul(
     ctx: &GpuContext,
     kernels: &QuantizedMatmulKernels,
     matrix: &QuantizedMatrix,
     xs: &[Vec<f32>],
-    bias: Option<&[f32]>,
+    added: Added<'_>,
 ) -> Vec<Vec<f32>> {
     let init = |contents: &[u8], usage| {
         ctx.device
@@ -107,24 +115,28 @@ fn run_matmul(
     };
     let flat: Vec<f32> = xs.concat();
     let x_buffer = init(bytemuck::cast_slice(&flat), wgpu::BufferUsages::STORAGE);
-    let bias_buffer = bias.map(|b| init(bytemuck::cast_slice(b), wgpu::BufferUsages::STORAGE));
+    let bias_buffer = added
+        .bias
+        .map(|b| init(bytemuck::cast_slice(b), wgpu::BufferUsages::STORAGE));
     let tokens = xs.len() as u32;
     let step = init(
         bytemuck::cast_slice(&[0u32, tokens]),
         wgpu::BufferUsages::UNIFORM,
     );
-    let y_buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("y"),
-        size: (matrix.rows * xs.len() * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
+    let y_start = added
+        .y_before
+        .map_or_else(|| vec![0.0; matrix.rows * xs.len()], <[f32]>::to_vec);
+    let y_buffer = init(
+        bytemuck::cast_slice(&y_start),
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
     let operands = MatmulOperands {
         x: &x_buffer,
         x_offset: 0,
         x_stride: matrix.cols,
         y: &y_buffer,
         bias: bias_buffer.as_ref(),
+        add_to_y: added.y_before.is_some(),
         tokens: TokenCount::FromStep,
     };
     let prepared = kernels.prepare(ctx, matrix, &operands, &step).unwrap();
@@ -138,10 +150,13 @@ fn run_matmul(
     y.chunks(matrix.rows).map(<[f32]>::to_vec).collect()
 }
 
-fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, bias: Option<&[f32]>) {
+fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, added: Added<'_>) {
+    let rows = gpu.first().map_or(0, Vec::len);
     for (t, row_values) in gpu.iter().enumerate() {
         for (row, &got) in row_values.iter().enumerate() {
-            let want = case.reference[t][row] + bias.map_or(0.0, |b| f64::from(b[row]));
+            let want = case.reference[t][row]
+                + added.bias.map_or(0.0, |b| f64::from(b[row]))
+                + added.y_before.map_or(0.0, |y| f64::from(y[t * rows + row]));
             let tolerance = 1e-5 * case.magnitude[t][row] + 1e-5;
             assert!(
                 (f64::from(got) - want).abs() <= tolerance,
@@ -183,8 +198,8 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
                 let matrix =
                     QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
                 assert_eq!(matrix.chunks.len(), 1);
-                let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
-                assert_close(block_type, &y, &case, None);
+                let y = run_matmul(&ctx, &kernels, &matrix, &xs, Added::default());
+                assert_close(block_type, &y, &case, Added::default());
                 for (t, token_y) in y.iter().enumerate() {
                     assert_eq!(
                         token_y[0], 0.0,
@@ -197,7 +212,7 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
 }
 
 #[test]
-fn a_bias_is_added_to_every_token() {
+fn a_bias_and_y_before_the_product_are_added_to_every_token() {
     let ctx = gpu();
     for plan in CPU_AND_GPU_PLANS {
         let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
@@ -205,13 +220,30 @@ fn a_bias_is_added_to_every_token() {
         let bias: Vec<f32> = noise(rows, 3).iter().map(|b| b * 10.0).collect();
         for tokens in [1, 3] {
             let xs = inputs(tokens, cols);
+            // A residual stream the product adds to (y += W · x + bias).
+            let y_before: Vec<f32> = noise(rows * tokens, 5).iter().map(|v| v * 4.0).collect();
             for block_type in [BlockType::Q5_0, BlockType::Q8_0, BlockType::F32] {
                 let case = case(block_type, rows, cols, &xs);
                 let bytes = case.quantized.data().unwrap();
                 let matrix =
                     QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
-                let y = run_matmul(&ctx, &kernels, &matrix, &xs, Some(&bias));
-                assert_close(block_type, &y, &case, Some(&bias));
+                for added in [
+                    Added {
+                        bias: Some(&bias),
+                        y_before: None,
+                    },
+                    Added {
+                        bias: Some(&bias),
+                        y_before: Some(&y_before),
+                    },
+                    Added {
+                        bias: None,
+                        y_before: Some(&y_before),
+                    },
+                ] {
+                    let y = run_matmul(&ctx, &kernels, &matrix, &xs, added);
+                    assert_close(block_type, &y, &case, added);
+                }
             }
         }
     }
@@ -248,8 +280,8 @@ fn matrices_split_across_buffers_give_the_same_result() {
                 )
                 .unwrap();
                 assert_eq!(matrix.chunks.len(), 8);
-                let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
-                assert_close(block_type, &y, &case, None);
+                let y = run_matmul(&ctx, &kernels, &matrix, &xs, Added::default());
+                assert_close(block_type, &y, &case, Added::default());
             }
         }
     }
@@ -274,8 +306,8 @@ fn a_vocabulary_sized_output_head_runs_in_one_dispatch_per_chunk() {
         let bytes = case.quantized.data().unwrap();
         let matrix =
             QuantizedMatrix::upload(&ctx, "w", BlockType::Q8_0, rows, cols, &bytes).unwrap();
-        let y = run_matmul(&ctx, &kernels, &matrix, &xs, None);
-        assert_close(BlockType::Q8_0, &y, &case, None);
+        let y = run_matmul(&ctx, &kernels, &matrix, &xs, Added::default());
+        assert_close(BlockType::Q8_0, &y, &case, Added::default());
     }
 }
 

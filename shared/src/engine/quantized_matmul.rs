@@ -30,7 +30,7 @@ struct MatmulParams {
     y_stride: u32,
     x_offset: u32,
     x_stride: u32,
-    has_bias: u32,
+    flags: u32,
     tokens: u32,
 }
 
@@ -43,14 +43,16 @@ pub enum TokenCount {
     Fixed(u32),
 }
 
-/// Where a product reads and writes: `y[t][..] = W · x[t] (+ bias)` with `x[t]` starting at
-/// float `x_offset + t * x_stride` and `y[t]` at float `t * W.rows`.
+/// Where a product reads and writes: `y[t][..] = W · x[t] (+ bias)`, or with `add_to_y`
+/// `y[t][..] += W · x[t] (+ bias)` (a residual connection in the same dispatch), with `x[t]`
+/// starting at float `x_offset + t * x_stride` and `y[t]` at float `t * W.rows`.
 pub struct MatmulOperands<'a> {
     pub x: &'a wgpu::Buffer,
     pub x_offset: usize,
     pub x_stride: usize,
     pub y: &'a wgpu::Buffer,
     pub bias: Option<&'a wgpu::Buffer>,
+    pub add_to_y: bool,
     pub tokens: TokenCount,
 }
 
@@ -243,7 +245,7 @@ impl QuantizedMatmulKernels {
                     y_stride: matrix.rows as u32,
                     x_offset: (operands.x_offset / 4) as u32,
                     x_stride: (operands.x_stride / 4) as u32,
-                    has_bias: u32::from(operands.bias.is_some()),
+                    flags: u32::from(operands.bias.is_some()) | (u32::from(operands.add_to_y) << 1),
                     tokens: match operands.tokens {
                         TokenCount::FromStep => 0,
                         TokenCount::Fixed(n) => n,

@@ -103,7 +103,6 @@ impl Qwen2Sequence {
         let k = storage("k", batch * kv, none);
         let v = storage("v", batch * kv, none);
         let attn = storage("attention", batch * d, none);
-        let projected = storage("projected", batch * d, none);
         let gate = storage("gate", batch * ff, none);
         let up = storage("up", batch * ff, none);
         let scores = storage("scores", scores_floats, none);
@@ -160,37 +159,29 @@ impl Qwen2Sequence {
             };
             Stage::Op(kernels.ops.prepare(ctx, kernel, &bindings, grid))
         };
-        let rope = |vectors: &wgpu::Buffer, n_heads: usize| {
+        let rope_kv_store = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
             let bindings = [
-                Binding::Buffer(vectors),
-                params(&[n_heads as u32, head_dim as u32, bits(hp.rope_freq_base), 0]),
+                Binding::Buffer(&q),
+                Binding::Buffer(&k),
+                Binding::Buffer(&v),
+                Binding::Buffer(k_cache),
+                Binding::Buffer(v_cache),
+                params(&[
+                    heads as u32,
+                    kv_heads as u32,
+                    head_dim as u32,
+                    bits(hp.rope_freq_base),
+                ]),
                 Binding::Buffer(&step),
             ];
             let grid = Grid::Elements {
-                per_token: (n_heads * head_dim / 2) as u32,
+                per_token: ((heads + kv_heads) * head_dim / 2) as u32,
                 size: 64,
             };
             Stage::Op(
                 kernels
                     .ops
-                    .prepare(ctx, VectorKernel::RopeNeox, &bindings, grid),
-            )
-        };
-        let kv_store = |source: &wgpu::Buffer, cache: &wgpu::Buffer| {
-            let bindings = [
-                Binding::Buffer(source),
-                Binding::Buffer(cache),
-                params(&[kv as u32]),
-                Binding::Buffer(&step),
-            ];
-            let grid = Grid::Elements {
-                per_token: kv as u32,
-                size: 64,
-            };
-            Stage::Op(
-                kernels
-                    .ops
-                    .prepare(ctx, VectorKernel::KvStore, &bindings, grid),
+                    .prepare(ctx, VectorKernel::RopeKvStore, &bindings, grid),
             )
         };
         let attention = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
@@ -216,10 +207,12 @@ impl Qwen2Sequence {
                     .prepare(ctx, VectorKernel::Attention, &bindings, grid),
             )
         };
+        // `y = m · x (+ bias)`; with `add_to_y`, `y += m · x` (the residual connections).
         let matmul = |m: &QuantizedMatrix,
                       x: &wgpu::Buffer,
                       y: &wgpu::Buffer,
-                      bias: Option<&wgpu::Buffer>|
+                      bias: Option<&wgpu::Buffer>,
+                      add_to_y: bool|
          -> Result<Stage, EngineError> {
             let operands = MatmulOperands {
                 x,
@@ -227,6 +220,7 @@ impl Qwen2Sequence {
                 x_stride: m.cols,
                 y,
                 bias,
+                add_to_y,
                 tokens: TokenCount::FromStep,
             };
             Ok(Stage::Matmul(
@@ -242,23 +236,18 @@ impl Qwen2Sequence {
             stages.extend([
                 // Attention block.
                 rms_norm(&hidden, &layer.attn_norm, &normed, false),
-                matmul(&layer.wq, &normed, &q, Some(&layer.q_bias))?,
-                matmul(&layer.wk, &normed, &k, Some(&layer.k_bias))?,
-                matmul(&layer.wv, &normed, &v, Some(&layer.v_bias))?,
-                rope(&q, heads),
-                rope(&k, kv_heads),
-                kv_store(&k, &k_cache),
-                kv_store(&v, &v_cache),
+                matmul(&layer.wq, &normed, &q, Some(&layer.q_bias), false)?,
+                matmul(&layer.wk, &normed, &k, Some(&layer.k_bias), false)?,
+                matmul(&layer.wv, &normed, &v, Some(&layer.v_bias), false)?,
+                rope_kv_store(&k_cache, &v_cache),
                 attention(&k_cache, &v_cache),
-                matmul(&layer.wo, &attn, &projected, None)?,
-                elementwise(VectorKernel::AddInPlace, &hidden, &projected, d),
+                matmul(&layer.wo, &attn, &hidden, None, true)?,
                 // SwiGLU feed-forward block.
                 rms_norm(&hidden, &layer.ffn_norm, &normed, false),
-                matmul(&layer.w_gate, &normed, &gate, None)?,
-                matmul(&layer.w_up, &normed, &up, None)?,
+                matmul(&layer.w_gate, &normed, &gate, None, false)?,
+                matmul(&layer.w_up, &normed, &up, None, false)?,
                 elementwise(VectorKernel::SiluMul, &gate, &up, ff),
-                matmul(&layer.w_down, &gate, &projected, None)?,
-                elementwise(VectorKernel::AddInPlace, &hidden, &projected, d),
+                matmul(&layer.w_down, &gate, &hidden, None, true)?,
             ]);
             buffers.extend([k_cache, v_cache]);
         }
@@ -270,6 +259,7 @@ impl Qwen2Sequence {
             x_stride: d,
             y: &logits,
             bias: None,
+            add_to_y: false,
             tokens: TokenCount::Fixed(1),
         };
         stages.push(Stage::Matmul(kernels.matmul.prepare(
@@ -327,7 +317,6 @@ impl Qwen2Sequence {
             k,
             v,
             attn,
-            projected,
             gate,
             up,
             scores,

@@ -1,5 +1,6 @@
-//! The small kernels of a transformer step besides the matrix products: RMSNorm, residual
-//! adds, SwiGLU, NeoX RoPE, KV-cache append and causal attention (`kernels/*.wgsl`). Each
+//! The small kernels of a transformer step besides the matrix products (which also add the
+//! residual connections): RMSNorm, SwiGLU, NeoX RoPE with the KV-cache append, and causal
+//! attention (`kernels/*.wgsl`). Each
 //! works on every token of a step; how many workgroups it needs follows from the step's token
 //! count, which is known when the step is recorded.
 
@@ -12,20 +13,16 @@ use super::gpu_context::GpuContext;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VectorKernel {
     RmsNorm,
-    AddInPlace,
     SiluMul,
-    RopeNeox,
-    KvStore,
+    RopeKvStore,
     Attention,
 }
 
 impl VectorKernel {
-    const ALL: [VectorKernel; 6] = [
+    const ALL: [VectorKernel; 4] = [
         VectorKernel::RmsNorm,
-        VectorKernel::AddInPlace,
         VectorKernel::SiluMul,
-        VectorKernel::RopeNeox,
-        VectorKernel::KvStore,
+        VectorKernel::RopeKvStore,
         VectorKernel::Attention,
     ];
 
@@ -34,10 +31,8 @@ impl VectorKernel {
     fn source(self, head_dim: usize, attention_workgroup: usize) -> String {
         let source = match self {
             VectorKernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
-            VectorKernel::AddInPlace => include_str!("kernels/add_in_place.wgsl"),
             VectorKernel::SiluMul => include_str!("kernels/silu_mul.wgsl"),
-            VectorKernel::RopeNeox => include_str!("kernels/rope_neox.wgsl"),
-            VectorKernel::KvStore => include_str!("kernels/kv_store.wgsl"),
+            VectorKernel::RopeKvStore => include_str!("kernels/rope_kv_store.wgsl"),
             VectorKernel::Attention => include_str!("kernels/attention.wgsl"),
         };
         match self {

@@ -17,9 +17,12 @@ struct Params {
     y_stride: u32,        // floats of y per token (all rows of the matrix)
     x_offset: u32,        // first vec4 of x for token 0
     x_stride: u32,        // vec4s of x per token
-    has_bias: u32,        // 1: add bias[row]
+    flags: u32,           // ADD_BIAS: add bias[row]; ADD_TO_Y: add the product to y
     tokens: u32,          // tokens in the batch; 0: as many as the step uniform says
 }
+
+const ADD_BIAS: u32 = 1u;
+const ADD_TO_Y: u32 = 2u;
 
 struct Step {
     position: u32,  // position of the batch's first token
@@ -46,6 +49,19 @@ fn head_word(block: u32, k: u32) -> u32 {
 // Four 4-bit fields: bits shift .. shift+3 of each byte of `word`.
 fn nibbles4(word: u32, shift: u32) -> vec4<u32> {
     return (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(0xFu);
+}
+
+// The bias of output row `row`, if any, plus y's current value when the product adds to it
+// (residual connections): what the row's dot product is added to.
+fn output_base(row: u32, y_index: u32) -> f32 {
+    var base = 0.0;
+    if ((params.flags & ADD_BIAS) != 0u) {
+        base = bias[row];
+    }
+    if ((params.flags & ADD_TO_Y) != 0u) {
+        base += y[y_index];
+    }
+    return base;
 }
 
 // x[t][4 * column4 .. +4] for token t of the tile (tokens past the tile repeat the last).

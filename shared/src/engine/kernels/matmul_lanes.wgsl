@@ -1,5 +1,5 @@
 // Quantized matrix product for a batch of tokens, GPU layout:
-// y[t][r] = W[r] · x[t] (+ bias[r]) with LANES invocations sharing each output row.
+// y[t][r] (+)= W[r] · x[t] (+ bias[r]) with LANES invocations sharing each output row.
 //
 // A workgroup of 64 holds 64 / LANES rows. Lane l of a row sums the row's runs (K-quant
 // sub-blocks, or whole blocks for the 32-weight types) l, l + LANES, l + 2 LANES, ... for a
@@ -45,15 +45,12 @@ fn main(
         return;
     }
     let out_row = params.row_offset + row;
-    var row_bias = 0.0;
-    if (params.has_bias != 0u) {
-        row_bias = bias[out_row];
-    }
     for (var t = 0u; t < tile_tokens; t++) {
-        var total = row_bias;
+        let y_index = (first_token + t) * params.y_stride + out_row;
+        var total = output_base(out_row, y_index);
         for (var l = 0u; l < LANES; l++) {
             total += partial[t * 64u + invocation + l];
         }
-        y[(first_token + t) * params.y_stride + out_row] = total;
+        y[y_index] = total;
     }
 }

@@ -1,5 +1,5 @@
 // Quantized matrix product for a batch of tokens, CPU-driver layout:
-// y[t][r] = W[r] · x[t] (+ bias[r]).
+// y[t][r] (+)= W[r] · x[t] (+ bias[r]).
 //
 // One invocation computes ROWS consecutive output rows for a tile of up to TOKEN_TILE tokens:
 // each weight is dequantized once per tile and each x vector loaded once for ROWS rows.
@@ -36,13 +36,10 @@ fn main(
             break;
         }
         let out_row = params.row_offset + row;
-        var row_bias = 0.0;
-        if (params.has_bias != 0u) {
-            row_bias = bias[out_row];
-        }
         for (var t = 0u; t < tile_tokens; t++) {
             let sum = acc[r * TOKEN_TILE + t];
-            y[(first_token + t) * params.y_stride + out_row] = sum.x + sum.y + sum.z + sum.w + row_bias;
+            let y_index = (first_token + t) * params.y_stride + out_row;
+            y[y_index] = output_base(out_row, y_index) + sum.x + sum.y + sum.z + sum.w;
         }
     }
 }
