@@ -21,6 +21,8 @@ pub struct TinyQwen2 {
     skip_tensors: Vec<String>,
     llama: bool,
     matrix_type: Option<GgmlDType>,
+    /// (name suffix, type) of matrices stored in another type than the rest.
+    tensor_types: Vec<(String, GgmlDType)>,
 }
 
 impl TinyQwen2 {
@@ -40,6 +42,11 @@ impl TinyQwen2 {
     /// Stores the 2-D weight matrices (not norms or biases) as `dtype` instead of F32.
     pub fn with_matrix_type(mut self, dtype: GgmlDType) -> Self {
         self.matrix_type = Some(dtype);
+        self
+    }
+    /// Stores the matrices whose names end in `suffix` (e.g. `ffn_up.weight`) as `dtype`.
+    pub fn with_tensor_type(mut self, suffix: &str, dtype: GgmlDType) -> Self {
+        self.tensor_types.push((suffix.to_string(), dtype));
         self
     }
     pub fn without_tensor(mut self, name: &str) -> Self {
@@ -116,7 +123,7 @@ impl TinyQwen2 {
         }
 
         let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut tensor = |dims: &[usize]| {
+        let mut tensor = |name: &str, dims: &[usize]| {
             let n: usize = dims.iter().product();
             let values: Vec<f32> = (0..n)
                 .map(|_| {
@@ -127,16 +134,27 @@ impl TinyQwen2 {
                 })
                 .collect();
             let t = Tensor::from_vec(values, dims, &Device::Cpu).unwrap();
-            let dtype = match self.matrix_type {
-                Some(dtype) if dims.len() == 2 => dtype,
+            let own_type = self
+                .tensor_types
+                .iter()
+                .find(|(suffix, _)| name.ends_with(suffix.as_str()));
+            let dtype = match (own_type, self.matrix_type) {
+                (Some(&(_, dtype)), _) => dtype,
+                (None, Some(dtype)) if dims.len() == 2 => dtype,
                 _ => GgmlDType::F32,
             };
             QTensor::quantize(&t, dtype).unwrap()
         };
         let kv = KV_HEADS * (WIDTH / HEADS);
         let mut tensors: Vec<(String, QTensor)> = vec![
-            ("token_embd.weight".into(), tensor(&[vocab, WIDTH])),
-            ("output_norm.weight".into(), tensor(&[WIDTH])),
+            (
+                "token_embd.weight".into(),
+                tensor("token_embd.weight", &[vocab, WIDTH]),
+            ),
+            (
+                "output_norm.weight".into(),
+                tensor("output_norm.weight", &[WIDTH]),
+            ),
         ];
         for i in 0..BLOCKS {
             for (name, dims) in [
@@ -153,7 +171,9 @@ impl TinyQwen2 {
                 ("ffn_up.weight", vec![FFN, WIDTH]),
                 ("ffn_down.weight", vec![WIDTH, FFN]),
             ] {
-                tensors.push((format!("blk.{i}.{name}"), tensor(&dims)));
+                let name = format!("blk.{i}.{name}");
+                let values = tensor(&name, &dims);
+                tensors.push((name, values));
             }
         }
         tensors.retain(|(name, _)| {

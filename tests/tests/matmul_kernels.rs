@@ -41,8 +41,8 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Weights with edge-case rows: all zero, large magnitudes, tiny magnitudes, one spike.
-fn weights(rows: usize, cols: usize) -> Vec<f32> {
-    let mut w = noise(rows * cols, 42);
+fn weights(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let mut w = noise(rows * cols, seed);
     w[..cols].fill(0.0);
     for v in &mut w[cols..2 * cols] {
         *v *= 1000.0;
@@ -63,7 +63,17 @@ struct Case {
 
 /// `xs`: each token's input, `cols` floats per token.
 fn case(block_type: BlockType, rows: usize, cols: usize, xs: &[Vec<f32>]) -> Case {
-    let w = Tensor::from_vec(weights(rows, cols), (rows, cols), &Device::Cpu).unwrap();
+    seeded_case(block_type, rows, cols, xs, 42)
+}
+
+fn seeded_case(
+    block_type: BlockType,
+    rows: usize,
+    cols: usize,
+    xs: &[Vec<f32>],
+    seed: u64,
+) -> Case {
+    let w = Tensor::from_vec(weights(rows, cols, seed), (rows, cols), &Device::Cpu).unwrap();
     let quantized = QTensor::quantize(&w, block_type.ggml()).unwrap();
     let dequantized: Vec<Vec<f32>> = quantized
         .dequantize(&Device::Cpu)
@@ -97,7 +107,7 @@ struct Added<'a> {
     y_before: Option<&'a [f32]>,
 }
 
-/// Runs the product for every token of `xs`; returns y[t][row].
+/// Runs the product for every token of `xs`; returns y[t][output].
 fn run_matmul(
     ctx: &GpuContext,
     kernels: &QuantizedMatmulKernels,
@@ -123,9 +133,11 @@ fn run_matmul(
         bytemuck::cast_slice(&[0u32, tokens]),
         wgpu::BufferUsages::UNIFORM,
     );
+    // One output per row, or per gate/up pair.
+    let outputs = matrix.rows / if matrix.row_pairs { 2 } else { 1 };
     let y_start = added
         .y_before
-        .map_or_else(|| vec![0.0; matrix.rows * xs.len()], <[f32]>::to_vec);
+        .map_or_else(|| vec![0.0; outputs * xs.len()], <[f32]>::to_vec);
     let y_buffer = init(
         bytemuck::cast_slice(&y_start),
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -146,8 +158,8 @@ fn run_matmul(
         kernels.record(&mut pass, &prepared, tokens);
     }
     ctx.queue.submit([encoder.finish()]);
-    let y = pollster::block_on(read_f32(ctx, &y_buffer, matrix.rows * xs.len())).unwrap();
-    y.chunks(matrix.rows).map(<[f32]>::to_vec).collect()
+    let y = pollster::block_on(read_f32(ctx, &y_buffer, outputs * xs.len())).unwrap();
+    y.chunks(outputs).map(<[f32]>::to_vec).collect()
 }
 
 fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, added: Added<'_>) {
@@ -186,7 +198,7 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
         MatmulPlan::same(MatmulLayout::RowsPerInvocation(4)),
         MatmulPlan::same(MatmulLayout::LanesPerRow(64)),
     ] {
-        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
         // 37 rows: the last invocation has rows past the end.
         let (rows, cols) = (37, 512);
         // 1: the decode kernel; 5: part of a token tile; 19: several tiles and part of one.
@@ -215,7 +227,7 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
 fn a_bias_and_y_before_the_product_are_added_to_every_token() {
     let ctx = gpu();
     for plan in CPU_AND_GPU_PLANS {
-        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
         let (rows, cols) = (40, 256);
         let bias: Vec<f32> = noise(rows, 3).iter().map(|b| b * 10.0).collect();
         for tokens in [1, 3] {
@@ -250,10 +262,67 @@ fn a_bias_and_y_before_the_product_are_added_to_every_token() {
 }
 
 #[test]
+fn gate_and_up_in_row_pairs_give_silu_of_gate_times_up() {
+    let ctx = gpu();
+    let silu = |g: f64| g / (1.0 + (-g).exp());
+    for plan in [
+        MatmulPlan::CPU_DRIVER,
+        MatmulPlan::BROWSER_CPU_FALLBACK,
+        MatmulPlan::GPU,
+        MatmulPlan::same(MatmulLayout::LanesPerRow(64)),
+    ] {
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &[], &BlockType::ALL, plan);
+        // 37 pairs: the last invocation has pairs past the end.
+        let (rows, cols) = (37, 256);
+        for tokens in [1, 5] {
+            let xs = inputs(tokens, cols);
+            for block_type in BlockType::ALL {
+                let gate = seeded_case(block_type, rows, cols, &xs, 42);
+                let up = seeded_case(block_type, rows, cols, &xs, 43);
+                let [gate_bytes, up_bytes] = [&gate, &up].map(|c| c.quantized.data().unwrap());
+                // Whole buffers, and chunks of 4 pairs plus one row (a pair is never split).
+                let row_bytes =
+                    (cols / block_type.block_elements() * block_type.bulk_vec4s() * 16) as u64;
+                for max_chunk_bytes in [ctx.max_binding_bytes, 9 * row_bytes] {
+                    let matrix = QuantizedMatrix::upload_row_pairs(
+                        &ctx,
+                        ["gate", "up"],
+                        block_type,
+                        rows,
+                        cols,
+                        [&gate_bytes, &up_bytes],
+                        max_chunk_bytes,
+                    )
+                    .unwrap();
+                    assert!(matrix.chunks.iter().all(|c| c.rows % 2 == 0));
+                    let y = run_matmul(&ctx, &kernels, &matrix, &xs, Added::default());
+                    for (t, got) in y.iter().enumerate() {
+                        assert_eq!(got.len(), rows);
+                        for (row, &got) in got.iter().enumerate() {
+                            let (g, u) = (gate.reference[t][row], up.reference[t][row]);
+                            let want = silu(g) * u;
+                            // The products' rounding, carried through silu(g) · u.
+                            let tolerance = 1e-5
+                                * (gate.magnitude[t][row] * u.abs()
+                                    + up.magnitude[t][row] * silu(g).abs())
+                                + 1e-5;
+                            assert!(
+                                (f64::from(got) - want).abs() <= tolerance,
+                                "{plan:?} {block_type:?} token {t} pair {row}: gpu {got}, reference {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn matrices_split_across_buffers_give_the_same_result() {
     let ctx = gpu();
     for plan in CPU_AND_GPU_PLANS {
-        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
         let (rows, cols) = (29, 768);
         for tokens in [1, 9] {
             let xs = inputs(tokens, cols);
@@ -298,7 +367,7 @@ fn a_vocabulary_sized_output_head_runs_in_one_dispatch_per_chunk() {
         MatmulPlan::GPU,
         one_row_per_workgroup,
     ] {
-        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, plan);
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
         // 151,936 rows: Qwen2's vocabulary.
         let (rows, cols) = (151_936, 32);
         let xs = inputs(1, cols);

@@ -21,7 +21,9 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
-use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason};
+use shared::engine::{
+    FeedForwardIn, GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
+};
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
 
@@ -306,21 +308,52 @@ fn a_model_with_qwen2_5_1_5b_shapes_loads_and_matches_candle() {
                 "a {head_bytes}-byte output head must span several storage buffers"
             );
         }
-        matches_candle_for_three_steps(&weights, &path);
+        let prompt = [9707, 11, 1879, 0, 151_643, 42, 7, 100_000];
+        matches_candle_for_three_steps(&weights, &path, &prompt);
     }
 }
 
-/// Our logits against candle's after an 8-token prompt and two greedy steps.
-fn matches_candle_for_three_steps(weights: &Arc<Qwen2Weights>, path: &std::path::Path) {
+#[test]
+fn a_model_whose_gate_and_up_differ_in_type_matches_candle() {
+    // Gate and up of one type share one row-pair product; of two types (here) they take two
+    // products and an elementwise SwiGLU.
+    let bytes = flywheel_tests::tiny_gguf::TinyQwen2::default()
+        .with_matrix_type(candle_core::quantized::GgmlDType::Q8_0)
+        .with_tensor_type("ffn_up.weight", candle_core::quantized::GgmlDType::Q4_0)
+        .to_bytes();
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, &bytes).unwrap();
+    let mut reader = File::open(file.path()).unwrap();
+    let gguf = GgufModel::read(&mut reader, "tiny-mixed.gguf").unwrap();
+    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
+    for plan in [KernelPlan::CPU_DRIVER, KernelPlan::GPU] {
+        let mut reader = File::open(file.path()).unwrap();
+        let weights = Qwen2Weights::load_with_plan(&ctx, &gguf, &mut reader, plan).unwrap();
+        assert!(
+            weights
+                .layers
+                .iter()
+                .all(|layer| matches!(layer.ffn_in, FeedForwardIn::Separate { .. })),
+            "gate and up of different types cannot share one row-pair matrix"
+        );
+        matches_candle_for_three_steps(&weights, file.path(), &[60, 61, 62, 40, 258, 70]);
+    }
+}
+
+/// Our logits against candle's after `prompt` and two greedy steps.
+fn matches_candle_for_three_steps(
+    weights: &Arc<Qwen2Weights>,
+    path: &std::path::Path,
+    prompt: &[u32],
+) {
     let mut reader = File::open(path).unwrap();
     let content = Content::read(&mut reader).unwrap();
     let mut candle = ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).unwrap();
 
-    let prompt = [9707, 11, 1879, 0, 151_643, 42, 7, 100_000];
     let mut sequence = Qwen2Sequence::new(weights, 64).unwrap();
-    sequence.feed(&prompt).unwrap();
+    sequence.feed(prompt).unwrap();
     let mut ours = pollster::block_on(sequence.logits()).unwrap();
-    let mut theirs = candle_logits(&mut candle, &prompt, 0);
+    let mut theirs = candle_logits(&mut candle, prompt, 0);
     for step in 0..3 {
         let error = relative_rms_error(&ours, &theirs);
         let top = argmax(&ours);

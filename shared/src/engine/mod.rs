@@ -26,5 +26,5 @@ pub use quantized_matmul::{
 };
 pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{MAX_STEP_TOKENS, Qwen2Sequence};
-pub use qwen2_weights::Qwen2Weights;
+pub use qwen2_weights::{FeedForwardIn, Qwen2Weights};
 pub use token_stream::{StopHandle, StopReason, TokenStream};

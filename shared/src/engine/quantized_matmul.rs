@@ -68,12 +68,27 @@ pub enum MatmulLayout {
 }
 
 impl MatmulLayout {
-    /// Output rows one workgroup of `WORKGROUP_SIZE` invocations computes.
-    fn rows_per_workgroup(self) -> usize {
-        match self {
-            Self::RowsPerInvocation(rows) => WORKGROUP_SIZE * rows,
-            Self::LanesPerRow(lanes) => WORKGROUP_SIZE / lanes,
+    /// Matrix rows one invocation (or one group of lanes) computes: whole gate/up pairs on
+    /// row-pair matrices.
+    fn rows_per_group(self, row_pairs: bool) -> usize {
+        let rows = match self {
+            Self::RowsPerInvocation(rows) => rows,
+            Self::LanesPerRow(_) => 1,
+        };
+        if row_pairs {
+            rows.next_multiple_of(2)
+        } else {
+            rows
         }
+    }
+
+    /// Matrix rows one workgroup of `WORKGROUP_SIZE` invocations computes.
+    fn rows_per_workgroup(self, row_pairs: bool) -> usize {
+        let groups = match self {
+            Self::RowsPerInvocation(_) => WORKGROUP_SIZE,
+            Self::LanesPerRow(lanes) => WORKGROUP_SIZE / lanes,
+        };
+        groups * self.rows_per_group(row_pairs)
     }
 }
 
@@ -125,16 +140,23 @@ impl MatmulPlan {
 pub struct QuantizedMatmulKernels {
     plan: MatmulPlan,
     bind_layout: wgpu::BindGroupLayout,
-    /// Keyed by block type and whether the step is batched (more than one token).
-    pipelines: HashMap<(BlockType, bool), wgpu::ComputePipeline>,
+    /// Keyed by block type, whether the step is batched (more than one token) and whether
+    /// the matrix holds gate/up row pairs.
+    pipelines: HashMap<(BlockType, bool, bool), wgpu::ComputePipeline>,
     /// Bound where a product has no bias (WebGPU needs every binding).
     no_bias: wgpu::Buffer,
 }
 
 impl QuantizedMatmulKernels {
-    /// Compiles the kernels of `block_types` (those a model uses), for decode and for batched
+    /// Compiles the kernels of `block_types` (those a model uses) and the row-pair kernels of
+    /// `row_pair_types` (SwiGLU's gate and up in one matrix), for decode and for batched
     /// steps, in the plan's layouts.
-    pub fn with_plan(ctx: &GpuContext, block_types: &[BlockType], plan: MatmulPlan) -> Self {
+    pub fn with_plan(
+        ctx: &GpuContext,
+        block_types: &[BlockType],
+        row_pair_types: &[BlockType],
+        plan: MatmulPlan,
+    ) -> Self {
         for layout in [plan.decode, plan.batched] {
             if let MatmulLayout::LanesPerRow(lanes) = layout {
                 assert!(
@@ -189,16 +211,24 @@ impl QuantizedMatmulKernels {
                 immediate_size: 0,
             });
         let mut pipelines = HashMap::new();
-        for &block_type in block_types {
-            if pipelines.contains_key(&(block_type, false)) {
-                continue;
-            }
+        let kinds = block_types
+            .iter()
+            .map(|&t| (t, false))
+            .chain(row_pair_types.iter().map(|&t| (t, true)));
+        for (block_type, row_pairs) in kinds {
             for batched in [false, true] {
+                let key = (block_type, batched, row_pairs);
+                if pipelines.contains_key(&key) {
+                    continue;
+                }
                 let (layout, tile) = plan.for_tokens(if batched { 2 } else { 1 });
-                let source = kernel_source(block_type, layout, tile);
-                let label = format!("matmul {block_type:?} {layout:?} tile {tile}");
+                let source = kernel_source(block_type, layout, tile, row_pairs);
+                let label = format!(
+                    "matmul {block_type:?} {layout:?} tile {tile}{}",
+                    if row_pairs { " gate/up pairs" } else { "" }
+                );
                 let pipeline = ctx.compute_pipeline_with_layout(&label, &source, &pipeline_layout);
-                pipelines.insert((block_type, batched), pipeline);
+                pipelines.insert(key, pipeline);
             }
         }
         let no_bias = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -223,11 +253,24 @@ impl QuantizedMatmulKernels {
         operands: &MatmulOperands<'_>,
         step: &wgpu::Buffer,
     ) -> Result<PreparedMatmul, EngineError> {
-        if !self.pipelines.contains_key(&(matrix.block_type, false)) {
+        if !self
+            .pipelines
+            .contains_key(&(matrix.block_type, false, matrix.row_pairs))
+        {
             return Err(EngineError::Unsupported(format!(
-                "no kernel was compiled for {:?} matrices",
-                matrix.block_type
+                "no kernel was compiled for {:?} matrices{}",
+                matrix.block_type,
+                if matrix.row_pairs {
+                    " of row pairs"
+                } else {
+                    ""
+                }
             )));
+        }
+        if matrix.row_pairs && (operands.bias.is_some() || operands.add_to_y) {
+            return Err(EngineError::Unsupported(
+                "a gate/up row-pair product takes no bias and does not add to y".into(),
+            ));
         }
         if !operands.x_offset.is_multiple_of(4) || !operands.x_stride.is_multiple_of(4) {
             return Err(EngineError::Unsupported(
@@ -242,7 +285,8 @@ impl QuantizedMatmulKernels {
                     rows: chunk.rows as u32,
                     blocks_per_row: matrix.blocks_per_row() as u32,
                     row_offset: chunk.first_row as u32,
-                    y_stride: matrix.rows as u32,
+                    // Outputs per token: one per row, or per pair.
+                    y_stride: (matrix.rows / if matrix.row_pairs { 2 } else { 1 }) as u32,
                     x_offset: (operands.x_offset / 4) as u32,
                     x_stride: (operands.x_stride / 4) as u32,
                     flags: u32::from(operands.bias.is_some()) | (u32::from(operands.add_to_y) << 1),
@@ -273,6 +317,7 @@ impl QuantizedMatmulKernels {
             .collect::<Result<_, _>>()?;
         Ok(PreparedMatmul {
             block_type: matrix.block_type,
+            row_pairs: matrix.row_pairs,
             tokens: operands.tokens,
             dispatches,
         })
@@ -290,9 +335,10 @@ impl QuantizedMatmulKernels {
             TokenCount::Fixed(n) => n,
         };
         let (layout, tile) = self.plan.for_tokens(tokens);
-        pass.set_pipeline(&self.pipelines[&(prepared.block_type, tokens > 1)]);
+        let key = (prepared.block_type, tokens > 1, prepared.row_pairs);
+        pass.set_pipeline(&self.pipelines[&key]);
         for (bind_group, rows) in &prepared.dispatches {
-            let row_groups = rows.div_ceil(layout.rows_per_workgroup()) as u32;
+            let row_groups = rows.div_ceil(layout.rows_per_workgroup(prepared.row_pairs)) as u32;
             pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(
                 row_groups.min(MAX_GROUPS_PER_DIMENSION),
@@ -306,30 +352,40 @@ impl QuantizedMatmulKernels {
 /// A product with its buffers bound: one dispatch per weight chunk (and its rows).
 pub struct PreparedMatmul {
     block_type: BlockType,
+    row_pairs: bool,
     tokens: TokenCount,
     dispatches: Vec<(wgpu::BindGroup, usize)>,
 }
 
-/// The WGSL of one pipeline: ROWS, TOKEN_TILE (and LANES), the shared declarations, the
-/// layout's kernel, the block type's file and the generated dot product.
-fn kernel_source(block_type: BlockType, layout: MatmulLayout, tile: u32) -> String {
-    let row_groups = format!("const ROW_GROUPS_PER_Z: u32 = {MAX_GROUPS_PER_DIMENSION}u;");
-    let (constants, kernel, dot) = match layout {
-        MatmulLayout::RowsPerInvocation(rows) => (
-            format!("const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\n{row_groups}"),
+/// The WGSL of one pipeline: ROWS, TOKEN_TILE, ROW_GROUPS_PER_Z, PAIRED (and LANES), the
+/// shared declarations, the layout's kernel, the block type's file and the generated dot
+/// product.
+fn kernel_source(
+    block_type: BlockType,
+    layout: MatmulLayout,
+    tile: u32,
+    row_pairs: bool,
+) -> String {
+    let rows = layout.rows_per_group(row_pairs) as u32;
+    let mut constants = format!(
+        "const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\n\
+         const ROW_GROUPS_PER_Z: u32 = {MAX_GROUPS_PER_DIMENSION}u;\nconst PAIRED: bool = {row_pairs};\n"
+    );
+    let (kernel, dot) = match layout {
+        MatmulLayout::RowsPerInvocation(_) => (
             include_str!("kernels/matmul_rows.wgsl"),
-            block_dot_source(block_type, rows as u32, tile),
+            block_dot_source(block_type, rows, tile),
         ),
-        MatmulLayout::LanesPerRow(lanes) => (
-            format!(
-                "const ROWS: u32 = 1u;\nconst TOKEN_TILE: u32 = {tile}u;\nconst LANES: u32 = {lanes}u;\n{row_groups}"
-            ),
-            include_str!("kernels/matmul_lanes.wgsl"),
-            run_dot_source(block_type, tile),
-        ),
+        MatmulLayout::LanesPerRow(lanes) => {
+            constants.push_str(&format!("const LANES: u32 = {lanes}u;\n"));
+            (
+                include_str!("kernels/matmul_lanes.wgsl"),
+                run_dot_source(block_type, rows, tile),
+            )
+        }
     };
     format!(
-        "{constants}\n{}\n{kernel}\n{}\n{dot}",
+        "{constants}{}\n{kernel}\n{}\n{dot}",
         include_str!("kernels/matmul_bindings.wgsl"),
         block_type.block_kernel_source(),
     )
@@ -360,15 +416,16 @@ fn block_dot_source(block_type: BlockType, rows: u32, tile: u32) -> String {
     s
 }
 
-/// `run_dot(block, run, x4, acc)`: adds run `run` of block `block` of the invocation's one
-/// row times the tile's x to `acc[token]`.
-fn run_dot_source(block_type: BlockType, tile: u32) -> String {
+/// `run_dot(block, run, x4, acc)`: adds run `run` of block `block` of each of the group's
+/// rows times the tile's x to `acc[row * TOKEN_TILE + token]`.
+fn run_dot_source(block_type: BlockType, rows: u32, tile: u32) -> String {
     let mut s = format!(
-        "fn run_dot(block: u32, run: u32, x4: u32, acc: ptr<function, array<vec4<f32>, {tile}>>) {{\n"
+        "fn run_dot(block: u32, run: u32, x4: u32, acc: ptr<function, array<vec4<f32>, {}>>) {{\n",
+        rows * tile
     );
-    push_sums(&mut s, 1, tile);
-    push_run(&mut s, block_type, 1, tile, "run");
-    push_sums_into_acc(&mut s, 1, tile);
+    push_sums(&mut s, rows, tile);
+    push_run(&mut s, block_type, rows, tile, "run");
+    push_sums_into_acc(&mut s, rows, tile);
     s.push_str("}\n");
     s
 }

@@ -1,6 +1,8 @@
 //! A weight matrix on the GPU in its GGUF block format, each block split into head and bulk
 //! (see `block_type.rs`). Rows are split into chunks that each fit one storage binding
-//! (WebGPU's default is 128 MiB; a 151,936-row output head can exceed it).
+//! (WebGPU's default is 128 MiB; a 151,936-row output head can exceed it). Two matrices of one
+//! type and shape can share one upload with their rows interleaved (SwiGLU's gate and up, which
+//! one product then turns into silu(gate · x) · (up · x)).
 
 use wgpu::util::DeviceExt;
 
@@ -17,9 +19,13 @@ pub struct MatrixChunk {
 
 pub struct QuantizedMatrix {
     pub block_type: BlockType,
+    /// Rows on the GPU (both matrices' rows when `row_pairs`).
     pub rows: usize,
     pub cols: usize,
     pub chunks: Vec<MatrixChunk>,
+    /// Rows 2r and 2r + 1 are row r of two matrices (see `upload_row_pairs`); chunks hold
+    /// whole pairs.
+    pub row_pairs: bool,
 }
 
 impl QuantizedMatrix {
@@ -53,23 +59,55 @@ impl QuantizedMatrix {
         bytes: &[u8],
         max_chunk_bytes: u64,
     ) -> Result<Self, EngineError> {
-        let elements = block_type.block_elements();
-        if !cols.is_multiple_of(elements) {
-            return Err(EngineError::Unsupported(format!(
-                "tensor `{name}`: rows of {cols} weights do not fill whole {block_type:?} blocks of {elements}"
-            )));
-        }
-        let row_bytes = cols / elements * block_type.block_bytes();
-        if bytes.len() != rows * row_bytes {
-            return Err(EngineError::Unsupported(format!(
-                "tensor `{name}`: {} bytes for {rows}×{cols} {block_type:?} weights, expected {}",
-                bytes.len(),
-                rows * row_bytes
-            )));
-        }
-        let blocks_per_row = cols / elements;
+        checked_row_bytes(name, block_type, rows, cols, bytes)?;
+        let shape = (block_type, rows, cols);
+        Self::upload_rows(ctx, name, shape, bytes, max_chunk_bytes, false)
+    }
+
+    /// Uploads two `rows` × `cols` matrices of one block type (GGUF tensor data `pair`, named
+    /// `names`) with their rows interleaved: row r of the first becomes row 2r, row r of the
+    /// second row 2r + 1; chunks of at most `max_chunk_bytes` hold whole pairs.
+    pub fn upload_row_pairs(
+        ctx: &GpuContext,
+        names: [&str; 2],
+        block_type: BlockType,
+        rows: usize,
+        cols: usize,
+        pair: [&[u8]; 2],
+        max_chunk_bytes: u64,
+    ) -> Result<Self, EngineError> {
+        let [first, second] = pair;
+        let row_bytes = checked_row_bytes(names[0], block_type, rows, cols, first)?;
+        checked_row_bytes(names[1], block_type, rows, cols, second)?;
+        let interleaved: Vec<u8> = first
+            .chunks(row_bytes)
+            .zip(second.chunks(row_bytes))
+            .flat_map(|(a, b)| a.iter().chain(b).copied())
+            .collect();
+        let name = format!("{} + {}", names[0], names[1]);
+        let shape = (block_type, 2 * rows, cols);
+        Self::upload_rows(ctx, &name, shape, &interleaved, max_chunk_bytes, true)
+    }
+
+    /// Uploads checked tensor data of `shape` (block type, rows, columns) in chunks of whole
+    /// rows (whole row pairs with `row_pairs`).
+    fn upload_rows(
+        ctx: &GpuContext,
+        name: &str,
+        shape: (BlockType, usize, usize),
+        bytes: &[u8],
+        max_chunk_bytes: u64,
+        row_pairs: bool,
+    ) -> Result<Self, EngineError> {
+        let (block_type, rows, cols) = shape;
+        let blocks_per_row = cols / block_type.block_elements();
+        let row_bytes = blocks_per_row * block_type.block_bytes();
         let bulk_row_bytes = blocks_per_row * block_type.bulk_vec4s() * 16;
-        let rows_per_chunk = (max_chunk_bytes as usize / bulk_row_bytes.max(1)).min(rows.max(1));
+        let mut rows_per_chunk =
+            (max_chunk_bytes as usize / bulk_row_bytes.max(1)).min(rows.max(1));
+        if row_pairs {
+            rows_per_chunk -= rows_per_chunk % 2;
+        }
         if rows_per_chunk == 0 {
             return Err(EngineError::Unsupported(format!(
                 "tensor `{name}`: one row of {bulk_row_bytes} bytes exceeds the GPU's storage binding limit of {max_chunk_bytes} bytes"
@@ -104,10 +142,37 @@ impl QuantizedMatrix {
             rows,
             cols,
             chunks,
+            row_pairs,
         })
     }
 
     pub fn blocks_per_row(&self) -> usize {
         self.cols / self.block_type.block_elements()
     }
+}
+
+/// The bytes of one row, after checking that `bytes` holds `rows` × `cols` weights of
+/// `block_type` in whole blocks.
+fn checked_row_bytes(
+    name: &str,
+    block_type: BlockType,
+    rows: usize,
+    cols: usize,
+    bytes: &[u8],
+) -> Result<usize, EngineError> {
+    let elements = block_type.block_elements();
+    if !cols.is_multiple_of(elements) {
+        return Err(EngineError::Unsupported(format!(
+            "tensor `{name}`: rows of {cols} weights do not fill whole {block_type:?} blocks of {elements}"
+        )));
+    }
+    let row_bytes = cols / elements * block_type.block_bytes();
+    if bytes.len() != rows * row_bytes {
+        return Err(EngineError::Unsupported(format!(
+            "tensor `{name}`: {} bytes for {rows}×{cols} {block_type:?} weights, expected {}",
+            bytes.len(),
+            rows * row_bytes
+        )));
+    }
+    Ok(row_bytes)
 }

@@ -14,7 +14,7 @@ use wgpu::util::DeviceExt;
 use super::gpu_context::EngineError;
 use super::quantized_matmul::{MatmulOperands, PreparedMatmul, TokenCount};
 use super::quantized_matrix::QuantizedMatrix;
-use super::qwen2_weights::Qwen2Weights;
+use super::qwen2_weights::{FeedForwardIn, Qwen2Weights};
 use super::readback::{read_f32, read_u32};
 use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
 use super::vector_kernels::{Binding, Grid, PreparedOp, VectorKernel};
@@ -244,11 +244,22 @@ impl Qwen2Sequence {
                 matmul(&layer.wo, &attn, &hidden, None, true)?,
                 // SwiGLU feed-forward block.
                 rms_norm(&hidden, &layer.ffn_norm, &normed, false),
-                matmul(&layer.w_gate, &normed, &gate, None, false)?,
-                matmul(&layer.w_up, &normed, &up, None, false)?,
-                elementwise(VectorKernel::SiluMul, &gate, &up, ff),
-                matmul(&layer.w_down, &gate, &hidden, None, true)?,
             ]);
+            // `gate` = silu(gate · normed) · (up · normed).
+            match &layer.ffn_in {
+                FeedForwardIn::GateUpPairs(pairs) => {
+                    stages.push(matmul(pairs, &normed, &gate, None, false)?);
+                }
+                FeedForwardIn::Separate {
+                    gate: w_gate,
+                    up: w_up,
+                } => stages.extend([
+                    matmul(w_gate, &normed, &gate, None, false)?,
+                    matmul(w_up, &normed, &up, None, false)?,
+                    elementwise(VectorKernel::SiluMul, &gate, &up, ff),
+                ]),
+            }
+            stages.push(matmul(&layer.w_down, &gate, &hidden, None, true)?);
             buffers.extend([k_cache, v_cache]);
         }
         // Only the last token's logits are needed.

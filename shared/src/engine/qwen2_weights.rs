@@ -29,9 +29,20 @@ pub struct LayerWeights {
     pub wv: QuantizedMatrix,
     pub wo: QuantizedMatrix,
     pub ffn_norm: wgpu::Buffer,
-    pub w_gate: QuantizedMatrix,
-    pub w_up: QuantizedMatrix,
+    pub ffn_in: FeedForwardIn,
     pub w_down: QuantizedMatrix,
+}
+
+/// The feed-forward block's two input projections.
+pub enum FeedForwardIn {
+    /// Gate and up of one block type, their rows interleaved in one matrix: one product
+    /// yields silu(gate · x) · (up · x).
+    GateUpPairs(QuantizedMatrix),
+    /// Gate and up of different block types: two products and an elementwise SwiGLU.
+    Separate {
+        gate: QuantizedMatrix,
+        up: QuantizedMatrix,
+    },
 }
 
 /// The compiled kernels, compiled once per model.
@@ -104,7 +115,8 @@ impl Qwen2Weights {
                     usage: wgpu::BufferUsages::STORAGE,
                 }))
         };
-        let matrix = |reader: &mut R, name: &str| -> Result<QuantizedMatrix, EngineError> {
+        // A matrix's block type and (rows, columns).
+        let matrix_shape = |name: &str| -> Result<(BlockType, usize, usize), EngineError> {
             let info = &gguf.content.tensor_infos[name];
             let block_type = BlockType::from_ggml(info.ggml_dtype).ok_or_else(|| {
                 EngineError::Unsupported(format!(
@@ -116,7 +128,32 @@ impl Qwen2Weights {
                 .shape
                 .dims2()
                 .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            Ok((block_type, rows, cols))
+        };
+        let matrix = |reader: &mut R, name: &str| -> Result<QuantizedMatrix, EngineError> {
+            let (block_type, rows, cols) = matrix_shape(name)?;
             QuantizedMatrix::upload(ctx, name, block_type, rows, cols, &raw(reader, name)?)
+        };
+        let feed_forward_in = |reader: &mut R, gate: &str, up: &str| {
+            let shape = matrix_shape(gate)?;
+            if shape != matrix_shape(up)? {
+                return Ok(FeedForwardIn::Separate {
+                    gate: matrix(reader, gate)?,
+                    up: matrix(reader, up)?,
+                });
+            }
+            let (block_type, rows, cols) = shape;
+            let pair = [raw(reader, gate)?, raw(reader, up)?];
+            let pairs = QuantizedMatrix::upload_row_pairs(
+                ctx,
+                [gate, up],
+                block_type,
+                rows,
+                cols,
+                [&pair[0], &pair[1]],
+                ctx.max_binding_bytes,
+            )?;
+            Ok(FeedForwardIn::GateUpPairs(pairs))
         };
 
         let mut layers = Vec::with_capacity(hp.block_count);
@@ -132,8 +169,7 @@ impl Qwen2Weights {
                 wv: matrix(reader, &name("attn_v.weight"))?,
                 wo: matrix(reader, &name("attn_output.weight"))?,
                 ffn_norm: vector(reader, &name("ffn_norm.weight"))?,
-                w_gate: matrix(reader, &name("ffn_gate.weight"))?,
-                w_up: matrix(reader, &name("ffn_up.weight"))?,
+                ffn_in: feed_forward_in(reader, &name("ffn_gate.weight"), &name("ffn_up.weight"))?,
                 w_down: matrix(reader, &name("ffn_down.weight"))?,
             });
         }
@@ -153,21 +189,25 @@ impl Qwen2Weights {
             bytes: embedding_bytes,
         };
         let mut block_types = vec![output.block_type];
+        let mut row_pair_types = Vec::new();
         for layer in &layers {
-            for m in [
-                &layer.wq,
-                &layer.wk,
-                &layer.wv,
-                &layer.wo,
-                &layer.w_gate,
-                &layer.w_up,
-                &layer.w_down,
-            ] {
-                block_types.push(m.block_type);
+            block_types.extend(
+                [&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_down].map(|m| m.block_type),
+            );
+            match &layer.ffn_in {
+                FeedForwardIn::GateUpPairs(pairs) => row_pair_types.push(pairs.block_type),
+                FeedForwardIn::Separate { gate, up } => {
+                    block_types.extend([gate.block_type, up.block_type]);
+                }
             }
         }
         let kernels = Kernels {
-            matmul: QuantizedMatmulKernels::with_plan(ctx, &block_types, plan.matmul),
+            matmul: QuantizedMatmulKernels::with_plan(
+                ctx,
+                &block_types,
+                &row_pair_types,
+                plan.matmul,
+            ),
             ops: VectorKernels::new(ctx, hp.head_dim, plan.attention_workgroup),
             sampling: SamplingKernels::new(ctx),
         };

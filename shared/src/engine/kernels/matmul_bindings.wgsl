@@ -7,8 +7,10 @@
 // block_type.rs. The block type's file defines BLOCK_ELEMENTS, SUB_BLOCKS, HEAD_WORDS,
 // BULK_VEC4S, a `Block`, `load_sub` and `group_weights` (four dequantized weights). f16
 // scales are decoded with unpack2x16float: no shader-f16 needed. The host prepends ROWS
-// (output rows per invocation), TOKEN_TILE and ROW_GROUPS_PER_Z (grid x's size; workgroup
-// (x, y, z) handles row group x + z * ROW_GROUPS_PER_Z and token tile y).
+// (matrix rows per invocation or per lane group), TOKEN_TILE, ROW_GROUPS_PER_Z (grid x's
+// size; workgroup (x, y, z) handles row group x + z * ROW_GROUPS_PER_Z and token tile y) and
+// PAIRED: the matrix's rows 2r and 2r + 1 are row r of SwiGLU's gate and up, and output r is
+// silu(gate · x) · (up · x) (ROWS is then even, so an invocation holds whole pairs).
 
 struct Params {
     rows: u32,            // rows in this weight chunk
@@ -51,17 +53,30 @@ fn nibbles4(word: u32, shift: u32) -> vec4<u32> {
     return (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(0xFu);
 }
 
-// The bias of output row `row`, if any, plus y's current value when the product adds to it
-// (residual connections): what the row's dot product is added to.
-fn output_base(row: u32, y_index: u32) -> f32 {
+fn hsum(v: vec4<f32>) -> f32 {
+    return v.x + v.y + v.z + v.w;
+}
+
+// Writes `product`, the dot product of row `row` of this chunk for token `token` of the
+// batch: plus the row's bias, if any, and y's current value when the product adds to it
+// (residual connections).
+fn store(row: u32, token: u32, product: f32) {
+    let out_row = params.row_offset + row;
+    let index = token * params.y_stride + out_row;
     var base = 0.0;
     if ((params.flags & ADD_BIAS) != 0u) {
-        base = bias[row];
+        base = bias[out_row];
     }
     if ((params.flags & ADD_TO_Y) != 0u) {
-        base += y[y_index];
+        base += y[index];
     }
-    return base;
+    y[index] = base + product;
+}
+
+// Writes SwiGLU's output for the pair whose up row is `up_row` of this chunk:
+// silu(gate) · up, silu(g) = g / (1 + exp(-g)).
+fn store_pair(up_row: u32, token: u32, gate: f32, up: f32) {
+    y[token * params.y_stride + (params.row_offset + up_row) / 2u] = gate / (1.0 + exp(-gate)) * up;
 }
 
 // x[t][4 * column4 .. +4] for token t of the tile (tokens past the tile repeat the last).

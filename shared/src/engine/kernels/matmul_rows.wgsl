@@ -35,11 +35,13 @@ fn main(
         if (row >= params.rows) {
             break;
         }
-        let out_row = params.row_offset + row;
         for (var t = 0u; t < tile_tokens; t++) {
-            let sum = acc[r * TOKEN_TILE + t];
-            let y_index = (first_token + t) * params.y_stride + out_row;
-            y[y_index] = output_base(out_row, y_index) + sum.x + sum.y + sum.z + sum.w;
+            let product = hsum(acc[r * TOKEN_TILE + t]);
+            if (!PAIRED) {
+                store(row, first_token + t, product);
+            } else if (r % 2u == 1u) {
+                store_pair(row, first_token + t, hsum(acc[(r - 1u) * TOKEN_TILE + t]), product);
+            }
         }
     }
 }
