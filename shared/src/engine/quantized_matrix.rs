@@ -79,11 +79,11 @@ impl QuantizedMatrix {
         let [first, second] = pair;
         let row_bytes = checked_row_bytes(names[0], block_type, rows, cols, first)?;
         checked_row_bytes(names[1], block_type, rows, cols, second)?;
-        let interleaved: Vec<u8> = first
-            .chunks(row_bytes)
-            .zip(second.chunks(row_bytes))
-            .flat_map(|(a, b)| a.iter().chain(b).copied())
-            .collect();
+        let mut interleaved = Vec::with_capacity(2 * first.len());
+        for (a, b) in first.chunks(row_bytes).zip(second.chunks(row_bytes)) {
+            interleaved.extend_from_slice(a);
+            interleaved.extend_from_slice(b);
+        }
         let name = format!("{} + {}", names[0], names[1]);
         let shape = (block_type, 2 * rows, cols);
         Self::upload_rows(ctx, &name, shape, &interleaved, max_chunk_bytes, true)
