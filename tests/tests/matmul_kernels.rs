@@ -133,8 +133,7 @@ fn run_matmul(
         bytemuck::cast_slice(&[0u32, tokens]),
         wgpu::BufferUsages::UNIFORM,
     );
-    // One output per row, or per gate/up pair.
-    let outputs = matrix.rows / if matrix.row_pairs { 2 } else { 1 };
+    let outputs = matrix.outputs();
     let y_start = added
         .y_before
         .map_or_else(|| vec![0.0; outputs * xs.len()], <[f32]>::to_vec);

@@ -3,7 +3,6 @@
 //! engine check, benchmarks) call it without the app around it.
 
 use std::io::Cursor;
-
 use std::sync::Arc;
 
 use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle};

@@ -127,12 +127,12 @@ impl MatmulPlan {
         }
     }
 
-    /// The layout and tile of a step of `tokens` tokens.
-    fn for_tokens(self, tokens: u32) -> (MatmulLayout, u32) {
-        if tokens <= 1 {
-            (self.decode, 1)
-        } else {
+    /// The layout and tile of a one-token step, or of a batched one.
+    fn for_step(self, batched: bool) -> (MatmulLayout, u32) {
+        if batched {
             (self.batched, self.batched_tile)
+        } else {
+            (self.decode, 1)
         }
     }
 }
@@ -221,7 +221,7 @@ impl QuantizedMatmulKernels {
                 if pipelines.contains_key(&key) {
                     continue;
                 }
-                let (layout, tile) = plan.for_tokens(if batched { 2 } else { 1 });
+                let (layout, tile) = plan.for_step(batched);
                 let source = kernel_source(block_type, layout, tile, row_pairs);
                 let label = format!(
                     "matmul {block_type:?} {layout:?} tile {tile}{}",
@@ -285,8 +285,7 @@ impl QuantizedMatmulKernels {
                     rows: chunk.rows as u32,
                     blocks_per_row: matrix.blocks_per_row() as u32,
                     row_offset: chunk.first_row as u32,
-                    // Outputs per token: one per row, or per pair.
-                    y_stride: (matrix.rows / if matrix.row_pairs { 2 } else { 1 }) as u32,
+                    y_stride: matrix.outputs() as u32,
                     x_offset: (operands.x_offset / 4) as u32,
                     x_stride: (operands.x_stride / 4) as u32,
                     flags: u32::from(operands.bias.is_some()) | (u32::from(operands.add_to_y) << 1),
@@ -334,8 +333,9 @@ impl QuantizedMatmulKernels {
             TokenCount::FromStep => step_tokens,
             TokenCount::Fixed(n) => n,
         };
-        let (layout, tile) = self.plan.for_tokens(tokens);
-        let key = (prepared.block_type, tokens > 1, prepared.row_pairs);
+        let batched = tokens > 1;
+        let (layout, tile) = self.plan.for_step(batched);
+        let key = (prepared.block_type, batched, prepared.row_pairs);
         pass.set_pipeline(&self.pipelines[&key]);
         for (bind_group, rows) in &prepared.dispatches {
             let row_groups = rows.div_ceil(layout.rows_per_workgroup(prepared.row_pairs)) as u32;

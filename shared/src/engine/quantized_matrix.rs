@@ -146,6 +146,15 @@ impl QuantizedMatrix {
         })
     }
 
+    /// Outputs a product writes per token: one per row, or one per row pair.
+    pub fn outputs(&self) -> usize {
+        if self.row_pairs {
+            self.rows / 2
+        } else {
+            self.rows
+        }
+    }
+
     pub fn blocks_per_row(&self) -> usize {
         self.cols / self.block_type.block_elements()
     }

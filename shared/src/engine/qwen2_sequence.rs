@@ -432,7 +432,8 @@ impl Qwen2Sequence {
 
     /// The `needed` best next tokens after the repetition penalty on `penalized` (distinct
     /// ids), best first. Up to `GPU_TOP_K` are picked on the GPU (one alone when one is
-    /// needed) and only they are read back; more fall back to reading every logit. The penalty is applied to the logits in place.
+    /// needed) and only they are read back; more fall back to reading every logit. The
+    /// penalty is applied to the logits in place.
     pub async fn next_token_scores(
         &self,
         needed: usize,

@@ -1,8 +1,7 @@
 //! The small kernels of a transformer step besides the matrix products (which also add the
 //! residual connections): RMSNorm, SwiGLU, NeoX RoPE with the KV-cache append, and causal
-//! attention (`kernels/*.wgsl`). Each
-//! works on every token of a step; how many workgroups it needs follows from the step's token
-//! count, which is known when the step is recorded.
+//! attention (`kernels/*.wgsl`). Each works on every token of a step; how many workgroups it
+//! needs follows from the step's token count, which is known when the step is recorded.
 
 use std::collections::HashMap;
 

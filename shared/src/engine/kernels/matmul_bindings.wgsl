@@ -15,8 +15,8 @@
 struct Params {
     rows: u32,            // rows in this weight chunk
     blocks_per_row: u32,  // GGUF blocks in one row
-    row_offset: u32,      // index of this chunk's first row among y's rows
-    y_stride: u32,        // floats of y per token (all rows of the matrix)
+    row_offset: u32,      // index of this chunk's first row among the matrix's rows
+    y_stride: u32,        // floats of y per token (one per matrix row, or per gate/up pair)
     x_offset: u32,        // first vec4 of x for token 0
     x_stride: u32,        // vec4s of x per token
     flags: u32,           // ADD_BIAS: add bias[row]; ADD_TO_Y: add the product to y
