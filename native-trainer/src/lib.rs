@@ -9,5 +9,6 @@ pub mod fetch;
 pub mod logging;
 pub mod models_dir;
 pub mod serve;
+pub mod store;
 pub mod tensor_names;
 pub mod train;

@@ -625,7 +625,7 @@ fn pairs_acknowledged_across_three_sigkills_are_stored_exactly_once(dir: &Path, 
 
 /// The idempotency keys in the database, as stored (duplicates kept).
 fn stored_keys(db: &str) -> Vec<String> {
-    native_trainer::serve::cli::open_store(db)
+    native_trainer::store::open_store(db)
         .unwrap()
         .all_pairs()
         .unwrap()

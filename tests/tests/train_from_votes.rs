@@ -7,8 +7,8 @@ use std::path::Path;
 
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{run_dpo, succeed};
-use native_trainer::serve::pair_store::PairStore;
-use native_trainer::serve::sqlite_store::SqlitePairStore;
+use native_trainer::store::PairStore;
+use native_trainer::store::sqlite_store::SqlitePairStore;
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
 
 struct Label<'a> {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sha2::{Digest, Sha256};
 use shared::model_manifest::{MANIFEST_FILE, MANIFEST_FORMAT_VERSION};
 use shared::{ManifestFile, ModelManifest};
 use time::OffsetDateTime;
@@ -16,11 +15,9 @@ use time::format_description::well_known::Rfc3339;
 use super::export_source::ExportSource;
 use super::gguf_export::write_model_gguf;
 use super::hf_export::{HF_FILES, HfDtype, write_hf_directory};
-use super::model_card::{CANDLE_VERSION, CardFiles, model_card};
+use super::model_card::{CardFiles, model_card};
 use super::quant_preset::QuantPreset;
-
-/// The GGUF's name in an export directory.
-pub const GGUF_FILE: &str = "model.gguf";
+use super::version_files::{GGUF_FILE, exporter_name, hashed_file, version_id, write_manifest};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -139,7 +136,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     });
     if publish_into.is_some() {
         // It names a directory and a URL path segment.
-        version = super::publish::version_id(&version);
+        version = version_id(&version);
     }
     let manifest = ModelManifest {
         format_version: MANIFEST_FORMAT_VERSION,
@@ -172,11 +169,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             .with_context(|| format!("moving the export to {}", version_dir.display()))?;
         out = version_dir;
     }
-    let manifest_path = out.join(MANIFEST_FILE);
-    std::fs::write(
-        &manifest_path,
-        serde_json::to_string_pretty(&manifest)? + "\n",
-    )?;
+    write_manifest(&out, &manifest)?;
     tracing::info!(
         "exported {} as version {} in {:.1} s",
         args.model.display(),
@@ -201,23 +194,4 @@ fn prepare_output_dir(dir: &Path, force: bool) -> Result<()> {
         let _ = std::fs::remove_file(dir.join(MANIFEST_FILE));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
-}
-
-/// `dir/name`'s size and sha256, as a manifest entry named `name`.
-pub(super) fn hashed_file(dir: &Path, name: &str) -> Result<ManifestFile> {
-    let path = dir.join(name);
-    let mut file =
-        std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher)?;
-    Ok(ManifestFile {
-        path: name.into(),
-        sha256: hex::encode(hasher.finalize()),
-        size,
-    })
-}
-
-/// The program that writes manifests: `dpo 0.1.0, candle 0.11.1`.
-pub(super) fn exporter_name() -> String {
-    format!("dpo {}, candle {CANDLE_VERSION}", env!("CARGO_PKG_VERSION"))
 }

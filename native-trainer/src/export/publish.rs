@@ -13,7 +13,7 @@ use shared::{Architecture, GgufModel, ModelManifest};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::cli::{GGUF_FILE, exporter_name, hashed_file};
+use super::version_files::{GGUF_FILE, exporter_name, hashed_file, version_id, write_manifest};
 
 #[derive(Args, Debug)]
 pub struct PublishArgs {
@@ -55,19 +55,6 @@ fn file_type_name(file_type: u32) -> &'static str {
         32 => "bf16",
         _ => "gguf",
     }
-}
-
-/// A version id that is safe in a URL path segment and a directory name.
-pub(super) fn version_id(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 pub fn run(args: &PublishArgs) -> Result<()> {
@@ -139,10 +126,7 @@ pub fn run(args: &PublishArgs) -> Result<()> {
         exporter: format!("{} (published as is)", exporter_name()),
     };
     // The manifest last: its presence marks a complete version.
-    std::fs::write(
-        &manifest_path,
-        serde_json::to_string_pretty(&manifest)? + "\n",
-    )?;
+    write_manifest(&dir, &manifest)?;
     tracing::info!(
         "published {} as version `{}` in {}",
         args.model.display(),
@@ -181,14 +165,10 @@ fn file_stem(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{file_type_name, version_id};
+    use super::file_type_name;
 
     #[test]
-    fn version_ids_are_url_and_path_safe() {
-        assert_eq!(
-            version_id("Qwen2.5 Coder/0.5B:q4_k_m"),
-            "qwen2.5-coder-0.5b-q4_k_m"
-        );
+    fn file_types_have_the_names_dpo_export_uses() {
         assert_eq!(file_type_name(15), "q4_k_m");
         assert_eq!(file_type_name(7), "q8_0");
         assert_eq!(file_type_name(99), "gguf");

@@ -2,7 +2,7 @@
 //! `sqlite:PATH` or a plain path (SQLite, the default), or `postgres://user@host:port/db`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -12,11 +12,10 @@ use shared::trl_rows::TrlStyle;
 use super::commit_queue::CommitQueue;
 use super::http_api::{AppState, chat_template_of, router};
 use super::model_catalog::ModelCatalog;
-use super::pair_store::PairStore;
-use super::postgres_store::PostgresPairStore;
 use super::rate_limiter::RateLimiter;
-use super::sqlite_store::SqlitePairStore;
 use super::trl_row_file::{RowFormat, stored_rows, write_rows};
+use crate::store::open_store;
+use crate::store::pair_quality::{self, PairQualityArgs};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -51,15 +50,6 @@ pub struct ServeArgs {
     /// without one, CORS is off and only the server's own pages can.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
-}
-
-/// Opens the store a `--db` URL names.
-pub fn open_store(url: &str) -> Result<Arc<dyn PairStore>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresPairStore::connect(url)?));
-    }
-    let path = url.strip_prefix("sqlite:").unwrap_or(url);
-    Ok(Arc::new(SqlitePairStore::open(Path::new(path))?))
 }
 
 pub fn run_serve(args: &ServeArgs) -> Result<()> {
@@ -126,7 +116,7 @@ pub enum PairsCommand {
     Export(PairsExportArgs),
     /// Labels per annotator, comparisons labelled more than once and how far their labels
     /// agree.
-    Quality(super::pair_quality::PairQualityArgs),
+    Quality(PairQualityArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -157,7 +147,7 @@ pub struct PairsExportArgs {
 pub fn run_pairs(command: &PairsCommand) -> Result<()> {
     let args = match command {
         PairsCommand::Export(args) => args,
-        PairsCommand::Quality(args) => return super::pair_quality::run(args),
+        PairsCommand::Quality(args) => return pair_quality::run(args),
     };
     let store = open_store(&args.db)?;
     let (style, template) = match args.style {

@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use shared::PreferencePair;
 use tokio::sync::oneshot;
 
-use super::pair_store::{InsertOutcome, PairStore};
+use crate::store::{InsertOutcome, PairStore};
 
 /// Most pairs one transaction takes.
 const MAX_BATCH: usize = 512;

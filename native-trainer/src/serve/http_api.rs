@@ -33,9 +33,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::commit_queue::CommitQueue;
 use super::compressed_files::CompressedFiles;
 use super::model_catalog::ModelCatalog;
-use super::pair_store::{InsertOutcome, PairStore};
 use super::rate_limiter::RateLimiter;
 use super::trl_row_file::{json_lines, stored_rows};
+use crate::store::{InsertOutcome, PairStore};
 
 /// What only the wasm app needs: its own scripts and wasm, inline styles, same-origin fetches.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \

@@ -11,8 +11,8 @@ use clap::Args;
 use serde_json::{Value, json};
 use shared::ModelManifest;
 
-use super::cli::open_store;
 use super::model_catalog::ModelCatalog;
+use crate::store::open_store;
 
 #[derive(Args, Debug)]
 pub struct RoundsArgs {

@@ -16,7 +16,7 @@ use parquet::schema::parser::parse_message_type;
 use shared::trl_rows::to_trl_rows;
 use shared::{ChatMessage, ChatTemplate, TrlRow, TrlStyle};
 
-use super::pair_store::PairStore;
+use crate::store::PairStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {

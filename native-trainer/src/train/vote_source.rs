@@ -1,193 +1,22 @@
 //! Training data straight from the vote store: `--data sqlite:PATH` or
-//! `--data postgres://…`, optionally with a query that selects the votes —
-//! `?model_version=V` (on-policy: only pairs whose two candidates came from V),
-//! `since=` / `until=` (RFC 3339, on the vote time), `annotator=ID`, and `min_agreement=F`.
-//! The whole string is the run's `dataset_name`, so the selection is recorded with the run.
-//!
-//! Pairs whose prompt and two candidate texts are identical (the same comparison labelled
-//! more than once) are one comparison: its labels must agree — the most common outcome's
-//! share at least `min_agreement` (default 0.5, a strict majority is then not required) — or
-//! the comparison is dropped; otherwise it counts once, with the most common outcome.
-//! What remains becomes TRL rows by the same conversion the exports use (`shared::trl_rows`):
-//! A/B votes; an ideal answer is `chosen` against the rejected candidate (both, for a tie or
+//! `--data postgres://…`, optionally with a query that selects the votes (see
+//! `store::vote_selection`). The whole string is the run's `dataset_name`, so the selection is
+//! recorded with the run. What remains becomes TRL rows by the same conversion the exports
+//! use (`shared::trl_rows`): A/B votes; an ideal answer is `chosen` against the rejected candidate (both, for a tie or
 //! both-bad); ties and both-bad without one teach nothing.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use shared::{ChatTemplate, PreferencePair, TrlStyle, Vote};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use shared::{ChatTemplate, TrlStyle};
 
 use super::preference_file::PreferenceFile;
-use crate::serve::cli::open_store;
+use crate::store::open_store;
+use crate::store::vote_selection::{parse_vote_source, select_votes};
 
 /// Whether `data` names a vote store rather than a file.
 pub fn is_vote_store(data: &Path) -> bool {
-    let text = data.to_string_lossy();
-    text.starts_with("sqlite:")
-        || text.starts_with("postgres://")
-        || text.starts_with("postgresql://")
-}
-
-/// Which stored votes to train on.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct VoteFilter {
-    pub model_version: Option<String>,
-    pub since: Option<OffsetDateTime>,
-    pub until: Option<OffsetDateTime>,
-    pub annotator: Option<String>,
-    pub min_agreement: f64,
-}
-
-/// How the stored pairs were narrowed down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct VoteSelection {
-    pub stored: usize,
-    /// Left out by the version, time or annotator filter.
-    pub filtered_out: usize,
-    /// Extra labels of a comparison already counted.
-    pub duplicates: usize,
-    /// Comparisons dropped because their labels disagree.
-    pub disagreeing: usize,
-    /// Comparisons kept.
-    pub kept: usize,
-}
-
-/// Splits `sqlite:PATH?key=value&…` into the store URL and the filter; an unknown key or a
-/// bad value is an error naming it.
-pub fn parse_vote_source(data: &str) -> Result<(String, VoteFilter)> {
-    let (url, query) = data.split_once('?').unwrap_or((data, ""));
-    let mut filter = VoteFilter {
-        min_agreement: 0.5,
-        ..VoteFilter::default()
-    };
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = part
-            .split_once('=')
-            .with_context(|| format!("{data}: `{part}` is not key=value"))?;
-        let time = |value: &str| {
-            OffsetDateTime::parse(value, &Rfc3339)
-                .with_context(|| format!("{data}: `{key}` must be an RFC 3339 time, got `{value}`"))
-        };
-        match key {
-            "model_version" => filter.model_version = Some(value.to_string()),
-            "annotator" => filter.annotator = Some(value.to_string()),
-            "since" => filter.since = Some(time(value)?),
-            "until" => filter.until = Some(time(value)?),
-            "min_agreement" => {
-                let share: f64 = value
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| (0.0..=1.0).contains(v))
-                    .with_context(|| {
-                        format!("{data}: `min_agreement` must be a number in [0, 1], got `{value}`")
-                    })?;
-                filter.min_agreement = share;
-            }
-            other => bail!(
-                "{data}: unknown selector `{other}` (use model_version, since, until, annotator, min_agreement)"
-            ),
-        }
-    }
-    Ok((url.to_string(), filter))
-}
-
-/// What a label says about its comparison: which text won, or tie / both bad, plus any
-/// ideal answer.
-pub fn label_outcome(pair: &PreferencePair) -> (String, Option<String>) {
-    let winner = match pair.vote {
-        Vote::A => format!("text:{}", pair.candidate_a.text),
-        Vote::B => format!("text:{}", pair.candidate_b.text),
-        Vote::Tie => "tie".to_string(),
-        Vote::BothBad => "both_bad".to_string(),
-    };
-    (winner, pair.edited_answer.clone())
-}
-
-/// The comparison a pair labels: its prompt and its two candidate texts, in either order.
-pub fn comparison_key(pair: &PreferencePair) -> String {
-    let mut texts = [
-        pair.candidate_a.text.as_str(),
-        pair.candidate_b.text.as_str(),
-    ];
-    texts.sort();
-    serde_json::to_string(&(&pair.conversation, texts)).expect("strings serialize")
-}
-
-/// The pairs to train on, in storage order (one per comparison), and how they were chosen.
-pub fn select_votes(
-    pairs: Vec<PreferencePair>,
-    filter: &VoteFilter,
-) -> (Vec<PreferencePair>, VoteSelection) {
-    let mut selection = VoteSelection {
-        stored: pairs.len(),
-        ..VoteSelection::default()
-    };
-    let matching: Vec<PreferencePair> = pairs
-        .into_iter()
-        .filter(|pair| {
-            let keep = filter.model_version.as_ref().is_none_or(|v| {
-                &pair.candidate_a.model.version == v && &pair.candidate_b.model.version == v
-            }) && filter.since.is_none_or(|t| pair.voted_at >= t)
-                && filter.until.is_none_or(|t| pair.voted_at < t)
-                && filter
-                    .annotator
-                    .as_ref()
-                    .is_none_or(|a| &pair.annotator_id == a);
-            if !keep {
-                selection.filtered_out += 1;
-            }
-            keep
-        })
-        .collect();
-    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut order = Vec::new();
-    for (index, pair) in matching.iter().enumerate() {
-        let members = groups.entry(comparison_key(pair)).or_default();
-        if members.is_empty() {
-            order.push(comparison_key(pair));
-        }
-        members.push(index);
-    }
-    let mut kept = Vec::new();
-    for key in order {
-        let members = &groups[&key];
-        let mut counts: Vec<((String, Option<String>), usize)> = Vec::new();
-        for &index in members {
-            let label = label_outcome(&matching[index]);
-            match counts.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((label, 1)),
-            }
-        }
-        // The most common outcome; ties between outcomes go to the earliest label.
-        let (best, best_count) = counts
-            .iter()
-            .fold(
-                None::<&((String, Option<String>), usize)>,
-                |best, entry| match best {
-                    Some(b) if b.1 >= entry.1 => Some(b),
-                    _ => Some(entry),
-                },
-            )
-            .map(|(label, count)| (label.clone(), *count))
-            .expect("a comparison has at least one label");
-        selection.duplicates += members.len() - 1;
-        let agreement = best_count as f64 / members.len() as f64;
-        if members.len() > 1 && agreement < filter.min_agreement {
-            selection.disagreeing += 1;
-            continue;
-        }
-        let representative = members
-            .iter()
-            .find(|&&i| label_outcome(&matching[i]) == best)
-            .expect("the best outcome has a label");
-        kept.push(matching[*representative].clone());
-    }
-    selection.kept = kept.len();
-    (kept, selection)
+    crate::store::is_store_url(&data.to_string_lossy())
 }
 
 /// The selected votes of `data` as conversational TRL rows (the model's own chat template

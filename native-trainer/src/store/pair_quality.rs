@@ -10,8 +10,8 @@ use clap::Args;
 use serde_json::json;
 use shared::PreferencePair;
 
-use super::cli::open_store;
-use crate::train::vote_source::{comparison_key, label_outcome};
+use super::store_url::open_store;
+use super::vote_selection::{comparison_key, label_outcome};
 
 #[derive(Args, Debug)]
 pub struct PairQualityArgs {
