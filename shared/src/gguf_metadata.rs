@@ -1,11 +1,18 @@
-//! GGUF model metadata: reads a GGUF header with candle's `gguf_file`, validates the
-//! architecture's hyperparameters and the tensor table, and reports every problem with the
-//! key, tensor name or byte offset at fault — never a panic.
+//! GGUF model metadata: checks a GGUF header's structure first (`gguf_header_check`: bounds,
+//! counts, types, memory), then reads it with candle's `gguf_file`, validates the
+//! architecture's hyperparameters and the tensor table (shapes, bounds, overlaps), and reports
+//! every problem with the key, tensor name or byte offset at fault — never a panic.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
+
+use crate::gguf_header_check::check_header;
+
+/// Longest context a model may declare: 2^20 positions (Qwen2.5's longest variants declare
+/// about a million).
+pub const MAX_CONTEXT_LENGTH: usize = 1 << 20;
 
 /// Model families whose GGUF metadata we understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +82,17 @@ pub enum GgufError {
         expected: Vec<usize>,
     },
     #[error(
+        "{source_name}: tensors `{first}` (bytes {first_start}..{first_end}) and `{second}` (from byte {second_start}) overlap"
+    )]
+    OverlappingTensors {
+        source_name: String,
+        first: String,
+        first_start: u64,
+        first_end: u64,
+        second: String,
+        second_start: u64,
+    },
+    #[error(
         "{source_name}: tensor `{tensor}` spans bytes {start}..{end} but the file has only {file_size} bytes (truncated file?)"
     )]
     TensorOutOfBounds {
@@ -108,7 +126,26 @@ impl GgufModel {
             .seek(std::io::SeekFrom::End(0))
             .and_then(|size| reader.rewind().map(|_| size))
             .map_err(|e| corrupt(reader, e.to_string()))?;
+        let layout =
+            check_header(reader, file_size, false).map_err(|problem| GgufError::Corrupt {
+                source_name: source_name.to_string(),
+                offset: problem.offset,
+                reason: problem.reason,
+            })?;
+        reader
+            .rewind()
+            .map_err(|e| corrupt(reader, e.to_string()))?;
         let content = Content::read(reader).map_err(|e| corrupt(reader, e.to_string()))?;
+        if content.tensor_data_offset != layout.tensor_data_offset {
+            return Err(GgufError::Corrupt {
+                source_name: source_name.to_string(),
+                offset: layout.tensor_data_offset,
+                reason: format!(
+                    "the tensor data starts at byte {} by the header's layout, {} as read",
+                    layout.tensor_data_offset, content.tensor_data_offset
+                ),
+            });
+        }
         let metadata = MetadataReader {
             source_name,
             metadata: &content.metadata,
@@ -296,6 +333,17 @@ fn read_hyperparameters(
     let key = |suffix: &str| format!("{arch}.{suffix}");
 
     let block_count = md.positive_count(&key("block_count"))?;
+    // Each block has at least nine tensors: a larger count cannot be right, and would have
+    // every check below walk (and allocate for) blocks that are not there.
+    if block_count > content.tensor_infos.len() / 9 {
+        return Err(md.invalid(
+            &key("block_count"),
+            format!(
+                "{block_count} blocks, but the file has only {} tensors",
+                content.tensor_infos.len()
+            ),
+        ));
+    }
     let embedding_length = md.positive_count(&key("embedding_length"))?;
     let feed_forward_length = md.positive_count(&key("feed_forward_length"))?;
     let head_count = md.positive_count(&key("attention.head_count"))?;
@@ -307,6 +355,15 @@ fn read_hyperparameters(
         None => head_count,
     };
     let context_length = md.positive_count(&key("context_length"))?;
+    if context_length > MAX_CONTEXT_LENGTH {
+        // Engines size position tables by it (candle's RoPE table, for one).
+        return Err(md.invalid(
+            &key("context_length"),
+            format!(
+                "{context_length} positions is beyond the {MAX_CONTEXT_LENGTH} any engine here                  holds"
+            ),
+        ));
+    }
     let rope_key = key("rope.freq_base");
     let rope_freq_base = md.optional_float(&rope_key)?.unwrap_or(10_000.0);
     if !(rope_freq_base.is_finite() && rope_freq_base > 0.0) {
@@ -450,6 +507,7 @@ fn check_tensor_table(
     // Sorted so that the first reported problem is the same on every run.
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
+    let mut spans = Vec::with_capacity(names.len());
     for name in names {
         let info = &content.tensor_infos[name];
         let start = content.tensor_data_offset.saturating_add(info.offset);
@@ -461,6 +519,21 @@ fn check_tensor_table(
                 start,
                 end,
                 file_size,
+            });
+        }
+        spans.push((start, end, name));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        let ((first_start, first_end, first), (second_start, _, second)) = (pair[0], pair[1]);
+        if second_start < first_end {
+            return Err(GgufError::OverlappingTensors {
+                source_name: source_name.to_string(),
+                first: first.clone(),
+                first_start,
+                first_end,
+                second: second.clone(),
+                second_start,
             });
         }
     }

@@ -7,6 +7,7 @@
 pub mod chat_message;
 pub mod chat_template;
 pub mod engine;
+pub mod gguf_header_check;
 pub mod gguf_metadata;
 pub mod gguf_vocabulary;
 pub mod model_manifest;

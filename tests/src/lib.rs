@@ -4,11 +4,13 @@
 pub mod breaking_proxy;
 pub mod browser_session;
 pub mod dpo_server;
+pub mod file_mutation;
 pub mod headless_chromium;
 pub mod http_client;
 pub mod hub_server;
 pub mod llama_cpp_parity;
 pub mod page_server;
+pub mod peak_memory;
 pub mod postgres_database;
 pub mod shaped_gguf;
 pub mod tiny_gguf;

@@ -673,4 +673,47 @@ fn the_real_model_answers_paris_in_the_browser() {
     );
     eprintln!("reply: {reply:?}; {}", browser.text("tokens-per-second"));
     assert!(reply.contains("Paris"), "{reply:?}");
+    // The README's picture of the app (copy it to docs/images/app.png to refresh it).
+    browser.screenshot(&artifact("web-app-real-model.png"));
+}
+
+/// A published GGUF whose bytes were damaged after publishing (its manifest rewritten to
+/// match, so the download's sha256 check passes): the page names the offset and loads nothing.
+#[test]
+fn a_damaged_gguf_is_refused_in_the_page_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(&gguf, TinyQwen2::default().to_bytes()).unwrap();
+    let (models, mut manifest) = publish(dir.path(), &gguf, "damaged");
+    let served = models.join("damaged").join("model.gguf");
+    let mut bytes = std::fs::read(&gguf).unwrap();
+    // The tensor count becomes 2^63.
+    bytes[8..16].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    std::fs::remove_file(&served).unwrap();
+    std::fs::write(&served, &bytes).unwrap();
+    manifest["gguf"]["sha256"] = flywheel_tests::sha256_hex(&bytes).into();
+    manifest["gguf"]["size"] = bytes.len().into();
+    std::fs::write(
+        models.join("damaged").join("manifest.json"),
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    let (server, _) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), true);
+    browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
+    browser.wait_for(
+        "the Load button",
+        &format!("{}?.disabled === false", by_testid("load-model")),
+        BROWSER_TIMEOUT,
+    );
+    browser.click("load-model");
+    let error = browser.wait_for_testid("model-error", BROWSER_TIMEOUT);
+    assert!(
+        error.contains("offset 8") && error.contains("9223372036854775808 tensors"),
+        "{error}"
+    );
+    assert!(
+        browser.text("model-ready").is_empty(),
+        "a damaged model loaded"
+    );
 }
