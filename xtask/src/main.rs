@@ -16,6 +16,10 @@
 //!   headless Chromium with the real model, beside wllama's numbers on this machine.
 //! - `bench-serve`: durable pair submissions per second and p50/p99 latency through
 //!   `dpo serve` at 64 concurrent clients (`native-trainer/benches/serve_throughput.rs`).
+//! - `build-cuda [--release] [--compute-cap N]`: `dpo` with `--features cuda`, on a machine
+//!   without a GPU or CUDA toolkit (CUDA 13.0's compiler from PyPI; `cuda_build.rs`).
+//! - `gpu-bundle [DIR]`: the folder and the one command for a GPU run of `dpo train` beside TRL
+//!   (`gpu_bundle.rs`).
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
 //!   make a Python with llama.cpp's `gguf` reader, start a private PostgreSQL server on
 //!   loopback, build `shared` and the web app's wasm bundle, then run every workspace test
@@ -23,28 +27,56 @@
 
 mod bench;
 mod bench_train;
+mod cuda_build;
+mod gpu_bundle;
+mod prerequisites;
 mod web_bundle;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use prerequisites::Job;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-fn main() -> Result<()> {
+/// Errors are one readable line (with their causes), no backtrace unless `RUST_BACKTRACE`
+/// asks for one.
+fn main() -> std::process::ExitCode {
+    match run_command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                eprintln!("{}", error.backtrace());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "run" => run(&rest),
         "chat" => chat(&rest),
-        "web-bundle" => web_bundle::build(web_bundle::Profile::Release).map(drop),
+        "web-bundle" => {
+            let wasm_bindgen = prerequisites::ensure(Job::Run)?;
+            web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen).map(drop)
+        }
         "test" => test(&rest),
         "bench" => bench::run(&rest),
         "bench-train" => bench_train::run(&rest),
         "bench-export" => bench_export(),
         "bench-browser" => bench_browser(),
+        "build-cuda" => {
+            let binary = cuda_build::CudaBuild::from_args(&rest)?.run()?;
+            println!("{}", binary.display());
+            Ok(())
+        }
+        "gpu-bundle" => gpu_bundle::run(&rest),
         "bench-serve" => check(cargo().args([
             "bench",
             "--package",
@@ -64,7 +96,9 @@ fn main() -> Result<()> {
                  bench-train        DPO step time of `dpo train` beside TRL on the CPU\n  \
                  bench-export       quantization error and export time of every `dpo export` preset\n  \
                  bench-browser      load time, first token and decode tok/s of the web app in headless Chromium\n  \
-                 bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients"
+                 bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients\n  \
+                 build-cuda [FLAGS] dpo with --features cuda, without a GPU (--release, --compute-cap N)\n  \
+                 gpu-bundle [DIR]   the folder and command for one GPU run of dpo train beside TRL"
             );
             bail!("unknown command `{command}`")
         }
@@ -153,17 +187,10 @@ struct TestPostgres {
 
 impl TestPostgres {
     fn start() -> Result<Self> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-            .filter(|bin| bin.join("initdb").is_file())
-            .max()
-            .context(
-                "no PostgreSQL server binaries under /usr/lib/postgresql: the store tests need \
+        let bin = prerequisites::postgres_bin_dir().context(
+            "no PostgreSQL server binaries under /usr/lib/postgresql: the store tests need \
                  a real server (`apt-get install postgresql`)",
-            )?;
+        )?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -256,9 +283,10 @@ fn bench_export() -> Result<()> {
 /// The web app in headless Chromium with the real model: load, first token, decode tok/s
 /// (`tests/src/bin/bench_browser.rs`), on the size-optimised bundle `run` serves.
 fn bench_browser() -> Result<()> {
+    let wasm_bindgen = prerequisites::ensure(Job::Test)?;
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    let bundle = web_bundle::build(web_bundle::Profile::Release)?;
+    let bundle = web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen)?;
     check(
         cargo()
             .args([
@@ -310,9 +338,10 @@ fn run(serve_args: &[String]) -> Result<()> {
     let serve_args = serve_args
         .strip_prefix(&["--".to_string()])
         .unwrap_or(serve_args);
+    let wasm_bindgen = prerequisites::ensure(Job::Run)?;
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    let bundle = web_bundle::build(web_bundle::Profile::Release)?;
+    let bundle = web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen)?;
     let serve_dir = target_dir().join("serve");
     let models = serve_dir.join("models");
     check(
@@ -358,20 +387,13 @@ fn chat(chat_args: &[String]) -> Result<()> {
 }
 
 fn test(test_args: &[String]) -> Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(WASM_TARGET))
-        .unwrap_or(false);
-    if !installed {
-        bail!("the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`");
-    }
+    let wasm_bindgen = prerequisites::ensure(Job::Test)?;
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
     let python = test_python()?;
     let postgres = TestPostgres::start()?;
     check(cargo().args(["build", "--package", "shared", "--target", WASM_TARGET]))?;
-    let bundle = web_bundle::build(web_bundle::Profile::Dev)?;
+    let bundle = web_bundle::build(web_bundle::Profile::Dev, &wasm_bindgen)?;
     // Default members: every crate but the wasm-only web-ui, which was built above.
     let mut command = cargo();
     command

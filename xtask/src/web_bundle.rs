@@ -1,19 +1,16 @@
 //! Building the web app's bundle: `web-ui` compiled to wasm32 by cargo, the JS glue generated
-//! by `wasm-bindgen` (the CLI at exactly the version the crate pins, installed with `cargo
-//! install`; nothing is downloaded at build time), and the static files from
+//! by `wasm-bindgen` (the CLI at exactly the version the crate pins, which `prerequisites`
+//! installs with `cargo install`; nothing is downloaded at build time), and the static files from
 //! `web-ui/static/` (index.html, boot.js, app.css) beside them. Prints each file's size and
 //! its gzipped size — what a browser downloads from `dpo serve`, which gzips them.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::{WASM_TARGET, cargo, check, target_dir, workspace_root};
-
-/// The wasm-bindgen CLI version; it must equal the `wasm-bindgen` crate's (pinned with `=`).
-pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 
 /// Which cargo profile the wasm is built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +30,9 @@ impl Profile {
     }
 }
 
-/// Builds the bundle and returns its directory.
-pub fn build(profile: Profile) -> Result<PathBuf> {
-    require_wasm_bindgen()?;
+/// Builds the bundle with the `wasm_bindgen` CLI (see `prerequisites`) and returns its
+/// directory.
+pub fn build(profile: Profile, wasm_bindgen: &Path) -> Result<PathBuf> {
     let mut build = cargo();
     build.args(["build", "--package", "web-ui", "--target", WASM_TARGET]);
     if profile == Profile::Release {
@@ -48,7 +45,7 @@ pub fn build(profile: Profile) -> Result<PathBuf> {
         .join("web_ui.wasm");
     let out = target_dir().join("web-bundle").join(profile.dir());
     check(
-        Command::new("wasm-bindgen")
+        Command::new(wasm_bindgen)
             .args(["--target", "web", "--no-typescript", "--out-dir"])
             .arg(&out)
             .arg(&wasm),
@@ -93,23 +90,5 @@ fn print_sizes(dir: &std::path::Path) -> Result<()> {
         );
     }
     eprintln!("  {:<20} {:>12} {:>12}", "total", raw_total, gzip_total);
-    Ok(())
-}
-
-fn require_wasm_bindgen() -> Result<()> {
-    let install = format!(
-        "install it with `cargo install wasm-bindgen-cli --version {WASM_BINDGEN_VERSION} --locked`"
-    );
-    let output = Command::new("wasm-bindgen")
-        .arg("--version")
-        .output()
-        .with_context(|| format!("wasm-bindgen is not on PATH: {install}"))?;
-    let version = String::from_utf8_lossy(&output.stdout);
-    if !version.contains(WASM_BINDGEN_VERSION) {
-        bail!(
-            "wasm-bindgen {} is installed but the crate needs {WASM_BINDGEN_VERSION}: {install}",
-            version.trim()
-        );
-    }
     Ok(())
 }
