@@ -16,6 +16,7 @@ use flywheel_tests::{run_dpo, sha256_hex, succeed};
 use native_trainer::export::tensor_quantizer::tensor_bytes;
 use native_trainer::train::base_model::BaseModel;
 use native_trainer::train::gguf_import::load_tensors;
+use native_trainer::train::precision::Precision;
 use native_trainer::train::training_model::load_trained;
 use serde_json::Value;
 use shared::{GgufModel, ModelManifest};
@@ -80,7 +81,9 @@ fn greedy_reply(model: &Path, engine: &str) -> String {
 /// Every weight of `gguf` is bitwise the trained policy's (adapters merged) in `run_dir`;
 /// returns how many differ from the `base` GGUF's.
 fn assert_exported_weights_are_the_trained_ones(run_dir: &Path, gguf: &Path, base: &Path) -> usize {
-    let trained = load_trained(run_dir, &Device::Cpu).unwrap().unwrap();
+    let trained = load_trained(run_dir, &Device::Cpu, Precision::F32)
+        .unwrap()
+        .unwrap();
     let (_, exported) = gguf_weights(gguf);
     let (_, base) = gguf_weights(base);
     let mut changed = 0;

@@ -14,6 +14,7 @@ use shared::{GgufModel, TrainingRunSummary};
 
 use crate::train::base_model::BaseModel;
 use crate::train::checkpoint::{ARGS_FILE, STATE_FILE};
+use crate::train::precision::Precision;
 use crate::train::training_model::{ADAPTER_CONFIG, load_trained};
 
 pub struct ExportSource {
@@ -62,7 +63,7 @@ impl ExportSource {
         // A training output or checkpoint has its trainer state; any other directory is a
         // plain HF model, even one with full weights.
         let is_training_output = path.join(STATE_FILE).is_file();
-        if is_training_output && let Some(trained) = load_trained(path, &device)? {
+        if is_training_output && let Some(trained) = load_trained(path, &device, Precision::F32)? {
             let weights = trained.model.policy.merged_weights()?;
             let start = &trained.base.source;
             let start_provenance = model_provenance(start)?;

@@ -174,12 +174,15 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         TrainingConfig::load(args.config.as_deref(), &overrides)?
     };
     let device = config.device()?;
-    let (mut model, base) = match load_trained(&args.model, &device)? {
+    let (mut model, base) = match load_trained(&args.model, &device, config.precision())? {
         Some(trained) => (trained.model, trained.base),
         None => {
             let base = BaseModel::load(&args.model, &device)
                 .with_context(|| format!("loading {}", args.model.display()))?;
-            (TrainingModel::new(&base, None, config.seed)?, base)
+            (
+                TrainingModel::new(&base, None, config.seed, config.precision())?,
+                base,
+            )
         }
     };
     if let Some(reference) = &args.ref_model {

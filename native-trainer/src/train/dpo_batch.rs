@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, dpo_loss};
 use super::pair_tokens::PairTokens;
-use super::qwen2::Qwen2;
+use super::qwen2::{LayerTape, Qwen2};
 use super::token_layout::{Continuation, TokenLayout};
 
 /// DPOConfig's `truncation_mode`: which end of a too-long sequence survives.
@@ -209,17 +209,39 @@ impl DpoBatch {
     /// variables). Only the scored positions go through the vocabulary projection and the
     /// log-softmax, so prompts and padding cost only the transformer body.
     pub fn score(&self, model: &Qwen2, with_adapters: bool) -> Result<CompletionScores> {
-        let device = self.input_ids.device();
-        let rows = 2 * self.pairs;
         if self.scored_positions.elem_count() == 0 {
-            return Ok(CompletionScores {
-                logps: Tensor::zeros(rows, DType::F32, device)?,
-                position_mean_logits: Tensor::zeros(0, DType::F32, device)?,
-            });
+            return self.no_scores();
         }
         let hidden = model.layout_hidden_states(&self.layout, with_adapters)?;
+        self.score_hidden(model, &hidden)
+    }
+
+    /// As `score` with the adapters, under gradient checkpointing: also the tape whose
+    /// `backward` carries the loss's gradient down through the layers.
+    pub fn score_checkpointed<'a>(
+        &'a self,
+        model: &'a Qwen2,
+    ) -> Result<(CompletionScores, Option<LayerTape<'a>>)> {
+        if self.scored_positions.elem_count() == 0 {
+            return Ok((self.no_scores()?, None));
+        }
+        let (hidden, tape) = model.checkpointed_hidden_states(&self.layout)?;
+        Ok((self.score_hidden(model, &hidden)?, Some(tape)))
+    }
+
+    fn no_scores(&self) -> Result<CompletionScores> {
+        let device = self.input_ids.device();
+        Ok(CompletionScores {
+            logps: Tensor::zeros(2 * self.pairs, DType::F32, device)?,
+            position_mean_logits: Tensor::zeros(0, DType::F32, device)?,
+        })
+    }
+
+    /// Log-probs from the final hidden states of every slot: the head and the log-softmax
+    /// over the vocabulary (in f32) on the scored positions only.
+    fn score_hidden(&self, model: &Qwen2, hidden: &Tensor) -> Result<CompletionScores> {
         let selected = hidden.index_select(&self.scored_positions, 0)?;
-        let logits = model.logits(&selected)?;
+        let logits = model.logits(&selected)?.to_dtype(DType::F32)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
         let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;
         let logps = self.position_rows.matmul(&picked)?.squeeze(1)?;
@@ -295,7 +317,29 @@ pub fn dpo_step(
     reference_logps: &Tensor,
     config: &DpoLossConfig,
 ) -> Result<(Tensor, DpoMetrics)> {
-    let scores = batch.score(policy, true)?;
+    dpo_objective(batch, &batch.score(policy, true)?, reference_logps, config)
+}
+
+/// As `dpo_step` under gradient checkpointing: also the tape to run after the loss's backward
+/// pass (`LayerTape::backward`), which completes the gradients through the layers.
+pub fn dpo_step_checkpointed<'a>(
+    policy: &'a Qwen2,
+    batch: &'a DpoBatch,
+    reference_logps: &Tensor,
+    config: &DpoLossConfig,
+) -> Result<(Tensor, DpoMetrics, Option<LayerTape<'a>>)> {
+    let (scores, tape) = batch.score_checkpointed(policy)?;
+    let (loss, metrics) = dpo_objective(batch, &scores, reference_logps, config)?;
+    Ok((loss, metrics, tape))
+}
+
+/// The DPO loss and metrics from the policy's scores on `batch`.
+fn dpo_objective(
+    batch: &DpoBatch,
+    scores: &CompletionScores,
+    reference_logps: &Tensor,
+    config: &DpoLossConfig,
+) -> Result<(Tensor, DpoMetrics)> {
     let (chosen, rejected) = batch.split(&scores.logps)?;
     let (reference_chosen, reference_rejected) = batch.split(reference_logps)?;
     let summed = PairLogps {

@@ -1,14 +1,18 @@
 //! `x Wᵀ`, the product of every linear layer, done so it is cheap to train through. For a
-//! weight that is not trained (LoRA's base weights, the tied output head under
-//! LoRA). candle's matmul backward always computes both operands' gradients, so every frozen
-//! layer would cost a weight-sized product and buffer per step that is thrown away (the
-//! 151,936-row output head alone: 0.5 GB on Qwen2.5-0.5B). This op's backward gives `x` its
-//! gradient, `grad · W`, and nothing to `W`. Trainable weights take the same 2-D product
-//! through candle's matmul.
+//! weight that is not trained (LoRA's base weights, the tied output head under LoRA) candle's
+//! matmul backward always computes both operands' gradients, so every frozen layer would cost
+//! a weight-sized product and buffer per step that is thrown away (the 151,936-row output head
+//! alone: 0.5 GB on Qwen2.5-0.5B). This op's backward gives `x` its gradient, `grad · W`, and
+//! nothing to `W`; its forward is the device's own matrix product (candle's CPU gemm, cuBLAS
+//! on CUDA) run on the weight's storage where it lies, so no device pays a trip through host
+//! memory. Trainable weights take candle's matmul.
 //!
-//! CPU only: elsewhere, and whenever nothing needs a gradient, it is candle's matmul.
+//! The weight is used in the activations' dtype: a trainable f32 weight under bf16 mixed
+//! precision is cast for the product (its gradient flows back through the cast in f32), a
+//! frozen one is stored in the compute dtype already.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 
 struct FrozenMatmul {
     /// `(out, in)`, as PyTorch stores linear weights.
@@ -22,16 +26,33 @@ pub fn linear_product(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let inputs = dims.pop().unwrap_or(1);
     let rows = x.elem_count() / inputs.max(1);
     let flat = x.reshape((rows, inputs))?;
-    let plain = !x.track_op() || weight.is_variable() || !x.device().is_cpu();
-    let y = if plain || x.dtype() != candle_core::DType::F32 {
-        flat.matmul(&weight.t()?)?
+    let weight = weight.to_dtype(x.dtype())?;
+    let y = if x.track_op() && !weight.track_op() {
+        flat.contiguous()?.apply_op1(FrozenMatmul { weight })?
     } else {
-        flat.apply_op1(FrozenMatmul {
-            weight: weight.clone(),
-        })?
+        flat.matmul(&weight.t()?)?
     };
-    dims.push(weight.dim(0)?);
+    dims.push(y.dim(1)?);
     y.reshape(dims)
+}
+
+/// `x Wᵀ` on one device's storage: `x` `(rows, in)` contiguous, `w` `(out, in)`.
+fn product<S: BackendStorage>(
+    x: &S,
+    x_layout: &Layout,
+    w: &S,
+    w_layout: &Layout,
+) -> Result<(S, Shape)> {
+    let (rows, inputs) = x_layout.shape().dims2()?;
+    let (outputs, weight_inputs) = w_layout.shape().dims2()?;
+    if inputs != weight_inputs {
+        candle_core::bail!(
+            "frozen-matmul: input width {inputs} does not match the weight's {weight_inputs}"
+        );
+    }
+    let transposed = w_layout.transpose(0, 1)?;
+    let y = x.matmul(w, (1, rows, outputs, inputs), x_layout, &transposed)?;
+    Ok((y, Shape::from((rows, outputs))))
 }
 
 impl CustomOp1 for FrozenMatmul {
@@ -40,17 +61,19 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("frozen-matmul: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("frozen-matmul: the input must be contiguous");
-        };
-        let x = Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)?;
-        let y = x.matmul(&self.weight.t()?)?;
-        let shape = y.shape().clone();
-        let values = y.flatten_all()?.to_vec1::<f32>()?;
-        Ok((CpuStorage::F32(values), shape))
+        let (weight, weight_layout) = self.weight.storage_and_layout();
+        match &*weight {
+            Storage::Cpu(w) => product(storage, layout, w, weight_layout),
+            _ => candle_core::bail!("frozen-matmul: the weight is not on the CPU"),
+        }
+    }
+
+    fn cuda_fwd(&self, storage: &CudaStorage, layout: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (weight, weight_layout) = self.weight.storage_and_layout();
+        match &*weight {
+            Storage::Cuda(w) => product(storage, layout, w, weight_layout),
+            _ => candle_core::bail!("frozen-matmul: the weight is not on the GPU"),
+        }
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> Result<Option<Tensor>> {

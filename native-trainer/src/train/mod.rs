@@ -3,7 +3,8 @@
 //! `gguf_import.rs`), the policy/reference pair and its saved form (`training_model.rs`),
 //! preference files and their tokenization (`preference_file.rs`, `pair_tokens.rs`,
 //! `preference_data.rs`), batches, losses and metrics (`dpo_batch.rs`, `dpo_loss.rs`,
-//! `metric_window.rs`), the optimiser (`optimization.rs`), settings under TRL's names
+//! `metric_window.rs`), the optimiser (`optimization.rs`), mixed precision (`precision.rs`),
+//! settings under TRL's names
 //! (`training_config.rs`), checkpoints (`checkpoint.rs`), the loop (`trainer.rs`) and the
 //! `dpo train` / `dpo eval` commands (`cli.rs`).
 
@@ -18,6 +19,7 @@ pub mod lora;
 pub mod metric_window;
 pub mod optimization;
 pub mod pair_tokens;
+pub mod precision;
 pub mod preference_data;
 pub mod preference_file;
 pub mod qwen2;

@@ -15,8 +15,17 @@
 //! Sequences are right-padded: with a causal mask, real tokens never see the padding after
 //! them. A batch can share prefixes (`token_layout.rs`): DPO's chosen and rejected answers
 //! attend to one copy of their prompt.
+//!
+//! Mixed precision follows PyTorch autocast as transformers' Qwen2 runs under it: activations
+//! in the compute dtype (bf16 or f16; frozen weights are stored in it, trainable ones are f32
+//! and cast where used), RMSNorm's statistics and the attention softmax in f32. With f32 the
+//! casts are no-ops.
+//!
+//! Gradient checkpointing (`checkpointed_hidden_states`) keeps only each decoder layer's
+//! input; `LayerTape::backward` recomputes one layer at a time during the backward pass.
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{D, DType, Device, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use shared::ModelHyperparameters;
@@ -120,7 +129,7 @@ impl Linear {
             y = (y + lora.delta(x)?)?;
         }
         match &self.bias {
-            Some(bias) => y.broadcast_add(bias),
+            Some(bias) => y.broadcast_add(&bias.to_dtype(y.dtype())?),
             None => Ok(y),
         }
     }
@@ -150,10 +159,13 @@ fn norm_weight(vb: &VarBuilder, name: &str, size: usize) -> Result<Tensor> {
     vb.get_with_hints(size, &format!("{name}.weight"), Init::Const(1.0))
 }
 
+/// RMSNorm with its statistics in f32 whatever the compute dtype (as transformers' Qwen2).
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(mean_square + eps)?.sqrt()?)?
-        .broadcast_mul(weight)
+    let wide = x.to_dtype(DType::F32)?;
+    let mean_square = wide.sqr()?.mean_keepdim(D::Minus1)?;
+    wide.broadcast_div(&(mean_square + eps)?.sqrt()?)?
+        .to_dtype(x.dtype())?
+        .broadcast_mul(&weight.to_dtype(x.dtype())?)
 }
 
 /// cos and sin of position × frequency, `(max_positions, head_dim / 2)`.
@@ -179,11 +191,17 @@ impl Rotary {
         })
     }
 
-    /// cos and sin at each token's position, `(tokens, 1, head_dim / 2)` each.
-    fn at(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// cos and sin at each token's position, `(tokens, 1, head_dim / 2)` each, in `dtype`.
+    fn at(&self, positions: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.cos.index_select(positions, 0)?.unsqueeze(1)?,
-            self.sin.index_select(positions, 0)?.unsqueeze(1)?,
+            self.cos
+                .index_select(positions, 0)?
+                .unsqueeze(1)?
+                .to_dtype(dtype)?,
+            self.sin
+                .index_select(positions, 0)?
+                .unsqueeze(1)?
+                .to_dtype(dtype)?,
         ))
     }
 }
@@ -202,7 +220,7 @@ fn rotate(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
 struct AttentionContext<'a> {
     layout: &'a TokenLayout,
     rotation: (Tensor, Tensor),
-    /// Additive causal mask of the primary rows, `(width, width)`.
+    /// Additive causal mask of the primary rows, `(width, width)`, f32.
     causal: Tensor,
     /// See `TokenLayout::continuation_mask`.
     continuation_mask: Option<Tensor>,
@@ -299,11 +317,13 @@ impl Attention {
     }
 
     /// `softmax(q kᵀ / √d + mask) v` for `(rows, heads, queries, head_dim)` queries; returns
-    /// `(rows × queries, heads × head_dim)`.
+    /// `(rows × queries, heads × head_dim)`. The mask and the softmax are f32.
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (rows, _, queries, _) = q.dims4()?;
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask)?;
-        let probabilities = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?
+            .to_dtype(DType::F32)?
+            .broadcast_add(mask)?;
+        let probabilities = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(q.dtype())?;
         probabilities
             .matmul(v)?
             .transpose(1, 2)?
@@ -355,6 +375,26 @@ struct Block {
 }
 
 impl Block {
+    /// The layer on hidden states `x` `(slots, hidden)`: attention and MLP, each after its
+    /// RMSNorm and added to the residual stream.
+    fn forward(
+        &self,
+        x: &Tensor,
+        context: &AttentionContext,
+        adapters: Adapters,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let attended =
+            self.attention
+                .forward(&rms_norm(x, &self.input_layernorm, eps)?, context, adapters)?;
+        let x = (x + attended)?;
+        let mixed = self.mlp.forward(
+            &rms_norm(&x, &self.post_attention_layernorm, eps)?,
+            adapters,
+        )?;
+        x + mixed
+    }
+
     fn linears(&self) -> [&Linear; 7] {
         let (a, m) = (&self.attention, &self.mlp);
         [
@@ -390,6 +430,8 @@ pub struct Qwen2 {
     /// `None` when tied to the embedding.
     lm_head: Option<Tensor>,
     rotary: Rotary,
+    /// The activations' dtype: f32, or bf16 / f16 under mixed precision.
+    compute_dtype: DType,
 }
 
 impl Qwen2 {
@@ -420,7 +462,7 @@ impl Qwen2 {
         } else {
             Some(vb.get_with_hints((vocab, d), "lm_head.weight", init)?)
         };
-        let rotary = Rotary::new(config, vb.dtype(), vb.device())?;
+        let rotary = Rotary::new(config, DType::F32, vb.device())?;
         Ok(Self {
             config: config.clone(),
             embed_tokens,
@@ -428,7 +470,19 @@ impl Qwen2 {
             norm,
             lm_head,
             rotary,
+            compute_dtype: vb.dtype(),
         })
+    }
+
+    /// Runs the activations in `dtype` (bf16 or f16 for mixed precision; f32 by default, or
+    /// the dtype of the tensors the model was built from).
+    pub fn computing_in(mut self, dtype: DType) -> Self {
+        self.compute_dtype = dtype;
+        self
+    }
+
+    pub fn compute_dtype(&self) -> DType {
+        self.compute_dtype
     }
 
     pub fn device(&self) -> &Device {
@@ -469,7 +523,7 @@ impl Qwen2 {
         self.run(layout, adapters)
     }
 
-    /// The output head on hidden states `(…, hidden)` → `(…, vocab)`.
+    /// The output head on hidden states `(…, hidden)` → `(…, vocab)`, in the compute dtype.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         linear_product(hidden, head)
@@ -521,33 +575,117 @@ impl Qwen2 {
         Ok(weights)
     }
 
-    fn run(&self, layout: &TokenLayout, adapters: Adapters) -> Result<Tensor> {
+    /// The token embeddings of `layout`'s slots, in the compute dtype.
+    fn embed(&self, layout: &TokenLayout) -> Result<Tensor> {
+        self.embed_tokens
+            .index_select(&layout.flat_ids()?, 0)?
+            .to_dtype(self.compute_dtype)
+    }
+
+    fn attention_context<'a>(&self, layout: &'a TokenLayout) -> Result<AttentionContext<'a>> {
         let device = self.embed_tokens.device();
-        let mut x = self.embed_tokens.index_select(&layout.flat_ids()?, 0)?;
         let (_, width) = layout.primary_dims()?;
-        let context = AttentionContext {
+        Ok(AttentionContext {
             layout,
-            rotation: self.rotary.at(&layout.positions(device)?)?,
-            causal: causal_mask(width, x.dtype(), device)?,
-            continuation_mask: layout.continuation_mask(x.dtype(), device)?,
+            rotation: self
+                .rotary
+                .at(&layout.positions(device)?, self.compute_dtype)?,
+            causal: causal_mask(width, DType::F32, device)?,
+            continuation_mask: layout.continuation_mask(DType::F32, device)?,
             parents: layout.parent_index(device)?,
-        };
+        })
+    }
+
+    fn run(&self, layout: &TokenLayout, adapters: Adapters) -> Result<Tensor> {
+        let context = self.attention_context(layout)?;
         let eps = self.config.rms_norm_eps;
+        let mut x = self.embed(layout)?;
         for block in &self.layers {
-            let attended = block.attention.forward(
-                &rms_norm(&x, &block.input_layernorm, eps)?,
-                &context,
-                adapters,
-            )?;
-            x = (x + attended)?;
-            let mixed = block.mlp.forward(
-                &rms_norm(&x, &block.post_attention_layernorm, eps)?,
-                adapters,
-            )?;
-            x = (x + mixed)?;
+            x = block.forward(&x, &context, adapters, eps)?;
         }
         rms_norm(&x, &self.norm, eps)
     }
+
+    /// As `layout_hidden_states` with the adapters, keeping only each decoder layer's input:
+    /// the layers run without a graph, and the returned hidden states hang off a leaf standing
+    /// for the last layer's output. After the loss's backward pass, `LayerTape::backward`
+    /// carries the gradient down through the layers, recomputing one at a time.
+    pub fn checkpointed_hidden_states<'a>(
+        &'a self,
+        layout: &'a TokenLayout,
+    ) -> Result<(Tensor, LayerTape<'a>)> {
+        let context = self.attention_context(layout)?;
+        let eps = self.config.rms_norm_eps;
+        let mut x = self.embed(layout)?.detach();
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        for block in &self.layers {
+            let output = block.forward(&x, &context, Adapters::On, eps)?.detach();
+            inputs.push(x);
+            x = output;
+        }
+        let top = Var::from_tensor(&x)?;
+        let hidden = rms_norm(top.as_tensor(), &self.norm, eps)?;
+        let tape = LayerTape {
+            model: self,
+            layout,
+            inputs,
+            top,
+        };
+        Ok((hidden, tape))
+    }
+}
+
+/// What the backward pass of `Qwen2::checkpointed_hidden_states` needs: each decoder layer's
+/// input (no graph) and the leaf that stands for the last layer's output.
+pub struct LayerTape<'a> {
+    model: &'a Qwen2,
+    layout: &'a TokenLayout,
+    inputs: Vec<Tensor>,
+    top: Var,
+}
+
+impl LayerTape<'_> {
+    /// Adds to `grads` the gradients of `vars` through every decoder layer (and the token
+    /// embedding), from the gradient `grads` holds for the last layer's output: each layer is
+    /// run again from its saved input with a graph, and `sum(output · gradient)` is
+    /// differentiated, which gives that layer's parameter gradients and its input's gradient.
+    pub fn backward(self, grads: &mut GradStore, vars: &[Var]) -> Result<()> {
+        let Some(mut gradient) = grads.remove(self.top.as_tensor()) else {
+            return Ok(()); // Nothing reached the layers.
+        };
+        let model = self.model;
+        let context = model.attention_context(self.layout)?;
+        let eps = model.config.rms_norm_eps;
+        for (block, input) in model.layers.iter().zip(&self.inputs).rev() {
+            let x = Var::from_tensor(input)?;
+            let output = block.forward(x.as_tensor(), &context, Adapters::On, eps)?;
+            let mut layer = (output * &gradient)?.sum_all()?.backward()?;
+            gradient = layer.remove(x.as_tensor()).ok_or_else(|| {
+                candle_core::Error::Msg("no gradient reached a layer input".into())
+            })?;
+            add_gradients(grads, &layer, vars)?;
+        }
+        if model.embed_tokens.track_op() {
+            let embedded = model.embed(self.layout)?;
+            let layer = (embedded * &gradient)?.sum_all()?.backward()?;
+            add_gradients(grads, &layer, vars)?;
+        }
+        Ok(())
+    }
+}
+
+/// `total[v] += step[v]` for every variable `step` has a gradient for.
+fn add_gradients(total: &mut GradStore, step: &GradStore, vars: &[Var]) -> Result<()> {
+    for var in vars {
+        if let Some(grad) = step.get(var.as_tensor()) {
+            let sum = match total.get(var.as_tensor()) {
+                Some(existing) => (existing + grad)?,
+                None => grad.clone(),
+            };
+            total.insert(var.as_tensor(), sum);
+        }
+    }
+    Ok(())
 }
 
 /// 0 where a query may attend (key position ≤ query position), −∞ elsewhere.

@@ -17,7 +17,7 @@ use super::base_model::BaseModel;
 use super::checkpoint::{
     ARGS_FILE, STATE_FILE, TrainerState, list_checkpoints, load_checkpoint, save_checkpoint,
 };
-use super::dpo_batch::dpo_step;
+use super::dpo_batch::{dpo_step, dpo_step_checkpointed};
 use super::metric_window::MetricWindow;
 use super::optimization::{TrainerOptimizer, accumulate, clip_gradient_norm, learning_rate_factor};
 use super::preference_data::PreferenceData;
@@ -63,7 +63,7 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
     tracing::info!("loading {}", model_path.display());
     let base = BaseModel::load(model_path, &device)?;
     let lora = config.lora_config().map_err(anyhow::Error::msg)?;
-    let mut model = TrainingModel::new(&base, lora.as_ref(), config.seed)?;
+    let mut model = TrainingModel::new(&base, lora.as_ref(), config.seed, config.precision())?;
     let pad_id = base.pad_token_id();
     let mut train_data = PreferenceData::load(data_path, &base.text, config)?;
     let mut eval_data = match &config.eval_dataset_name {
@@ -181,8 +181,17 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         let mut grads = None;
         for indices in group {
             let (batch, reference) = train_data.batch(indices, &model, config, &device, pad_id)?;
-            let (loss, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
-            let micro_grads = (loss / group.len() as f64)?.backward()?;
+            let (loss, metrics, tape) = if config.gradient_checkpointing {
+                dpo_step_checkpointed(&model.policy, &batch, &reference, &loss_config)?
+            } else {
+                let (loss, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
+                (loss, metrics, None)
+            };
+            let mut micro_grads = (loss / group.len() as f64)?.backward()?;
+            if let Some(tape) = tape {
+                // Checkpointed: the layers' gradients, one recomputed layer at a time.
+                tape.backward(&mut micro_grads, &vars)?;
+            }
             accumulate(&mut grads, micro_grads, &vars)?;
             state.pending.record(&metrics);
         }

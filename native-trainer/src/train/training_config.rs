@@ -4,8 +4,9 @@
 //! `lora_alpha`, `lora_dropout`, `target_modules`). Read from a TOML file, with `key=value`
 //! overrides from the command line applied on top. Defaults are DPOConfig's.
 //!
-//! Keys TRL accepts that change nothing here (mixed precision, reporting, hub) are accepted
-//! with a warning; any other unknown key is an error naming it.
+//! Keys TRL accepts that change nothing here (reporting, hub, data loading) are accepted with
+//! a warning; any other unknown key is an error naming it. Mixed precision (`bf16`, `fp16`,
+//! `tf32`) and `gradient_checkpointing` take effect.
 
 use std::path::{Path, PathBuf};
 
@@ -16,13 +17,11 @@ use super::dpo_batch::{Truncation, TruncationMode};
 use super::dpo_loss::{DpoLossConfig, LossType};
 use super::lora::LoraConfig;
 use super::optimization::{AdamWParams, SchedulerType};
+use super::precision::Precision;
 
 /// TrainingArguments keys accepted for compatibility that do not change a CPU/CUDA run here.
 const IGNORED_KEYS: &[&str] = &[
-    "bf16",
-    "fp16",
-    "tf32",
-    "gradient_checkpointing",
+    // Reentrant or not, checkpointing here recomputes each layer in the backward pass.
     "gradient_checkpointing_kwargs",
     "report_to",
     "run_name",
@@ -106,6 +105,17 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Train on the CPU even when built with `--features cuda` and a GPU is present.
     pub use_cpu: bool,
+    /// Mixed precision: frozen weights and activations in bf16; trainable parameters, their
+    /// gradients and AdamW's moments, RMSNorm, the attention softmax, the log-softmax over
+    /// the vocabulary and the loss in f32.
+    pub bf16: bool,
+    /// As `bf16`, in f16.
+    pub fp16: bool,
+    /// TF32 tensor cores for f32 matrix products (NVIDIA Ampere and newer).
+    pub tf32: bool,
+    /// Keep only each decoder layer's input in the forward pass and recompute the layer in
+    /// the backward pass: less activation memory for about one more forward pass.
+    pub gradient_checkpointing: bool,
     pub logging_steps: usize,
     /// Checkpoint every this many steps; 0 never.
     pub save_steps: usize,
@@ -188,6 +198,10 @@ impl Default for TrainingConfig {
             max_grad_norm: 1.0,
             seed: 42,
             use_cpu: false,
+            bf16: false,
+            fp16: false,
+            tf32: false,
+            gradient_checkpointing: false,
             logging_steps: 10,
             save_steps: 500,
             save_total_limit: None,
@@ -356,6 +370,9 @@ impl TrainingConfig {
         if self.eval_strategy != EvalStrategy::No && self.eval_dataset_name.is_none() {
             return Err("eval_strategy is set but there is no eval_dataset_name".into());
         }
+        if self.bf16 && self.fp16 {
+            return Err("bf16 and fp16 are both set: choose one mixed precision".into());
+        }
         if self.eval_steps == Some(0) {
             return Err("eval_steps must be at least 1".into());
         }
@@ -448,14 +465,32 @@ impl TrainingConfig {
     }
 
     /// Where training runs: the first CUDA GPU when built with `--features cuda` (and
-    /// `use_cpu` is off), else the CPU.
+    /// `use_cpu` is off), else the CPU. `tf32` is switched on here, and refused on the CPU.
     pub fn device(&self) -> Result<candle_core::Device> {
-        if self.use_cpu {
-            return Ok(candle_core::Device::Cpu);
+        let device = if self.use_cpu {
+            candle_core::Device::Cpu
+        } else {
+            candle_core::Device::cuda_if_available(0)?
+        };
+        if self.tf32 {
+            if !device.is_cuda() {
+                bail!(
+                    "tf32 = true needs an NVIDIA GPU (Ampere or newer) and a `--features cuda`                      build; this run is on the CPU, where f32 products are exact f32 anyway"
+                );
+            }
+            candle_core::cuda::set_gemm_reduced_precision_f32(true);
         }
-        let device = candle_core::Device::cuda_if_available(0)?;
-        tracing::info!("training on {device:?}");
+        tracing::info!("training on {device:?} in {}", self.precision().describe());
         Ok(device)
+    }
+
+    /// The run's mixed precision, from `bf16` / `fp16`.
+    pub fn precision(&self) -> Precision {
+        match (self.bf16, self.fp16) {
+            (true, _) => Precision::Bf16,
+            (false, true) => Precision::F16,
+            _ => Precision::F32,
+        }
     }
 
     /// Rejects a run that names no model or data.

@@ -22,6 +22,7 @@ use shared::SplitMix64;
 use super::base_model::{BaseModel, hf_config_json};
 use super::dpo_batch::DpoBatch;
 use super::lora::LoraConfig;
+use super::precision::Precision;
 use super::qwen2::Qwen2;
 
 /// PEFT's prefix for adapter tensor names in `adapter_model.safetensors`.
@@ -40,8 +41,15 @@ pub struct TrainingModel {
 
 impl TrainingModel {
     /// A policy starting at `base`: with adapters when `lora` is given, else every weight
-    /// trainable with a frozen reference copy.
-    pub fn new(base: &BaseModel, lora: Option<&LoraConfig>, seed: u64) -> Result<Self> {
+    /// trainable with a frozen reference copy. Frozen weights are held in `precision`'s
+    /// compute dtype, trainable ones in f32.
+    pub fn new(
+        base: &BaseModel,
+        lora: Option<&LoraConfig>,
+        seed: u64,
+        precision: Precision,
+    ) -> Result<Self> {
+        let compute = precision.compute_dtype();
         let device = base
             .weights
             .values()
@@ -49,7 +57,7 @@ impl TrainingModel {
             .map(|t| t.device().clone())
             .unwrap_or(Device::Cpu);
         let frozen = || -> Result<Qwen2> {
-            let vb = VarBuilder::from_tensors(base.weights.clone(), DType::F32, &device);
+            let vb = VarBuilder::from_tensors(base.weights.clone(), compute, &device);
             Qwen2::new(&base.config, &vb)
                 .with_context(|| format!("{}: building the model", base.source.display()))
         };
@@ -69,7 +77,7 @@ impl TrainingModel {
                 Ok(model)
             }
             None => {
-                let policy = Qwen2::new(&base.config, &vb)?;
+                let policy = Qwen2::new(&base.config, &vb)?.computing_in(compute);
                 for (name, var) in named_vars(&trainable) {
                     let weight = base.weights.get(&name).with_context(|| {
                         format!("{}: no tensor `{name}`", base.source.display())
@@ -129,7 +137,8 @@ impl TrainingModel {
     /// Uses `reference` (another model, e.g. `dpo eval --ref-model`) as the reference.
     pub fn set_reference(&mut self, reference: &BaseModel) -> Result<()> {
         let device = self.policy.device().clone();
-        let vb = VarBuilder::from_tensors(reference.weights.clone(), DType::F32, &device);
+        let compute = self.policy.compute_dtype();
+        let vb = VarBuilder::from_tensors(reference.weights.clone(), compute, &device);
         self.frozen_reference = Some(Qwen2::new(&reference.config, &vb).with_context(|| {
             format!(
                 "{}: building the reference model",
@@ -242,7 +251,12 @@ pub struct TrainedModel {
 
 /// Reads `path`: a directory with `adapter_config.json` (LoRA over its base model) or with
 /// `model.safetensors` + `config.json`; `None` when `path` is neither (a plain base model).
-pub fn load_trained(path: &Path, device: &Device) -> Result<Option<TrainedModel>> {
+/// Frozen weights are held in `precision`'s compute dtype.
+pub fn load_trained(
+    path: &Path,
+    device: &Device,
+    precision: Precision,
+) -> Result<Option<TrainedModel>> {
     if !path.is_dir() {
         return Ok(None);
     }
@@ -267,7 +281,7 @@ pub fn load_trained(path: &Path, device: &Device) -> Result<Option<TrainedModel>
                 adapter_config.display()
             )
         })?;
-        let model = TrainingModel::new(&base, Some(&lora), 0)?;
+        let model = TrainingModel::new(&base, Some(&lora), 0, precision)?;
         model.load_trained(path)?;
         return Ok(Some(TrainedModel { model, base }));
     }
@@ -279,7 +293,7 @@ pub fn load_trained(path: &Path, device: &Device) -> Result<Option<TrainedModel>
             Some(parent) if parent.exists() && parent != path => BaseModel::load(&parent, device)?,
             _ => BaseModel::load(path, device)?,
         };
-        let model = TrainingModel::new(&base, None, 0)?;
+        let model = TrainingModel::new(&base, None, 0, precision)?;
         model.load_trained(path)?;
         return Ok(Some(TrainedModel { model, base }));
     }
