@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::cuda_build::CudaBuild;
-use crate::{cargo, check, fetch_model, release_dpo_binary, target_dir, workspace_root};
+use crate::{cargo, check, dpo_binary, fetch_model, target_dir, workspace_root};
 
 /// What may travel to the GPU machine in one call.
 const MAX_BUNDLE_BYTES: u64 = 64 << 20;
@@ -45,12 +45,11 @@ pub fn run(args: &[String]) -> Result<()> {
     check(Command::new("strip").arg(&dpo))?;
 
     // The tokenizer, from the real model (the CPU dpo fetches it).
-    let model = fetch_model(&release_dpo_binary()?)?;
+    let model = fetch_model(&dpo_binary()?)?;
     check(
         cargo()
             .args([
                 "run",
-                "--release",
                 "--package",
                 "flywheel-tests",
                 "--bin",

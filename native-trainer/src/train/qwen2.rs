@@ -159,9 +159,19 @@ fn norm_weight(vb: &VarBuilder, name: &str, size: usize) -> Result<Tensor> {
     vb.get_with_hints(size, &format!("{name}.weight"), Init::Const(1.0))
 }
 
-/// RMSNorm with its statistics in f32 whatever the compute dtype (as transformers' Qwen2).
+/// The dtype statistics and softmaxes run in: f32 for half-precision activations, else the
+/// activations' own.
+fn widened(dtype: DType) -> DType {
+    match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
+    }
+}
+
+/// RMSNorm with its statistics in f32 (or wider) whatever the compute dtype (as transformers'
+/// Qwen2).
 fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let wide = x.to_dtype(DType::F32)?;
+    let wide = x.to_dtype(widened(x.dtype()))?;
     let mean_square = wide.sqr()?.mean_keepdim(D::Minus1)?;
     wide.broadcast_div(&(mean_square + eps)?.sqrt()?)?
         .to_dtype(x.dtype())?
@@ -220,7 +230,7 @@ fn rotate(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
 struct AttentionContext<'a> {
     layout: &'a TokenLayout,
     rotation: (Tensor, Tensor),
-    /// Additive causal mask of the primary rows, `(width, width)`, f32.
+    /// Additive causal mask of the primary rows, `(width, width)`, in the softmax's dtype.
     causal: Tensor,
     /// See `TokenLayout::continuation_mask`.
     continuation_mask: Option<Tensor>,
@@ -317,11 +327,12 @@ impl Attention {
     }
 
     /// `softmax(q kᵀ / √d + mask) v` for `(rows, heads, queries, head_dim)` queries; returns
-    /// `(rows × queries, heads × head_dim)`. The mask and the softmax are f32.
+    /// `(rows × queries, heads × head_dim)`. The softmax runs in the mask's dtype (f32 under
+    /// mixed precision).
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (rows, _, queries, _) = q.dims4()?;
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?
-            .to_dtype(DType::F32)?
+            .to_dtype(mask.dtype())?
             .broadcast_add(mask)?;
         let probabilities = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(q.dtype())?;
         probabilities
@@ -462,7 +473,7 @@ impl Qwen2 {
         } else {
             Some(vb.get_with_hints((vocab, d), "lm_head.weight", init)?)
         };
-        let rotary = Rotary::new(config, DType::F32, vb.device())?;
+        let rotary = Rotary::new(config, widened(vb.dtype()), vb.device())?;
         Ok(Self {
             config: config.clone(),
             embed_tokens,
@@ -590,8 +601,8 @@ impl Qwen2 {
             rotation: self
                 .rotary
                 .at(&layout.positions(device)?, self.compute_dtype)?,
-            causal: causal_mask(width, DType::F32, device)?,
-            continuation_mask: layout.continuation_mask(DType::F32, device)?,
+            causal: causal_mask(width, widened(self.compute_dtype), device)?,
+            continuation_mask: layout.continuation_mask(widened(self.compute_dtype), device)?,
             parents: layout.parent_index(device)?,
         })
     }
