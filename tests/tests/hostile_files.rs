@@ -228,7 +228,7 @@ fn mutated_real_model_headers_are_refused_with_a_place_never_crash() {
     const SEEDED_CASES: u64 = 600;
     let cases = aimed.len() as u64 + SEEDED_CASES;
     for seed in 0..cases {
-        let mut mutator = Mutator::new(seed ^ 0x5eed_0f_7ea1);
+        let mut mutator = Mutator::new(seed ^ 0x005e_ed0f_7ea1);
         let mutation = loop {
             let candidate = if let Some(aimed) = aimed.get(seed as usize) {
                 aimed.clone()
@@ -405,6 +405,9 @@ fn mutated_pair_json_is_refused_with_a_field_or_accepted_never_crash() {
     assert!(started.elapsed() < Duration::from_secs(600));
 }
 
+/// A `dpo` command to run: its name, its arguments, and its path arguments.
+type DpoCommand<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a Path)>);
+
 /// Damaged GGUFs given to each `dpo` command that reads one: an error line naming the file and
 /// the place, exit status 1 — no panic, no abort.
 #[test]
@@ -511,7 +514,7 @@ fn every_dpo_command_refuses_damaged_ggufs_with_the_place() {
         let path = dir.path().join(format!("damaged-{index}.gguf"));
         std::fs::write(&path, mutation.apply(&original)).unwrap();
         let out = dir.path().join(format!("out-{index}"));
-        let commands: [(&str, Vec<&str>, Vec<(&str, &Path)>); 4] = [
+        let commands: [DpoCommand; 4] = [
             (
                 "dpo chat",
                 vec!["chat", "--cpu", "hi"],

@@ -114,6 +114,12 @@ fn set_field(browser: &mut BrowserSession, testid: &str, value: &str) {
 /// Clicks "Load" and waits for the model to be on the GPU; returns the ready line's
 /// `data-from-cache`.
 fn load_model(browser: &mut BrowserSession) -> String {
+    click_load(browser);
+    wait_until_ready(browser)
+}
+
+/// Waits for the adapter and the Load button, and clicks it.
+fn click_load(browser: &mut BrowserSession) {
     browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
     browser.wait_for(
         "the Load button",
@@ -121,7 +127,6 @@ fn load_model(browser: &mut BrowserSession) -> String {
         BROWSER_TIMEOUT,
     );
     browser.click("load-model");
-    wait_until_ready(browser)
 }
 
 /// How many requests for files under `/models/` the page has made since it was loaded.
@@ -700,13 +705,7 @@ fn a_damaged_gguf_is_refused_in_the_page_with_its_offset() {
     .unwrap();
     let (server, _) = serve(dir.path(), &models);
     let mut browser = BrowserSession::open(&server.url("/"), true);
-    browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
-    browser.wait_for(
-        "the Load button",
-        &format!("{}?.disabled === false", by_testid("load-model")),
-        BROWSER_TIMEOUT,
-    );
-    browser.click("load-model");
+    click_load(&mut browser);
     let error = browser.wait_for_testid("model-error", BROWSER_TIMEOUT);
     assert!(
         error.contains("offset 8") && error.contains("9223372036854775808 tensors"),

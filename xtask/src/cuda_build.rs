@@ -6,8 +6,11 @@
 //! stood in for by stub libraries made here from the symbols the build references, under the
 //! real libraries' sonames: the binary names `libcuda.so.1`, `libcublas.so.13`, … and loads
 //! the real ones on a GPU machine (driver 580 / CUDA 13.0 or newer). Nothing that runs loads a
-//! stub: they sit outside every runtime search path, and the binary is checked to carry no
-//! path to them. Prints the binary's path as the last stdout line.
+//! stub: each is a file with the link-time name only (`libcublas.so`), which the dynamic
+//! loader never looks for (it asks for the soname, `libcublas.so.13`), in the toolchain's
+//! `lib/` (the one directory cudarc's build script gives the linker), and the binary is
+//! checked to carry no search path into the toolchain. Prints the binary's path as the last
+//! stdout line.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,9 +29,11 @@ const CUDA_WHEELS: [&str; 5] = [
     "nvidia-cuda-cccl==13.0.85",
 ];
 
-/// The libraries linked at build time and not in those wheels: the stub's file, the real
+/// A library linked at build time and not in those wheels: the stub's file, the real
 /// library's soname, and how its symbols are named.
-const STUBBED: [(&str, &str, fn(&str) -> bool); 5] = [
+type StubbedLibrary = (&'static str, &'static str, fn(&str) -> bool);
+
+const STUBBED: [StubbedLibrary; 5] = [
     ("libcuda.so", "libcuda.so.1", |s| {
         s.starts_with("cu") && s[2..].starts_with(|c: char| c.is_ascii_uppercase())
     }),
@@ -82,14 +87,19 @@ impl CudaBuild {
     /// Builds the CUDA `dpo` and returns its path.
     pub fn run(&self) -> Result<PathBuf> {
         let cuda_root = install_toolchain()?;
-        let stubs = cuda_root.join("lib64").join("stubs");
+        let stubs = cuda_root.join("lib");
         let profile = if self.release { "release" } else { "debug" };
         // The library first: compiling it needs no link, and tells which symbols the stubs need.
         check(&mut self.cargo_build(&cuda_root, &["--lib"]))?;
         write_stubs(&target_dir().join(profile).join("deps"), &stubs)?;
         check(&mut self.cargo_build(&cuda_root, &["--bin", "dpo"]))?;
-        let binary = target_dir().join(profile).join("dpo");
-        check_links(&binary, &stubs)?;
+        let built = target_dir().join(profile).join("dpo");
+        check_links(&built, &target_dir().join("cuda-toolchain"))?;
+        // Kept apart: the next plain build of `dpo` writes the same path.
+        let binary = target_dir().join("cuda").join(profile).join("dpo");
+        std::fs::create_dir_all(binary.parent().expect("a file has a folder"))?;
+        std::fs::copy(&built, &binary)
+            .with_context(|| format!("copying {} to {}", built.display(), binary.display()))?;
         Ok(binary)
     }
 
@@ -167,7 +177,7 @@ fn install_toolchain() -> Result<PathBuf> {
 }
 
 /// Every undefined symbol of the rlibs in `deps` that one of the stubbed libraries defines,
-/// written as `stubs/<library>` with the real soname.
+/// written as `stubs/<library>` with the real soname (their sources beside the toolchain).
 fn write_stubs(deps: &Path, stubs: &Path) -> Result<()> {
     let mut symbols = BTreeSet::new();
     for entry in std::fs::read_dir(deps).with_context(|| format!("reading {}", deps.display()))? {
@@ -188,10 +198,11 @@ fn write_stubs(deps: &Path, stubs: &Path) -> Result<()> {
             }
         }
     }
-    std::fs::create_dir_all(stubs)?;
+    let sources = target_dir().join("cuda-toolchain").join("stub-sources");
+    std::fs::create_dir_all(&sources)?;
     for (file, soname, owns) in STUBBED {
         let owned: Vec<&String> = symbols.iter().filter(|s| owns(s)).collect();
-        let source = stubs.join(format!("{file}.c"));
+        let source = sources.join(format!("{file}.c"));
         let mut text = format!(
             "/* Link-time stand-in for {soname}: the symbols `dpo` references, never run. */\n"
         );
@@ -211,8 +222,8 @@ fn write_stubs(deps: &Path, stubs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The binary names the real libraries and carries no search path to the stubs.
-fn check_links(binary: &Path, stubs: &Path) -> Result<()> {
+/// The binary names the real libraries and carries no search path into the toolchain.
+fn check_links(binary: &Path, toolchain: &Path) -> Result<()> {
     let output = Command::new("readelf")
         .arg("-d")
         .arg(binary)
@@ -224,10 +235,10 @@ fn check_links(binary: &Path, stubs: &Path) -> Result<()> {
             bail!("{} does not link {needed}:\n{dynamic}", binary.display());
         }
     }
-    let stubs = stubs.display().to_string();
+    let toolchain = toolchain.display().to_string();
     if dynamic
         .lines()
-        .any(|l| (l.contains("RPATH") || l.contains("RUNPATH")) && l.contains(&stubs))
+        .any(|l| (l.contains("RPATH") || l.contains("RUNPATH")) && l.contains(&toolchain))
     {
         bail!(
             "{} would search the stub libraries at run time",

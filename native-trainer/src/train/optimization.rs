@@ -233,10 +233,17 @@ pub fn clip_gradient_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) ->
 
 /// Adds `step` into `total` (gradient accumulation), for the gradients of `vars`.
 pub fn accumulate(total: &mut Option<GradStore>, step: GradStore, vars: &[Var]) -> Result<()> {
-    let Some(total) = total else {
-        *total = Some(step);
-        return Ok(());
-    };
+    match total {
+        Some(total) => add_gradients(total, &step, vars),
+        None => {
+            *total = Some(step);
+            Ok(())
+        }
+    }
+}
+
+/// `total[v] += step[v]` for every variable of `vars` that `step` has a gradient for.
+pub fn add_gradients(total: &mut GradStore, step: &GradStore, vars: &[Var]) -> Result<()> {
     for var in vars {
         if let Some(grad) = step.get(var.as_tensor()) {
             let sum = match total.remove(var.as_tensor()) {

@@ -32,6 +32,7 @@ use shared::ModelHyperparameters;
 
 use super::linear_product::linear_product;
 use super::lora::{LoraAdapter, LoraConfig};
+use super::optimization::add_gradients;
 use super::token_layout::TokenLayout;
 
 /// Whether a forward pass includes the LoRA adapters.
@@ -683,20 +684,6 @@ impl LayerTape<'_> {
         }
         Ok(())
     }
-}
-
-/// `total[v] += step[v]` for every variable `step` has a gradient for.
-fn add_gradients(total: &mut GradStore, step: &GradStore, vars: &[Var]) -> Result<()> {
-    for var in vars {
-        if let Some(grad) = step.get(var.as_tensor()) {
-            let sum = match total.get(var.as_tensor()) {
-                Some(existing) => (existing + grad)?,
-                None => grad.clone(),
-            };
-            total.insert(var.as_tensor(), sum);
-        }
-    }
-    Ok(())
 }
 
 /// 0 where a query may attend (key position ≤ query position), −∞ elsewhere.
