@@ -14,6 +14,7 @@ one call of under 10 minutes: `python3 gpu_run.py`, from the bundle's folder):
    2 · params · tokens for the reference forward, over the card's dense bf16 peak).
 3. One Markdown table on stdout and in $OUT/gpu-table.md, raw numbers in $OUT/gpu-results.json.
 
+`dpo` travels xz-compressed (./dpo.xz) and is unpacked into the work folder first.
 Needs the GPU machine's PyTorch, transformers, peft and accelerate; TRL and the packages it
 needs beyond those come from ./wheels. Never run at build or test time."""
 
@@ -29,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = Path(os.environ.get("OUT", "/tmp"))
 WORK = Path(os.environ.get("GPU_RUN_WORK", "/tmp/dpo-gpu-run"))
-DPO = HERE / "dpo"
+DPO = WORK / "dpo"  # unpacked from ./dpo.xz
 STEPS = int(os.environ.get("GPU_RUN_STEPS", "8"))
 # Dense bf16 tensor-core peak of the card, for MFU (H100/H200 SXM: 989 TFLOP/s).
 PEAK_FLOPS = float(os.environ.get("GPU_PEAK_BF16_FLOPS", "989e12"))
@@ -46,6 +47,13 @@ def cuda_library_dirs():
         if candidate.is_dir():
             dirs.append(str(candidate))
     return dirs
+
+
+def unpack_dpo():
+    import lzma
+    with lzma.open(HERE / "dpo.xz") as packed, open(DPO, "wb") as binary:
+        shutil.copyfileobj(packed, binary)
+    DPO.chmod(0o755)
 
 
 def install_wheels():
@@ -270,6 +278,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results = {"throughput": []}
+    unpack_dpo()
     install_wheels()
     try:
         parity(results)
