@@ -226,8 +226,8 @@ impl<R: Read + Seek> HeaderWalker<R> {
         Ok(())
     }
 
-    /// A length-prefixed string; returns its text when `keep` (for keys and tensor names).
-    fn string(&mut self, what: &str, keep: bool) -> Result<Option<String>, HeaderProblem> {
+    /// A string's u64 length, checked against the bytes left; returns it and where it began.
+    fn string_length(&mut self, what: &str) -> Result<(u64, u64), HeaderProblem> {
         let offset = self.position;
         let length = self.u64_field(FieldKind::StringLength, what)?;
         if length > self.remaining() {
@@ -239,10 +239,24 @@ impl<R: Read + Seek> HeaderWalker<R> {
                 ),
             ));
         }
-        if !keep {
-            self.skip(length, what)?;
-            return Ok(None);
-        }
+        Ok((length, offset))
+    }
+
+    /// Skips a length-prefixed string (a string value); returns its length.
+    fn skip_string(&mut self, what: &str) -> Result<u64, HeaderProblem> {
+        let (length, _) = self.string_length(what)?;
+        self.skip(length, what)?;
+        Ok(length)
+    }
+
+    /// A key or tensor name: a length-prefixed UTF-8 string of at most `MAX_NAME_BYTES`, not
+    /// among `seen` (which it joins).
+    fn unique_name(
+        &mut self,
+        what: &str,
+        seen: &mut HashSet<String>,
+    ) -> Result<String, HeaderProblem> {
+        let (length, offset) = self.string_length(what)?;
         if length > MAX_NAME_BYTES {
             return Err(self.problem(
                 offset,
@@ -254,9 +268,12 @@ impl<R: Read + Seek> HeaderWalker<R> {
             .read_exact(&mut bytes)
             .map_err(|e| self.problem(offset, format!("reading {what}: {e}")))?;
         self.position += length;
-        String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| self.problem(offset + 8, format!("{what} is not valid UTF-8")))
+        let name = String::from_utf8(bytes)
+            .map_err(|_| self.problem(offset + 8, format!("{what} is not valid UTF-8")))?;
+        if !seen.insert(name.clone()) {
+            return Err(self.problem(offset, format!("{what} `{name}` appears twice")));
+        }
+        Ok(name)
     }
 
     fn charge_memory(&mut self, bytes: u64, key: &str, offset: u64) -> Result<(), HeaderProblem> {
@@ -288,9 +305,7 @@ impl<R: Read + Seek> HeaderWalker<R> {
         }
         match value_type {
             STRING_TYPE => {
-                let length_at = self.position;
-                self.string(&format!("the string value of `{key}`"), false)?;
-                let length = self.position - length_at - 8;
+                let length = self.skip_string(&format!("the string value of `{key}`"))?;
                 self.charge_memory(length, key, offset)
             }
             ARRAY_TYPE => {
@@ -383,43 +398,29 @@ impl<R: Read + Seek> HeaderWalker<R> {
         let mut keys = HashSet::new();
         for _ in 0..metadata_count {
             let key_at = self.position;
-            let key = self
-                .string("a metadata key", true)?
-                .expect("kept strings are returned");
-            if !keys.insert(key.clone()) {
-                return Err(self.problem(key_at, format!("metadata key `{key}` appears twice")));
-            }
+            let key = self.unique_name("metadata key", &mut keys)?;
             self.charge_memory(VALUE_MEMORY + key.len() as u64, &key, key_at)?;
             let type_at = self.position;
             let value_type = self.u32_field(FieldKind::ValueType, "a value type")?;
-            let value_at = self.position;
-            self.value(value_type, &key, 0)?;
             if key == "general.alignment" {
-                self.alignment = self.read_alignment(value_type, type_at, value_at)?;
+                self.alignment = self.read_alignment(value_type, type_at)?;
+            } else {
+                self.value(value_type, &key, 0)?;
             }
         }
         self.tensor_table(tensor_count)
     }
 
     /// `general.alignment` must be a u32 power of two (as llama.cpp requires).
-    fn read_alignment(
-        &mut self,
-        value_type: u32,
-        type_at: u64,
-        value_at: u64,
-    ) -> Result<u64, HeaderProblem> {
+    fn read_alignment(&mut self, value_type: u32, type_at: u64) -> Result<u64, HeaderProblem> {
         if value_type != 4 {
             return Err(self.problem(
                 type_at,
                 format!("metadata key `general.alignment` has value type {value_type}, not u32"),
             ));
         }
-        let end = self.position;
-        self.reader
-            .seek_relative(value_at as i64 - end as i64)
-            .map_err(|e| self.problem(value_at, format!("re-reading the alignment: {e}")))?;
-        self.position = value_at;
-        let value = u32::from_le_bytes(self.bytes::<4>("the alignment")?);
+        let value_at = self.position;
+        let value = self.u32_field(FieldKind::Scalar, "the alignment")?;
         if value == 0 || !value.is_power_of_two() {
             return Err(self.problem(
                 value_at,
@@ -432,13 +433,7 @@ impl<R: Read + Seek> HeaderWalker<R> {
     fn tensor_table(&mut self, tensor_count: u64) -> Result<(), HeaderProblem> {
         let mut names = HashSet::new();
         for _ in 0..tensor_count {
-            let name_at = self.position;
-            let name = self
-                .string("a tensor name", true)?
-                .expect("kept strings are returned");
-            if !names.insert(name.clone()) {
-                return Err(self.problem(name_at, format!("tensor `{name}` appears twice")));
-            }
+            let name = self.unique_name("tensor name", &mut names)?;
             let dims_at = self.position;
             let dimension_count =
                 u64::from(self.u32_field(FieldKind::DimensionCount, "a dimension count")?);
