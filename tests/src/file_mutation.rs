@@ -75,6 +75,11 @@ impl Mutator {
         if n == 0 { 0 } else { self.rng.below(n) }
     }
 
+    /// An offset in `0..len` (a truncation point, say), from the mutator's sequence.
+    pub fn offset(&mut self, len: u64) -> u64 {
+        self.below(len)
+    }
+
     /// An extreme or near-miss value for a field that now holds `original`, in a file of
     /// `file_len` bytes (the largest counts that file could still seem to hold are included).
     fn hostile_value(&mut self, original: u64, width: u8, file_len: u64) -> u64 {

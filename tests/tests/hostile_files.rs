@@ -233,7 +233,7 @@ fn mutated_real_model_headers_are_refused_with_a_place_never_crash() {
             let candidate = if let Some(aimed) = aimed.get(seed as usize) {
                 aimed.clone()
             } else if seed % 4 == 0 {
-                Mutation::Truncate(mutator_offset(&mut mutator, original.len()))
+                Mutation::Truncate(mutator.offset(original.len() as u64))
             } else {
                 mutator.mutation(header, original.len() as u64, &layout.fields)
             };
@@ -268,16 +268,6 @@ fn mutated_real_model_headers_are_refused_with_a_place_never_crash() {
         refused > cases / 4,
         "most header mutations should be refused"
     );
-}
-
-/// A truncation point anywhere in a `len`-byte file, drawn from the mutator's sequence.
-fn mutator_offset(mutator: &mut Mutator, len: usize) -> u64 {
-    match mutator.mutation(&[0u8; 64], 64, &[]) {
-        Mutation::Truncate(at)
-        | Mutation::Overwrite { offset: at, .. }
-        | Mutation::Insert { offset: at, .. }
-        | Mutation::Delete { offset: at, .. } => len as u64 * at / 64,
-    }
 }
 
 fn describe(mutation: &Mutation) -> String {
