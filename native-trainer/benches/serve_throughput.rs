@@ -143,6 +143,7 @@ fn pair(client: usize, index: usize, model: &ModelRef) -> PreferencePair {
         schema_version: 1,
         idempotency_key: format!("bench-{client:03}-{index:06}"),
         annotator_id: format!("annotator-{client}"),
+        prompt_id: None,
         conversation: vec![ChatMessage::user(
             "Explain what a hash map is in two sentences.",
         )],

@@ -2,6 +2,7 @@
 //! native chat with the candle engine, and (as the project grows) training, export, serving.
 
 pub mod bench;
+pub mod campaign;
 pub mod chat;
 pub mod default_models;
 pub mod export;

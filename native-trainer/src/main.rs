@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use native_trainer::{bench, chat, export, fetch, logging, serve, train};
+use native_trainer::{bench, campaign, chat, export, fetch, logging, serve, train};
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +59,13 @@ enum Command {
     /// The flywheel's rounds: every served version with its parent, the pairs labelled on
     /// it, its training metrics (held-out rewards/accuracies included), size and quant.
     Rounds(serve::rounds::RoundsArgs),
+    /// Prompt sets to label: `dpo prompts import` adds prompts, each wanting N labels.
+    #[command(subcommand)]
+    Prompts(campaign::prompts_cli::PromptsCommand),
+    /// Invited annotators for `dpo serve --access invite`: add (prints an invite link and
+    /// the token), list, revoke.
+    #[command(subcommand)]
+    Annotators(campaign::annotators_cli::AnnotatorsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +84,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::cli::run_serve(&args),
         Command::Pairs(command) => serve::cli::run_pairs(&command),
         Command::Rounds(args) => serve::rounds::run(&args),
+        Command::Prompts(command) => campaign::prompts_cli::run(&command),
+        Command::Annotators(command) => campaign::annotators_cli::run(&command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,9 @@
 //! submitting, the server before storing, the exporter before writing TRL rows.
 
 use crate::chat_message::Role;
-use crate::preference_pair::{Candidate, PAIR_SCHEMA_VERSION, PreferencePair};
+use crate::preference_pair::{
+    Candidate, OLDEST_PAIR_SCHEMA_VERSION, PAIR_SCHEMA_VERSION, PreferencePair,
+};
 
 /// What a pair may contain. Character counts are Unicode scalar values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +50,24 @@ impl ValidationError {
 impl PairLimits {
     /// Checks every field; returns the first problem found, in document order.
     pub fn validate(&self, pair: &PreferencePair) -> Result<(), ValidationError> {
-        if pair.schema_version != PAIR_SCHEMA_VERSION {
+        if !(OLDEST_PAIR_SCHEMA_VERSION..=PAIR_SCHEMA_VERSION).contains(&pair.schema_version) {
             return Err(ValidationError::new(
                 "schema_version",
                 format!(
-                    "unsupported version {}, expected {PAIR_SCHEMA_VERSION}",
+                    "unsupported version {}, expected {OLDEST_PAIR_SCHEMA_VERSION} to \
+                     {PAIR_SCHEMA_VERSION}",
                     pair.schema_version
                 ),
             ));
+        }
+        if let Some(prompt_id) = &pair.prompt_id {
+            if pair.schema_version < 2 {
+                return Err(ValidationError::new(
+                    "prompt_id",
+                    "needs schema_version 2 or later",
+                ));
+            }
+            self.check_id("prompt_id", prompt_id, 1)?;
         }
         self.check_id(
             "idempotency_key",

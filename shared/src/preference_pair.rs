@@ -7,8 +7,11 @@ use time::OffsetDateTime;
 use crate::chat_message::ChatMessage;
 use crate::sampling::SamplingParams;
 
-/// Version of this schema; bumped on any incompatible change.
-pub const PAIR_SCHEMA_VERSION: u32 = 1;
+/// Version of this schema; bumped on any change. Version 2 added `prompt_id`; pairs of
+/// version 1 (no `prompt_id`) are still read.
+pub const PAIR_SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version still read.
+pub const OLDEST_PAIR_SCHEMA_VERSION: u32 = 1;
 
 /// Which of the two candidates the annotator preferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,6 +67,10 @@ pub struct PreferencePair {
     pub idempotency_key: String,
     /// Pseudonymous: a random id per labeller, never a name or e-mail.
     pub annotator_id: String,
+    /// The served prompt this pair labels (from a prompt set, `dpo prompts import`); `None`
+    /// when the annotator wrote the prompt. A pair naming a prompt carries its conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
     /// The prompt: the turns before the answers, ending with a user turn.
     pub conversation: Vec<ChatMessage>,
     pub candidate_a: Candidate,

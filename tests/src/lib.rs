@@ -12,6 +12,7 @@ pub mod llama_cpp_parity;
 pub mod page_server;
 pub mod peak_memory;
 pub mod postgres_database;
+pub mod served_versions;
 pub mod shaped_gguf;
 pub mod tiny_gguf;
 

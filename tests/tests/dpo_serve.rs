@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use flywheel_tests::dpo_server::DpoServer as Server;
 use flywheel_tests::http_client::{HttpResponse, request};
 use flywheel_tests::postgres_database::fresh_postgres_database;
-use flywheel_tests::tiny_gguf::TinyQwen2;
-use flywheel_tests::{dpo, run_dpo, sha256_hex, succeed};
+use flywheel_tests::served_versions::export_tiny_version;
+use flywheel_tests::{run_dpo, sha256_hex, succeed};
 use native_trainer::train::preference_file::read_preference_file;
 use serde_json::{Value, json};
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
@@ -31,29 +31,8 @@ fn start_server(db: &str, models: &Path, extra: &[&str]) -> Server {
 
 /// A models directory with one exported version of the tiny model.
 fn models_dir(dir: &Path) -> (PathBuf, ModelRef) {
-    let gguf = dir.join("tiny.gguf");
-    std::fs::write(&gguf, TinyQwen2::default().to_bytes()).unwrap();
     let models = dir.join("models");
-    let output = dpo()
-        .args(["export", "--quant", "q8_0", "--no-hf", "--version-id", "v1"])
-        .arg("--model")
-        .arg(&gguf)
-        .arg("--out")
-        .arg(models.join("v1"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(models.join("v1/manifest.json")).unwrap())
-            .unwrap();
-    let model = ModelRef {
-        version: "v1".into(),
-        sha256: manifest["gguf"]["sha256"].as_str().unwrap().into(),
-    };
+    let model = export_tiny_version(&models, "v1", "q8_0", None);
     (models, model)
 }
 
@@ -68,6 +47,7 @@ fn pair(key: &str, model: &ModelRef, vote: Vote) -> PreferencePair {
         schema_version: 1,
         idempotency_key: key.into(),
         annotator_id: "annotator-1".into(),
+        prompt_id: None,
         conversation: vec![ChatMessage::user("Which colour is the sky?")],
         candidate_a: candidate("Blue.", 1),
         candidate_b: candidate("Green.", 2),

@@ -350,6 +350,7 @@ fn mutated_pair_json_is_refused_with_a_field_or_accepted_never_crash() {
         schema_version: shared::preference_pair::PAIR_SCHEMA_VERSION,
         idempotency_key: "3f1c1a4e-7c55-4b7e-9e7a-2b4a2f0e9d10".into(),
         annotator_id: "annotator-7".into(),
+        prompt_id: None,
         conversation: vec![
             ChatMessage::system("You are helpful."),
             ChatMessage::user("What is the capital of France?"),

@@ -30,6 +30,7 @@ fn pair(vote: Vote) -> PreferencePair {
         schema_version: 1,
         idempotency_key: "0f8e2c1a-4b7d-4e2a-9c3f-1a2b3c4d5e6f".into(),
         annotator_id: "anon-7f3a".into(),
+        prompt_id: None,
         conversation: vec![
             ChatMessage::system("Be brief."),
             ChatMessage::user("What is 2+2?"),
@@ -130,8 +131,19 @@ fn validation_names_the_offending_field() {
     assert_eq!(validation_error(&p).0, "voted_at");
 
     let mut p = pair(Vote::A);
-    p.schema_version = 2;
+    p.schema_version = 3;
     assert_eq!(validation_error(&p).0, "schema_version");
+
+    // Version 1 pairs are still read, but only version 2 names a served prompt.
+    let mut p = pair(Vote::A);
+    p.schema_version = 1;
+    assert!(PairLimits::default().validate(&p).is_ok());
+    p.prompt_id = Some("p-1".into());
+    assert_eq!(validation_error(&p).0, "prompt_id");
+    p.schema_version = 2;
+    assert!(PairLimits::default().validate(&p).is_ok());
+    p.prompt_id = Some("no spaces".into());
+    assert_eq!(validation_error(&p).0, "prompt_id");
 
     assert!(PairLimits::default().validate(&pair(Vote::Tie)).is_ok());
 }

@@ -37,6 +37,7 @@ fn pair(key: usize, label: &Label) -> PreferencePair {
         schema_version: 1,
         idempotency_key: format!("key-{key:04}"),
         annotator_id: label.annotator.into(),
+        prompt_id: None,
         conversation: vec![ChatMessage::user(label.prompt)],
         candidate_a: candidate(label.a, 1),
         candidate_b: candidate(label.b, 2),
@@ -147,7 +148,7 @@ fn votes_train_on_policy_with_duplicates_counted_once_and_disagreement_dropped()
     // are one comparison; the tie teaches nothing.
     let line = train(dir.path(), "", "all");
     assert!(
-        line.contains("12 stored pairs, 0 filtered out, 3 duplicate labels, 0 comparisons dropped for disagreement, 9 kept → 8 TRL rows"),
+        line.contains("12 stored pairs, 0 filtered out, 0 left out for low annotator agreement, 3 duplicate labels, 0 comparisons dropped for disagreement, 9 kept → 8 TRL rows"),
         "{line}"
     );
     // On-policy for v1, with agreement required above two thirds: the triple is dropped.
@@ -157,7 +158,7 @@ fn votes_train_on_policy_with_duplicates_counted_once_and_disagreement_dropped()
         "on-policy",
     );
     assert!(
-        line.contains("12 stored pairs, 2 filtered out, 2 duplicate labels, 1 comparisons dropped for disagreement, 7 kept → 6 TRL rows"),
+        line.contains("12 stored pairs, 2 filtered out, 0 left out for low annotator agreement, 2 duplicate labels, 1 comparisons dropped for disagreement, 7 kept → 6 TRL rows"),
         "{line}"
     );
     // One annotator and a time window.
@@ -167,7 +168,7 @@ fn votes_train_on_policy_with_duplicates_counted_once_and_disagreement_dropped()
         "window",
     );
     assert!(
-        line.contains("12 stored pairs, 9 filtered out, 0 duplicate labels, 0 comparisons dropped for disagreement, 3 kept → 3 TRL rows"),
+        line.contains("12 stored pairs, 9 filtered out, 0 left out for low annotator agreement, 0 duplicate labels, 0 comparisons dropped for disagreement, 3 kept → 3 TRL rows"),
         "{line}"
     );
     let summary = std::fs::read_to_string(dir.path().join("window/training_args.json")).unwrap();

@@ -5,21 +5,31 @@
 //! full provenance (model version and sha256, sampling settings and seed of each side, when
 //! it was shown and voted). Keyboard first: 1–4 vote, Enter submits, N starts a new prompt,
 //! ? shows the shortcuts.
+//!
+//! In a campaign the prompt comes from the server's prompt set (`/api/prompts/next`), with
+//! the seeds every annotator of that prompt uses, and the pair names it; the labeller writes
+//! their own only when the server allows it. A share of comparisons (`--battle-share`) are
+//! blind battles: one side from the loaded version, the other from another served version
+//! (loaded beside it), sides random, each candidate recording its own version. Guidelines,
+//! when the campaign has them, come before the first vote.
 
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::engine::StopHandle;
 use shared::preference_pair::PAIR_SCHEMA_VERSION;
-use shared::{Candidate, ChatMessage, PreferencePair, Role, SamplingParams, Vote};
+use shared::{Candidate, ChatMessage, ModelManifest, PreferencePair, Role, SamplingParams, Vote};
 use time::OffsetDateTime;
 
 use crate::browser_storage::{annotator_id, now_ms, random_id, random_u64};
+use crate::campaign::{Campaign, annotator_token};
 use crate::chat_view::submits_prompt;
 use crate::generation_settings::{GenerationSettings, SettingsPanel};
-use crate::loaded_model;
+use crate::guidelines_view::{GuidelinesOverlay, GuidelinesSection};
+use crate::loaded_model::{self, LoadedModel};
 use crate::markdown_view::Markdown;
-use crate::model_loader::ModelLoader;
+use crate::model_loader::{LoadPhase, ModelLoader, load_battle_opponent};
+use crate::server_api::{self, ServedPrompt};
 use crate::vote_queue::VoteQueue;
 
 /// Temperature of the sampled side when the settings ask for greedy decoding.
@@ -31,10 +41,28 @@ struct Side {
     text: String,
     sampling: SamplingParams,
     seed: u64,
+    /// The version that generated it.
+    model: ModelManifest,
+}
+
+/// Where this view's prompt comes from.
+#[derive(Debug, Clone, PartialEq)]
+enum PromptSource {
+    /// No prompt set on the server: the labeller writes the prompt.
+    Own,
+    Loading,
+    Served(ServedPrompt),
+    /// The prompt set has nothing left for this annotator.
+    NoneLeft,
+    Failed(String),
 }
 
 #[derive(Clone, Copy)]
 struct CompareState {
+    campaign: Campaign,
+    source: RwSignal<PromptSource>,
+    /// What the view is doing besides generating (loading a battle's second version).
+    activity: RwSignal<Option<String>>,
     input: RwSignal<String>,
     /// The prompt the candidates answer (system prompt first when set).
     conversation: RwSignal<Vec<ChatMessage>>,
@@ -57,17 +85,85 @@ fn timestamp(ms: f64) -> OffsetDateTime {
 impl CompareState {
     /// Both answers are there and the pair store can keep them (no NUL characters).
     fn ready_to_vote(&self) -> bool {
-        !self.generating.get()
+        self.campaign.guidelines_read.get()
+            && !self.generating.get()
             && self
                 .sides
                 .iter()
                 .all(|s| s.with(|s| s.as_ref().is_some_and(|s| !s.text.contains('\0'))))
     }
 
-    /// Generates both answers to the input, in random order on screen.
-    fn generate(self, settings: GenerationSettings) {
+    /// Asks the server for this annotator's next prompt (when it has a prompt set).
+    fn fetch_prompt(self) {
+        let Some(info) = self.campaign.info.get_untracked() else {
+            return;
+        };
+        if info.prompts.prompts == 0 || info.sign_in_problem().is_some() {
+            self.source.set(PromptSource::Own);
+            return;
+        }
+        self.source.set(PromptSource::Loading);
+        spawn_local(async move {
+            let token = annotator_token();
+            self.source.set(
+                match server_api::next_prompt(token.as_deref(), &annotator_id()).await {
+                    Ok(Some(prompt)) => PromptSource::Served(prompt),
+                    Ok(None) => PromptSource::NoneLeft,
+                    Err(error) => PromptSource::Failed(error),
+                },
+            );
+        });
+    }
+
+    /// Whether the labeller may write the prompt now.
+    fn writes_own_prompt(&self) -> bool {
+        match self.source.get() {
+            PromptSource::Own => true,
+            PromptSource::Served(_) | PromptSource::Loading => false,
+            PromptSource::NoneLeft | PromptSource::Failed(_) => self
+                .campaign
+                .info
+                .get()
+                .is_some_and(|info| info.own_prompts),
+        }
+    }
+
+    /// Another served version for a blind battle, drawn with the campaign's battle share.
+    fn battle_opponent(&self, loader: ModelLoader, loaded: &str) -> Option<ModelManifest> {
+        let share = self.campaign.info.get_untracked()?.battle_share;
+        let others: Vec<ModelManifest> = loader
+            .versions
+            .get_untracked()
+            .into_iter()
+            .filter(|m| m.version != loaded)
+            .collect();
+        if others.is_empty() || js_sys::Math::random() >= share {
+            return None;
+        }
+        Some(others[(random_u64() % others.len() as u64) as usize].clone())
+    }
+
+    /// Generates both answers to the prompt, in random order on screen.
+    fn generate(self, settings: GenerationSettings, loader: ModelLoader) {
+        if self.generating.get_untracked() {
+            return;
+        }
+        if let Some(problem) = self
+            .campaign
+            .info
+            .get_untracked()
+            .and_then(|i| i.sign_in_problem())
+        {
+            self.error.set(Some(problem.into()));
+            return;
+        }
+        let served = match self.source.get_untracked() {
+            PromptSource::Served(prompt) => Some(prompt),
+            _ if self.writes_own_prompt() => None,
+            _ => return,
+        };
         let prompt = self.input.get_untracked();
-        if prompt.trim().is_empty() || self.generating.get_untracked() {
+        if served.is_none() && prompt.trim().is_empty() {
             return;
         }
         let (mut model, base, mut conversation) = match settings.begin_reply() {
@@ -77,19 +173,37 @@ impl CompareState {
                 return;
             }
         };
-        conversation.push(ChatMessage::new(Role::User, prompt));
+        let opponent = self.battle_opponent(loader, &model.manifest.version);
+        let seeds = match &served {
+            Some(prompt) => {
+                conversation = prompt.conversation.clone();
+                prompt.seeds
+            }
+            None => {
+                conversation.push(ChatMessage::new(Role::User, prompt));
+                let first = settings.next_seed();
+                let mut second = random_u64();
+                if second == first {
+                    second = first.wrapping_add(1);
+                }
+                [first, second]
+            }
+        };
+        // A battle compares versions under the same settings; otherwise the second side is
+        // sampled even when the settings are greedy, so the two answers can differ.
         let second = SamplingParams {
-            temperature: if base.is_greedy() {
+            temperature: if base.is_greedy() && opponent.is_none() {
                 SAMPLED_TEMPERATURE
             } else {
                 base.temperature
             },
             ..base
         };
-        let mut plans = [(base, settings.next_seed()), (second, random_u64())];
-        if plans[1].1 == plans[0].1 {
-            plans[1].1 = plans[0].1.wrapping_add(1);
-        }
+        // (sampling, seed, from the battle opponent)
+        let mut plans = [
+            (base, seeds[0], false),
+            (second, seeds[1], opponent.is_some()),
+        ];
         if random_u64() % 2 == 1 {
             plans.swap(0, 1);
         }
@@ -105,14 +219,47 @@ impl CompareState {
         let stop = StopHandle::new();
         self.stop.set_value(Some(stop.clone()));
         spawn_local(async move {
+            let mut rival: Option<LoadedModel> = None;
             let mut failure = None;
-            for (side, (sampling, seed)) in self.sides.into_iter().zip(plans) {
+            if let Some(manifest) = opponent {
+                rival = loaded_model::take_opponent(&manifest.version);
+                if rival.is_none() {
+                    loaded_model::drop_opponent();
+                    let activity = self.activity;
+                    activity.set(Some(
+                        "Loading another version for a blind comparison…".into(),
+                    ));
+                    match load_battle_opponent(manifest, &|phase| {
+                        if let LoadPhase::Downloading(p) = phase {
+                            activity.set(Some(format!(
+                                "Downloading another version for a blind comparison… {:.0}%",
+                                p.received as f64 * 100.0 / p.total.max(1) as f64
+                            )));
+                        }
+                    })
+                    .await
+                    {
+                        Ok(loaded) => rival = Some(loaded),
+                        Err(error) => failure = Some(error),
+                    }
+                    activity.set(None);
+                }
+            }
+            for (side, (sampling, seed, from_rival)) in self.sides.into_iter().zip(plans) {
+                if failure.is_some() {
+                    break;
+                }
+                let generator = match (from_rival, rival.as_mut()) {
+                    (true, Some(rival)) => rival,
+                    _ => &mut model,
+                };
                 side.set(Some(Side {
                     text: String::new(),
                     sampling,
                     seed,
+                    model: generator.manifest.clone(),
                 }));
-                let result = model
+                let result = generator
                     .generate(&conversation, sampling, seed, stop.clone(), &mut |piece| {
                         side.update(|s| {
                             if let Some(s) = s {
@@ -123,10 +270,12 @@ impl CompareState {
                     .await;
                 if let Err(error) = result {
                     failure = Some(error);
-                    break;
                 }
             }
             loaded_model::put_back(model);
+            if let Some(rival) = rival {
+                loaded_model::keep_opponent(rival);
+            }
             self.stop.set_value(None);
             self.shown_at_ms.set_value(now_ms());
             self.generating.set(false);
@@ -155,25 +304,29 @@ impl CompareState {
             self.error.set(Some("pick a vote first (1–4)".into()));
             return;
         };
-        let Some(manifest) = loader.loaded.get_untracked() else {
+        if loader.loaded.get_untracked().is_none() {
             self.error.set(Some("no model is loaded".into()));
             return;
-        };
-        let model = manifest.model_ref();
+        }
         let [a, b] = self
             .sides
             .map(|s| s.get_untracked().expect("both sides are generated"));
         let candidate = |side: Side| Candidate {
             text: side.text,
-            model: model.clone(),
+            model: side.model.model_ref(),
             sampling: side.sampling,
             seed: side.seed,
+        };
+        let prompt_id = match self.source.get_untracked() {
+            PromptSource::Served(prompt) => Some(prompt.id),
+            _ => None,
         };
         let ideal = self.ideal_answer.get_untracked();
         let pair = PreferencePair {
             schema_version: PAIR_SCHEMA_VERSION,
             idempotency_key: random_id(),
             annotator_id: annotator_id(),
+            prompt_id,
             conversation: self.conversation.get_untracked(),
             candidate_a: candidate(a),
             candidate_b: candidate(b),
@@ -187,6 +340,9 @@ impl CompareState {
                 self.reset();
                 self.notice
                     .set(Some(format!("Vote saved ({}).", vote_label(vote))));
+                if pair.prompt_id.is_some() {
+                    self.fetch_prompt();
+                }
             }
             Err(error) => self
                 .error
@@ -232,7 +388,11 @@ pub fn CompareView() -> impl IntoView {
     let settings = expect_context::<GenerationSettings>();
     let loader = expect_context::<ModelLoader>();
     let queue = expect_context::<VoteQueue>();
+    let campaign = expect_context::<Campaign>();
     let state = CompareState {
+        campaign,
+        source: RwSignal::new(PromptSource::Loading),
+        activity: RwSignal::new(None),
         input: RwSignal::new(String::new()),
         conversation: RwSignal::new(Vec::new()),
         sides: [RwSignal::new(None), RwSignal::new(None)],
@@ -245,6 +405,20 @@ pub fn CompareView() -> impl IntoView {
         help: RwSignal::new(false),
         stop: StoredValue::new(None),
     };
+    // The first prompt, once the campaign is known.
+    Effect::new(move |asked: Option<bool>| {
+        if asked == Some(true) {
+            return true;
+        }
+        if campaign.info.get().is_some() {
+            state.fetch_prompt();
+            return true;
+        }
+        if let Some(error) = campaign.error.get() {
+            state.source.set(PromptSource::Failed(error));
+        }
+        false
+    });
     let prompt_ref: NodeRef<leptos::html::Textarea> = NodeRef::new();
     let focus_prompt = move || {
         if let Some(element) = prompt_ref.get_untracked() {
@@ -275,7 +449,17 @@ pub fn CompareView() -> impl IntoView {
         match event.key().as_str() {
             "Enter" => {
                 event.prevent_default();
-                state.submit(loader, queue);
+                let nothing_generated = state
+                    .sides
+                    .iter()
+                    .all(|s| s.with_untracked(Option::is_none));
+                if nothing_generated
+                    && matches!(state.source.get_untracked(), PromptSource::Served(_))
+                {
+                    state.generate(settings, loader);
+                } else {
+                    state.submit(loader, queue);
+                }
             }
             "n" | "N" => {
                 event.prevent_default();
@@ -318,9 +502,42 @@ pub fn CompareView() -> impl IntoView {
     view! {
         <section class="compare">
             <SettingsPanel/>
+            {move || state.campaign.info.get().and_then(|info| info.sign_in_problem()).map(|problem| view! {
+                <div class="error" role="alert" data-testid="invite-needed">{problem}</div>
+            })}
+            {move || match state.source.get() {
+                PromptSource::Served(prompt) => view! {
+                    <div class="served-prompt" data-testid="served-prompt" data-prompt-id=prompt.id.clone()>
+                        <h3>"Prompt to label"</h3>
+                        {prompt.conversation.iter().map(|message| {
+                            let role = message.role.as_str();
+                            view! {
+                                <div class=format!("turn {role}") data-testid=format!("served-{role}")>
+                                    <span class="muted">{role}</span>
+                                    <Markdown text=message.content.clone()/>
+                                </div>
+                            }
+                        }).collect_view()}
+                    </div>
+                }.into_any(),
+                PromptSource::NoneLeft => view! {
+                    <p class="notice" data-testid="no-prompts-left">
+                        "No prompts are left for you in this campaign. Thank you!"
+                    </p>
+                }.into_any(),
+                PromptSource::Failed(error) => view! {
+                    <div class="error" role="alert" data-testid="prompt-error">
+                        {format!("The next prompt could not be fetched: {error}")}
+                    </div>
+                }.into_any(),
+                PromptSource::Loading => view! { <p class="muted">"Fetching the next prompt…"</p> }.into_any(),
+                PromptSource::Own => ().into_any(),
+            }}
+            {move || state.activity.get().map(|a| view! { <p class="muted" data-testid="compare-activity">{a}</p> })}
             <div class="composer">
                 <textarea
                     data-testid="prompt-input"
+                    hidden=move || !state.writes_own_prompt()
                     node_ref=prompt_ref
                     rows="3"
                     placeholder="A prompt to compare two answers to (Enter generates)"
@@ -329,7 +546,7 @@ pub fn CompareView() -> impl IntoView {
                     on:keydown=move |ev| {
                         if submits_prompt(&ev) {
                             ev.prevent_default();
-                            state.generate(settings);
+                            state.generate(settings, loader);
                         }
                     }
                 ></textarea>
@@ -337,7 +554,7 @@ pub fn CompareView() -> impl IntoView {
                     <Show
                         when=move || state.generating.get()
                         fallback=move || view! {
-                            <button data-testid="send" on:click=move |_| state.generate(settings)>"Generate two answers"</button>
+                            <button data-testid="send" on:click=move |_| state.generate(settings, loader)>"Generate two answers"</button>
                         }
                     >
                         <button
@@ -412,9 +629,11 @@ pub fn CompareView() -> impl IntoView {
                             <dt><kbd>"Esc"</kbd></dt><dd>"Close"</dd>
                         </dl>
                         <p class="muted">"Keys work when no text field has the focus."</p>
+                        <GuidelinesSection/>
                     </div>
                 </div>
             </Show>
+            <GuidelinesOverlay/>
         </section>
     }
 }

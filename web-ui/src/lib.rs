@@ -1,43 +1,55 @@
 //! The labelling web app (leptos, client-side rendered, compiled to wasm32): pick a model
 //! version the server offers, download it once into the browser's cache and run it on the
 //! labeller's GPU (WebGPU), chat with it, and compare two of its answers side by side and
-//! vote — the votes go to `dpo serve` as preference pairs for the next DPO round.
+//! vote — the votes go to `dpo serve` as preference pairs for the next DPO round. In a label
+//! campaign the prompts come from the server's prompt set, invited annotators sign in with
+//! their invite link, guidelines come first, and the team's lead reads the dashboard.
 
 pub mod browser_storage;
+pub mod campaign;
 pub mod chat_view;
 pub mod compare_view;
+pub mod dashboard_view;
 pub mod engine_probe;
 pub mod generation_settings;
 pub mod gpu_adapter;
+pub mod guidelines_view;
 pub mod loaded_model;
 pub mod markdown_view;
 pub mod model_cache;
 pub mod model_download;
 pub mod model_loader;
 pub mod server_api;
+pub mod svg_plots;
 pub mod vote_queue;
 
 use leptos::prelude::*;
 use wasm_bindgen::prelude::wasm_bindgen;
 
+use crate::campaign::Campaign;
 use crate::chat_view::ChatView;
 use crate::compare_view::CompareView;
+use crate::dashboard_view::DashboardView;
 use crate::generation_settings::GenerationSettings;
 use crate::model_loader::{ModelLoader, ModelLoaderView};
 use crate::vote_queue::VoteQueue;
 
-/// The two things a labeller does.
+/// The two things a labeller does, and the lead's dashboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Chat,
     Compare,
+    Dashboard,
 }
 
 /// The app's root view: the model loader on top, then chat or compare-and-vote once a model
-/// is on the GPU.
+/// is on the GPU; the dashboard needs no model.
 #[component]
 pub fn App() -> impl IntoView {
     let loader = ModelLoader::start();
+    // Before anything reads the token: an invite link signs this browser in.
+    let campaign = Campaign::start();
+    provide_context(campaign);
     provide_context(loader);
     provide_context(GenerationSettings::new());
     provide_context(VoteQueue::start());
@@ -60,14 +72,23 @@ pub fn App() -> impl IntoView {
             <nav>
                 {tab(Mode::Chat, "Chat", "mode-chat")}
                 {tab(Mode::Compare, "Compare & vote", "mode-compare")}
+                {tab(Mode::Dashboard, "Dashboard", "mode-dashboard")}
             </nav>
+            {move || campaign.info.get().and_then(|i| i.annotator).and_then(|a| a.name).map(|name| view! {
+                <span class="muted" data-testid="signed-in-as">{format!("Signed in as {name}")}</span>
+            })}
         </header>
-        <ModelLoaderView/>
-        <Show when=move || loader.is_ready()>
-            {move || match mode.get() {
-                Mode::Chat => view! { <ChatView/> }.into_any(),
-                Mode::Compare => view! { <CompareView/> }.into_any(),
-            }}
+        <Show
+            when=move || mode.get() != Mode::Dashboard
+            fallback=|| view! { <DashboardView/> }
+        >
+            <ModelLoaderView/>
+            <Show when=move || loader.is_ready()>
+                {move || match mode.get() {
+                    Mode::Chat => view! { <ChatView/> }.into_any(),
+                    _ => view! { <CompareView/> }.into_any(),
+                }}
+            </Show>
         </Show>
     }
 }

@@ -1,7 +1,8 @@
 //! The model the page runs: a verified GGUF loaded onto the browser's GPU with its tokenizer
 //! and chat template, and one KV-cached sequence that chat and compare share. One
 //! generation runs at a time: a view takes the model out of its slot, generates, and puts
-//! it back, so a second request while one runs is refused, never interleaved.
+//! it back, so a second request while one runs is refused, never interleaved. A blind
+//! battle needs a second served version: it waits in a slot of its own between battles.
 
 use std::cell::RefCell;
 use std::io::Cursor;
@@ -36,6 +37,30 @@ pub struct GenerationStats {
 
 thread_local! {
     static SLOT: RefCell<Option<LoadedModel>> = const { RefCell::new(None) };
+    static OPPONENT: RefCell<Option<LoadedModel>> = const { RefCell::new(None) };
+}
+
+/// Takes the battle opponent out if it is `version` (another version stays, and is dropped
+/// when the caller installs the one it loads instead).
+pub fn take_opponent(version: &str) -> Option<LoadedModel> {
+    OPPONENT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.as_ref().is_some_and(|m| m.manifest.version == version) {
+            slot.take()
+        } else {
+            None
+        }
+    })
+}
+
+/// Keeps `model` as the battle opponent until the next battle (replacing any other).
+pub fn keep_opponent(model: LoadedModel) {
+    OPPONENT.with(|slot| *slot.borrow_mut() = Some(model));
+}
+
+/// Drops the battle opponent (freeing its GPU memory before another one loads).
+pub fn drop_opponent() {
+    OPPONENT.with(|slot| slot.borrow_mut().take());
 }
 
 /// Puts `model` in the page's slot (replacing any earlier one).

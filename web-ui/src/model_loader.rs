@@ -132,60 +132,12 @@ impl ModelLoader {
 
     /// Returns whether the bytes came from the cache.
     async fn fetch_and_upload(self, manifest: ModelManifest) -> Result<bool, String> {
-        let file = manifest.gguf.clone();
-        if file.size > MAX_MODEL_BYTES {
-            return Err(format!(
-                "{} is {:.1} GB; a browser tab can hold about {:.1} GB of model. Publish a \
-                 smaller quantization (dpo export --quant q4_k_m) or a smaller model",
-                manifest.version,
-                file.size as f64 / 1e9,
-                MAX_MODEL_BYTES as f64 / 1e9
-            ));
-        }
         let (ctx, _) = gpu_adapter::context().await?;
         loaded_model::unload();
         self.loaded.set(None);
-        self.phase.set(LoadPhase::ReadingCache);
-        let mut from_cache = false;
-        let mut bytes = None;
-        match model_cache::get(&file.sha256).await {
-            Ok(Some(cached)) if sha256_hex(&cached) == file.sha256 => {
-                from_cache = true;
-                bytes = Some(cached);
-            }
-            Ok(Some(_)) => {
-                web_sys::console::warn_1(
-                    &"the cached model failed verification; downloading it again".into(),
-                );
-                let _ = model_cache::remove(&file.sha256).await;
-            }
-            Ok(None) => {}
-            Err(error) => web_sys::console::warn_1(&error.into()),
-        }
-        let bytes = match bytes {
-            Some(bytes) => bytes,
-            None => {
-                let url = format!(
-                    "/models/{}/{}",
-                    String::from(js_sys::encode_uri_component(&manifest.version)),
-                    file.path
-                );
-                self.phase.set(LoadPhase::Downloading(DownloadProgress {
-                    received: 0,
-                    total: file.size,
-                    bytes_per_second: 0.0,
-                }));
-                let phase = self.phase;
-                let bytes = model_download::download(&url, &file, &|progress| {
-                    phase.set(LoadPhase::Downloading(progress))
-                })
-                .await?;
-                if let Err(error) = model_cache::put(&file.sha256, &bytes).await {
-                    web_sys::console::warn_1(&error.into());
-                }
-                bytes
-            }
-        };
+        let phase = self.phase;
+        let (bytes, from_cache) =
+            verified_model_bytes(&manifest, &|progress| phase.set(progress)).await?;
         self.phase.set(LoadPhase::Uploading);
         // Let the page paint "Uploading" before the synchronous upload.
         crate::browser_storage::next_frame().await;
@@ -193,6 +145,67 @@ impl ModelLoader {
         loaded_model::install(model);
         Ok(from_cache)
     }
+}
+
+/// Loads another served version beside the labeller's for a blind battle (from the cache
+/// when a verified copy is there), reporting progress to `on_phase`.
+pub async fn load_battle_opponent(
+    manifest: ModelManifest,
+    on_phase: &dyn Fn(LoadPhase),
+) -> Result<LoadedModel, String> {
+    let (ctx, _) = gpu_adapter::context().await?;
+    let (bytes, _) = verified_model_bytes(&manifest, on_phase).await?;
+    on_phase(LoadPhase::Uploading);
+    crate::browser_storage::next_frame().await;
+    LoadedModel::load(&ctx, manifest, bytes)
+}
+
+/// A version's GGUF, verified against its manifest: the cached copy if it checks out,
+/// else downloaded (with progress) and cached. Also whether it came from the cache.
+async fn verified_model_bytes(
+    manifest: &ModelManifest,
+    on_phase: &dyn Fn(LoadPhase),
+) -> Result<(Vec<u8>, bool), String> {
+    let file = manifest.gguf.clone();
+    if file.size > MAX_MODEL_BYTES {
+        return Err(format!(
+            "{} is {:.1} GB; a browser tab can hold about {:.1} GB of model. Publish a \
+             smaller quantization (dpo export --quant q4_k_m) or a smaller model",
+            manifest.version,
+            file.size as f64 / 1e9,
+            MAX_MODEL_BYTES as f64 / 1e9
+        ));
+    }
+    on_phase(LoadPhase::ReadingCache);
+    match model_cache::get(&file.sha256).await {
+        Ok(Some(cached)) if sha256_hex(&cached) == file.sha256 => return Ok((cached, true)),
+        Ok(Some(_)) => {
+            web_sys::console::warn_1(
+                &"the cached model failed verification; downloading it again".into(),
+            );
+            let _ = model_cache::remove(&file.sha256).await;
+        }
+        Ok(None) => {}
+        Err(error) => web_sys::console::warn_1(&error.into()),
+    }
+    let url = format!(
+        "/models/{}/{}",
+        String::from(js_sys::encode_uri_component(&manifest.version)),
+        file.path
+    );
+    on_phase(LoadPhase::Downloading(DownloadProgress {
+        received: 0,
+        total: file.size,
+        bytes_per_second: 0.0,
+    }));
+    let bytes = model_download::download(&url, &file, &|progress| {
+        on_phase(LoadPhase::Downloading(progress))
+    })
+    .await?;
+    if let Err(error) = model_cache::put(&file.sha256, &bytes).await {
+        web_sys::console::warn_1(&error.into());
+    }
+    Ok((bytes, false))
 }
 
 fn megabytes(bytes: u64) -> String {

@@ -1,5 +1,8 @@
 //! The app's calls to `dpo serve`, on the page's own origin: the model versions it offers
-//! (`GET /api/models`) and pair submissions (`POST /api/pairs`).
+//! (`GET /api/models`), pair submissions (`POST /api/pairs`), the campaign
+//! (`GET /api/campaign`), the next prompt to label (`GET /api/prompts/next`) and the admin
+//! dashboard's figures (`GET /api/admin/dashboard`). Tokens travel only in the
+//! `Authorization` header.
 
 use js_sys::Promise;
 use serde::Deserialize;
@@ -42,9 +45,7 @@ struct ModelList {
 
 /// The versions the server offers, oldest first.
 pub async fn model_versions() -> Result<Vec<ModelManifest>, String> {
-    let init = RequestInit::new();
-    init.set_method("GET");
-    let response = fetch("/api/models", &init).await?;
+    let response = fetch("/api/models", &request_init("GET", None)?).await?;
     let body = text(&response).await?;
     if !response.ok() {
         return Err(format!("/api/models: HTTP {}: {body}", response.status()));
@@ -60,15 +61,85 @@ pub struct Submission {
     pub body: String,
 }
 
-/// POSTs one pair (its JSON); a network failure is an `Err`, any HTTP answer an `Ok`.
-pub async fn post_pair(json: &str) -> Result<Submission, String> {
+/// A request's init with `method` and, when given, `Authorization: Bearer <token>`.
+fn request_init(method: &str, token: Option<&str>) -> Result<RequestInit, String> {
     let init = RequestInit::new();
-    init.set_method("POST");
+    init.set_method(method);
     let headers = web_sys::Headers::new().map_err(|e| js_error_text(&e))?;
-    headers
-        .set("content-type", "application/json")
-        .map_err(|e| js_error_text(&e))?;
+    if method == "POST" {
+        headers
+            .set("content-type", "application/json")
+            .map_err(|e| js_error_text(&e))?;
+    }
+    if let Some(token) = token {
+        headers
+            .set("authorization", &format!("Bearer {token}"))
+            .map_err(|e| js_error_text(&e))?;
+    }
     init.set_headers(&headers);
+    Ok(init)
+}
+
+/// GETs `url` and reads its JSON answer (`None` for `204 No Content`).
+async fn get_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    token: Option<&str>,
+) -> Result<Option<T>, String> {
+    let response = fetch(url, &request_init("GET", token)?).await?;
+    if response.status() == 204 {
+        return Ok(None);
+    }
+    let body = text(&response).await?;
+    if !response.ok() {
+        return Err(format!(
+            "{url}: HTTP {}: {}",
+            response.status(),
+            error_reason(&body)
+        ));
+    }
+    serde_json::from_str(&body)
+        .map(Some)
+        .map_err(|e| format!("{url}: unexpected answer: {e}"))
+}
+
+pub async fn campaign(token: Option<&str>) -> Result<crate::campaign::CampaignInfo, String> {
+    get_json("/api/campaign", token)
+        .await?
+        .ok_or_else(|| "/api/campaign: empty answer".to_string())
+}
+
+/// A prompt of the campaign's prompt set, handed to this annotator.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ServedPrompt {
+    pub id: String,
+    pub conversation: Vec<shared::ChatMessage>,
+    /// The two answers' seeds (the same for every annotator of this prompt).
+    pub seeds: [u64; 2],
+}
+
+/// The next prompt for this annotator, or `None` when none is left for them.
+pub async fn next_prompt(
+    token: Option<&str>,
+    annotator: &str,
+) -> Result<Option<ServedPrompt>, String> {
+    let url = format!(
+        "/api/prompts/next?annotator={}",
+        String::from(js_sys::encode_uri_component(annotator))
+    );
+    get_json(&url, token).await
+}
+
+/// The admin dashboard's figures.
+pub async fn dashboard(admin_token: &str) -> Result<serde_json::Value, String> {
+    get_json("/api/admin/dashboard", Some(admin_token))
+        .await?
+        .ok_or_else(|| "/api/admin/dashboard: empty answer".to_string())
+}
+
+/// POSTs one pair (its JSON), with the annotator's token when there is one; a network
+/// failure is an `Err`, any HTTP answer an `Ok`.
+pub async fn post_pair(json: &str, token: Option<&str>) -> Result<Submission, String> {
+    let init = request_init("POST", token)?;
     init.set_body(&JsValue::from_str(json));
     let response = fetch("/api/pairs", &init).await?;
     let body = text(&response).await.unwrap_or_default();

@@ -101,7 +101,8 @@ impl VoteQueue {
             let Some(first) = pending.first().cloned() else {
                 return;
             };
-            let outcome = server_api::post_pair(&first).await;
+            let token = crate::campaign::annotator_token();
+            let outcome = server_api::post_pair(&first, token.as_deref()).await;
             let delivered = match outcome {
                 Ok(answer) if answer.status == 200 || answer.status == 201 => {
                     let count = self.acknowledged.get_untracked() + 1;

@@ -18,6 +18,7 @@ use super::hf_export::{HF_FILES, HfDtype, write_hf_directory};
 use super::model_card::{CardFiles, model_card};
 use super::quant_preset::QuantPreset;
 use super::version_files::{GGUF_FILE, exporter_name, hashed_file, version_id, write_manifest};
+use crate::train::trainer::METRICS_FILE;
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -125,6 +126,13 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let hf_files: &[&str] = if args.no_hf { &[] } else { &HF_FILES };
     for name in hf_files.iter().copied().chain(["README.md"]) {
         files.push(hashed_file(&out, name)?);
+    }
+    // The run's training curves travel with the version (the dashboard plots them).
+    let metrics = args.model.join(METRICS_FILE);
+    if args.model.is_dir() && metrics.is_file() {
+        std::fs::copy(&metrics, out.join(METRICS_FILE))
+            .with_context(|| format!("copying {}", metrics.display()))?;
+        files.push(hashed_file(&out, METRICS_FILE)?);
     }
     let mut version = args.version_id.clone().unwrap_or_else(|| {
         format!(

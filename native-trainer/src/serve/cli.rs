@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use shared::trl_rows::TrlStyle;
 
+use super::annotator_access::AccessMode;
 use super::commit_queue::CommitQueue;
 use super::http_api::{AppState, chat_template_of, router};
 use super::model_catalog::ModelCatalog;
@@ -50,10 +51,42 @@ pub struct ServeArgs {
     /// without one, CORS is off and only the server's own pages can.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// Who may label: `open` (anyone who reaches the server, pseudonymous) or `invite`
+    /// (annotators from `dpo annotators add`, each with their bearer token).
+    #[arg(long, value_enum, default_value = "open")]
+    pub access: AccessMode,
+    /// Labelling guidelines (Markdown) the app shows before the first vote and from its help.
+    #[arg(long, value_name = "FILE.md")]
+    pub guidelines: Option<PathBuf>,
+    /// Let annotators label prompts they write as well as the prompt set's (always allowed
+    /// while the store has no prompt set).
+    #[arg(long)]
+    pub allow_own_prompts: bool,
+    /// Share of comparisons whose two answers come from two different served versions
+    /// (blind, sides random); 0.5 when two or more versions are served.
+    #[arg(long, value_name = "F", value_parser = share)]
+    pub battle_share: Option<f64>,
+    /// Seconds a handed-out prompt stays reserved for its annotator.
+    #[arg(long, default_value_t = 600)]
+    pub prompt_lease_secs: u64,
+}
+
+fn share(text: &str) -> std::result::Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("`{text}`: expected a number from 0 to 1"))
 }
 
 pub fn run_serve(args: &ServeArgs) -> Result<()> {
     let store = open_store(&args.db)?;
+    let guidelines = match &args.guidelines {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the guidelines {}", path.display()))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(AppState {
         queue: CommitQueue::start(store.clone()),
         store,
@@ -65,6 +98,11 @@ pub fn run_serve(args: &ServeArgs) -> Result<()> {
         compressed: Default::default(),
         max_body_bytes: args.max_body_bytes,
         cors_origins: args.cors_origins.clone(),
+        access: args.access,
+        guidelines,
+        allow_own_prompts: args.allow_own_prompts,
+        battle_share: args.battle_share,
+        prompt_lease: std::time::Duration::from_secs(args.prompt_lease_secs.max(1)),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,9 +114,10 @@ pub fn run_serve(args: &ServeArgs) -> Result<()> {
         let bound = listener.local_addr()?;
         println!("http://{bound}");
         tracing::info!(
-            "serving {} model versions from {} on http://{bound}",
+            "serving {} model versions from {} on http://{bound} ({:?} access)",
             state.catalog.versions().len(),
-            args.models_dir.display()
+            args.models_dir.display(),
+            args.access
         );
         axum::serve(
             listener,

@@ -6,8 +6,18 @@
 //!   another pair `409`.
 //! - `GET /api/models`: the served versions' manifests; `GET /models/{version}/{file}`: a file
 //!   a manifest lists, with `ETag` = its sha256, HTTP Range, long-lived cache headers.
-//! - `GET /api/stats`: counts per vote and model version. `GET /api/export`: TRL rows as JSON
-//!   Lines, behind the admin token (`Authorization: Bearer …`).
+//!   With `--access invite` it needs the annotator's bearer token (`401` / `403`) and records
+//!   the token's annotator; a pair naming a served prompt is stored only while the prompt
+//!   wants labels, once per annotator (`409` otherwise).
+//! - `GET /api/prompts/next`: a prompt of the prompt set for the calling annotator (`200`
+//!   with its id, conversation and the two answers' seeds), leased to them for a while, or
+//!   `204` when none is left for them. `GET /api/campaign`: what the app needs to know (access
+//!   mode, guidelines, whether own prompts are allowed, the battle share, progress, who the
+//!   token belongs to).
+//! - `GET /api/stats`: counts per vote and model version, prompt-set progress, and each
+//!   version's Bradley–Terry rating and win rate against its parent.
+//! - Behind the admin token (`Authorization: Bearer …`): `GET /api/export` (TRL rows as JSON
+//!   Lines) and `GET /api/admin/dashboard` (the dashboard's figures).
 //! - Everything else: the web app's files, when a web directory is given (gzip when accepted).
 //!
 //! Every response carries the security headers (a CSP allowing only what the wasm app needs,
@@ -30,11 +40,15 @@ use shared::trl_rows::TrlStyle;
 use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::annotator_access::{AccessMode, bearer_token, invited_annotator};
 use super::commit_queue::CommitQueue;
 use super::compressed_files::CompressedFiles;
+use super::dashboard_data::dashboard_data;
 use super::model_catalog::ModelCatalog;
 use super::rate_limiter::RateLimiter;
 use super::trl_row_file::{json_lines, stored_rows};
+use crate::campaign::version_standings::version_standings;
+use crate::store::prompt_set::prompt_seeds;
 use crate::store::{InsertOutcome, PairStore};
 
 /// What only the wasm app needs: its own scripts and wasm, inline styles, same-origin fetches.
@@ -54,6 +68,16 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Origins allowed to call the API from other sites' pages; empty: CORS off.
     pub cors_origins: Vec<String>,
+    pub access: AccessMode,
+    /// The labelling guidelines (Markdown) the app shows before the first vote.
+    pub guidelines: Option<String>,
+    /// Whether annotators may label prompts they write (always, while the store has no
+    /// prompt set).
+    pub allow_own_prompts: bool,
+    /// The share of comparisons drawn from two different versions, when there are two.
+    pub battle_share: Option<f64>,
+    /// How long a handed-out prompt stays reserved for its annotator.
+    pub prompt_lease: std::time::Duration,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -63,6 +87,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/models", get(list_models))
         .route("/api/stats", get(stats))
         .route("/api/export", get(export_pairs))
+        .route("/api/prompts/next", get(next_prompt))
+        .route("/api/campaign", get(campaign))
+        .route("/api/admin/dashboard", get(dashboard))
         .route("/models/{version}/{file}", get(model_file))
         .fallback(get(web_file))
         .layer(DefaultBodyLimit::max(max_body))
@@ -93,11 +120,16 @@ fn too_many(retry_after: std::time::Duration, who: &str) -> Response {
 async fn submit_pair(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(wait) = state.ip_limit.check(&client.ip().to_string()) {
         return too_many(wait, "address");
     }
+    let invited = match invited_annotator(state.access, &state.store, &headers).await {
+        Ok(invited) => invited,
+        Err((status, reason)) => return error(status, "authorization", reason),
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -120,7 +152,7 @@ async fn submit_pair(
             );
         }
     };
-    let pair = match serde_json::from_str::<PreferencePair>(text) {
+    let mut pair = match serde_json::from_str::<PreferencePair>(text) {
         Ok(pair) => pair,
         Err(e) => {
             return error(
@@ -134,11 +166,21 @@ async fn submit_pair(
             );
         }
     };
+    if let Some(name) = invited {
+        pair.annotator_id = name;
+    }
     if let Err(invalid) = PairLimits::default().validate(&pair) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             &invalid.field,
             invalid.reason,
+        );
+    }
+    if pair.prompt_id.is_none() && !own_prompts_allowed(&state).await {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "prompt_id",
+            "this server labels its prompt set only: label a prompt from /api/prompts/next",
         );
     }
     if let Err(wait) = state.annotator_limit.check(&pair.annotator_id) {
@@ -191,6 +233,9 @@ async fn submit_pair(
             "idempotency_key",
             "already used for a different pair",
         ),
+        Ok(InsertOutcome::Refused(refusal)) => {
+            error(StatusCode::CONFLICT, "prompt_id", refusal.reason())
+        }
         Err(e) => {
             tracing::error!("pair not stored: {e:#}");
             error(
@@ -207,10 +252,159 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.stats()).await {
-        Ok(Ok(stats)) => axum::Json(stats).into_response(),
+    let worker = state.clone();
+    let figures = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+        let counts = worker.store.stats()?;
+        let progress = worker.store.prompt_progress()?;
+        let standings = version_standings(&worker.catalog.versions(), &worker.store.all_pairs()?);
+        let mut figures = serde_json::to_value(counts)?;
+        figures["prompts"] = serde_json::to_value(progress)?;
+        figures["versions"] = serde_json::to_value(standings)?;
+        Ok(figures)
+    })
+    .await;
+    match figures {
+        Ok(Ok(figures)) => axum::Json(figures).into_response(),
         _ => error(StatusCode::SERVICE_UNAVAILABLE, "$", "stats unavailable"),
+    }
+}
+
+/// Whether a pair may label a prompt its annotator wrote.
+async fn own_prompts_allowed(state: &Arc<AppState>) -> bool {
+    if state.allow_own_prompts {
+        return true;
+    }
+    let store = state.store.clone();
+    matches!(
+        tokio::task::spawn_blocking(move || store.prompt_progress()).await,
+        Ok(Ok(progress)) if progress.prompts == 0
+    )
+}
+
+/// The share of comparisons that are battles between two versions, as served now.
+fn battle_share(state: &AppState) -> f64 {
+    if state.catalog.versions().len() < 2 {
+        return 0.0;
+    }
+    state.battle_share.unwrap_or(0.5)
+}
+
+#[derive(serde::Deserialize)]
+struct NextPromptQuery {
+    /// The open mode's pseudonymous annotator id (ignored under `--access invite`).
+    annotator: Option<String>,
+}
+
+async fn next_prompt(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<NextPromptQuery>,
+) -> Response {
+    let annotator = match invited_annotator(state.access, &state.store, &headers).await {
+        Ok(Some(name)) => name,
+        Ok(None) => match query.annotator {
+            Some(id) if is_plain_id(&id) => id,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "annotator",
+                    "give ?annotator=ID (1 to 128 letters, digits, - _ . :)",
+                );
+            }
+        },
+        Err((status, reason)) => return error(status, "authorization", reason),
+    };
+    let store = state.store.clone();
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let lease_ms = state.prompt_lease.as_millis() as i64;
+    match tokio::task::spawn_blocking(move || store.next_prompt(&annotator, now_ms, lease_ms)).await
+    {
+        Ok(Ok(Some(prompt))) => axum::Json(json!({
+            "id": prompt.id,
+            "conversation": prompt.conversation,
+            "seeds": prompt_seeds(&prompt.id),
+            "lease_seconds": state.prompt_lease.as_secs(),
+        }))
+        .into_response(),
+        Ok(Ok(None)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => {
+            tracing::error!("handing out a prompt failed: {e:#}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "$", "no prompt now; retry")
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "$", "no prompt now"),
+    }
+}
+
+fn is_plain_id(id: &str) -> bool {
+    (1..=128).contains(&id.chars().count())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+async fn campaign(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let annotator = match (state.access, bearer_token(&headers)) {
+        (AccessMode::Invite, Some(_)) => {
+            match invited_annotator(state.access, &state.store, &headers).await {
+                Ok(name) => json!({ "name": name, "status": "valid" }),
+                Err((StatusCode::FORBIDDEN, _)) => json!({ "name": null, "status": "revoked" }),
+                Err(_) => json!({ "name": null, "status": "unknown" }),
+            }
+        }
+        (AccessMode::Invite, None) => json!({ "name": null, "status": "missing" }),
+        (AccessMode::Open, _) => json!(null),
+    };
+    let store = state.store.clone();
+    let progress = tokio::task::spawn_blocking(move || store.prompt_progress())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    axum::Json(json!({
+        "access": state.access,
+        "annotator": annotator,
+        "guidelines": state.guidelines,
+        "own_prompts": state.allow_own_prompts || progress.prompts == 0,
+        "battle_share": battle_share(&state),
+        "prompts": progress,
+    }))
+    .into_response()
+}
+
+/// `Ok` when the request carries the admin token; else the response to send.
+fn require_admin(state: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> {
+    let Some(token) = &state.admin_token else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "$",
+            format!("{what} is off: start with --admin-token"),
+        ));
+    };
+    if !bearer_token(headers)
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "authorization",
+            "a valid admin token is required",
+        ));
+    }
+    Ok(())
+}
+
+async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(refused) = require_admin(&state, &headers, "the dashboard") {
+        return refused;
+    }
+    let worker = state.clone();
+    match tokio::task::spawn_blocking(move || {
+        dashboard_data(worker.store.as_ref(), &worker.catalog)
+    })
+    .await
+    {
+        Ok(Ok(data)) => axum::Json(data).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "$", format!("{e:#}")),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "$", "dashboard failed"),
     }
 }
 
@@ -224,23 +418,8 @@ async fn export_pairs(
     headers: HeaderMap,
     Query(query): Query<ExportQuery>,
 ) -> Response {
-    let Some(token) = &state.admin_token else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "$",
-            "export is off: start with --admin-token",
-        );
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "authorization",
-            "a valid admin token is required",
-        );
+    if let Err(refused) = require_admin(&state, &headers, "export") {
+        return refused;
     }
     let style = match query.style.as_deref().unwrap_or("conversational") {
         "conversational" => TrlStyle::Conversational,

@@ -2,11 +2,14 @@
 //! (`http_api.rs`), served model versions (`model_catalog.rs`), group commits into the pair
 //! store (`commit_queue.rs`; the store itself is `crate::store`), gzip of the web app's files
 //! (`compressed_files.rs`), rate limits (`rate_limiter.rs`), TRL rows as JSON Lines or Parquet
-//! (`trl_row_file.rs`) and the rounds table (`rounds.rs`); the commands in `cli.rs`.
+//! (`trl_row_file.rs`), the rounds table (`rounds.rs`), who may label (`annotator_access.rs`)
+//! and the admin dashboard's figures (`dashboard_data.rs`); the commands in `cli.rs`.
 
+pub mod annotator_access;
 pub mod cli;
 pub mod commit_queue;
 pub mod compressed_files;
+pub mod dashboard_data;
 pub mod http_api;
 pub mod model_catalog;
 pub mod rate_limiter;

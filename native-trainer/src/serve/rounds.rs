@@ -1,8 +1,9 @@
 //! `dpo rounds`: the flywheel's history as one table — every model version a server offers,
 //! oldest first, with the version it was trained from, the pairs labelled on it, its DPO
 //! run's final metrics under TRL's names (`loss`, `rewards/accuracies`, and the held-out
-//! `eval_rewards/accuracies`), its GGUF size and quantization. `--json` prints the rows as
-//! JSON Lines instead.
+//! `eval_rewards/accuracies`), its GGUF size and quantization, and how it fared in blind
+//! battles: its Bradley–Terry rating with the 95% bootstrap interval and the battles behind
+//! it, and its win rate against its parent. `--json` prints the rows as JSON Lines instead.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use shared::ModelManifest;
 
 use super::model_catalog::ModelCatalog;
+use crate::campaign::version_standings::{VersionStanding, version_standings};
 use crate::store::open_store;
 
 #[derive(Args, Debug)]
@@ -32,8 +34,14 @@ fn metric(manifest: &ModelManifest, key: &str) -> Option<f64> {
 }
 
 /// One version's row.
-fn row(manifest: &ModelManifest, pairs: u64) -> Value {
+fn row(manifest: &ModelManifest, pairs: u64, standing: &VersionStanding) -> Value {
     json!({
+        "rating": standing.rating,
+        "rating_low": standing.rating_low,
+        "rating_high": standing.rating_high,
+        "battles": standing.battles,
+        "win_rate_vs_parent": standing.win_rate_vs_parent,
+        "battles_vs_parent": standing.battles_vs_parent,
         "version": manifest.version,
         "parent_version": manifest.parent_version,
         "created": manifest.created,
@@ -58,16 +66,19 @@ fn cell(value: &Value) -> String {
 
 pub fn run(args: &RoundsArgs) -> Result<()> {
     let versions = ModelCatalog::new(&args.models_dir).versions();
-    let stats = open_store(&args.db)?.stats()?;
+    let store = open_store(&args.db)?;
+    let stats = store.stats()?;
+    let standings = version_standings(&versions, &store.all_pairs()?);
     let rows: Vec<Value> = versions
         .iter()
-        .map(|manifest| {
+        .zip(&standings)
+        .map(|(manifest, standing)| {
             let pairs = stats
                 .by_model_version
                 .get(&manifest.version)
                 .map(|votes| votes.values().sum())
                 .unwrap_or(0);
-            row(manifest, pairs)
+            row(manifest, pairs, standing)
         })
         .collect();
     if args.json {
@@ -86,6 +97,9 @@ pub fn run(args: &RoundsArgs) -> Result<()> {
         ("eval_rewards/accuracies", "eval_rewards/accuracies"),
         ("MB", "size_bytes"),
         ("quant", "quant"),
+        ("rating (95% CI)", "rating"),
+        ("battles", "battles"),
+        ("win rate vs parent", "win_rate_vs_parent"),
     ];
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -96,6 +110,18 @@ pub fn run(args: &RoundsArgs) -> Result<()> {
                     "size_bytes" => {
                         format!("{:.1}", row[key].as_u64().unwrap_or_default() as f64 / 1e6)
                     }
+                    "rating" => match (
+                        row["rating"].as_f64(),
+                        row["rating_low"].as_f64(),
+                        row["rating_high"].as_f64(),
+                    ) {
+                        (Some(r), Some(low), Some(high)) => format!("{r:.0} [{low:.0}, {high:.0}]"),
+                        _ => "-".into(),
+                    },
+                    "win_rate_vs_parent" => match row[key].as_f64() {
+                        Some(rate) => format!("{rate:.3} ({} battles)", row["battles_vs_parent"]),
+                        None => "-".into(),
+                    },
                     _ => cell(&row[key]),
                 })
                 .collect()

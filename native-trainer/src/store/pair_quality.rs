@@ -1,7 +1,10 @@
 //! `dpo pairs quality`: what a labelling lead checks before a round — labels per annotator
 //! (and their votes), comparisons labelled more than once (the same prompt and the same two
-//! answers) with how far their labels agree, and how many labels are such repeats. The
-//! grouping is the one `dpo train --data sqlite:…` uses to count a comparison once.
+//! answers) with how far their labels agree, and how many labels are such repeats; then
+//! Cohen's kappa for every two annotators with shared comparisons, Fleiss' kappa over the
+//! comparisons with several labels, and each annotator's agreement with the majority
+//! (`annotator_agreement.rs`). The grouping is the one `dpo train --data sqlite:…` uses to
+//! count a comparison once.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,7 @@ use clap::Args;
 use serde_json::json;
 use shared::PreferencePair;
 
+use super::annotator_agreement::agreement as annotator_agreement;
 use super::store_url::open_store;
 use super::vote_selection::{comparison_key, label_outcome};
 
@@ -94,6 +98,40 @@ pub fn run(args: &PairQualityArgs) -> Result<()> {
         let mean = repeated.iter().map(|(_, l)| agreement(l)).sum::<f64>() / repeated.len() as f64;
         println!();
         println!("mean agreement over repeated comparisons: {mean:.2}");
+    }
+    let report = annotator_agreement(&pairs);
+    let figure = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.3}"));
+    println!();
+    println!(
+        "Fleiss' kappa over {} comparisons with several labels: {}",
+        report.fleiss_comparisons,
+        figure(report.fleiss_kappa)
+    );
+    if !report.cohen.is_empty() {
+        println!();
+        println!("| annotators | shared comparisons | Cohen's kappa |");
+        println!("|---|---:|---:|");
+        for pair in &report.cohen {
+            println!(
+                "| {} · {} | {} | {} |",
+                pair.first,
+                pair.second,
+                pair.shared_comparisons,
+                figure(pair.kappa)
+            );
+        }
+    }
+    if !report.majority.is_empty() {
+        println!();
+        println!("| annotator | labels compared with the majority | agreement with the majority |");
+        println!("|---|---:|---:|");
+        for (annotator, majority) in &report.majority {
+            println!(
+                "| {annotator} | {} | {} |",
+                majority.compared,
+                figure(majority.share())
+            );
+        }
     }
     tracing::debug!(
         "{}",

@@ -1,12 +1,18 @@
 //! Where preference pairs are kept: one storage trait for every database. A store commits a
 //! batch durably before it returns, stores each idempotency key once, and tells apart a
-//! retry (same key, same pair) from a key reused for a different pair.
+//! retry (same key, same pair) from a key reused for a different pair. A pair that labels a
+//! served prompt is stored only while that prompt wants labels, once per annotator, with
+//! the prompt's own conversation. The same stores keep the prompt sets (with leases on
+//! handed-out prompts) and the invited annotators.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde::Serialize;
 use shared::PreferencePair;
+
+use super::annotator_records::{AnnotatorRecord, TokenCheck};
+use super::prompt_set::{NewPrompt, PromptImport, PromptProgress, ServedPrompt};
 
 /// What happened to one submitted pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +23,31 @@ pub enum InsertOutcome {
     Replayed(i64),
     /// The key is taken by a different pair (stored under this id); nothing was stored.
     KeyReused(i64),
+    /// The pair names a served prompt it may not label; nothing was stored.
+    Refused(PromptRefusal),
+}
+
+/// Why a pair naming a prompt was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptRefusal {
+    UnknownPrompt,
+    /// Its conversation is not the prompt's.
+    OtherConversation,
+    /// This annotator has labelled the prompt already.
+    AlreadyLabelled,
+    /// The prompt has all the labels it wants.
+    Complete,
+}
+
+impl PromptRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            PromptRefusal::UnknownPrompt => "no such prompt in this server's prompt set",
+            PromptRefusal::OtherConversation => "the conversation is not the served prompt's",
+            PromptRefusal::AlreadyLabelled => "this annotator has already labelled this prompt",
+            PromptRefusal::Complete => "this prompt has all the labels it wants",
+        }
+    }
 }
 
 /// Counts for `GET /api/stats`.
@@ -35,6 +66,29 @@ pub trait PairStore: Send + Sync + 'static {
     fn stats(&self) -> Result<PairStats>;
     /// Every stored pair, in the order they were stored.
     fn all_pairs(&self) -> Result<Vec<PreferencePair>>;
+
+    /// Adds prompts in one commit, skipping those the store has (same normalised
+    /// conversation or id) and repeats within `prompts`.
+    fn add_prompts(&self, prompts: &[NewPrompt]) -> Result<PromptImport>;
+    /// A prompt for `annotator`: one they have not labelled among those with fewer labels
+    /// (acknowledged, plus other annotators' unexpired leases) than they want — the one
+    /// they already hold a lease on, else the least labelled, random among equals — leased
+    /// to them until `now_ms + lease_ms`. `None` when none is left for them.
+    fn next_prompt(
+        &self,
+        annotator: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ServedPrompt>>;
+    fn prompt_progress(&self) -> Result<PromptProgress>;
+
+    /// Records an invited annotator; an error if the name is taken.
+    fn add_annotator(&self, name: &str, token_sha256: &str) -> Result<()>;
+    /// Every invited annotator, in invitation order.
+    fn annotators(&self) -> Result<Vec<AnnotatorRecord>>;
+    /// Revokes `name`'s invite; `false` if there is no such annotator.
+    fn revoke_annotator(&self, name: &str) -> Result<bool>;
+    fn check_token(&self, token_sha256: &str) -> Result<TokenCheck>;
 }
 
 /// Stats from `(model_a, model_b, vote, count)` groups, as both stores query them.

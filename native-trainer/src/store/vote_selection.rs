@@ -1,6 +1,9 @@
 //! Which stored votes a training run learns from: `?model_version=V` (on-policy: only pairs
 //! whose two candidates came from V), `since=` / `until=` (RFC 3339, on the vote time),
-//! `annotator=ID`, and `min_agreement=F`, parsed from the store URL's query.
+//! `annotator=ID`, `min_agreement=F` and `min_annotator_agreement=F`, parsed from the store
+//! URL's query. `min_annotator_agreement` leaves out every label of an annotator whose
+//! agreement with the majority (`annotator_agreement.rs`) is below F; annotators with no
+//! repeated comparison to judge them by are kept.
 //!
 //! Pairs whose prompt and two candidate texts are identical (the same comparison labelled
 //! more than once) are one comparison: its labels must agree — the most common outcome's
@@ -11,6 +14,8 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
 use shared::{PreferencePair, Vote};
+
+use super::annotator_agreement::agreement;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -22,6 +27,7 @@ pub struct VoteFilter {
     pub until: Option<OffsetDateTime>,
     pub annotator: Option<String>,
     pub min_agreement: f64,
+    pub min_annotator_agreement: Option<f64>,
 }
 
 /// How the stored pairs were narrowed down.
@@ -30,6 +36,10 @@ pub struct VoteSelection {
     pub stored: usize,
     /// Left out by the version, time or annotator filter.
     pub filtered_out: usize,
+    /// Labels left out because their annotator agrees with the majority too rarely.
+    pub low_agreement_labels: usize,
+    /// The annotators those labels came from.
+    pub low_agreement_annotators: usize,
     /// Extra labels of a comparison already counted.
     pub duplicates: usize,
     /// Comparisons dropped because their labels disagree.
@@ -59,18 +69,22 @@ pub fn parse_vote_source(data: &str) -> Result<(String, VoteFilter)> {
             "annotator" => filter.annotator = Some(value.to_string()),
             "since" => filter.since = Some(time(value)?),
             "until" => filter.until = Some(time(value)?),
-            "min_agreement" => {
+            "min_agreement" | "min_annotator_agreement" => {
                 let share: f64 = value
                     .parse()
                     .ok()
                     .filter(|v: &f64| (0.0..=1.0).contains(v))
                     .with_context(|| {
-                        format!("{data}: `min_agreement` must be a number in [0, 1], got `{value}`")
+                        format!("{data}: `{key}` must be a number in [0, 1], got `{value}`")
                     })?;
-                filter.min_agreement = share;
+                if key == "min_agreement" {
+                    filter.min_agreement = share;
+                } else {
+                    filter.min_annotator_agreement = Some(share);
+                }
             }
             other => bail!(
-                "{data}: unknown selector `{other}` (use model_version, since, until, annotator, min_agreement)"
+                "{data}: unknown selector `{other}` (use model_version, since, until, annotator, min_agreement, min_annotator_agreement)"
             ),
         }
     }
@@ -125,6 +139,23 @@ pub fn select_votes(
             keep
         })
         .collect();
+    let matching = match filter.min_annotator_agreement {
+        None => matching,
+        Some(threshold) => {
+            let majority = agreement(&matching).majority;
+            let below: Vec<&String> = majority
+                .iter()
+                .filter(|(_, m)| m.share().is_some_and(|share| share < threshold))
+                .map(|(annotator, _)| annotator)
+                .collect();
+            selection.low_agreement_annotators = below.len();
+            let (kept, dropped): (Vec<_>, Vec<_>) = matching
+                .into_iter()
+                .partition(|pair| !below.contains(&&pair.annotator_id));
+            selection.low_agreement_labels = dropped.len();
+            kept
+        }
+    };
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     let mut order = Vec::new();
     for (index, pair) in matching.iter().enumerate() {

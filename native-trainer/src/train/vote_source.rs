@@ -37,11 +37,20 @@ pub fn read_votes(data: &Path) -> Result<PreferenceFile> {
             line_numbers.push(index + 1);
         }
     }
+    if let Some(threshold) = filter.min_annotator_agreement {
+        tracing::info!(
+            "{url}: left out {} labels of {} annotators whose agreement with the majority is \
+             below {threshold}",
+            selection.low_agreement_labels,
+            selection.low_agreement_annotators
+        );
+    }
     tracing::info!(
-        "{url}: {} stored pairs, {} filtered out, {} duplicate labels, {} comparisons dropped for \
-         disagreement, {} kept → {} TRL rows",
+        "{url}: {} stored pairs, {} filtered out, {} left out for low annotator agreement, {} \
+         duplicate labels, {} comparisons dropped for disagreement, {} kept → {} TRL rows",
         selection.stored,
         selection.filtered_out,
+        selection.low_agreement_labels,
         selection.duplicates,
         selection.disagreeing,
         selection.kept,

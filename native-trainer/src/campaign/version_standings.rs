@@ -1,0 +1,51 @@
+//! Where each served version stands after its battles, as `dpo rounds`, `GET /api/stats` and
+//! the dashboard show it: its Bradley–Terry rating with the 95% interval and the battles
+//! behind it, and its win rate against the version it was trained from.
+
+use serde::Serialize;
+use shared::{ModelManifest, PreferencePair};
+
+use super::version_ratings::{battles, rate_versions, win_rate_against};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionStanding {
+    pub version: String,
+    pub parent_version: Option<String>,
+    /// `None` until the version has fought a battle.
+    pub rating: Option<f64>,
+    pub rating_low: Option<f64>,
+    pub rating_high: Option<f64>,
+    pub battles: usize,
+    /// Points per battle against the parent (ties half).
+    pub win_rate_vs_parent: Option<f64>,
+    pub battles_vs_parent: usize,
+}
+
+/// One standing per version, in the order given (oldest first).
+pub fn version_standings(
+    versions: &[ModelManifest],
+    pairs: &[PreferencePair],
+) -> Vec<VersionStanding> {
+    let battles = battles(pairs);
+    let ratings = rate_versions(&battles);
+    versions
+        .iter()
+        .map(|manifest| {
+            let rating = ratings.get(&manifest.version);
+            let against_parent = manifest
+                .parent_version
+                .as_deref()
+                .and_then(|parent| win_rate_against(&battles, &manifest.version, parent));
+            VersionStanding {
+                version: manifest.version.clone(),
+                parent_version: manifest.parent_version.clone(),
+                rating: rating.map(|r| r.rating),
+                rating_low: rating.map(|r| r.low),
+                rating_high: rating.map(|r| r.high),
+                battles: rating.map_or(0, |r| r.battles),
+                win_rate_vs_parent: against_parent.map(|(rate, _)| rate),
+                battles_vs_parent: against_parent.map_or(0, |(_, n)| n),
+            }
+        })
+        .collect()
+}
