@@ -63,6 +63,8 @@ struct CompareState {
     source: RwSignal<PromptSource>,
     /// What the view is doing besides generating (loading a battle's second version).
     activity: RwSignal<Option<String>>,
+    /// A vote on a served prompt is on its way; the next prompt comes once it is delivered.
+    awaiting_ack: RwSignal<bool>,
     input: RwSignal<String>,
     /// The prompt the candidates answer (system prompt first when set).
     conversation: RwSignal<Vec<ChatMessage>>,
@@ -341,7 +343,10 @@ impl CompareState {
                 self.notice
                     .set(Some(format!("Vote saved ({}).", vote_label(vote))));
                 if pair.prompt_id.is_some() {
-                    self.fetch_prompt();
+                    // The next prompt once the server has this vote (until then it would hand
+                    // back the prompt this annotator still holds a lease on).
+                    self.source.set(PromptSource::Loading);
+                    self.awaiting_ack.set(true);
                 }
             }
             Err(error) => self
@@ -393,6 +398,7 @@ pub fn CompareView() -> impl IntoView {
         campaign,
         source: RwSignal::new(PromptSource::Loading),
         activity: RwSignal::new(None),
+        awaiting_ack: RwSignal::new(false),
         input: RwSignal::new(String::new()),
         conversation: RwSignal::new(Vec::new()),
         sides: [RwSignal::new(None), RwSignal::new(None)],
@@ -418,6 +424,12 @@ pub fn CompareView() -> impl IntoView {
             state.source.set(PromptSource::Failed(error));
         }
         false
+    });
+    Effect::new(move || {
+        if state.awaiting_ack.get() && queue.pending.get() == 0 {
+            state.awaiting_ack.set(false);
+            state.fetch_prompt();
+        }
     });
     let prompt_ref: NodeRef<leptos::html::Textarea> = NodeRef::new();
     let focus_prompt = move || {
@@ -530,8 +542,37 @@ pub fn CompareView() -> impl IntoView {
                         {format!("The next prompt could not be fetched: {error}")}
                     </div>
                 }.into_any(),
-                PromptSource::Loading => view! { <p class="muted">"Fetching the next prompt…"</p> }.into_any(),
+                PromptSource::Loading => view! {
+                    <p class="muted">
+                        {move || if state.awaiting_ack.get() {
+                            "Waiting for the server to acknowledge your vote before the next prompt…"
+                        } else {
+                            "Fetching the next prompt…"
+                        }}
+                    </p>
+                }.into_any(),
                 PromptSource::Own => ().into_any(),
+            }}
+            {move || {
+                let info = state.campaign.info.get()?;
+                if !info.own_prompts || info.prompts.prompts == 0 || state.generating.get() {
+                    return None;
+                }
+                Some(match state.source.get() {
+                    PromptSource::Served(_) => view! {
+                        <button data-testid="write-own-prompt" class="secondary" on:click=move |_| {
+                            state.reset();
+                            state.source.set(PromptSource::Own);
+                        }>"Write my own prompt instead"</button>
+                    }.into_any(),
+                    PromptSource::Own => view! {
+                        <button data-testid="label-served-prompt" class="secondary" on:click=move |_| {
+                            state.reset();
+                            state.fetch_prompt();
+                        }>"Label the campaign's next prompt"</button>
+                    }.into_any(),
+                    _ => ().into_any(),
+                })
             }}
             {move || state.activity.get().map(|a| view! { <p class="muted" data-testid="compare-activity">{a}</p> })}
             <div class="composer">

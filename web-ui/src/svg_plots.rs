@@ -30,6 +30,16 @@ fn y_of(value: f64, low: f64, high: f64) -> f64 {
     TOP + plot_height() * (1.0 - (value - low) / span)
 }
 
+/// What an empty plot says instead of marks.
+fn no_data() -> AnyView {
+    view! {
+        <text x=LEFT + plot_width() / 2.0 y=TOP + plot_height() / 2.0 text-anchor="middle" class="tick" data-empty="true">
+            "No data yet"
+        </text>
+    }
+    .into_any()
+}
+
 fn frame(title: String, testid: &'static str, low: f64, high: f64, body: AnyView) -> AnyView {
     let ticks: Vec<f64> = (0..=4)
         .map(|i| low + (high - low) * i as f64 / 4.0)
@@ -72,6 +82,9 @@ pub fn bar_chart(
     let high = max
         .unwrap_or_else(|| bars.iter().map(|b| b.1).fold(0.0, f64::max))
         .max(1e-9);
+    if bars.is_empty() {
+        return frame(title.into(), testid, 0.0, high, no_data());
+    }
     let slot = plot_width() / bars.len().max(1) as f64;
     let body = bars
         .into_iter()
@@ -108,6 +121,9 @@ pub fn interval_chart(
     } else {
         (900.0, 1100.0)
     };
+    if points.is_empty() {
+        return frame(title.into(), testid, low, high, no_data());
+    }
     let slot = plot_width() / points.len().max(1) as f64;
     let body = points
         .into_iter()
@@ -149,6 +165,9 @@ pub fn line_chart(
     } else {
         (0.0, 1.0)
     };
+    if series.iter().all(|(_, points)| points.is_empty()) {
+        return frame(title.into(), testid, y_low, y_high, no_data());
+    }
     let x_of = |x: f64| {
         let span = if x_high > x_low { x_high - x_low } else { 1.0 };
         LEFT + plot_width() * (x - x_low) / span

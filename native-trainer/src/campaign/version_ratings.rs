@@ -13,7 +13,7 @@ use shared::{PreferencePair, Vote};
 /// Bootstrap resamples behind each interval.
 pub const BOOTSTRAP_ROUNDS: usize = 1000;
 /// Fixed, so the same votes always give the same interval.
-const BOOTSTRAP_SEED: u64 = 0x5eed_ba77_1e5;
+const BOOTSTRAP_SEED: u64 = 0x05ee_dba7_71e5;
 /// Strength floor (relative to the geometric mean) for a version that never won: keeps its
 /// rating finite (1000 − 2400) instead of running off to minus infinity.
 const MIN_STRENGTH: f64 = 1e-6;
@@ -56,20 +56,38 @@ pub struct VersionRating {
 /// Bradley–Terry ratings of every version that fought: the maximum-likelihood strengths
 /// (ties as half wins), as `1000 + 400·log10(strength / geometric mean)`.
 pub fn bradley_terry(battles: &[Battle]) -> BTreeMap<String, f64> {
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-    for battle in battles {
-        let next = index.len();
-        index.entry(&battle.first).or_insert(next);
-        let next = index.len();
-        index.entry(&battle.second).or_insert(next);
-    }
-    let n = index.len();
+    let (names, indexed) = indexed_battles(battles);
+    let ratings = fit(names.len(), &indexed);
+    names.into_iter().zip(ratings).collect()
+}
+
+/// The versions that fought (sorted) and each battle as (first, second, score) indices.
+fn indexed_battles(battles: &[Battle]) -> (Vec<String>, Vec<(usize, usize, f64)>) {
+    let names: Vec<String> = battles
+        .iter()
+        .flat_map(|b| [b.first.clone(), b.second.clone()])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let index = |name: &str| {
+        names
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .expect("listed")
+    };
+    let indexed = battles
+        .iter()
+        .map(|b| (index(&b.first), index(&b.second), b.score))
+        .collect();
+    (names, indexed)
+}
+
+/// Hunter's MM iterations for `n` players; their ratings on the Elo scale.
+fn fit(n: usize, battles: &[(usize, usize, f64)]) -> Vec<f64> {
     let mut wins = vec![0.0f64; n];
     let mut games = vec![vec![0.0f64; n]; n];
-    for battle in battles {
-        let (i, j) = (index[battle.first.as_str()], index[battle.second.as_str()]);
-        wins[i] += battle.score;
-        wins[j] += 1.0 - battle.score;
+    for &(i, j, score) in battles {
+        wins[i] += score;
+        wins[j] += 1.0 - score;
         games[i][j] += 1.0;
         games[j][i] += 1.0;
     }
@@ -88,9 +106,14 @@ pub fn bradley_terry(battles: &[Battle]) -> BTreeMap<String, f64> {
                 }
             })
             .collect();
-        let log_mean = next.iter().map(|s| s.ln()).sum::<f64>() / n as f64;
-        for s in &mut next {
-            *s = (*s / log_mean.exp()).max(MIN_STRENGTH);
+        // Normalised over the players that fought (in a bootstrap resample some did not).
+        let active: Vec<usize> = (0..n)
+            .filter(|&i| games[i].iter().any(|&g| g > 0.0))
+            .collect();
+        let log_mean =
+            active.iter().map(|&i| next[i].ln()).sum::<f64>() / active.len().max(1) as f64;
+        for &i in &active {
+            next[i] = (next[i] / log_mean.exp()).max(MIN_STRENGTH);
         }
         let change = next
             .iter()
@@ -102,53 +125,64 @@ pub fn bradley_terry(battles: &[Battle]) -> BTreeMap<String, f64> {
             break;
         }
     }
-    index
-        .into_iter()
-        .map(|(version, i)| (version.to_string(), 1000.0 + 400.0 * strength[i].log10()))
+    strength
+        .iter()
+        .map(|s| 1000.0 + 400.0 * s.log10())
         .collect()
 }
 
 /// Ratings with 95% bootstrap intervals and the battles behind each.
 pub fn rate_versions(battles: &[Battle]) -> BTreeMap<String, VersionRating> {
-    let point = bradley_terry(battles);
-    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let (names, indexed) = indexed_battles(battles);
+    let point = fit(names.len(), &indexed);
+    let mut fought = vec![0usize; names.len()];
+    for &(i, j, _) in &indexed {
+        fought[i] += 1;
+        fought[j] += 1;
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(BOOTSTRAP_ROUNDS); names.len()];
     let mut rng = SplitMix64(BOOTSTRAP_SEED);
-    if !battles.is_empty() {
-        for _ in 0..BOOTSTRAP_ROUNDS {
-            let resample: Vec<Battle> = (0..battles.len())
-                .map(|_| battles[rng.below(battles.len() as u64) as usize].clone())
-                .collect();
-            let ratings = bradley_terry(&resample);
-            for version in point.keys() {
-                if let Some(rating) = ratings.get(version) {
-                    samples.entry(version).or_default().push(*rating);
-                }
+    let mut resample = Vec::with_capacity(indexed.len());
+    for _ in 0..if indexed.is_empty() {
+        0
+    } else {
+        BOOTSTRAP_ROUNDS
+    } {
+        resample.clear();
+        resample
+            .extend((0..indexed.len()).map(|_| indexed[rng.below(indexed.len() as u64) as usize]));
+        let mut present = vec![false; names.len()];
+        for &(i, j, _) in &resample {
+            present[i] = true;
+            present[j] = true;
+        }
+        // A version absent from a resample has no rating in it (not the mean's 1000).
+        for (version, rating) in fit(names.len(), &resample).into_iter().enumerate() {
+            if present[version] {
+                samples[version].push(rating);
             }
         }
     }
-    point
-        .iter()
-        .map(|(version, &rating)| {
-            let mut draws = samples.remove(version.as_str()).unwrap_or_default();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, version)| {
+            let mut draws = std::mem::take(&mut samples[i]);
             draws.sort_by(f64::total_cmp);
             let percentile = |q: f64| {
                 if draws.is_empty() {
-                    rating
+                    point[i]
                 } else {
                     draws[((draws.len() - 1) as f64 * q).round() as usize]
                 }
             };
-            let fought = battles
-                .iter()
-                .filter(|b| &b.first == version || &b.second == version)
-                .count();
             (
-                version.clone(),
+                version,
                 VersionRating {
-                    rating,
+                    rating: point[i],
                     low: percentile(0.025),
                     high: percentile(0.975),
-                    battles: fought,
+                    battles: fought[i],
                 },
             )
         })

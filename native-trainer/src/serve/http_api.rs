@@ -371,10 +371,10 @@ async fn campaign(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     .into_response()
 }
 
-/// `Ok` when the request carries the admin token; else the response to send.
-fn require_admin(state: &AppState, headers: &HeaderMap, what: &str) -> Result<(), Response> {
+/// The refusal to send unless the request carries the admin token.
+fn admin_refusal(state: &AppState, headers: &HeaderMap, what: &str) -> Option<Response> {
     let Some(token) = &state.admin_token else {
-        return Err(error(
+        return Some(error(
             StatusCode::NOT_FOUND,
             "$",
             format!("{what} is off: start with --admin-token"),
@@ -383,17 +383,17 @@ fn require_admin(state: &AppState, headers: &HeaderMap, what: &str) -> Result<()
     if !bearer_token(headers)
         .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
     {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "authorization",
             "a valid admin token is required",
         ));
     }
-    Ok(())
+    None
 }
 
 async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = require_admin(&state, &headers, "the dashboard") {
+    if let Some(refused) = admin_refusal(&state, &headers, "the dashboard") {
         return refused;
     }
     let worker = state.clone();
@@ -418,7 +418,7 @@ async fn export_pairs(
     headers: HeaderMap,
     Query(query): Query<ExportQuery>,
 ) -> Response {
-    if let Err(refused) = require_admin(&state, &headers, "export") {
+    if let Some(refused) = admin_refusal(&state, &headers, "export") {
         return refused;
     }
     let style = match query.style.as_deref().unwrap_or("conversational") {
