@@ -2,7 +2,8 @@
 //! reference: candle quantizes random weights (with all-zero, large and tiny rows as edge
 //! cases), dequantizes them, and the f64 product with each token's x is what every block type
 //! must give — for one token (the decode kernel) and for batches that fill one token tile,
-//! part of one, and several (the prefill kernel), with and without a bias.
+//! part of one, and several (the prefill kernels, the GPU's tiled one in f32 and, where the
+//! adapter has shader-f16, f16), with and without a bias.
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
@@ -162,13 +163,24 @@ fn run_matmul(
 }
 
 fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, added: Added<'_>) {
+    assert_within(block_type, gpu, case, added, 1e-5);
+}
+
+/// As `assert_close`, with a tolerance of `relative` × the sum of |w·x| terms.
+fn assert_within(
+    block_type: BlockType,
+    gpu: &[Vec<f32>],
+    case: &Case,
+    added: Added<'_>,
+    relative: f64,
+) {
     let rows = gpu.first().map_or(0, Vec::len);
     for (t, row_values) in gpu.iter().enumerate() {
         for (row, &got) in row_values.iter().enumerate() {
             let want = case.reference[t][row]
                 + added.bias.map_or(0.0, |b| f64::from(b[row]))
                 + added.y_before.map_or(0.0, |y| f64::from(y[t * rows + row]));
-            let tolerance = 1e-5 * case.magnitude[t][row] + 1e-5;
+            let tolerance = relative * case.magnitude[t][row] + 1e-5;
             assert!(
                 (f64::from(got) - want).abs() <= tolerance,
                 "{block_type:?} token {t} row {row}: gpu {got}, reference {want} (tolerance {tolerance})"
@@ -215,6 +227,51 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
                     assert_eq!(
                         token_y[0], 0.0,
                         "{block_type:?} token {t}: an all-zero row must give exactly 0"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tiled_prompt_products_match_the_cpu_reference_at_tile_edges() {
+    let ctx = gpu();
+    // f16 tiles round weights and activations to 11 significant bits.
+    let mut precisions = vec![(false, 1e-5)];
+    if ctx.has_shader_f16 {
+        precisions.push((true, 2e-3));
+    } else {
+        eprintln!("no shader-f16 on this adapter: f16 tiles not checked");
+    }
+    for (f16, relative) in precisions {
+        for token_tile in [32, 8] {
+            let plan = MatmulPlan {
+                batched_tile: token_tile,
+                ..MatmulPlan::gpu_with_f16(f16)
+            };
+            let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
+            // 37 rows: part of one 64-row tile; 130: two tiles and two rows. 33 and 71 tokens:
+            // whole token tiles and part of one.
+            for (rows, tokens) in [(37, 33), (130, 71), (64, 2)] {
+                for block_type in BlockType::ALL {
+                    // F32 and F16 rows that end inside a 32-column chunk.
+                    let cols = match block_type {
+                        BlockType::F32 => 516,
+                        BlockType::F16 => 520,
+                        _ => 512,
+                    };
+                    let xs = inputs(tokens, cols);
+                    let case = case(block_type, rows, cols, &xs);
+                    let bytes = case.quantized.data().unwrap();
+                    let matrix =
+                        QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+                    let y = run_matmul(&ctx, &kernels, &matrix, &xs, Added::default());
+                    assert_eq!(y.len(), tokens);
+                    assert_within(block_type, &y, &case, Added::default(), relative);
+                    assert!(
+                        y.iter().all(|token_y| token_y[0] == 0.0),
+                        "f16 {f16} {block_type:?}: an all-zero row must give exactly 0"
                     );
                 }
             }
@@ -273,7 +330,7 @@ fn gate_and_up_in_row_pairs_give_silu_of_gate_times_up() {
         let kernels = QuantizedMatmulKernels::with_plan(&ctx, &[], &BlockType::ALL, plan);
         // 37 pairs: the last invocation has pairs past the end.
         let (rows, cols) = (37, 256);
-        for tokens in [1, 5] {
+        for tokens in [1, 5, 40] {
             let xs = inputs(tokens, cols);
             for block_type in BlockType::ALL {
                 let gate = seeded_case(block_type, rows, cols, &xs, 42);

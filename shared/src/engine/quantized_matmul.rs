@@ -3,9 +3,10 @@
 //! layout's kernel, that type's block file, and dot-product code generated here that spells
 //! out a block's groups for every row and token an invocation handles. Two layouts: CPU
 //! drivers get several whole rows per invocation (`kernels/matmul_rows.wgsl`), GPUs several
-//! invocations per row (`kernels/matmul_lanes.wgsl`). Decode steps (one token) use the tile-1
-//! variant, a plain matrix-vector product; batched prefill uses a larger tile so each weight
-//! is dequantized once per tile.
+//! invocations per row (`kernels/matmul_lanes.wgsl`) for decode and workgroup tiles of 64 rows
+//! × up to 32 tokens staged in workgroup memory (`kernels/matmul_tiled.wgsl`) for prompts.
+//! Decode steps (one token) use the tile-1 variant, a plain matrix-vector product; batched
+//! prefill uses a larger tile so each weight is dequantized once per tile.
 
 use std::collections::HashMap;
 
@@ -65,7 +66,14 @@ pub enum MatmulLayout {
     /// This many invocations (a power of two, 1 to 64) share each row and add their partial
     /// sums in workgroup memory: GPUs want many threads and neighbouring loads.
     LanesPerRow(usize),
+    /// A workgroup computes 64 rows × the token tile (a multiple of 4, at most 32) out of
+    /// weight and activation tiles staged in workgroup memory, in f16 where `f16` is set
+    /// (the adapter must have `shader-f16`): batched steps on GPUs.
+    Tiled { f16: bool },
 }
+
+/// Rows of one tiled workgroup (`TILE_ROWS` in `kernels/matmul_tiled.wgsl`).
+const TILED_ROWS: usize = 64;
 
 impl MatmulLayout {
     /// Matrix rows one invocation (or one group of lanes) computes: whole gate/up pairs on
@@ -74,6 +82,7 @@ impl MatmulLayout {
         let rows = match self {
             Self::RowsPerInvocation(rows) => rows,
             Self::LanesPerRow(_) => 1,
+            Self::Tiled { .. } => 4,
         };
         if row_pairs {
             rows.next_multiple_of(2)
@@ -87,6 +96,7 @@ impl MatmulLayout {
         let groups = match self {
             Self::RowsPerInvocation(_) => WORKGROUP_SIZE,
             Self::LanesPerRow(lanes) => WORKGROUP_SIZE / lanes,
+            Self::Tiled { .. } => return TILED_ROWS,
         };
         groups * self.rows_per_group(row_pairs)
     }
@@ -107,16 +117,25 @@ impl MatmulPlan {
     pub const CPU_DRIVER: Self = Self::same(MatmulLayout::RowsPerInvocation(8));
     /// The browser's CPU fallback (SwiftShader): one row per invocation, as measured there.
     pub const BROWSER_CPU_FALLBACK: Self = Self::same(MatmulLayout::RowsPerInvocation(1));
-    /// GPUs: 16 lanes per row for decode, one row per invocation in 4-token tiles for
-    /// batched steps. On an H200 (Vulkan, Qwen2.5-1.5B shapes, Q4_K_M types) decode ran at
-    /// 137 tok/s with 16 lanes against 116 (8 lanes), 129 (32) and 61 (one row per
-    /// invocation); prefill at 1,630 tok/s with 4-token tiles against 1,360 (8) and 1,230
-    /// (16), and 1,190 with 4 lanes per row.
+    /// GPUs: 16 lanes per row for decode, 64 × 32 workgroup tiles for batched steps (f32;
+    /// `gpu_with_f16` for adapters with shader-f16). On an H200 (Vulkan, Qwen2.5-1.5B
+    /// shapes, Q4_K_M types) decode ran at 137 tok/s with 16 lanes against 116 (8 lanes),
+    /// 129 (32) and 61 (one row per invocation); prefill, before the tiled kernel, at 1,630
+    /// tok/s with one row per invocation in 4-token tiles against 1,360 (8) and 1,230 (16),
+    /// and 1,190 with 4 lanes per row. The tiled kernel has not been measured on a GPU yet.
     pub const GPU: Self = Self {
         decode: MatmulLayout::LanesPerRow(16),
-        batched: MatmulLayout::RowsPerInvocation(1),
-        batched_tile: 4,
+        batched: MatmulLayout::Tiled { f16: false },
+        batched_tile: 32,
     };
+
+    /// The GPU plan, its prompt tiles in f16 when `f16` (the adapter has shader-f16).
+    pub const fn gpu_with_f16(f16: bool) -> Self {
+        Self {
+            batched: MatmulLayout::Tiled { f16 },
+            ..Self::GPU
+        }
+    }
 
     /// `layout` for decode and batched steps, with 4-token tiles.
     pub const fn same(layout: MatmulLayout) -> Self {
@@ -169,6 +188,21 @@ impl QuantizedMatmulKernels {
             plan.batched_tile >= 1,
             "a token tile holds at least one token"
         );
+        assert!(
+            !matches!(plan.decode, MatmulLayout::Tiled { .. }),
+            "one-token steps have no token tile to stage"
+        );
+        if let MatmulLayout::Tiled { f16 } = plan.batched {
+            assert!(
+                plan.batched_tile.is_multiple_of(4) && plan.batched_tile <= 32,
+                "a tiled product's token tile is a multiple of 4 up to 32, not {}",
+                plan.batched_tile
+            );
+            assert!(
+                !f16 || ctx.has_shader_f16,
+                "f16 tiles need an adapter with shader-f16"
+            );
+        }
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -357,9 +391,9 @@ pub struct PreparedMatmul {
     dispatches: Vec<(wgpu::BindGroup, usize)>,
 }
 
-/// The WGSL of one pipeline: ROWS, TOKEN_TILE, ROW_GROUPS_PER_Z, PAIRED (and LANES), the
-/// shared declarations, the layout's kernel, the block type's file and the generated dot
-/// product.
+/// The WGSL of one pipeline: ROWS, TOKEN_TILE, ROW_GROUPS_PER_Z, PAIRED (and LANES, or the
+/// tiled kernel's TILE_TOKENS and `tile_t`), the shared declarations, the layout's kernel,
+/// the block type's file and the generated dot product (the tiled kernel has its own).
 fn kernel_source(
     block_type: BlockType,
     layout: MatmulLayout,
@@ -368,10 +402,16 @@ fn kernel_source(
 ) -> String {
     let rows = layout.rows_per_group(row_pairs) as u32;
     let mut constants = format!(
-        "const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\n\
+        "const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\nconst TILE_TOKENS: u32 = {tile}u;\n\
          const ROW_GROUPS_PER_Z: u32 = {MAX_GROUPS_PER_DIMENSION}u;\nconst PAIRED: bool = {row_pairs};\n"
     );
     let (kernel, dot) = match layout {
+        MatmulLayout::Tiled { f16 } => {
+            let tile_type = if f16 { "vec4<f16>" } else { "vec4<f32>" };
+            let enable = if f16 { "enable f16;\n" } else { "" };
+            constants = format!("{enable}{constants}alias tile_t = {tile_type};\n");
+            (include_str!("kernels/matmul_tiled.wgsl"), String::new())
+        }
         MatmulLayout::RowsPerInvocation(_) => (
             include_str!("kernels/matmul_rows.wgsl"),
             block_dot_source(block_type, rows, tile),
