@@ -6,15 +6,21 @@
 //! a decode step the host spends recording and submitting it.
 //!
 //! `cargo bench -p flywheel-tests --bench engine_shapes -- [--blocks N] [--prompt-tokens N]
-//! [--decode-tokens N] [--plans PLAN,PLAN,…]` where a PLAN is `auto` (what the adapter gets),
-//! `cpu`, `gpu`, or `DECODE/BATCHEDxTILE` with DECODE and BATCHED each `rows:N` (rows per
-//! invocation) or `lanes:N` (invocations per row), e.g. `lanes:16/rows:1x8`.
+//! [--decode-tokens N] [--plans PLAN,PLAN,…] [--write-gguf PATH [--vocabulary GGUF]]` where a
+//! PLAN is `auto` (what the adapter gets), `cpu`, `gpu`, or `DECODE/BATCHEDxTILE` with DECODE
+//! and BATCHED each `rows:N` (rows per invocation), `lanes:N` (invocations per row), or for
+//! BATCHED `tiled` / `tiled-f16` (64-row workgroup tiles in f32 / f16), e.g.
+//! `lanes:16/tiled-f16x32`. `--write-gguf` also writes the generated model, with the
+//! `tokenizer.*` metadata of `--vocabulary` (llama.cpp's `models/ggml-vocab-qwen2.gguf`) so
+//! that llama.cpp's `llama-bench` runs the same file.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
+use candle_core::quantized::gguf_file::{Content, Value};
+use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape_and_metadata};
 use shared::GgufModel;
 use shared::engine::{
     GpuContext, KernelPlan, MatmulLayout, MatmulPlan, Qwen2Sequence, Qwen2Weights,
@@ -26,6 +32,10 @@ struct Options {
     decode_tokens: usize,
     /// `None`: the plan the adapter gets by default.
     plans: Vec<Option<MatmulPlan>>,
+    /// Where to write the generated model, for other engines.
+    write_gguf: Option<PathBuf>,
+    /// A GGUF whose `tokenizer.*` metadata the written model carries.
+    vocabulary: Option<PathBuf>,
 }
 
 fn parse_layout(text: &str) -> Result<MatmulLayout> {
@@ -33,7 +43,9 @@ fn parse_layout(text: &str) -> Result<MatmulLayout> {
     Ok(match text.split_once(':') {
         Some(("rows", n)) => MatmulLayout::RowsPerInvocation(number(n)?),
         Some(("lanes", n)) => MatmulLayout::LanesPerRow(number(n)?),
-        _ => bail!("layout {text}: expected rows:N or lanes:N"),
+        None if text == "tiled" => MatmulLayout::Tiled { f16: false },
+        None if text == "tiled-f16" => MatmulLayout::Tiled { f16: true },
+        _ => bail!("layout {text}: expected rows:N, lanes:N, tiled or tiled-f16"),
     })
 }
 
@@ -50,10 +62,17 @@ fn parse_plan(text: &str) -> Result<Option<MatmulPlan>> {
             let (batched, tile) = batched
                 .split_once('x')
                 .with_context(|| format!("plan {text}: expected DECODE/BATCHEDxTILE"))?;
+            let (decode, batched) = (parse_layout(decode)?, parse_layout(batched)?);
+            let batched_tile: u32 = tile.parse().with_context(|| format!("plan {text}"))?;
+            // Norms inside the products wherever the layouts can hold them.
+            let rows = |layout| matches!(layout, MatmulLayout::RowsPerInvocation(_));
             MatmulPlan {
-                decode: parse_layout(decode)?,
-                batched: parse_layout(batched)?,
-                batched_tile: tile.parse().with_context(|| format!("plan {text}"))?,
+                decode,
+                batched,
+                batched_tile,
+                normalize_inputs: !rows(decode)
+                    && !rows(batched)
+                    && 64_u32.is_multiple_of(batched_tile),
             }
         }
     }))
@@ -65,6 +84,8 @@ fn options() -> Result<Options> {
         prompt_tokens: 512,
         decode_tokens: 128,
         plans: vec![None],
+        write_gguf: None,
+        vocabulary: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -81,6 +102,8 @@ fn options() -> Result<Options> {
             "--prompt-tokens" => options.prompt_tokens = count()?,
             "--decode-tokens" => options.decode_tokens = count()?,
             "--plans" => options.plans = value.split(',').map(parse_plan).collect::<Result<_>>()?,
+            "--write-gguf" => options.write_gguf = Some(value.into()),
+            "--vocabulary" => options.vocabulary = Some(value.into()),
             _ => bail!("unknown option {flag}"),
         }
     }
@@ -142,6 +165,24 @@ fn measure(
     })
 }
 
+/// The `tokenizer.*` metadata of the GGUF at `path`.
+fn vocabulary_metadata(path: &std::path::Path) -> Result<Vec<(String, Value)>> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let content =
+        Content::read(&mut file).with_context(|| format!("reading {}", path.display()))?;
+    let mut keys: Vec<(String, Value)> = content
+        .metadata
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("tokenizer."))
+        .collect();
+    if keys.is_empty() {
+        bail!("{} has no tokenizer.* metadata", path.display());
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(keys)
+}
+
 fn main() -> Result<()> {
     let options = options()?;
     let ctx = pollster::block_on(GpuContext::new())?;
@@ -153,7 +194,15 @@ fn main() -> Result<()> {
         "generating a {}-block model of Qwen2.5-1.5B-Instruct's shapes",
         options.blocks
     );
-    let gguf_bytes = qwen2_with_shape(QWEN2_5_1_5B, options.blocks);
+    let vocabulary = match &options.vocabulary {
+        Some(path) => vocabulary_metadata(path)?,
+        None => Vec::new(),
+    };
+    let gguf_bytes = qwen2_with_shape_and_metadata(QWEN2_5_1_5B, options.blocks, vocabulary);
+    if let Some(path) = &options.write_gguf {
+        std::fs::write(path, &gguf_bytes).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {} ({} bytes)", path.display(), gguf_bytes.len());
+    }
     println!(
         "\nwgpu engine, Qwen2.5-1.5B-Instruct shapes ({} blocks, Q4_K_M types, random weights), \
          {}-token prompt, {} decode tokens\nadapter: {adapter}\n",
@@ -179,7 +228,17 @@ fn main() -> Result<()> {
             ..adapter_plan
         };
         let m = plan.matmul;
-        let name = format!("{:?}, {:?}, {}", m.decode, m.batched, m.batched_tile);
+        let name = format!(
+            "{:?}, {:?}, {}{}",
+            m.decode,
+            m.batched,
+            m.batched_tile,
+            if m.normalize_inputs {
+                ", norms folded"
+            } else {
+                ""
+            }
+        );
         match measure(&ctx, &gguf_bytes, plan, &options) {
             Ok(row) => println!(
                 "| {name:<58} | {:>6.1} | {:>13.1} | {:>12.1} | {:>16.2} |",

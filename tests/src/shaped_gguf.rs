@@ -87,9 +87,19 @@ fn half_bits(value: f32) -> u16 {
 }
 
 /// A `blocks`-block Qwen2 GGUF of `shape` with Q4_K_M's types: Q4_K matrices, Q6_K for the
-/// output head, for `attn_v` and `ffn_down` (llama.cpp gives these more bits), Q4_K token
-/// embedding. Untied output head.
+/// output head and for `attn_v` and `ffn_down` in the layers llama.cpp gives more bits
+/// (`more_bits_layer`; the others Q4_K), Q4_K token embedding. Untied output head.
 pub fn qwen2_with_shape(shape: Qwen2Shape, blocks: usize) -> Vec<u8> {
+    qwen2_with_shape_and_metadata(shape, blocks, Vec::new())
+}
+
+/// As `qwen2_with_shape`, with `extra` metadata besides the model's (a vocabulary's
+/// `tokenizer.*` keys make a file llama.cpp loads).
+pub fn qwen2_with_shape_and_metadata(
+    shape: Qwen2Shape,
+    blocks: usize,
+    extra: Vec<(String, Value)>,
+) -> Vec<u8> {
     let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
     let (d, ff) = (shape.width, shape.ffn);
     let kv = shape.kv_heads * (d / shape.heads);
@@ -136,14 +146,19 @@ pub fn qwen2_with_shape(shape: Qwen2Shape, blocks: usize) -> Vec<u8> {
         .collect();
     for (i, [q_bias, k_bias, v_bias]) in biases.into_iter().enumerate() {
         let name = |suffix: &str| format!("blk.{i}.{suffix}");
+        let more_bits = if more_bits_layer(i, blocks) {
+            GgmlDType::Q6K
+        } else {
+            GgmlDType::Q4K
+        };
         let matrices = [
             ("attn_q.weight", GgmlDType::Q4K, d, d),
             ("attn_k.weight", GgmlDType::Q4K, kv, d),
-            ("attn_v.weight", GgmlDType::Q6K, kv, d),
+            ("attn_v.weight", more_bits, kv, d),
             ("attn_output.weight", GgmlDType::Q4K, d, d),
             ("ffn_gate.weight", GgmlDType::Q4K, ff, d),
             ("ffn_up.weight", GgmlDType::Q4K, ff, d),
-            ("ffn_down.weight", GgmlDType::Q6K, d, ff),
+            ("ffn_down.weight", more_bits, d, ff),
         ];
         for (suffix, dtype, rows, cols) in matrices {
             let scale = if dtype == GgmlDType::Q6K {
@@ -165,9 +180,20 @@ pub fn qwen2_with_shape(shape: Qwen2Shape, blocks: usize) -> Vec<u8> {
         ]);
     }
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let metadata_refs: Vec<(&str, &Value)> = metadata
+        .iter()
+        .map(|(k, v)| (*k, v))
+        .chain(extra.iter().map(|(k, v)| (k.as_str(), v)))
+        .collect();
     let mut out = Cursor::new(Vec::new());
     candle_core::quantized::gguf_file::write(&mut out, &metadata_refs, &tensor_refs)
         .expect("writing the GGUF");
     out.into_inner()
+}
+
+/// Whether Q4_K_M keeps layer `layer` of `layers`'s `attn_v` and `ffn_down` in Q6_K: the
+/// first and last eighth of the layers and every third in between (llama.cpp's
+/// `use_more_bits`). Of two layers, the second.
+pub fn more_bits_layer(layer: usize, layers: usize) -> bool {
+    layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2
 }

@@ -9,8 +9,8 @@ use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 use shared::engine::readback::read_f32;
 use shared::engine::{
-    BlockType, GpuContext, MatmulLayout, MatmulOperands, MatmulPlan, QuantizedMatmulKernels,
-    QuantizedMatrix, TokenCount,
+    BlockType, GpuContext, InputNorm, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns,
+    QuantizedMatmulKernels, QuantizedMatrix, TokenCount,
 };
 use wgpu::util::DeviceExt as _;
 
@@ -101,11 +101,25 @@ fn seeded_case(
 }
 
 /// What a product adds to W · x[t]: a bias per row, and y's values before the product
-/// (`y[t * rows + row]`) when it adds to y.
+/// (`y[t * rows + row]`) when it adds to y; and an RMSNorm weight when the product
+/// normalizes x[t] itself (the case's reference is then computed from the normalized x).
 #[derive(Default, Clone, Copy)]
 struct Added<'a> {
     bias: Option<&'a [f32]>,
     y_before: Option<&'a [f32]>,
+    norm_weight: Option<&'a [f32]>,
+}
+
+const NORM_EPS: f32 = 1e-6;
+
+/// RMSNorm(x) · weight, in f64 and back.
+fn rms_normed(x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let mean_square = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64;
+    let scale = 1.0 / (mean_square + f64::from(NORM_EPS)).sqrt();
+    x.iter()
+        .zip(weight)
+        .map(|(&v, &w)| (f64::from(v) * scale * f64::from(w)) as f32)
+        .collect()
 }
 
 /// Runs the product for every token of `xs`; returns y[t][output].
@@ -129,6 +143,9 @@ fn run_matmul(
     let bias_buffer = added
         .bias
         .map(|b| init(bytemuck::cast_slice(b), wgpu::BufferUsages::STORAGE));
+    let norm_buffer = added
+        .norm_weight
+        .map(|w| init(bytemuck::cast_slice(w), wgpu::BufferUsages::STORAGE));
     let tokens = xs.len() as u32;
     let step = init(
         bytemuck::cast_slice(&[0u32, tokens]),
@@ -150,6 +167,11 @@ fn run_matmul(
         bias: bias_buffer.as_ref(),
         add_to_y: added.y_before.is_some(),
         tokens: TokenCount::FromStep,
+        y_columns: None,
+        input_norm: norm_buffer.as_ref().map(|weight| InputNorm {
+            weight,
+            eps: NORM_EPS,
+        }),
     };
     let prepared = kernels.prepare(ctx, matrix, &operands, &step).unwrap();
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -298,15 +320,16 @@ fn a_bias_and_y_before_the_product_are_added_to_every_token() {
                 for added in [
                     Added {
                         bias: Some(&bias),
-                        y_before: None,
+                        ..Added::default()
                     },
                     Added {
                         bias: Some(&bias),
                         y_before: Some(&y_before),
+                        ..Added::default()
                     },
                     Added {
-                        bias: None,
                         y_before: Some(&y_before),
+                        ..Added::default()
                     },
                 ] {
                     let y = run_matmul(&ctx, &kernels, &matrix, &xs, added);
@@ -315,6 +338,203 @@ fn a_bias_and_y_before_the_product_are_added_to_every_token() {
             }
         }
     }
+}
+
+#[test]
+fn products_into_their_own_columns_fill_one_row_per_token() {
+    // Q, K and V of different block types write side by side into one row per token, each
+    // adding its part of one bias indexed by column; a column no product owns stays as it was.
+    let ctx = gpu();
+    let parts = [
+        (BlockType::Q4K, 40),
+        (BlockType::Q8_0, 8),
+        (BlockType::Q6K, 8),
+    ];
+    let (cols, width) = (256, 60);
+    let bias: Vec<f32> = noise(width, 3).iter().map(|b| b * 10.0).collect();
+    let init = |contents: &[u8], usage| {
+        ctx.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage,
+            })
+    };
+    let bias_buffer = init(bytemuck::cast_slice(&bias), wgpu::BufferUsages::STORAGE);
+    for plan in CPU_AND_GPU_PLANS {
+        let block_types = parts.map(|(block_type, _)| block_type);
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &block_types, &[], plan);
+        for tokens in [1, 6] {
+            let xs = inputs(tokens, cols);
+            let flat: Vec<f32> = xs.concat();
+            let x_buffer = init(bytemuck::cast_slice(&flat), wgpu::BufferUsages::STORAGE);
+            let y_buffer = init(
+                bytemuck::cast_slice(&vec![7.0f32; width * tokens]),
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            );
+            let step = init(
+                bytemuck::cast_slice(&[0u32, tokens as u32]),
+                wgpu::BufferUsages::UNIFORM,
+            );
+            let mut first = 0;
+            let mut expected = Vec::new();
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let mut prepared = Vec::new();
+            for (seed, (block_type, rows)) in parts.into_iter().enumerate() {
+                let case = seeded_case(block_type, rows, cols, &xs, 40 + seed as u64);
+                let bytes = case.quantized.data().unwrap();
+                let matrix =
+                    QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+                let operands = MatmulOperands {
+                    x: &x_buffer,
+                    x_offset: 0,
+                    x_stride: cols,
+                    y: &y_buffer,
+                    bias: Some(&bias_buffer),
+                    add_to_y: false,
+                    tokens: TokenCount::FromStep,
+                    y_columns: Some(OutputColumns {
+                        first,
+                        per_token: width,
+                    }),
+                    input_norm: None,
+                };
+                prepared.push(kernels.prepare(&ctx, &matrix, &operands, &step).unwrap());
+                expected.push((block_type, first, case));
+                first += rows;
+            }
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for product in &prepared {
+                    kernels.record(&mut pass, product, tokens as u32);
+                }
+            }
+            ctx.queue.submit([encoder.finish()]);
+            let y = pollster::block_on(read_f32(&ctx, &y_buffer, width * tokens)).unwrap();
+            let rows: Vec<Vec<f32>> = y.chunks(width).map(<[f32]>::to_vec).collect();
+            for (block_type, first, case) in &expected {
+                let outputs = case.reference[0].len();
+                let mine: Vec<Vec<f32>> = rows
+                    .iter()
+                    .map(|row| row[*first..first + outputs].to_vec())
+                    .collect();
+                let added = Added {
+                    bias: Some(&bias[*first..first + outputs]),
+                    ..Added::default()
+                };
+                assert_close(*block_type, &mine, case, added);
+            }
+            for (t, row) in rows.iter().enumerate() {
+                assert_eq!(
+                    row[56..],
+                    [7.0; 4],
+                    "token {t}: columns no product owns changed"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn products_that_normalize_their_input_match_the_cpu_reference() {
+    // RMSNorm folded into the product: each workgroup computes its tokens' norms, for one
+    // token (lanes), batches in lane tiles, and tiles of 8 and 32 tokens (f32, and f16 where
+    // the adapter has it). The all-zero input of token 0 checks that eps keeps it finite.
+    let ctx = gpu();
+    let mut plans = vec![
+        MatmulPlan::GPU,
+        MatmulPlan {
+            batched_tile: 8,
+            ..MatmulPlan::GPU
+        },
+        MatmulPlan {
+            normalize_inputs: true,
+            ..MatmulPlan::same(MatmulLayout::LanesPerRow(16))
+        },
+    ];
+    if ctx.has_shader_f16 {
+        plans.push(MatmulPlan::gpu_with_f16(true));
+    }
+    let (rows, cols) = (70, 512);
+    let weight: Vec<f32> = noise(cols, 11).iter().map(|w| 1.0 + w * 0.5).collect();
+    for plan in plans {
+        let relative = if plan.batched == (MatmulLayout::Tiled { f16: true }) {
+            2e-3
+        } else {
+            1e-5
+        };
+        let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
+        for tokens in [1, 6, 37] {
+            let mut xs = inputs(tokens, cols);
+            xs[0].fill(0.0);
+            let normed: Vec<Vec<f32>> = xs.iter().map(|x| rms_normed(x, &weight)).collect();
+            for block_type in [
+                BlockType::Q4K,
+                BlockType::Q6K,
+                BlockType::Q8_0,
+                BlockType::F32,
+            ] {
+                let case = case(block_type, rows, cols, &normed);
+                let bytes = case.quantized.data().unwrap();
+                let matrix =
+                    QuantizedMatrix::upload(&ctx, "w", block_type, rows, cols, &bytes).unwrap();
+                let added = Added {
+                    norm_weight: Some(&weight),
+                    ..Added::default()
+                };
+                let y = run_matmul(&ctx, &kernels, &matrix, &xs, added);
+                assert_within(block_type, &y, &case, Added::default(), relative);
+                assert!(
+                    y[0].iter().all(|&v| v == 0.0),
+                    "{plan:?}: a zero input gives 0"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_product_that_does_not_fit_its_output_row_is_refused() {
+    let ctx = gpu();
+    let kernels = QuantizedMatmulKernels::with_plan(&ctx, &[BlockType::Q8_0], &[], MatmulPlan::GPU);
+    let xs = inputs(1, 64);
+    let case = case(BlockType::Q8_0, 8, 64, &xs);
+    let bytes = case.quantized.data().unwrap();
+    let matrix = QuantizedMatrix::upload(&ctx, "w", BlockType::Q8_0, 8, 64, &bytes).unwrap();
+    let buffer = |size: u64, usage| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let x = buffer(256, wgpu::BufferUsages::STORAGE);
+    let y = buffer(64, wgpu::BufferUsages::STORAGE);
+    let step = buffer(8, wgpu::BufferUsages::UNIFORM);
+    let operands = MatmulOperands {
+        x: &x,
+        x_offset: 0,
+        x_stride: 64,
+        y: &y,
+        bias: None,
+        add_to_y: false,
+        tokens: TokenCount::FromStep,
+        y_columns: Some(OutputColumns {
+            first: 4,
+            per_token: 10,
+        }),
+        input_norm: None,
+    };
+    let Err(error) = kernels.prepare(&ctx, &matrix, &operands, &step) else {
+        panic!("8 outputs from column 4 cannot fit a row of 10");
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("8 outputs from column 4 do not fit a y row of 10"),
+        "{error}"
+    );
 }
 
 #[test]

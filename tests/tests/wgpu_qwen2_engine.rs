@@ -9,8 +9,12 @@
 //!   selection from the full logits;
 //! - two sequences on one copy of the weights generate independently; a stop handle ends a
 //!   stream;
+//! - the GPU plan with f16 prompt tiles, norms inside the products, an f16 KV cache (where
+//!   the adapter has shader-f16, as lavapipe does) and decode attention split by position
+//!   agrees with candle on a prompt of more than 64 tokens and greedy steps;
 //! - a file with Qwen2.5-1.5B-Instruct's shapes and Q4_K_M's block types (random weights, two
-//!   blocks) loads — its 191 MB output head split across storage buffers — and agrees with
+//!   blocks: one whose Q, K and V share Q4_K and run as one stacked product, one whose V is
+//!   Q6_K) loads — its 191 MB output head split across storage buffers — and agrees with
 //!   candle.
 
 use std::fs::File;
@@ -22,7 +26,8 @@ use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{
-    FeedForwardIn, GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
+    FeedForwardIn, GpuContext, KernelPlan, MatmulPlan, QkvProjection, Qwen2Sequence, Qwen2Weights,
+    StopHandle, StopReason,
 };
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
@@ -287,6 +292,67 @@ fn rank_in(values: &[f32], index: usize) -> usize {
 }
 
 #[test]
+fn the_gpu_plan_with_f16_tiles_and_kv_cache_matches_candle() {
+    // What a GPU with shader-f16 gets: prompt products in f16 workgroup tiles, norms inside
+    // the products, keys and values cached in f16 (lavapipe has shader-f16; elsewhere the
+    // same plan in f32), and decode attention split by position past 64 positions.
+    let path = real_model();
+    let mut file = File::open(&path).unwrap();
+    let gguf = GgufModel::read(&mut file, &path.display().to_string()).unwrap();
+    let text = ModelText::from_gguf(&gguf).unwrap();
+    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
+    let f16 = ctx.has_shader_f16;
+    eprintln!("shader-f16: {f16}");
+    let plan = KernelPlan {
+        matmul: MatmulPlan::gpu_with_f16(f16),
+        kv_cache_f16: f16,
+        ..KernelPlan::GPU
+    };
+    let weights = Qwen2Weights::load_with_plan(&ctx, &gguf, &mut file, plan).unwrap();
+    let mut candle = candle();
+    // More than 64 positions, so decode steps take the split attention and its merge.
+    let mut facts = String::new();
+    for (country, capital) in [
+        ("France", "Paris"),
+        ("Italy", "Rome"),
+        ("Spain", "Madrid"),
+        ("Japan", "Tokyo"),
+        ("Egypt", "Cairo"),
+        ("Canada", "Ottawa"),
+        ("Kenya", "Nairobi"),
+        ("Peru", "Lima"),
+        ("Norway", "Oslo"),
+        ("Greece", "Athens"),
+    ] {
+        facts.push_str(&format!("The capital of {country} is {capital}. "));
+    }
+    facts.push_str("The capital of Germany is");
+    let prompt = text.tokenizer.encode(&facts).unwrap();
+    assert!(prompt.len() > 64, "{} prompt tokens", prompt.len());
+    let mut sequence = Qwen2Sequence::new(&weights, 256).unwrap();
+    sequence.feed(&prompt).unwrap();
+    let mut ours = pollster::block_on(sequence.logits()).unwrap();
+    let mut theirs = candle_logits(&mut candle, &prompt, 0);
+    let mut tokens = prompt.clone();
+    for step in 0..4 {
+        let error = relative_rms_error(&ours, &theirs);
+        eprintln!("step {step}: relative RMS error {error:.5}");
+        assert!(
+            error < 0.05,
+            "step {step}: logits differ by {error} (relative RMS)"
+        );
+        assert_eq!(argmax(&ours), argmax(&theirs), "step {step}: top-1 differs");
+        let next = argmax(&ours) as u32;
+        tokens.push(next);
+        sequence.feed(&[next]).unwrap();
+        ours = pollster::block_on(sequence.logits()).unwrap();
+        theirs = candle_logits(&mut candle, &[next], tokens.len() - 1);
+    }
+    let continuation = text.tokenizer.decode(&tokens[prompt.len()..]).unwrap();
+    assert!(continuation.contains("Berlin"), "{continuation:?}");
+}
+
+#[test]
 fn a_model_with_qwen2_5_1_5b_shapes_loads_and_matches_candle() {
     let bytes = qwen2_with_shape(QWEN2_5_1_5B, 2);
     let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -301,6 +367,16 @@ fn a_model_with_qwen2_5_1_5b_shapes_loads_and_matches_candle() {
         eprintln!("{plan:?}");
         let mut reader = File::open(&path).unwrap();
         let weights = Qwen2Weights::load_with_plan(&ctx, &gguf, &mut reader, plan).unwrap();
+        let stacked: Vec<bool> = weights
+            .layers
+            .iter()
+            .map(|layer| matches!(layer.qkv, QkvProjection::Stacked(_)))
+            .collect();
+        assert_eq!(
+            stacked,
+            [true, false],
+            "layer 0's Q, K and V are all Q4_K (one stacked product), layer 1's V is Q6_K (three)"
+        );
         let head_bytes = 151_936 * 1536 / 256 * 210;
         if head_bytes as u64 > ctx.max_binding_bytes {
             assert!(

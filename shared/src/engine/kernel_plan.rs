@@ -15,25 +15,38 @@ pub struct KernelPlan {
     /// tokens of context, decode went from 69 to 137 tok/s with the values' sum also split
     /// by position), 64 on CPU drivers.
     pub attention_workgroup: u32,
+    /// Keys and values cached in f16 (half the memory and the attention's reads; the adapter
+    /// must have shader-f16), else f32.
+    pub kv_cache_f16: bool,
+    /// A decode step's attention over more than `ATTENTION_SLICE_POSITIONS` positions runs
+    /// in slices (heads × slices workgroups) and a merge, instead of one workgroup per head:
+    /// GPUs, with many more cores than heads.
+    pub split_attention: bool,
 }
 
 impl KernelPlan {
     pub const CPU_DRIVER: Self = Self {
         matmul: MatmulPlan::CPU_DRIVER,
         attention_workgroup: 64,
+        kv_cache_f16: false,
+        split_attention: false,
     };
     pub const BROWSER_CPU_FALLBACK: Self = Self {
         matmul: MatmulPlan::BROWSER_CPU_FALLBACK,
         attention_workgroup: 64,
+        kv_cache_f16: false,
+        split_attention: false,
     };
     pub const GPU: Self = Self {
         matmul: MatmulPlan::GPU,
         attention_workgroup: 256,
+        kv_cache_f16: false,
+        split_attention: true,
     };
 
     /// The plan for the context's adapter: a software adapter (wgpu reports the browser's
-    /// fallback adapter, SwiftShader, as a CPU too) or a GPU, whose prompt tiles are f16
-    /// where it has shader-f16.
+    /// fallback adapter, SwiftShader, as a CPU too) or a GPU, whose prompt tiles and KV
+    /// cache are f16 where it has shader-f16.
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         let info = &ctx.adapter_info;
         match (info.backend, info.device_type) {
@@ -41,6 +54,7 @@ impl KernelPlan {
             (_, wgpu::DeviceType::Cpu) => Self::CPU_DRIVER,
             _ => Self {
                 matmul: MatmulPlan::gpu_with_f16(ctx.has_shader_f16),
+                kv_cache_f16: ctx.has_shader_f16,
                 ..Self::GPU
             },
         }

@@ -7,6 +7,7 @@
 //! the sampler's candidates on the GPU, and streams tokens through `TokenStream`.
 
 pub mod block_type;
+pub mod embedding_rows;
 pub mod gpu_context;
 pub mod kernel_plan;
 pub mod quantized_matmul;
@@ -22,9 +23,10 @@ pub use block_type::BlockType;
 pub use gpu_context::{EngineError, GpuContext};
 pub use kernel_plan::KernelPlan;
 pub use quantized_matmul::{
-    MatmulLayout, MatmulOperands, MatmulPlan, QuantizedMatmulKernels, TokenCount,
+    InputNorm, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns, QuantizedMatmulKernels,
+    TokenCount,
 };
 pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{MAX_STEP_TOKENS, Qwen2Sequence};
-pub use qwen2_weights::{FeedForwardIn, Qwen2Weights};
+pub use qwen2_weights::{FeedForwardIn, QkvProjection, Qwen2Weights};
 pub use token_stream::{StopHandle, StopReason, TokenStream};

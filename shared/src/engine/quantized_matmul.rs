@@ -33,6 +33,8 @@ struct MatmulParams {
     x_stride: u32,
     flags: u32,
     tokens: u32,
+    norm_eps: f32,
+    _padding: [u32; 3],
 }
 
 /// How many tokens a prepared product multiplies.
@@ -46,7 +48,8 @@ pub enum TokenCount {
 
 /// Where a product reads and writes: `y[t][..] = W · x[t] (+ bias)`, or with `add_to_y`
 /// `y[t][..] += W · x[t] (+ bias)` (a residual connection in the same dispatch), with `x[t]`
-/// starting at float `x_offset + t * x_stride` and `y[t]` at float `t * W.rows`.
+/// starting at float `x_offset + t * x_stride` and `y[t]` at float `t * W.rows`, or where
+/// `y_columns` says.
 pub struct MatmulOperands<'a> {
     pub x: &'a wgpu::Buffer,
     pub x_offset: usize,
@@ -55,6 +58,29 @@ pub struct MatmulOperands<'a> {
     pub bias: Option<&'a wgpu::Buffer>,
     pub add_to_y: bool,
     pub tokens: TokenCount,
+    /// Outputs into columns `first ..` of y rows `per_token` floats long (several products
+    /// filling one row, as Q, K and V of different block types fill the attention input);
+    /// the bias is then indexed by that column too. `None`: a y row is the product's outputs.
+    pub y_columns: Option<OutputColumns>,
+    /// The product multiplies RMSNorm(x[t]) · weight instead of x[t] (the norm before the
+    /// attention and the feed-forward block, in the same dispatch); plans whose
+    /// `normalize_inputs` is set only.
+    pub input_norm: Option<InputNorm<'a>>,
+}
+
+/// An RMSNorm applied to a product's input as it is loaded.
+#[derive(Clone, Copy)]
+pub struct InputNorm<'a> {
+    /// One f32 per input column.
+    pub weight: &'a wgpu::Buffer,
+    pub eps: f32,
+}
+
+/// The columns of a y row a product writes (see `MatmulOperands::y_columns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputColumns {
+    pub first: usize,
+    pub per_token: usize,
 }
 
 /// How a product's rows are spread over invocations.
@@ -109,6 +135,10 @@ pub struct MatmulPlan {
     pub decode: MatmulLayout,
     pub batched: MatmulLayout,
     pub batched_tile: u32,
+    /// Products normalize their input themselves (RMSNorm folded into the product that
+    /// follows it: two dispatches fewer per layer). Layouts with lanes or tiles only, whose
+    /// workgroups share the norm of their tokens; the token tile must divide 64.
+    pub normalize_inputs: bool,
 }
 
 impl MatmulPlan {
@@ -127,6 +157,7 @@ impl MatmulPlan {
         decode: MatmulLayout::LanesPerRow(16),
         batched: MatmulLayout::Tiled { f16: false },
         batched_tile: 32,
+        normalize_inputs: true,
     };
 
     /// The GPU plan, its prompt tiles in f16 when `f16` (the adapter has shader-f16).
@@ -137,12 +168,13 @@ impl MatmulPlan {
         }
     }
 
-    /// `layout` for decode and batched steps, with 4-token tiles.
+    /// `layout` for decode and batched steps, with 4-token tiles and separate norms.
     pub const fn same(layout: MatmulLayout) -> Self {
         Self {
             decode: layout,
             batched: layout,
             batched_tile: 4,
+            normalize_inputs: false,
         }
     }
 
@@ -159,9 +191,9 @@ impl MatmulPlan {
 pub struct QuantizedMatmulKernels {
     plan: MatmulPlan,
     bind_layout: wgpu::BindGroupLayout,
-    /// Keyed by block type, whether the step is batched (more than one token) and whether
-    /// the matrix holds gate/up row pairs.
-    pipelines: HashMap<(BlockType, bool, bool), wgpu::ComputePipeline>,
+    /// Keyed by block type, whether the step is batched (more than one token), whether
+    /// the matrix holds gate/up row pairs and whether the product normalizes its input.
+    pipelines: HashMap<(BlockType, bool, bool, bool), wgpu::ComputePipeline>,
     /// Bound where a product has no bias (WebGPU needs every binding).
     no_bias: wgpu::Buffer,
 }
@@ -192,6 +224,19 @@ impl QuantizedMatmulKernels {
             !matches!(plan.decode, MatmulLayout::Tiled { .. }),
             "one-token steps have no token tile to stage"
         );
+        if plan.normalize_inputs {
+            assert!(
+                ![plan.decode, plan.batched]
+                    .iter()
+                    .any(|layout| matches!(layout, MatmulLayout::RowsPerInvocation(_))),
+                "only lane and tile layouts normalize their inputs"
+            );
+            assert!(
+                64_u32.is_multiple_of(plan.batched_tile),
+                "a product that normalizes its input needs a token tile dividing 64, not {}",
+                plan.batched_tile
+            );
+        }
         if let MatmulLayout::Tiled { f16 } = plan.batched {
             assert!(
                 plan.batched_tile.is_multiple_of(4) && plan.batched_tile <= 32,
@@ -235,6 +280,7 @@ impl QuantizedMatmulKernels {
                     storage(4, true),
                     uniform(5),
                     uniform(6),
+                    storage(7, true),
                 ],
             });
         let pipeline_layout = ctx
@@ -249,25 +295,36 @@ impl QuantizedMatmulKernels {
             .iter()
             .map(|&t| (t, false))
             .chain(row_pair_types.iter().map(|&t| (t, true)));
+        let normalized: &[bool] = if plan.normalize_inputs {
+            &[false, true]
+        } else {
+            &[false]
+        };
         for (block_type, row_pairs) in kinds {
-            for batched in [false, true] {
-                let key = (block_type, batched, row_pairs);
+            for (batched, &normalizes) in [false, true]
+                .into_iter()
+                .flat_map(|batched| normalized.iter().map(move |n| (batched, n)))
+            {
+                let key = (block_type, batched, row_pairs, normalizes);
                 if pipelines.contains_key(&key) {
                     continue;
                 }
                 let (layout, tile) = plan.for_step(batched);
-                let source = kernel_source(block_type, layout, tile, row_pairs);
+                let source = kernel_source(block_type, layout, tile, row_pairs, normalizes);
                 let label = format!(
-                    "matmul {block_type:?} {layout:?} tile {tile}{}",
-                    if row_pairs { " gate/up pairs" } else { "" }
+                    "matmul {block_type:?} {layout:?} tile {tile}{}{}",
+                    if row_pairs { " gate/up pairs" } else { "" },
+                    if normalizes { " normalized" } else { "" }
                 );
                 let pipeline = ctx.compute_pipeline_with_layout(&label, &source, &pipeline_layout);
                 pipelines.insert(key, pipeline);
             }
         }
+        // Bound where a product has no bias or input norm: one vec4, the least a binding of
+        // vec4s may hold.
         let no_bias = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("no bias"),
-            size: 4,
+            size: 16,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
@@ -279,6 +336,11 @@ impl QuantizedMatmulKernels {
         }
     }
 
+    /// Whether this plan's products normalize their inputs (see `MatmulPlan`).
+    pub fn normalizes_inputs(&self) -> bool {
+        self.plan.normalize_inputs
+    }
+
     /// Binds a product once, to be recorded every step; `step` is the step uniform.
     pub fn prepare(
         &self,
@@ -287,9 +349,14 @@ impl QuantizedMatmulKernels {
         operands: &MatmulOperands<'_>,
         step: &wgpu::Buffer,
     ) -> Result<PreparedMatmul, EngineError> {
+        if operands.input_norm.is_some() && !self.plan.normalize_inputs {
+            return Err(EngineError::Unsupported(
+                "this kernel plan's products do not normalize their inputs".into(),
+            ));
+        }
         if !self
             .pipelines
-            .contains_key(&(matrix.block_type, false, matrix.row_pairs))
+            .contains_key(&(matrix.block_type, false, matrix.row_pairs, false))
         {
             return Err(EngineError::Unsupported(format!(
                 "no kernel was compiled for {:?} matrices{}",
@@ -311,6 +378,25 @@ impl QuantizedMatmulKernels {
                 "matrix inputs must start on a multiple of 4 floats".into(),
             ));
         }
+        let columns = operands.y_columns.unwrap_or(OutputColumns {
+            first: 0,
+            per_token: matrix.outputs(),
+        });
+        if columns.first + matrix.outputs() > columns.per_token
+            || (matrix.row_pairs && columns.first != 0)
+        {
+            return Err(EngineError::Unsupported(format!(
+                "{} outputs from column {} do not fit a y row of {}{}",
+                matrix.outputs(),
+                columns.first,
+                columns.per_token,
+                if matrix.row_pairs {
+                    " (row-pair products start at column 0)"
+                } else {
+                    ""
+                }
+            )));
+        }
         let dispatches = matrix
             .chunks
             .iter()
@@ -318,8 +404,8 @@ impl QuantizedMatmulKernels {
                 let params = MatmulParams {
                     rows: chunk.rows as u32,
                     blocks_per_row: matrix.blocks_per_row() as u32,
-                    row_offset: chunk.first_row as u32,
-                    y_stride: matrix.outputs() as u32,
+                    row_offset: (columns.first + chunk.first_row) as u32,
+                    y_stride: columns.per_token as u32,
                     x_offset: (operands.x_offset / 4) as u32,
                     x_stride: (operands.x_stride / 4) as u32,
                     flags: u32::from(operands.bias.is_some()) | (u32::from(operands.add_to_y) << 1),
@@ -327,6 +413,8 @@ impl QuantizedMatmulKernels {
                         TokenCount::FromStep => 0,
                         TokenCount::Fixed(n) => n,
                     },
+                    norm_eps: operands.input_norm.map_or(0.0, |norm| norm.eps),
+                    _padding: [0; 3],
                 };
                 let uniform = ctx
                     .device
@@ -343,6 +431,9 @@ impl QuantizedMatmulKernels {
                     operands.bias.unwrap_or(&self.no_bias),
                     &uniform,
                     step,
+                    operands
+                        .input_norm
+                        .map_or(&self.no_bias, |norm| norm.weight),
                 ];
                 let bind_group = ctx.bind_buffers("matmul", &self.bind_layout, &buffers);
                 Ok((bind_group, chunk.rows))
@@ -351,6 +442,7 @@ impl QuantizedMatmulKernels {
         Ok(PreparedMatmul {
             block_type: matrix.block_type,
             row_pairs: matrix.row_pairs,
+            normalizes: operands.input_norm.is_some(),
             tokens: operands.tokens,
             dispatches,
         })
@@ -369,7 +461,12 @@ impl QuantizedMatmulKernels {
         };
         let batched = tokens > 1;
         let (layout, tile) = self.plan.for_step(batched);
-        let key = (prepared.block_type, batched, prepared.row_pairs);
+        let key = (
+            prepared.block_type,
+            batched,
+            prepared.row_pairs,
+            prepared.normalizes,
+        );
         pass.set_pipeline(&self.pipelines[&key]);
         for (bind_group, rows) in &prepared.dispatches {
             let row_groups = rows.div_ceil(layout.rows_per_workgroup(prepared.row_pairs)) as u32;
@@ -387,23 +484,27 @@ impl QuantizedMatmulKernels {
 pub struct PreparedMatmul {
     block_type: BlockType,
     row_pairs: bool,
+    normalizes: bool,
     tokens: TokenCount,
     dispatches: Vec<(wgpu::BindGroup, usize)>,
 }
 
-/// The WGSL of one pipeline: ROWS, TOKEN_TILE, ROW_GROUPS_PER_Z, PAIRED (and LANES, or the
-/// tiled kernel's TILE_TOKENS and `tile_t`), the shared declarations, the layout's kernel,
-/// the block type's file and the generated dot product (the tiled kernel has its own).
+/// The WGSL of one pipeline: ROWS, TOKEN_TILE, ROW_GROUPS_PER_Z, PAIRED, NORMALIZED_INPUT
+/// (and LANES, or the tiled kernel's TILE_TOKENS and `tile_t`), the shared declarations, the
+/// layout's kernel, the block type's file and the generated dot product (the tiled kernel
+/// has its own).
 fn kernel_source(
     block_type: BlockType,
     layout: MatmulLayout,
     tile: u32,
     row_pairs: bool,
+    normalizes: bool,
 ) -> String {
     let rows = layout.rows_per_group(row_pairs) as u32;
     let mut constants = format!(
         "const ROWS: u32 = {rows}u;\nconst TOKEN_TILE: u32 = {tile}u;\nconst TILE_TOKENS: u32 = {tile}u;\n\
-         const ROW_GROUPS_PER_Z: u32 = {MAX_GROUPS_PER_DIMENSION}u;\nconst PAIRED: bool = {row_pairs};\n"
+         const ROW_GROUPS_PER_Z: u32 = {MAX_GROUPS_PER_DIMENSION}u;\nconst PAIRED: bool = {row_pairs};\n\
+         const NORMALIZED_INPUT: bool = {normalizes};\n"
     );
     let (kernel, dot) = match layout {
         MatmulLayout::Tiled { f16 } => {

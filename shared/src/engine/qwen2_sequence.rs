@@ -4,20 +4,26 @@
 //! reply as one-token steps; both are the same kernels with a different token count.
 //!
 //! After a step only the last token's logits exist (the final norm and the output head run
-//! on it alone), and the sampler's candidates are picked on the GPU.
+//! on it alone), and the sampler's candidates are picked on the GPU. The last step `feed`
+//! records waits and goes to the GPU in one submission with the candidate selection that
+//! follows it: one submission per generated token.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use super::gpu_context::EngineError;
-use super::quantized_matmul::{MatmulOperands, PreparedMatmul, TokenCount};
+use super::quantized_matmul::{
+    InputNorm, MatmulOperands, OutputColumns, PreparedMatmul, TokenCount,
+};
 use super::quantized_matrix::QuantizedMatrix;
 use super::qwen2_weights::{FeedForwardIn, Qwen2Weights};
 use super::readback::{read_f32, read_u32};
 use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
-use super::vector_kernels::{Binding, Grid, PreparedOp, VectorKernel};
+use super::vector_kernels::{
+    ATTENTION_SLICE_POSITIONS, Binding, Grid, PreparedOp, StepShape, VectorKernel,
+};
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 
 /// Most tokens one step runs; longer prompts take several steps.
@@ -41,6 +47,12 @@ struct PenaltyParams {
 enum Stage {
     Matmul(PreparedMatmul),
     Op(PreparedOp),
+    /// Attention: `whole`, or for decode steps past one slice of positions the split
+    /// attention and its merge, where the plan splits.
+    Attention {
+        whole: PreparedOp,
+        split: Option<[PreparedOp; 2]>,
+    },
 }
 
 pub struct Qwen2Sequence {
@@ -58,6 +70,8 @@ pub struct Qwen2Sequence {
     /// (slices, merge) bind groups for each of `SamplingKernels::top`.
     top_bind_groups: Vec<[wgpu::BindGroup; 2]>,
     top: wgpu::Buffer,
+    /// The last recorded step, not yet submitted: it goes with whatever reads its logits.
+    pending_step: Mutex<Option<wgpu::CommandBuffer>>,
     // Activations and caches the bind groups refer to.
     _buffers: Vec<wgpu::Buffer>,
 }
@@ -99,9 +113,11 @@ impl Qwen2Sequence {
         }
         let hidden = storage("hidden", batch * d, none);
         let normed = storage("normed", batch * d, none);
+        // Q, K and V side by side per token, as the projections write them; the attention
+        // reads the positioned queries from `q`.
+        let qkv_width = d + 2 * kv;
+        let qkv = storage("qkv", batch * qkv_width, none);
         let q = storage("q", batch * d, none);
-        let k = storage("k", batch * kv, none);
-        let v = storage("v", batch * kv, none);
         let attn = storage("attention", batch * d, none);
         let gate = storage("gate", batch * ff, none);
         let up = storage("up", batch * ff, none);
@@ -161,9 +177,8 @@ impl Qwen2Sequence {
         };
         let rope_kv_store = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
             let bindings = [
+                Binding::Buffer(&qkv),
                 Binding::Buffer(&q),
-                Binding::Buffer(&k),
-                Binding::Buffer(&v),
                 Binding::Buffer(k_cache),
                 Binding::Buffer(v_cache),
                 params(&[
@@ -184,35 +199,69 @@ impl Qwen2Sequence {
                     .prepare(ctx, VectorKernel::RopeKvStore, &bindings, grid),
             )
         };
+        // Split attention's partials: per head and slice of the context, a summary vec4 and
+        // the value sum.
+        let slots = max_positions.div_ceil(ATTENTION_SLICE_POSITIONS as usize);
+        let partials = storage("attention partials", heads * slots * (4 + head_dim), none);
         let attention = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
             let scale = 1.0 / (head_dim as f32).sqrt();
-            let bindings = [
-                Binding::Buffer(&q),
-                Binding::Buffer(k_cache),
-                Binding::Buffer(v_cache),
-                Binding::Buffer(&scores),
-                Binding::Buffer(&attn),
+            let attention_params = || {
                 params(&[
                     heads as u32,
                     kv_heads as u32,
                     max_positions as u32,
                     bits(scale),
-                ]),
-                Binding::Buffer(&step),
-            ];
-            let grid = Grid::EachToken { x: heads as u32 };
-            Stage::Op(
-                kernels
-                    .ops
-                    .prepare(ctx, VectorKernel::Attention, &bindings, grid),
-            )
+                ])
+            };
+            let over_cache = |kernel, output, grid| {
+                let bindings = [
+                    Binding::Buffer(&q),
+                    Binding::Buffer(k_cache),
+                    Binding::Buffer(v_cache),
+                    Binding::Buffer(&scores),
+                    Binding::Buffer(output),
+                    attention_params(),
+                    Binding::Buffer(&step),
+                ];
+                kernels.ops.prepare(ctx, kernel, &bindings, grid)
+            };
+            let whole = over_cache(
+                VectorKernel::Attention,
+                &attn,
+                Grid::EachToken { x: heads as u32 },
+            );
+            let split = kernels.ops.split_attention.then(|| {
+                let merge_bindings = [
+                    Binding::Buffer(&partials),
+                    Binding::Buffer(&attn),
+                    attention_params(),
+                    Binding::Buffer(&step),
+                ];
+                [
+                    over_cache(
+                        VectorKernel::AttentionSplit,
+                        &partials,
+                        Grid::EachContextSlice { x: heads as u32 },
+                    ),
+                    kernels.ops.prepare(
+                        ctx,
+                        VectorKernel::AttentionMerge,
+                        &merge_bindings,
+                        Grid::Fixed(heads as u32),
+                    ),
+                ]
+            });
+            Stage::Attention { whole, split }
         };
-        // `y = m · x (+ bias)`; with `add_to_y`, `y += m · x` (the residual connections).
-        let matmul = |m: &QuantizedMatrix,
-                      x: &wgpu::Buffer,
-                      y: &wgpu::Buffer,
-                      bias: Option<&wgpu::Buffer>,
-                      add_to_y: bool|
+        // `y = m · x (+ bias)`, into `y_columns` of y's rows if given; with `add_to_y`,
+        // `y += m · x` (the residual connections).
+        let matmul_into = |m: &QuantizedMatrix,
+                           x: &wgpu::Buffer,
+                           y: &wgpu::Buffer,
+                           bias: Option<&wgpu::Buffer>,
+                           add_to_y: bool,
+                           y_columns: Option<OutputColumns>,
+                           input_norm: Option<InputNorm<'_>>|
          -> Result<Stage, EngineError> {
             let operands = MatmulOperands {
                 x,
@@ -222,40 +271,78 @@ impl Qwen2Sequence {
                 bias,
                 add_to_y,
                 tokens: TokenCount::FromStep,
+                y_columns,
+                input_norm,
             };
             Ok(Stage::Matmul(
                 kernels.matmul.prepare(ctx, m, &operands, &step)?,
             ))
         };
+        let matmul =
+            |m: &QuantizedMatrix,
+             x: &wgpu::Buffer,
+             y: &wgpu::Buffer,
+             bias: Option<&wgpu::Buffer>,
+             add_to_y: bool| matmul_into(m, x, y, bias, add_to_y, None, None);
+        // The norms before the attention and the feed-forward block run inside the products
+        // that read them where the plan's products normalize their inputs (they then read
+        // `hidden`), else as a dispatch of their own writing `normed`.
+        let folds_norms = kernels.matmul.normalizes_inputs();
+        let normed_input = if folds_norms { &hidden } else { &normed };
+        let input_norm = |weight| {
+            folds_norms.then_some(InputNorm {
+                weight,
+                eps: hp.rms_norm_eps,
+            })
+        };
 
         let mut stages = Vec::new();
         let mut buffers = Vec::new();
+        // f16 caches take half the floats' bytes (kv is a multiple of 4).
+        let cache_floats = if kernels.ops.kv_cache_f16 {
+            max_positions * kv / 2
+        } else {
+            max_positions * kv
+        };
         for layer in &weights.layers {
-            let k_cache = storage("k cache", max_positions * kv, none);
-            let v_cache = storage("v cache", max_positions * kv, none);
+            let k_cache = storage("k cache", cache_floats, none);
+            let v_cache = storage("v cache", cache_floats, none);
+            // Attention block: one product for Q, K and V of one block type, or one each
+            // into its columns of the qkv rows.
+            if !folds_norms {
+                stages.push(rms_norm(&hidden, &layer.attn_norm, &normed, false));
+            }
+            let (input, norm) = (normed_input, input_norm(&layer.attn_norm));
+            let mut first = 0;
+            for m in layer.qkv.matrices() {
+                let columns = Some(OutputColumns {
+                    first,
+                    per_token: qkv_width,
+                });
+                let bias = Some(&layer.qkv_bias);
+                stages.push(matmul_into(m, input, &qkv, bias, false, columns, norm)?);
+                first += m.outputs();
+            }
             stages.extend([
-                // Attention block.
-                rms_norm(&hidden, &layer.attn_norm, &normed, false),
-                matmul(&layer.wq, &normed, &q, Some(&layer.q_bias), false)?,
-                matmul(&layer.wk, &normed, &k, Some(&layer.k_bias), false)?,
-                matmul(&layer.wv, &normed, &v, Some(&layer.v_bias), false)?,
                 rope_kv_store(&k_cache, &v_cache),
                 attention(&k_cache, &v_cache),
                 matmul(&layer.wo, &attn, &hidden, None, true)?,
-                // SwiGLU feed-forward block.
-                rms_norm(&hidden, &layer.ffn_norm, &normed, false),
             ]);
-            // `gate` = silu(gate · normed) · (up · normed).
+            // SwiGLU feed-forward block: `gate` = silu(gate · x) · (up · x) of the normed x.
+            if !folds_norms {
+                stages.push(rms_norm(&hidden, &layer.ffn_norm, &normed, false));
+            }
+            let (input, norm) = (normed_input, input_norm(&layer.ffn_norm));
             match &layer.ffn_in {
                 FeedForwardIn::GateUpPairs(pairs) => {
-                    stages.push(matmul(pairs, &normed, &gate, None, false)?);
+                    stages.push(matmul_into(pairs, input, &gate, None, false, None, norm)?);
                 }
                 FeedForwardIn::Separate {
                     gate: w_gate,
                     up: w_up,
                 } => stages.extend([
-                    matmul(w_gate, &normed, &gate, None, false)?,
-                    matmul(w_up, &normed, &up, None, false)?,
+                    matmul_into(w_gate, input, &gate, None, false, None, norm)?,
+                    matmul_into(w_up, input, &up, None, false, None, norm)?,
                     elementwise(VectorKernel::SiluMul, &gate, &up, ff),
                 ]),
             }
@@ -272,6 +359,8 @@ impl Qwen2Sequence {
             bias: None,
             add_to_y: false,
             tokens: TokenCount::Fixed(1),
+            y_columns: None,
+            input_norm: None,
         };
         stages.push(Stage::Matmul(kernels.matmul.prepare(
             ctx,
@@ -324,13 +413,13 @@ impl Qwen2Sequence {
 
         buffers.extend([
             normed,
+            qkv,
             q,
-            k,
-            v,
             attn,
             gate,
             up,
             scores,
+            partials,
             final_normed,
             slices,
             vocab_params,
@@ -348,6 +437,7 @@ impl Qwen2Sequence {
             penalty_bind_group,
             top_bind_groups,
             top,
+            pending_step: Mutex::new(None),
             _buffers: buffers,
         })
     }
@@ -383,13 +473,32 @@ impl Qwen2Sequence {
             )));
         }
         for batch in tokens.chunks(MAX_STEP_TOKENS) {
-            self.submit_step(batch)?;
+            // A step's inputs are written to the queue before its commands, so the previous
+            // step must be submitted before the next one's are written.
+            self.submit_pending(Vec::new());
+            let step = self.record_step(batch)?;
+            *self.pending() = Some(step);
             self.tokens.extend_from_slice(batch);
         }
         Ok(())
     }
 
-    fn submit_step(&self, batch: &[u32]) -> Result<(), EngineError> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<wgpu::CommandBuffer>> {
+        self.pending_step
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Submits the pending step, if any, followed by `then`, as one submission.
+    fn submit_pending(&self, then: Vec<wgpu::CommandBuffer>) {
+        let step = self.pending().take();
+        if step.is_some() || !then.is_empty() {
+            self.weights.ctx.queue.submit(step.into_iter().chain(then));
+        }
+    }
+
+    /// Writes a step's inputs to the queue and records its commands.
+    fn record_step(&self, batch: &[u32]) -> Result<wgpu::CommandBuffer, EngineError> {
         let ctx = &self.weights.ctx;
         let embedding = self.weights.embed(batch)?;
         ctx.queue
@@ -407,21 +516,35 @@ impl Qwen2Sequence {
                 label: Some("qwen2 step"),
                 timestamp_writes: None,
             });
+            let shape = StepShape {
+                position: step.position,
+                tokens: step.tokens,
+            };
+            // Split where a decode step's context spans more than one slice.
+            let long_decode = step.tokens == 1 && step.position >= ATTENTION_SLICE_POSITIONS;
             for stage in &self.stages {
                 match stage {
                     Stage::Matmul(prepared) => {
                         kernels.matmul.record(&mut pass, prepared, step.tokens)
                     }
-                    Stage::Op(op) => kernels.ops.record(&mut pass, op, step.tokens),
+                    Stage::Op(op) => kernels.ops.record(&mut pass, op, shape),
+                    Stage::Attention {
+                        split: Some(ops), ..
+                    } if long_decode => {
+                        for op in ops {
+                            kernels.ops.record(&mut pass, op, shape);
+                        }
+                    }
+                    Stage::Attention { whole, .. } => kernels.ops.record(&mut pass, whole, shape),
                 }
             }
         }
-        ctx.queue.submit([encoder.finish()]);
-        Ok(())
+        Ok(encoder.finish())
     }
 
     /// All logits for the next token (the whole vocabulary; prefer `next_token_scores`).
     pub async fn logits(&self) -> Result<Vec<f32>, EngineError> {
+        self.submit_pending(Vec::new());
         read_f32(
             &self.weights.ctx,
             &self.logits,
@@ -484,7 +607,7 @@ impl Qwen2Sequence {
             pass.set_bind_group(0, merge_bind_group, &[]);
             pass.dispatch_workgroups(1, 1, 1);
         }
-        ctx.queue.submit([encoder.finish()]);
+        self.submit_pending(vec![encoder.finish()]);
         let pairs = read_u32(ctx, &self.top, top.k * 2).await?;
         Ok(pairs
             .chunks_exact(2)

@@ -1,15 +1,16 @@
 //! A Qwen2 model's weights on the GPU, loaded once and shared by every sequence that runs on
 //! it (the two candidates of the compare view decode side by side on one copy). Matrices stay
-//! in their GGUF block types; norms and biases are small and kept as f32. The token embedding
+//! in their GGUF block types (Q, K and V stacked into one matrix where they share one, and
+//! SwiGLU's gate and up interleaved); norms and biases are small and kept as f32. The token embedding
 //! stays on the CPU in its GGUF encoding: a step dequantizes only the rows of its tokens.
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, ggml_file::qtensor_from_ggml};
 use wgpu::util::DeviceExt;
 
 use super::block_type::BlockType;
+use super::embedding_rows::{EmbeddingRows, dequantize_f32};
 use super::gpu_context::{EngineError, GpuContext};
 use super::kernel_plan::KernelPlan;
 use super::quantized_matmul::QuantizedMatmulKernels;
@@ -21,16 +22,33 @@ use crate::gguf_metadata::{Architecture, GgufModel, ModelHyperparameters};
 /// One transformer block's weights.
 pub struct LayerWeights {
     pub attn_norm: wgpu::Buffer,
-    pub q_bias: wgpu::Buffer,
-    pub k_bias: wgpu::Buffer,
-    pub v_bias: wgpu::Buffer,
-    pub wq: QuantizedMatrix,
-    pub wk: QuantizedMatrix,
-    pub wv: QuantizedMatrix,
+    pub qkv: QkvProjection,
+    /// Q's, K's and V's biases one after another, as their outputs lie in a row.
+    pub qkv_bias: wgpu::Buffer,
     pub wo: QuantizedMatrix,
     pub ffn_norm: wgpu::Buffer,
     pub ffn_in: FeedForwardIn,
     pub w_down: QuantizedMatrix,
+}
+
+/// The attention block's Q, K and V projections. Their outputs lie side by side in one row
+/// per token: q (heads × head_dim), then k and v (kv_heads × head_dim each).
+pub enum QkvProjection {
+    /// Q, K and V of one block type, their rows stacked in one matrix: one product.
+    Stacked(QuantizedMatrix),
+    /// Of different block types (Q4_K_M keeps some layers' V in Q6_K): three products, each
+    /// into its own columns of the row.
+    Separate([QuantizedMatrix; 3]),
+}
+
+impl QkvProjection {
+    /// The matrices, one product each.
+    pub fn matrices(&self) -> &[QuantizedMatrix] {
+        match self {
+            Self::Stacked(stacked) => std::slice::from_ref(stacked),
+            Self::Separate(matrices) => matrices,
+        }
+    }
 }
 
 /// The feed-forward block's two input projections.
@@ -101,19 +119,22 @@ impl Qwen2Weights {
             gguf.tensor_bytes(reader, name)
                 .map_err(|e| EngineError::Unsupported(e.to_string()))
         };
-        let vector = |reader: &mut R, name: &str| -> Result<wgpu::Buffer, EngineError> {
+        let values = |reader: &mut R, name: &str| -> Result<Vec<f32>, EngineError> {
             let info = &gguf.content.tensor_infos[name];
-            let values = dequantize_f32(info.ggml_dtype, &raw(reader, name)?, info.shape.dims())
-                .map_err(|e| {
-                    EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name))
-                })?;
-            Ok(ctx
-                .device
+            dequantize_f32(info.ggml_dtype, &raw(reader, name)?, info.shape.dims()).map_err(|e| {
+                EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name))
+            })
+        };
+        let f32_buffer = |name: &str, values: &[f32]| {
+            ctx.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some(name),
-                    contents: bytemuck::cast_slice(&values),
+                    contents: bytemuck::cast_slice(values),
                     usage: wgpu::BufferUsages::STORAGE,
-                }))
+                })
+        };
+        let vector = |reader: &mut R, name: &str| -> Result<wgpu::Buffer, EngineError> {
+            Ok(f32_buffer(name, &values(reader, name)?))
         };
         // A matrix's block type and (rows, columns).
         let matrix_shape = |name: &str| -> Result<(BlockType, usize, usize), EngineError> {
@@ -133,6 +154,34 @@ impl Qwen2Weights {
         let matrix = |reader: &mut R, name: &str| -> Result<QuantizedMatrix, EngineError> {
             let (block_type, rows, cols) = matrix_shape(name)?;
             QuantizedMatrix::upload(ctx, name, block_type, rows, cols, &raw(reader, name)?)
+        };
+        let qkv = |reader: &mut R, names: [&str; 3]| -> Result<QkvProjection, EngineError> {
+            let [q, k, v] = names;
+            let (q_type, q_rows, cols) = matrix_shape(q)?;
+            let (k_type, k_rows, k_cols) = matrix_shape(k)?;
+            let (v_type, v_rows, v_cols) = matrix_shape(v)?;
+            if [k_type, v_type] != [q_type; 2] || [k_cols, v_cols] != [cols; 2] {
+                return Ok(QkvProjection::Separate([
+                    matrix(reader, q)?,
+                    matrix(reader, k)?,
+                    matrix(reader, v)?,
+                ]));
+            }
+            let mut stacked = Vec::new();
+            for name in names {
+                stacked.extend(raw(reader, name)?);
+            }
+            let label = q.replace("attn_q", "attn_qkv");
+            let rows = q_rows + k_rows + v_rows;
+            QuantizedMatrix::upload(ctx, &label, q_type, rows, cols, &stacked)
+                .map(QkvProjection::Stacked)
+        };
+        let qkv_bias = |reader: &mut R, names: [&str; 3]| -> Result<wgpu::Buffer, EngineError> {
+            let mut biases = Vec::new();
+            for name in names {
+                biases.extend(values(reader, name)?);
+            }
+            Ok(f32_buffer(&names[0].replace("attn_q", "attn_qkv"), &biases))
         };
         let feed_forward_in = |reader: &mut R, gate: &str, up: &str| {
             let shape = matrix_shape(gate)?;
@@ -159,14 +208,12 @@ impl Qwen2Weights {
         let mut layers = Vec::with_capacity(hp.block_count);
         for layer in 0..hp.block_count {
             let name = |suffix: &str| format!("blk.{layer}.{suffix}");
+            let [q, k, v] = ["q", "k", "v"].map(|m| name(&format!("attn_{m}.weight")));
+            let [q_bias, k_bias, v_bias] = ["q", "k", "v"].map(|m| name(&format!("attn_{m}.bias")));
             layers.push(LayerWeights {
                 attn_norm: vector(reader, &name("attn_norm.weight"))?,
-                q_bias: vector(reader, &name("attn_q.bias"))?,
-                k_bias: vector(reader, &name("attn_k.bias"))?,
-                v_bias: vector(reader, &name("attn_v.bias"))?,
-                wq: matrix(reader, &name("attn_q.weight"))?,
-                wk: matrix(reader, &name("attn_k.weight"))?,
-                wv: matrix(reader, &name("attn_v.weight"))?,
+                qkv: qkv(reader, [&q, &k, &v])?,
+                qkv_bias: qkv_bias(reader, [&q_bias, &k_bias, &v_bias])?,
                 wo: matrix(reader, &name("attn_output.weight"))?,
                 ffn_norm: vector(reader, &name("ffn_norm.weight"))?,
                 ffn_in: feed_forward_in(reader, &name("ffn_gate.weight"), &name("ffn_up.weight"))?,
@@ -182,18 +229,17 @@ impl Qwen2Weights {
         let output = matrix(reader, output_name)?;
         let embedding_info = &gguf.content.tensor_infos["token_embd.weight"];
         let embedding_bytes = raw(reader, "token_embd.weight")?;
-        let embedding = EmbeddingRows {
-            dtype: embedding_info.ggml_dtype,
-            row_bytes: embedding_bytes.len() / hp.vocab_size,
-            width: hp.embedding_length,
-            bytes: embedding_bytes,
-        };
+        let embedding = EmbeddingRows::new(
+            embedding_info.ggml_dtype,
+            embedding_bytes,
+            hp.vocab_size,
+            hp.embedding_length,
+        );
         let mut block_types = vec![output.block_type];
         let mut row_pair_types = Vec::new();
         for layer in &layers {
-            block_types.extend(
-                [&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_down].map(|m| m.block_type),
-            );
+            block_types.extend([&layer.wo, &layer.w_down].map(|m| m.block_type));
+            block_types.extend(layer.qkv.matrices().iter().map(|m| m.block_type));
             match &layer.ffn_in {
                 FeedForwardIn::GateUpPairs(pairs) => row_pair_types.push(pairs.block_type),
                 FeedForwardIn::Separate { gate, up } => {
@@ -208,7 +254,7 @@ impl Qwen2Weights {
                 &row_pair_types,
                 plan.matmul,
             ),
-            ops: VectorKernels::new(ctx, hp.head_dim, plan.attention_workgroup),
+            ops: VectorKernels::new(ctx, hp.head_dim, &plan),
             sampling: SamplingKernels::new(ctx),
         };
         Ok(Arc::new(Self {
@@ -224,41 +270,6 @@ impl Qwen2Weights {
 
     /// The embedding rows of `tokens`, one after another.
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let mut rows = Vec::with_capacity(tokens.len() * self.embedding.width);
-        for &token in tokens {
-            rows.extend(self.embedding.row(token)?);
-        }
-        Ok(rows)
+        self.embedding.rows(tokens)
     }
-}
-
-/// Token embedding rows kept in their GGUF encoding on the CPU.
-struct EmbeddingRows {
-    dtype: GgmlDType,
-    row_bytes: usize,
-    width: usize,
-    bytes: Vec<u8>,
-}
-
-impl EmbeddingRows {
-    fn row(&self, token: u32) -> Result<Vec<f32>, EngineError> {
-        let start = token as usize * self.row_bytes;
-        let raw = self
-            .bytes
-            .get(start..start + self.row_bytes)
-            .ok_or_else(|| {
-                EngineError::Unsupported(format!("token id {token} is outside the vocabulary"))
-            })?;
-        dequantize_f32(self.dtype, raw, &[self.width])
-            .map_err(|e| EngineError::Unsupported(format!("token embedding: {e}")))
-    }
-}
-
-/// GGUF-encoded values of any type as f32, decoded on the CPU by candle.
-fn dequantize_f32(dtype: GgmlDType, bytes: &[u8], dims: &[usize]) -> candle_core::Result<Vec<f32>> {
-    let device = candle_core::Device::Cpu;
-    qtensor_from_ggml(dtype, bytes, dims.to_vec(), &device)?
-        .dequantize(&device)?
-        .flatten_all()?
-        .to_vec1::<f32>()
 }

@@ -1,13 +1,15 @@
 //! The small kernels of a transformer step besides the matrix products (which also add the
 //! residual connections): RMSNorm, SwiGLU, NeoX RoPE with the KV-cache append, and causal
-//! attention (`kernels/*.wgsl`). Each works on every token of a step; how many workgroups it
-//! needs follows from the step's token count, which is known when the step is recorded.
+//! attention, whole or split by position and merged (`kernels/*.wgsl`). Each works on every
+//! token of a step; how many workgroups it needs follows from the step's position and token
+//! count, which are known when the step is recorded.
 
 use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
 use super::gpu_context::GpuContext;
+use super::kernel_plan::KernelPlan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VectorKernel {
@@ -15,32 +17,60 @@ pub enum VectorKernel {
     SiluMul,
     RopeKvStore,
     Attention,
+    /// A decode step's attention in slices of `ATTENTION_SLICE_POSITIONS` positions.
+    AttentionSplit,
+    /// Merges `AttentionSplit`'s slices.
+    AttentionMerge,
+}
+
+/// Positions per slice of a split attention (`SPLIT_POSITIONS` in the kernels).
+pub const ATTENTION_SLICE_POSITIONS: u32 = 64;
+
+/// A step's first position and token count, which size its kernels' grids.
+#[derive(Debug, Clone, Copy)]
+pub struct StepShape {
+    pub position: u32,
+    pub tokens: u32,
 }
 
 impl VectorKernel {
-    const ALL: [VectorKernel; 4] = [
+    const ALL: [VectorKernel; 6] = [
         VectorKernel::RmsNorm,
         VectorKernel::SiluMul,
         VectorKernel::RopeKvStore,
         VectorKernel::Attention,
+        VectorKernel::AttentionSplit,
+        VectorKernel::AttentionMerge,
     ];
 
     /// The kernel's WGSL; attention is compiled for the model's head dimension and a
-    /// workgroup size.
-    fn source(self, head_dim: usize, attention_workgroup: usize) -> String {
+    /// workgroup size, and the kernels that touch the KV cache for its element type.
+    fn source(self, head_dim: usize, attention_workgroup: usize, kv_cache_f16: bool) -> String {
         let source = match self {
             VectorKernel::RmsNorm => include_str!("kernels/rms_norm.wgsl"),
             VectorKernel::SiluMul => include_str!("kernels/silu_mul.wgsl"),
             VectorKernel::RopeKvStore => include_str!("kernels/rope_kv_store.wgsl"),
             VectorKernel::Attention => include_str!("kernels/attention.wgsl"),
+            VectorKernel::AttentionSplit => include_str!("kernels/attention_split.wgsl"),
+            VectorKernel::AttentionMerge => include_str!("kernels/attention_merge.wgsl"),
         };
+        let kv_element = if kv_cache_f16 {
+            "enable f16;\nalias kv_t = f16;\n"
+        } else {
+            "alias kv_t = f32;\n"
+        };
+        let shapes = format!(
+            "const HEAD_DIM4: u32 = {}u;\nconst WORKGROUP: u32 = {attention_workgroup}u;\n\
+             const SPLIT_POSITIONS: u32 = {ATTENTION_SLICE_POSITIONS}u;\n",
+            head_dim / 4
+        );
         match self {
-            VectorKernel::Attention => {
-                format!(
-                    "const HEAD_DIM4: u32 = {}u;\nconst WORKGROUP: u32 = {attention_workgroup}u;\n{source}",
-                    head_dim / 4
-                )
-            }
+            VectorKernel::Attention | VectorKernel::AttentionSplit => format!(
+                "{kv_element}{shapes}{}\n{source}",
+                include_str!("kernels/attention_common.wgsl")
+            ),
+            VectorKernel::AttentionMerge => format!("{shapes}{source}"),
+            VectorKernel::RopeKvStore => format!("{kv_element}{source}"),
             _ => source.to_string(),
         }
     }
@@ -64,15 +94,23 @@ pub enum Grid {
     Elements { per_token: u32, size: u32 },
     /// `x` workgroups for each token (grid y).
     EachToken { x: u32 },
+    /// `x` workgroups for each slice of `ATTENTION_SLICE_POSITIONS` positions of the context
+    /// up to the step's last token (grid y).
+    EachContextSlice { x: u32 },
 }
 
 impl Grid {
-    fn size(self, tokens: u32) -> [u32; 2] {
+    fn size(self, step: StepShape) -> [u32; 2] {
+        let tokens = step.tokens;
         match self {
             Grid::Fixed(n) => [n, 1],
             Grid::PerToken => [tokens, 1],
             Grid::Elements { per_token, size } => [(per_token * tokens).div_ceil(size), 1],
             Grid::EachToken { x } => [x, tokens],
+            Grid::EachContextSlice { x } => [
+                x,
+                (step.position + tokens).div_ceil(ATTENTION_SLICE_POSITIONS),
+            ],
         }
     }
 }
@@ -86,25 +124,41 @@ pub struct PreparedOp {
 
 pub struct VectorKernels {
     pipelines: HashMap<VectorKernel, wgpu::ComputePipeline>,
+    /// Whether the cache these kernels read and write holds f16 (else f32).
+    pub kv_cache_f16: bool,
+    /// Whether long decode steps split their attention (`KernelPlan::split_attention`).
+    pub split_attention: bool,
 }
 
 impl VectorKernels {
     /// The kernels for a model whose attention heads have `head_dim` (a multiple of 4) values,
-    /// with attention in workgroups of `attention_workgroup` invocations (raised to one per
-    /// four values of a head where heads are larger).
-    pub fn new(ctx: &GpuContext, head_dim: usize, attention_workgroup: u32) -> Self {
+    /// as `plan` says: attention in workgroups of `attention_workgroup` invocations (raised
+    /// to one per four values of a head where heads are larger), the KV cache in f16 if
+    /// `kv_cache_f16` (the adapter must have shader-f16).
+    pub fn new(ctx: &GpuContext, head_dim: usize, plan: &KernelPlan) -> Self {
+        let kv_cache_f16 = plan.kv_cache_f16;
+        assert!(
+            !kv_cache_f16 || ctx.has_shader_f16,
+            "an f16 KV cache needs an adapter with shader-f16"
+        );
         let attention_workgroup =
-            (attention_workgroup as usize).max((head_dim / 4).next_power_of_two());
+            (plan.attention_workgroup as usize).max((head_dim / 4).next_power_of_two());
         let pipelines = VectorKernel::ALL
             .iter()
             .map(|&kernel| {
                 let label = format!("{kernel:?}");
-                let pipeline =
-                    ctx.compute_pipeline(&label, &kernel.source(head_dim, attention_workgroup));
+                let pipeline = ctx.compute_pipeline(
+                    &label,
+                    &kernel.source(head_dim, attention_workgroup, kv_cache_f16),
+                );
                 (kernel, pipeline)
             })
             .collect();
-        Self { pipelines }
+        Self {
+            pipelines,
+            kv_cache_f16,
+            split_attention: plan.split_attention,
+        }
     }
 
     /// Binds `kernel` to `bindings` (binding 0, 1, …), dispatched over `grid`.
@@ -148,9 +202,9 @@ impl VectorKernels {
         }
     }
 
-    /// Records a prepared kernel for a step of `step_tokens` tokens.
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, op: &PreparedOp, step_tokens: u32) {
-        let [x, y] = op.grid.size(step_tokens);
+    /// Records a prepared kernel for a step of this shape.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, op: &PreparedOp, step: StepShape) {
+        let [x, y] = op.grid.size(step);
         pass.set_pipeline(&self.pipelines[&op.kernel]);
         pass.set_bind_group(0, &op.bind_group, &[]);
         pass.dispatch_workgroups(x.max(1), y.max(1), 1);

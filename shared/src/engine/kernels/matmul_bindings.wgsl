@@ -10,17 +10,24 @@
 // (matrix rows per invocation or per lane group), TOKEN_TILE, ROW_GROUPS_PER_Z (grid x's
 // size; workgroup (x, y, z) handles row group x + z * ROW_GROUPS_PER_Z and token tile y) and
 // PAIRED: the matrix's rows 2r and 2r + 1 are row r of SwiGLU's gate and up, and output r is
-// silu(gate · x) · (up · x) (ROWS is then even, so an invocation holds whole pairs).
+// silu(gate · x) · (up · x) (ROWS is then even, so an invocation holds whole pairs), and
+// NORMALIZED_INPUT: the product multiplies RMSNorm(x[t]) · norm_weight instead of x[t], each
+// workgroup computing the norms of its tile's tokens first (`normalize_tile`; lane and tile
+// layouts only, TOKEN_TILE dividing 64).
 
 struct Params {
     rows: u32,            // rows in this weight chunk
     blocks_per_row: u32,  // GGUF blocks in one row
-    row_offset: u32,      // index of this chunk's first row among the matrix's rows
-    y_stride: u32,        // floats of y per token (one per matrix row, or per gate/up pair)
+    row_offset: u32,      // y column (and bias index) of this chunk's first row
+    y_stride: u32,        // floats of y per token (at least one per matrix row or gate/up pair)
     x_offset: u32,        // first vec4 of x for token 0
     x_stride: u32,        // vec4s of x per token
     flags: u32,           // ADD_BIAS: add bias[row]; ADD_TO_Y: add the product to y
     tokens: u32,          // tokens in the batch; 0: as many as the step uniform says
+    norm_eps: f32,        // RMSNorm's epsilon, where NORMALIZED_INPUT
+    _padding0: u32,
+    _padding1: u32,
+    _padding2: u32,
 }
 
 const ADD_BIAS: u32 = 1u;
@@ -38,11 +45,15 @@ struct Step {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<uniform> step_info: Step;
+@group(0) @binding(7) var<storage, read> norm_weight: array<vec4<f32>>;
 
 // First block of each of the invocation's rows (rows past the end repeat the last row).
 var<private> row_base: array<u32, ROWS>;
 var<private> tile_tokens: u32;
 var<private> x_tile: u32;
+// 1 / RMS(x[t]) for the tile's tokens, where NORMALIZED_INPUT.
+var<workgroup> inv_rms: array<f32, TOKEN_TILE>;
+var<workgroup> norm_partials: array<f32, 64>;
 
 fn head_word(block: u32, k: u32) -> u32 {
     return heads[block * HEAD_WORDS + k];
@@ -79,7 +90,41 @@ fn store_pair(up_row: u32, token: u32, gate: f32, up: f32) {
     y[token * params.y_stride + (params.row_offset + up_row) / 2u] = gate / (1.0 + exp(-gate)) * up;
 }
 
-// x[t][4 * column4 .. +4] for token t of the tile (tokens past the tile repeat the last).
+// x[t][4 * column4 .. +4] for token t of the tile (tokens past the tile repeat the last),
+// normalized where NORMALIZED_INPUT.
 fn token_x(t: u32, column4: u32) -> vec4<f32> {
-    return x[x_tile + min(t, tile_tokens - 1u) * params.x_stride + column4];
+    let token = min(t, tile_tokens - 1u);
+    let v = x[x_tile + token * params.x_stride + column4];
+    if (NORMALIZED_INPUT) {
+        return v * norm_weight[column4] * inv_rms[token];
+    }
+    return v;
+}
+
+// Fills inv_rms for the `count` tokens of the tile from `first_token`: 64 / TOKEN_TILE
+// invocations sum the squares of each token's x. Every invocation of the workgroup calls it
+// (it has barriers).
+fn normalize_tile(lane: u32, first_token: u32, count: u32) {
+    let per_token = 64u / TOKEN_TILE;
+    let t = lane / per_token;
+    let part = lane % per_token;
+    let columns4 = params.blocks_per_row * BLOCK_ELEMENTS / 4u;
+    var sum = 0.0;
+    if (t < count) {
+        let base = params.x_offset + (first_token + t) * params.x_stride;
+        for (var c = part; c < columns4; c += per_token) {
+            let v = x[base + c];
+            sum += dot(v, v);
+        }
+    }
+    norm_partials[lane] = sum;
+    workgroupBarrier();
+    if (part == 0u) {
+        var total = 0.0;
+        for (var i = 0u; i < per_token; i++) {
+            total += norm_partials[lane + i];
+        }
+        inv_rms[t] = inverseSqrt(total / f32(columns4 * 4u) + params.norm_eps);
+    }
+    workgroupBarrier();
 }

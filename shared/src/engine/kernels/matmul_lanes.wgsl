@@ -35,6 +35,10 @@ fn main(
     let tokens = select(step_info.tokens, params.tokens, params.tokens != 0u);
     let first_token = group.y * TOKEN_TILE;
     let in_range = first_row < params.rows && first_token < tokens;
+    if (NORMALIZED_INPUT) {
+        // Workgroup-uniform: every row group of the workgroup shares its token tile.
+        normalize_tile(invocation, first_token, select(0u, min(TOKEN_TILE, tokens - first_token), first_token < tokens));
+    }
     var acc: array<vec4<f32>, ROWS * TOKEN_TILE>;
     if (in_range) {
         tile_tokens = min(TOKEN_TILE, tokens - first_token);

@@ -55,7 +55,8 @@ fn stage_weights(lane: u32, stage_base: u32, chunk: u32, row_groups: u32) {
     }
 }
 
-// The tile's tokens' x for chunk `chunk` (zeros past the batch or the row).
+// The tile's tokens' x for chunk `chunk` (zeros past the batch or the row), normalized where
+// NORMALIZED_INPUT.
 fn stage_activations(lane: u32, chunk: u32, row_groups: u32, first_token: u32, tile_tokens_n: u32) {
     for (var i = lane; i < TILE_TOKENS * CHUNK_VEC4S; i += 64u) {
         let t = i / CHUNK_VEC4S;
@@ -63,6 +64,9 @@ fn stage_activations(lane: u32, chunk: u32, row_groups: u32, first_token: u32, t
         var v = vec4<f32>(0.0);
         if (t < tile_tokens_n && column4 < row_groups) {
             v = x[params.x_offset + (first_token + t) * params.x_stride + column4];
+            if (NORMALIZED_INPUT) {
+                v *= norm_weight[column4] * inv_rms[t];
+            }
         }
         x_tile_memory[t * TILE_STRIDE + i % CHUNK_VEC4S] = tile_t(v);
     }
@@ -81,6 +85,9 @@ fn main(
         return;
     }
     let tile_tokens_n = min(TILE_TOKENS, tokens - first_token);
+    if (NORMALIZED_INPUT) {
+        normalize_tile(lane, first_token, tile_tokens_n);
+    }
     let row_groups = params.blocks_per_row * BLOCK_GROUPS;
     let chunks = (row_groups + CHUNK_VEC4S - 1u) / CHUNK_VEC4S;
     // Rows past the end stage the last row (never stored).
