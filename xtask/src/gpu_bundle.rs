@@ -41,21 +41,8 @@ pub fn run(args: &[String]) -> Result<()> {
         compute_cap: std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into()),
     }
     .run()?;
-    let stripped = target_dir().join("cuda").join("dpo-stripped");
-    std::fs::copy(&binary, &stripped)?;
-    check(Command::new("strip").arg(&stripped))?;
     eprintln!("xtask: compressing the CUDA dpo (xz, about a minute)");
-    check(
-        Command::new("python3")
-            .args([
-                "-c",
-                "import lzma, shutil, sys\n\
-                 with open(sys.argv[1], 'rb') as a, lzma.open(sys.argv[2], 'wb', preset=6) as b:\n\
-                 \x20   shutil.copyfileobj(a, b)",
-            ])
-            .arg(&stripped)
-            .arg(out.join("dpo.xz")),
-    )?;
+    strip_and_compress(&binary, &out.join("dpo.xz"))?;
 
     // The tokenizer, from the real model (the CPU dpo fetches it).
     let model = fetch_model(&dpo_binary()?)?;
@@ -96,7 +83,13 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(WHEELS),
     )?;
 
-    let size = dir_size(&out)?;
+    print_command(&out, "gpu_run.py")
+}
+
+/// Checks that the bundle `out` fits one call and prints the command that runs `script` in
+/// it on the GPU machine.
+pub(crate) fn print_command(out: &Path, script: &str) -> Result<()> {
+    let size = dir_size(out)?;
     eprintln!(
         "xtask: GPU bundle {} ({:.1} MiB)",
         out.display(),
@@ -106,7 +99,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("the bundle is {size} bytes, over the {MAX_BUNDLE_BYTES} that travel in one call");
     }
     // The device runs commands in a copy of the workspace, with the folder carried.
-    let script = out.join("gpu_run.py");
+    let script = out.join(script);
     let script = script
         .strip_prefix(workspace_root())
         .unwrap_or(&script)
@@ -114,6 +107,31 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("xtask: on the GPU machine, from the workspace root with the folder carried:");
     println!("python3 {script}");
     Ok(())
+}
+
+/// `from` stripped of symbols and xz-compressed into `to` (binaries for one GPU generation
+/// are large; the script unpacks them).
+pub(crate) fn strip_and_compress(from: &Path, to: &Path) -> Result<()> {
+    let stripped = to.with_extension("stripped");
+    std::fs::copy(from, &stripped)?;
+    check(Command::new("strip").arg(&stripped))?;
+    xz_compress(&stripped, to)?;
+    std::fs::remove_file(&stripped)?;
+    Ok(())
+}
+
+fn xz_compress(from: &Path, to: &Path) -> Result<()> {
+    check(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import lzma, shutil, sys\n\
+                 with open(sys.argv[1], 'rb') as a, lzma.open(sys.argv[2], 'wb', preset=6) as b:\n\
+                 \x20   shutil.copyfileobj(a, b)",
+            ])
+            .arg(from)
+            .arg(to),
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {

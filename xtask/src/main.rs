@@ -20,6 +20,8 @@
 //!   without a GPU or CUDA toolkit (CUDA 13.0's compiler from PyPI; `cuda_build.rs`).
 //! - `gpu-bundle [DIR]`: the folder and the one command for a GPU run of `dpo train` beside TRL
 //!   (`gpu_bundle.rs`).
+//! - `gpu-engine-bundle [DIR]`: the folder and the one command for a GPU run of our wgpu engine
+//!   beside llama.cpp, transformers and candle (`gpu_engine_bundle.rs`).
 //! - `test`: build `dpo`, fetch the real test model (a failure to get it fails the run),
 //!   make a Python with llama.cpp's `gguf` reader, start a private PostgreSQL server on
 //!   loopback, build `shared` and the web app's wasm bundle, then run every workspace test
@@ -29,6 +31,7 @@ mod bench;
 mod bench_train;
 mod cuda_build;
 mod gpu_bundle;
+mod gpu_engine_bundle;
 mod prerequisites;
 mod web_bundle;
 
@@ -77,6 +80,7 @@ fn run_command() -> Result<()> {
             Ok(())
         }
         "gpu-bundle" => gpu_bundle::run(&rest),
+        "gpu-engine-bundle" => gpu_engine_bundle::run(&rest),
         "bench-serve" => check(cargo().args([
             "bench",
             "--package",
@@ -98,7 +102,8 @@ fn run_command() -> Result<()> {
                  bench-browser      load time, first token and decode tok/s of the web app in headless Chromium\n  \
                  bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients\n  \
                  build-cuda [FLAGS] dpo with --features cuda, without a GPU (--release, --compute-cap N)\n  \
-                 gpu-bundle [DIR]   the folder and command for one GPU run of dpo train beside TRL"
+                 gpu-bundle [DIR]   the folder and command for one GPU run of dpo train beside TRL\n  \
+                 gpu-engine-bundle [DIR]  the folder and command for one GPU run of the engines beside llama.cpp"
             );
             bail!("unknown command `{command}`")
         }
