@@ -8,7 +8,9 @@ use clap::Args;
 use serde_json::json;
 use shared::SamplingParams;
 
-use crate::chat::{CandleEngine, EngineKind, Generator, WgpuEngine, language_model::LanguageModel};
+use crate::chat::{
+    CandleEngine, CpuEngine, EngineKind, Generator, WgpuEngine, language_model::LanguageModel,
+};
 
 /// Text repeated to build the benchmark prompt.
 const PROMPT_TEXT: &str = "The quick brown fox jumps over the lazy dog while the committee \
@@ -53,6 +55,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let (engine, text) = WgpuEngine::load(&model_path, positions)?;
             let device = engine.adapter_name();
             (Box::new(engine), text, device)
+        }
+        EngineKind::Cpu => {
+            let (engine, text) = CpuEngine::load(&model_path, positions)?;
+            (Box::new(engine), text, "CPU, one thread".to_string())
         }
     };
     let mut prompt = Vec::new();

@@ -6,6 +6,7 @@
 
 pub mod chat_message;
 pub mod chat_template;
+pub mod cpu_engine;
 pub mod engine;
 pub mod gguf_header_check;
 pub mod gguf_metadata;

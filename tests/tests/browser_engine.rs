@@ -2,7 +2,8 @@
 //! wasm bundle loads tiny generated Qwen2 GGUFs (F32 and Q8_0 matrices), scores the next token
 //! like the same engine natively (Vulkan on lavapipe) and generates greedily exactly the tokens
 //! it generates natively.
-//! With WebGPU switched off, the page gets an error that says so.
+//! With WebGPU switched off, the page gets an error that says so, and the CPU engine
+//! (WebAssembly SIMD) gives the scores and greedy tokens it gives natively.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -56,14 +57,14 @@ try {{
     )
 }
 
-fn serve(model: Vec<u8>) -> PageServer {
+fn serve(model: Vec<u8>, page: String) -> PageServer {
     let bundle = web_bundle();
     let read = |name: &str| {
         std::fs::read(bundle.join(name))
             .unwrap_or_else(|e| panic!("{}: {e}", bundle.join(name).display()))
     };
     let pages = HashMap::from([
-        ("/".to_string(), Page::new("text/html", engine_page())),
+        ("/".to_string(), Page::new("text/html", page)),
         (
             "/web_ui.js".to_string(),
             Page::new("text/javascript", read("web_ui.js")),
@@ -94,7 +95,7 @@ struct KernelRun {
 
 /// What the page reported, or its error message.
 fn run_in_browser(model: Vec<u8>, webgpu: bool) -> Result<BrowserRun, String> {
-    let server = serve(model);
+    let server = serve(model, engine_page());
     let _browser = HeadlessChromium::open(&format!("{}/", server.origin), webgpu);
     let body = server
         .next_result(BROWSER_TIMEOUT)
@@ -201,4 +202,92 @@ fn without_webgpu_the_page_reports_a_clear_error() {
     };
     eprintln!("error shown: {error}");
     assert!(error.contains("WebGPU"), "{error}");
+}
+
+/// A page that runs the CPU engine on `/model.gguf` and posts its scores and reply.
+fn cpu_engine_page() -> String {
+    let prompt: Vec<String> = PROMPT.iter().map(u32::to_string).collect();
+    format!(
+        r#"<!doctype html>
+<meta charset="utf-8">
+<title>CPU engine check</title>
+<script type="module">
+import init, {{ cpuGreedyTokens, cpuNextTokenScores }} from "/web_ui.js";
+const report = (result) => fetch("/result", {{ method: "POST", body: JSON.stringify(result) }});
+try {{
+  await init();
+  const webgpu = Boolean(navigator.gpu);
+  const model = new Uint8Array(await (await fetch("/model.gguf")).arrayBuffer());
+  const prompt = Uint32Array.from([{}]);
+  const scores = cpuNextTokenScores(model, prompt, {TOP_SCORES});
+  const tokens = cpuGreedyTokens(model, prompt, {MAX_NEW_TOKENS});
+  await report({{ webgpu, scores: Array.from(scores), tokens: Array.from(tokens) }});
+}} catch (error) {{
+  await report({{ error: String((error && error.message) || error) }});
+}}
+</script>
+"#,
+        prompt.join(", ")
+    )
+}
+
+#[test]
+fn without_webgpu_the_cpu_engine_gives_the_native_scores_and_reply() {
+    use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
+    // Q8_0 and Q4_0 matrices: the integer kernels; F32: the float ones.
+    for matrix_type in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::F32] {
+        let model = TinyQwen2::default()
+            .with_matrix_type(matrix_type)
+            .to_bytes();
+        let mut reader = Cursor::new(&model);
+        let gguf = GgufModel::read(&mut reader, "tiny.gguf").unwrap();
+        let stop_tokens = ModelText::from_gguf(&gguf).unwrap().stop_tokens();
+        let weights = CpuQwen2Weights::load(&gguf, &mut reader).unwrap();
+        let mut sequence = CpuSequence::new(&weights, 64);
+        sequence.feed(&PROMPT).unwrap();
+        let native_scores: Vec<(u32, f32)> = sequence
+            .next_token_scores(TOP_SCORES, &[], 1.0)
+            .iter()
+            .map(|s| (s.token, s.logit))
+            .collect();
+        let mut native_tokens = Vec::new();
+        while native_tokens.len() < MAX_NEW_TOKENS as usize {
+            let next = sequence.next_token_scores(1, &[], 1.0)[0].token;
+            if stop_tokens.contains(&next) {
+                break;
+            }
+            native_tokens.push(next);
+            sequence.feed(&[next]).unwrap();
+        }
+
+        let server = serve(model, cpu_engine_page());
+        let _browser = HeadlessChromium::open(&format!("{}/", server.origin), false);
+        let body = server
+            .next_result(BROWSER_TIMEOUT)
+            .expect("the page reported nothing in time");
+        let result: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(result.get("error").is_none(), "{matrix_type:?}: {body}");
+        eprintln!("navigator.gpu present: {}", result["webgpu"]);
+        let flat: Vec<f32> = serde_json::from_value(result["scores"].clone()).unwrap();
+        let tokens: Vec<u32> = serde_json::from_value(result["tokens"].clone()).unwrap();
+        eprintln!(
+            "{matrix_type:?}:\n  native  {native_scores:?}\n  browser {flat:?}\n  native reply  {native_tokens:?}\n  browser reply {tokens:?}"
+        );
+        for (&(native_token, native_logit), pair) in native_scores.iter().zip(flat.chunks_exact(2))
+        {
+            assert_eq!(
+                pair[0] as u32, native_token,
+                "{matrix_type:?}: the ranking differs"
+            );
+            assert!(
+                (pair[1] - native_logit).abs() <= 1e-4,
+                "{matrix_type:?}: token {native_token}: browser {}, native {native_logit}",
+                pair[1]
+            );
+        }
+        assert_eq!(
+            tokens, native_tokens,
+            "{matrix_type:?}: browser and native replies differ"
+        );
+    }
 }

@@ -1,10 +1,11 @@
-//! The engine as a plain JavaScript function: load a GGUF from bytes onto the browser's GPU
-//! and generate greedily from token ids. Pages that only need the model (the end-to-end
-//! engine check, benchmarks) call it without the app around it.
+//! The engines as plain JavaScript functions: load a GGUF from bytes onto the browser's GPU,
+//! or into the CPU engine, and generate greedily from token ids. Pages that only need the
+//! model (the end-to-end engine checks, benchmarks) call them without the app around it.
 
 use std::io::Cursor;
 use std::sync::Arc;
 
+use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
 use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle};
 use shared::{GgufModel, SamplingParams};
 use wasm_bindgen::prelude::*;
@@ -84,4 +85,51 @@ pub async fn adapter_info() -> Result<String, JsError> {
         ctx.adapter_info.device_type,
         ctx.has_shader_f16
     ))
+}
+
+/// The GGUF model in `model` in the CPU engine, with its end-of-turn tokens.
+fn load_cpu(model: Vec<u8>) -> Result<(Arc<CpuQwen2Weights>, Vec<u32>), JsError> {
+    let mut reader = Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "model.gguf")?;
+    let stop_tokens = shared::ModelText::from_gguf(&gguf)?.stop_tokens();
+    Ok((CpuQwen2Weights::load(&gguf, &mut reader)?, stop_tokens))
+}
+
+/// As `nextTokenScores`, on the CPU engine (WebAssembly, no GPU needed).
+#[wasm_bindgen(js_name = cpuNextTokenScores)]
+pub fn cpu_next_token_scores(
+    model: Vec<u8>,
+    prompt: Vec<u32>,
+    k: u32,
+) -> Result<Vec<f32>, JsError> {
+    let (weights, _) = load_cpu(model)?;
+    let mut sequence = CpuSequence::new(&weights, prompt.len());
+    sequence.feed(&prompt)?;
+    Ok(sequence
+        .next_token_scores(k as usize, &[], 1.0)
+        .iter()
+        .flat_map(|s| [s.token as f32, s.logit])
+        .collect())
+}
+
+/// As `greedyTokens`, on the CPU engine.
+#[wasm_bindgen(js_name = cpuGreedyTokens)]
+pub fn cpu_greedy_tokens(
+    model: Vec<u8>,
+    prompt: Vec<u32>,
+    max_new_tokens: u32,
+) -> Result<Vec<u32>, JsError> {
+    let (weights, stop_tokens) = load_cpu(model)?;
+    let mut sequence = CpuSequence::new(&weights, prompt.len() + max_new_tokens as usize);
+    sequence.feed(&prompt)?;
+    let mut tokens = Vec::new();
+    while tokens.len() < max_new_tokens as usize {
+        let next = sequence.next_token_scores(1, &[], 1.0)[0].token;
+        if stop_tokens.contains(&next) {
+            break;
+        }
+        tokens.push(next);
+        sequence.feed(&[next])?;
+    }
+    Ok(tokens)
 }

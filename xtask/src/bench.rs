@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: prefill and decode throughput on the real model for every engine —
-//! our wgpu engine, candle on the CPU, and llama.cpp on the CPU (through llama-cpp-python,
+//! our wgpu engine, our CPU engine (one thread), candle on the CPU, and llama.cpp on the CPU
+//! (through llama-cpp-python,
 //! when installed) — printed as one table. A benchmark, not a test: nothing here can fail
 //! on speed.
 
@@ -50,7 +51,7 @@ pub fn run(args: &[String]) -> Result<()> {
         options.decode_tokens.to_string(),
     );
     let mut rows = Vec::new();
-    for engine in ["wgpu", "candle"] {
+    for engine in ["wgpu", "cpu", "candle"] {
         eprintln!("xtask: benchmarking {engine}");
         let mut command = Command::new(&dpo);
         command

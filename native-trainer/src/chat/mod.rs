@@ -4,6 +4,7 @@
 
 pub mod candle_engine;
 pub mod conversation;
+pub mod cpu_engine;
 pub mod generator;
 pub mod language_model;
 pub mod wgpu_engine;
@@ -17,6 +18,7 @@ use shared::SamplingParams;
 
 pub use candle_engine::CandleEngine;
 pub use conversation::Conversation;
+pub use cpu_engine::CpuEngine;
 pub use generator::Generator;
 pub use wgpu_engine::WgpuEngine;
 
@@ -26,6 +28,8 @@ pub enum EngineKind {
     Candle,
     /// The WGSL engine (the one the browser runs) on this machine's GPU via Vulkan/Metal/DX12.
     Wgpu,
+    /// The integer-kernel CPU engine (the one browsers without a usable GPU run).
+    Cpu,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +104,10 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         }
         EngineKind::Wgpu => {
             let (engine, text) = WgpuEngine::load(&model_path, wgpu_engine::DEFAULT_MAX_POSITIONS)?;
+            (Box::new(engine), text)
+        }
+        EngineKind::Cpu => {
+            let (engine, text) = CpuEngine::load(&model_path, wgpu_engine::DEFAULT_MAX_POSITIONS)?;
             (Box::new(engine), text)
         }
     };

@@ -1,0 +1,424 @@
+//! A Qwen2 model on the CPU, read straight from its GGUF: matrices stay in their block types
+//! and are multiplied block by block against 8-bit activations (`block_dot`), norms and biases
+//! are f32, and each sequence keeps its keys and values in f32. The whole forward pass in one
+//! file: embedding rows, then per layer RMSNorm, Q/K/V with biases, NeoX RoPE, causal
+//! grouped-query attention, the output projection and SwiGLU, each added to the residual
+//! stream; then the final norm and the output head on the last token. A batch of tokens
+//! multiplies each weight row by every token before moving on, so the weights are read once
+//! per batch.
+
+use std::io::{Read, Seek};
+use std::sync::Arc;
+
+use super::block_dot::{RowDot, row_dot};
+use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
+use crate::engine::BlockType;
+use crate::engine::EngineError;
+use crate::engine::embedding_rows::{EmbeddingRows, dequantize_f32};
+use crate::gguf_metadata::{Architecture, GgufModel, ModelHyperparameters};
+use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
+
+/// A weight matrix in its GGUF blocks, row after row.
+pub struct CpuMatrix {
+    pub block_type: BlockType,
+    pub rows: usize,
+    pub cols: usize,
+    bytes: Vec<u8>,
+    dot: RowDot,
+}
+
+impl CpuMatrix {
+    fn row_bytes(&self) -> usize {
+        self.bytes.len() / self.rows
+    }
+
+    /// `out[t][r] = row r · x[t]` for every token t of `inputs` (`+=` with `accumulate`).
+    fn multiply(&self, inputs: &Inputs, out: &mut [f32], accumulate: bool) {
+        let row_bytes = self.row_bytes();
+        for (r, row) in self.bytes.chunks_exact(row_bytes).enumerate() {
+            for t in 0..inputs.tokens {
+                let value = (self.dot)(row, inputs.token(t), &inputs.quantized[t]);
+                let slot = &mut out[t * self.rows + r];
+                *slot = if accumulate { *slot + value } else { value };
+            }
+        }
+    }
+}
+
+/// A batch of activations, as f32 and as 8-bit blocks (zero-padded to whole blocks).
+struct Inputs<'a> {
+    values: &'a [f32],
+    width: usize,
+    tokens: usize,
+    quantized: Vec<Vec<Q8Block>>,
+}
+
+impl<'a> Inputs<'a> {
+    fn new(values: &'a [f32], width: usize) -> Self {
+        let tokens = values.len() / width;
+        let quantized = values
+            .chunks_exact(width)
+            .map(|x| {
+                if width.is_multiple_of(Q8_BLOCK) {
+                    quantize_q8(x)
+                } else {
+                    let mut padded = x.to_vec();
+                    padded.resize(width.next_multiple_of(Q8_BLOCK), 0.0);
+                    quantize_q8(&padded)
+                }
+            })
+            .collect();
+        Self {
+            values,
+            width,
+            tokens,
+            quantized,
+        }
+    }
+
+    fn token(&self, t: usize) -> &[f32] {
+        &self.values[t * self.width..(t + 1) * self.width]
+    }
+}
+
+struct CpuLayer {
+    attn_norm: Vec<f32>,
+    wq: CpuMatrix,
+    wk: CpuMatrix,
+    wv: CpuMatrix,
+    q_bias: Vec<f32>,
+    k_bias: Vec<f32>,
+    v_bias: Vec<f32>,
+    wo: CpuMatrix,
+    ffn_norm: Vec<f32>,
+    w_gate: CpuMatrix,
+    w_up: CpuMatrix,
+    w_down: CpuMatrix,
+}
+
+pub struct CpuQwen2Weights {
+    pub hyperparameters: ModelHyperparameters,
+    layers: Vec<CpuLayer>,
+    output_norm: Vec<f32>,
+    output: CpuMatrix,
+    embedding: EmbeddingRows,
+}
+
+impl CpuQwen2Weights {
+    /// Reads the weights of a validated Qwen2 GGUF. A tensor the engine cannot run (unknown
+    /// block type, missing, wrong shape) is an error naming it.
+    pub fn load<R: Read + Seek>(
+        gguf: &GgufModel,
+        reader: &mut R,
+    ) -> Result<Arc<Self>, EngineError> {
+        let hp = gguf.hyperparameters.clone();
+        if hp.architecture != Architecture::Qwen2 {
+            return Err(EngineError::Unsupported(format!(
+                "{}: the CPU engine runs qwen2 models, this is {}",
+                gguf.source_name,
+                hp.architecture.as_str()
+            )));
+        }
+        let unsupported = |name: &str, e: &dyn std::fmt::Display| {
+            EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name))
+        };
+        let mut raw = |name: &str| {
+            gguf.tensor_bytes(reader, name)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))
+        };
+        let mut layers = Vec::with_capacity(hp.block_count);
+        let vector = |name: &str, raw: &mut dyn FnMut(&str) -> Result<Vec<u8>, EngineError>| {
+            let info = &gguf.content.tensor_infos[name];
+            dequantize_f32(info.ggml_dtype, &raw(name)?, info.shape.dims())
+                .map_err(|e| unsupported(name, &e))
+        };
+        let matrix = |name: &str, raw: &mut dyn FnMut(&str) -> Result<Vec<u8>, EngineError>| {
+            let info = &gguf.content.tensor_infos[name];
+            let block_type = BlockType::from_ggml(info.ggml_dtype).ok_or_else(|| {
+                unsupported(
+                    name,
+                    &format!(
+                        "type {:?}, which the CPU engine cannot read",
+                        info.ggml_dtype
+                    ),
+                )
+            })?;
+            let (rows, cols) = info.shape.dims2().map_err(|e| unsupported(name, &e))?;
+            Ok::<_, EngineError>(CpuMatrix {
+                block_type,
+                rows,
+                cols,
+                bytes: raw(name)?,
+                dot: row_dot(block_type),
+            })
+        };
+        for layer in 0..hp.block_count {
+            let name = |suffix: &str| format!("blk.{layer}.{suffix}");
+            layers.push(CpuLayer {
+                attn_norm: vector(&name("attn_norm.weight"), &mut raw)?,
+                wq: matrix(&name("attn_q.weight"), &mut raw)?,
+                wk: matrix(&name("attn_k.weight"), &mut raw)?,
+                wv: matrix(&name("attn_v.weight"), &mut raw)?,
+                q_bias: vector(&name("attn_q.bias"), &mut raw)?,
+                k_bias: vector(&name("attn_k.bias"), &mut raw)?,
+                v_bias: vector(&name("attn_v.bias"), &mut raw)?,
+                wo: matrix(&name("attn_output.weight"), &mut raw)?,
+                ffn_norm: vector(&name("ffn_norm.weight"), &mut raw)?,
+                w_gate: matrix(&name("ffn_gate.weight"), &mut raw)?,
+                w_up: matrix(&name("ffn_up.weight"), &mut raw)?,
+                w_down: matrix(&name("ffn_down.weight"), &mut raw)?,
+            });
+        }
+        let output_norm = vector("output_norm.weight", &mut raw)?;
+        let output_name = if hp.tied_embeddings {
+            "token_embd.weight"
+        } else {
+            "output.weight"
+        };
+        let output = matrix(output_name, &mut raw)?;
+        let embedding_type = gguf.content.tensor_infos["token_embd.weight"].ggml_dtype;
+        let embedding = EmbeddingRows::new(
+            embedding_type,
+            raw("token_embd.weight")?,
+            hp.vocab_size,
+            hp.embedding_length,
+        );
+        Ok(Arc::new(Self {
+            hyperparameters: hp,
+            layers,
+            output_norm,
+            output,
+            embedding,
+        }))
+    }
+}
+
+/// One sequence on shared CPU weights: its tokens, its keys and values, and the logits after
+/// its last token.
+pub struct CpuSequence {
+    weights: Arc<CpuQwen2Weights>,
+    max_positions: usize,
+    tokens: Vec<u32>,
+    /// Per layer, [position][kv_heads × head_dim].
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    logits: Vec<f32>,
+}
+
+impl CpuSequence {
+    /// A sequence of up to `max_positions` tokens (prompt and reply).
+    pub fn new(weights: &Arc<CpuQwen2Weights>, max_positions: usize) -> Self {
+        let hp = &weights.hyperparameters;
+        let layers = weights.layers.len();
+        Self {
+            weights: Arc::clone(weights),
+            max_positions: max_positions.clamp(1, hp.context_length),
+            tokens: Vec::new(),
+            keys: vec![Vec::new(); layers],
+            values: vec![Vec::new(); layers],
+            logits: Vec::new(),
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// The tokens in the cache, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets every position from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+        let kv = self.kv_width();
+        for cache in self.keys.iter_mut().chain(&mut self.values) {
+            cache.truncate(len * kv);
+        }
+    }
+
+    fn kv_width(&self) -> usize {
+        let hp = &self.weights.hyperparameters;
+        hp.head_count_kv * hp.head_dim
+    }
+
+    /// The logits for the token after the last one fed.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// The `needed` best next tokens after the repetition penalty on `penalized`, best first.
+    pub fn next_token_scores(
+        &self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Vec<TokenScore> {
+        let mut logits = self.logits.clone();
+        apply_repetition_penalty(&mut logits, penalized, penalty);
+        top_scores(&logits, needed)
+    }
+
+    /// Runs `tokens` after the cached ones as one batch; afterwards the logits are those for
+    /// the token after the last.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        if self.tokens.len() + tokens.len() > self.max_positions {
+            return Err(EngineError::Unsupported(format!(
+                "{} tokens do not fit the sequence's {} positions ({} in use)",
+                tokens.len(),
+                self.max_positions,
+                self.tokens.len()
+            )));
+        }
+        let weights = Arc::clone(&self.weights);
+        let hp = &weights.hyperparameters;
+        let (d, ff) = (hp.embedding_length, hp.feed_forward_length);
+        let (heads, kv_heads, head_dim) = (hp.head_count, hp.head_count_kv, hp.head_dim);
+        let kv = kv_heads * head_dim;
+        let n = tokens.len();
+        let start = self.tokens.len();
+
+        let mut hidden = weights.embedding.rows(tokens)?;
+        let mut normed = vec![0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0f32; n * d], vec![0f32; n * kv], vec![0f32; n * kv]);
+        let mut attended = vec![0f32; n * d];
+        let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
+        for (index, layer) in weights.layers.iter().enumerate() {
+            rms_norm(&hidden, &layer.attn_norm, hp.rms_norm_eps, &mut normed);
+            let inputs = Inputs::new(&normed, d);
+            for (m, bias, out) in [
+                (&layer.wq, &layer.q_bias, &mut q),
+                (&layer.wk, &layer.k_bias, &mut k),
+                (&layer.wv, &layer.v_bias, &mut v),
+            ] {
+                m.multiply(&inputs, out, false);
+                for row in out.chunks_exact_mut(m.rows) {
+                    row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+                }
+            }
+            rope(&mut q, heads, head_dim, start, hp.rope_freq_base);
+            rope(&mut k, kv_heads, head_dim, start, hp.rope_freq_base);
+            self.keys[index].extend_from_slice(&k);
+            self.values[index].extend_from_slice(&v);
+            attend(
+                &q,
+                &self.keys[index],
+                &self.values[index],
+                [heads, kv_heads, head_dim],
+                start,
+                &mut attended,
+            );
+            layer
+                .wo
+                .multiply(&Inputs::new(&attended, d), &mut hidden, true);
+
+            rms_norm(&hidden, &layer.ffn_norm, hp.rms_norm_eps, &mut normed);
+            let inputs = Inputs::new(&normed, d);
+            layer.w_gate.multiply(&inputs, &mut gate, false);
+            layer.w_up.multiply(&inputs, &mut up, false);
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+            layer
+                .w_down
+                .multiply(&Inputs::new(&gate, ff), &mut hidden, true);
+        }
+        let last = &hidden[(n - 1) * d..];
+        let mut final_normed = vec![0f32; d];
+        rms_norm(
+            last,
+            &weights.output_norm,
+            hp.rms_norm_eps,
+            &mut final_normed,
+        );
+        self.logits = vec![0f32; weights.output.rows];
+        weights
+            .output
+            .multiply(&Inputs::new(&final_normed, d), &mut self.logits, false);
+        self.tokens.extend_from_slice(tokens);
+        Ok(())
+    }
+}
+
+/// `out[t] = x[t] / rms(x[t]) · weight` for every token.
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let width = weight.len();
+    for (row, out_row) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let mean_square = row.iter().map(|v| v * v).sum::<f32>() / width as f32;
+        let scale = 1.0 / (mean_square + eps).sqrt();
+        for ((o, &v), &w) in out_row.iter_mut().zip(row).zip(weight) {
+            *o = v * scale * w;
+        }
+    }
+}
+
+/// NeoX rotary embedding in place: in each head, element i pairs with i + head_dim / 2 and
+/// both rotate by position · base^(−2i / head_dim); token t is at `first_position + t`.
+fn rope(x: &mut [f32], heads: usize, head_dim: usize, first_position: usize, base: f32) {
+    let half = head_dim / 2;
+    for (t, token) in x.chunks_exact_mut(heads * head_dim).enumerate() {
+        let position = (first_position + t) as f32;
+        for head in token.chunks_exact_mut(head_dim) {
+            let (first, second) = head.split_at_mut(half);
+            for (i, (a, b)) in first.iter_mut().zip(second).enumerate() {
+                let angle = position / base.powf(2.0 * i as f32 / head_dim as f32);
+                let (sin, cos) = angle.sin_cos();
+                let (x0, x1) = (*a, *b);
+                *a = x0 * cos - x1 * sin;
+                *b = x0 * sin + x1 * cos;
+            }
+        }
+    }
+}
+
+/// Causal grouped-query attention of the batch's queries (token t at `first_position + t`)
+/// over the cached keys and values, which already hold the batch's own.
+fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    [heads, kv_heads, head_dim]: [usize; 3],
+    first_position: usize,
+    out: &mut [f32],
+) {
+    let kv = kv_heads * head_dim;
+    let group = heads / kv_heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let mut scores = Vec::new();
+    for (t, (query, output)) in q
+        .chunks_exact(heads * head_dim)
+        .zip(out.chunks_exact_mut(heads * head_dim))
+        .enumerate()
+    {
+        let positions = first_position + t + 1;
+        for (head, (qh, oh)) in query
+            .chunks_exact(head_dim)
+            .zip(output.chunks_exact_mut(head_dim))
+            .enumerate()
+        {
+            let offset = (head / group) * head_dim;
+            scores.clear();
+            scores.extend((0..positions).map(|s| {
+                let key = &keys[s * kv + offset..s * kv + offset + head_dim];
+                qh.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
+            }));
+            let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0;
+            for score in &mut scores {
+                *score = (*score - largest).exp();
+                total += *score;
+            }
+            oh.fill(0.0);
+            for (s, p) in scores.iter().enumerate() {
+                let value = &values[s * kv + offset..s * kv + offset + head_dim];
+                for (o, v) in oh.iter_mut().zip(value) {
+                    *o += p / total * v;
+                }
+            }
+        }
+    }
+}
