@@ -234,14 +234,31 @@ try {{
 #[test]
 fn without_webgpu_the_cpu_engine_gives_the_native_scores_and_reply() {
     use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-    // Q8_0 and Q4_0 matrices: the integer kernels; F32: the float ones.
-    for matrix_type in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::F32] {
+    // Tiny models in Q8_0, Q4_0 and Q5_0 (the browser's SIMD kernels) and F32 (the float
+    // ones), and one block of Qwen2.5-1.5B's shapes in Q4_K_M's types (Q4_K and Q6_K).
+    let models = [
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_0,
+        GgmlDType::Q5_0,
+        GgmlDType::F32,
+    ]
+    .map(|matrix_type| {
         let model = TinyQwen2::default()
             .with_matrix_type(matrix_type)
             .to_bytes();
+        (format!("tiny {matrix_type:?}"), model)
+    })
+    .into_iter()
+    .chain([(
+        "1.5B-shaped, Q4_K_M types".to_string(),
+        flywheel_tests::shaped_gguf::qwen2_with_shape(flywheel_tests::shaped_gguf::QWEN2_5_1_5B, 1),
+    )]);
+    for (matrix_type, model) in models {
         let mut reader = Cursor::new(&model);
-        let gguf = GgufModel::read(&mut reader, "tiny.gguf").unwrap();
-        let stop_tokens = ModelText::from_gguf(&gguf).unwrap().stop_tokens();
+        let gguf = GgufModel::read(&mut reader, "model.gguf").unwrap();
+        let stop_tokens = ModelText::from_gguf(&gguf)
+            .map(|text| text.stop_tokens())
+            .unwrap_or_default();
         let weights = CpuQwen2Weights::load(&gguf, &mut reader).unwrap();
         let mut sequence = CpuSequence::new(&weights, 64);
         sequence.feed(&PROMPT).unwrap();
@@ -266,28 +283,28 @@ fn without_webgpu_the_cpu_engine_gives_the_native_scores_and_reply() {
             .next_result(BROWSER_TIMEOUT)
             .expect("the page reported nothing in time");
         let result: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(result.get("error").is_none(), "{matrix_type:?}: {body}");
+        assert!(result.get("error").is_none(), "{matrix_type}: {body}");
         eprintln!("navigator.gpu present: {}", result["webgpu"]);
         let flat: Vec<f32> = serde_json::from_value(result["scores"].clone()).unwrap();
         let tokens: Vec<u32> = serde_json::from_value(result["tokens"].clone()).unwrap();
         eprintln!(
-            "{matrix_type:?}:\n  native  {native_scores:?}\n  browser {flat:?}\n  native reply  {native_tokens:?}\n  browser reply {tokens:?}"
+            "{matrix_type}:\n  native  {native_scores:?}\n  browser {flat:?}\n  native reply  {native_tokens:?}\n  browser reply {tokens:?}"
         );
         for (&(native_token, native_logit), pair) in native_scores.iter().zip(flat.chunks_exact(2))
         {
             assert_eq!(
                 pair[0] as u32, native_token,
-                "{matrix_type:?}: the ranking differs"
+                "{matrix_type}: the ranking differs"
             );
             assert!(
                 (pair[1] - native_logit).abs() <= 1e-4,
-                "{matrix_type:?}: token {native_token}: browser {}, native {native_logit}",
+                "{matrix_type}: token {native_token}: browser {}, native {native_logit}",
                 pair[1]
             );
         }
         assert_eq!(
             tokens, native_tokens,
-            "{matrix_type:?}: browser and native replies differ"
+            "{matrix_type}: browser and native replies differ"
         );
     }
 }

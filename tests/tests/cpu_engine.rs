@@ -1,7 +1,8 @@
 //! The CPU engine (`shared::cpu_engine`) against references:
-//! - every block type's row product against the f64 product of candle's dequantized weights
-//!   and the 8-bit activations as the kernel sees them (exact but for f32 rounding), and the
-//!   activations' own quantization error within half a step per value;
+//! - every block type's row product, one token's and a batch's (the row unpacked once), against
+//!   the f64 product of candle's dequantized weights and the 8-bit activations as the kernel
+//!   sees them (exact but for f32 rounding), and the activations' own quantization error
+//!   within half a step per value;
 //! - the real Qwen2.5-Coder-0.5B-Instruct Q4_K_M against candle's `quantized_qwen2`: a batched
 //!   prompt and greedy steps agree in their top token and closely in their logits, the batch
 //!   gives the logits of one-token steps, and the greedy reply names Berlin;
@@ -19,7 +20,7 @@ use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use flywheel_tests::tiny_gguf::TinyQwen2;
-use shared::cpu_engine::block_dot::row_dot;
+use shared::cpu_engine::block_dot::{RowFormat, unpacked_dot};
 use shared::cpu_engine::q8_activations::quantize_q8;
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
 use shared::engine::BlockType;
@@ -68,7 +69,8 @@ fn every_block_type_row_product_matches_the_dequantized_reference() {
             .unwrap()
             .to_vec2()
             .unwrap();
-        let dot = row_dot(block_type);
+        let format = RowFormat::of(block_type);
+        let mut unpacked = Vec::new();
         let row_bytes = bytes.len() / rows;
         let float_input = matches!(block_type, BlockType::F32 | BlockType::F16);
         for (r, reference_row) in dequantized.iter().enumerate() {
@@ -87,11 +89,20 @@ fn every_block_type_row_product_matches_the_dequantized_reference() {
                 .zip(&input)
                 .map(|(&w, x)| (f64::from(w) * x).abs())
                 .sum();
-            let got = dot(&bytes[r * row_bytes..(r + 1) * row_bytes], &x, &xq);
+            let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
+            let got = format.dot(row, &x, &xq);
             assert!(
                 (f64::from(got) - want).abs() <= 1e-5 * magnitude + 1e-6,
                 "{block_type:?} row {r}: {got}, reference {want}"
             );
+            // A batch's way: the row unpacked once, then multiplied.
+            if format.unpack_row(row, &mut unpacked) {
+                let batched = unpacked_dot(&unpacked, &xq);
+                assert!(
+                    (f64::from(batched) - want).abs() <= 1e-5 * magnitude + 1e-6,
+                    "{block_type:?} row {r} unpacked: {batched}, reference {want}"
+                );
+            }
         }
     }
 }

@@ -88,10 +88,14 @@ pub async fn adapter_info() -> Result<String, JsError> {
 }
 
 /// The GGUF model in `model` in the CPU engine, with its end-of-turn tokens.
+/// (A file without a vocabulary, such as a generated one of a real model's shapes, has no
+/// end-of-turn tokens: it scores, and greedy decoding runs to the token budget.)
 fn load_cpu(model: Vec<u8>) -> Result<(Arc<CpuQwen2Weights>, Vec<u32>), JsError> {
     let mut reader = Cursor::new(model);
     let gguf = GgufModel::read(&mut reader, "model.gguf")?;
-    let stop_tokens = shared::ModelText::from_gguf(&gguf)?.stop_tokens();
+    let stop_tokens = shared::ModelText::from_gguf(&gguf)
+        .map(|text| text.stop_tokens())
+        .unwrap_or_default();
     Ok((CpuQwen2Weights::load(&gguf, &mut reader)?, stop_tokens))
 }
 
@@ -132,4 +136,45 @@ pub fn cpu_greedy_tokens(
         sequence.feed(&[next])?;
     }
     Ok(tokens)
+}
+
+/// The CPU engine's speed on `prompt`, as `cargo xtask bench-browser` measures it beside
+/// wllama: `[load ms, prompt tokens, first token ms, decode tokens/s, generated tokens]`.
+/// Greedy, one thread; decoding stops at `max_new_tokens` or an end-of-turn token, and its
+/// speed counts the tokens after the first.
+#[wasm_bindgen(js_name = cpuBenchmark)]
+pub fn cpu_benchmark(
+    model: Vec<u8>,
+    prompt: Vec<u32>,
+    max_new_tokens: u32,
+) -> Result<Vec<f64>, JsError> {
+    use crate::browser_storage::now_ms;
+    let started = now_ms();
+    let (weights, stop_tokens) = load_cpu(model)?;
+    let load_ms = now_ms() - started;
+    let mut sequence = CpuSequence::new(&weights, prompt.len() + max_new_tokens as usize);
+    let started = now_ms();
+    sequence.feed(&prompt)?;
+    let mut next = sequence.next_token_scores(1, &[], 1.0)[0].token;
+    let first_token_ms = now_ms() - started;
+    let started = now_ms();
+    let mut generated = 1;
+    while generated < max_new_tokens && !stop_tokens.contains(&next) {
+        sequence.feed(&[next])?;
+        next = sequence.next_token_scores(1, &[], 1.0)[0].token;
+        generated += 1;
+    }
+    let decode_seconds = (now_ms() - started) / 1000.0;
+    let decode_tokens_per_second = if generated > 1 && decode_seconds > 0.0 {
+        f64::from(generated - 1) / decode_seconds
+    } else {
+        0.0
+    };
+    Ok(vec![
+        load_ms,
+        prompt.len() as f64,
+        first_token_ms,
+        decode_tokens_per_second,
+        f64::from(generated),
+    ])
 }

@@ -13,7 +13,8 @@
 //!   the f32 model (and llama.cpp's own Q4_K_M, through Python), and export times for
 //!   Qwen2.5-1.5B's shapes (`native-trainer/benches/export_quality.rs`).
 //! - `bench-browser`: the web app's load time, time to first token and decode tok/s in
-//!   headless Chromium with the real model, beside wllama's numbers on this machine.
+//!   headless Chromium with the real model, and our CPU engine beside wllama (fetched from
+//!   the npm registry), one thread each, in the same run.
 //! - `bench-serve`: durable pair submissions per second and p50/p99 latency through
 //!   `dpo serve` at 64 concurrent clients (`native-trainer/benches/serve_throughput.rs`).
 //! - `build-cuda [--release] [--compute-cap N]`: `dpo` with `--features cuda`, on a machine
@@ -292,6 +293,7 @@ fn bench_browser() -> Result<()> {
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
     let bundle = web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen)?;
+    let wllama = wllama_package()?;
     check(
         cargo()
             .args([
@@ -303,8 +305,34 @@ fn bench_browser() -> Result<()> {
             ])
             .env("DPO_TEST_MODEL", &model)
             .env("DPO_BIN", &dpo)
-            .env("DPO_WEB_BUNDLE", &bundle),
+            .env("DPO_WEB_BUNDLE", &bundle)
+            .env("WLLAMA_DIR", &wllama),
     )
+}
+
+/// `@wllama/wllama` (llama.cpp compiled to wasm), the browser benchmark's anchor: its package
+/// folder, fetched once from the npm registry into target/.
+fn wllama_package() -> Result<PathBuf> {
+    const PACKAGE: &str = "@wllama/wllama@3.8.1";
+    let dir = target_dir().join("wllama");
+    let package = dir.join("package");
+    if package.join("esm/wasm/wllama.wasm").exists() {
+        return Ok(package);
+    }
+    std::fs::create_dir_all(&dir)?;
+    check(
+        Command::new("npm")
+            .args(["pack", PACKAGE, "--pack-destination"])
+            .arg(&dir),
+    )?;
+    check(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(dir.join("wllama-wllama-3.8.1.tgz"))
+            .arg("-C")
+            .arg(&dir),
+    )?;
+    Ok(package)
 }
 
 /// A Python with the `gguf` package (llama.cpp's own GGUF reader) for the tests that check

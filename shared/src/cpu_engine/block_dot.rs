@@ -1,7 +1,8 @@
-//! One weight row (GGUF blocks, bits as in the file) times one token's activations, for every
-//! block type the engines read. Each quantized block is unpacked to 8-bit integers and
-//! multiplied by the 8-bit activations (`q8_activations`) in integers, scaled once per
-//! sub-block; F32 and F16 rows multiply the f32 activations. Block layouts (as in
+//! Weight rows (GGUF blocks, bits as in the file) times activations, for every block type the
+//! engines read. Each quantized block is unpacked to 8-bit integers per 32 weights
+//! (`UnpackedBlock`) and multiplied by the 8-bit activations (`q8_activations`) in integers,
+//! scaled once per 16 or 32 weights; a batch of tokens unpacks each row once for all of them.
+//! F32 and F16 rows multiply the f32 activations. Block layouts (as in
 //! `engine/kernels/block_*.wgsl`):
 //!
 //! | type | bytes / weights | layout |
@@ -14,25 +15,157 @@
 //! | Q5_K | 176 / 256 | d, dmin, 12 scale bytes, qh[32] (bit s of byte l: weight l of sub-block s's fifth bit), 128 bytes as Q4_K |
 //! | Q6_K | 210 / 256 | ql[128], qh[64], 16 i8 scales (one per 16 weights), d f16; q = 6 bits − 32 |
 
-use super::q8_activations::{Q8_BLOCK, Q8Block, dot_i8, dot_i8_half};
+use super::q8_activations::{Q8_BLOCK, Q8Block, dot_i8_half};
 use crate::engine::BlockType;
 
-/// `row` (whole blocks of `block_type`) · x, given x both as f32 and as 8-bit blocks.
-pub type RowDot = fn(row: &[u8], x: &[f32], xq: &[Q8Block]) -> f32;
+/// 32 weights as 8-bit quants: w[i] = scales[i / 16] · quants[i] + offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnpackedBlock {
+    pub quants: [i8; Q8_BLOCK],
+    pub scales: [f32; 2],
+    pub offset: f32,
+}
 
-/// The row product for `block_type`.
-pub fn row_dot(block_type: BlockType) -> RowDot {
-    match block_type {
-        BlockType::F32 => dot_f32,
-        BlockType::F16 => dot_f16,
-        BlockType::Q4_0 => dot_q4_0,
-        BlockType::Q4_1 => dot_q4_1,
-        BlockType::Q5_0 => dot_q5_0,
-        BlockType::Q8_0 => dot_q8_0,
-        BlockType::Q4K => dot_q4_k,
-        BlockType::Q5K => dot_q5_k,
-        BlockType::Q6K => dot_q6_k,
+impl UnpackedBlock {
+    const ZERO: Self = Self {
+        quants: [0; Q8_BLOCK],
+        scales: [0.0; 2],
+        offset: 0.0,
+    };
+
+    /// These 32 weights · the 32 activations `x`.
+    #[inline(always)]
+    pub fn dot(&self, x: &Q8Block) -> f32 {
+        let low = dot_i8_half(&self.quants, &x.quants, 0) as f32;
+        let high = dot_i8_half(&self.quants, &x.quants, 16) as f32;
+        x.scale * (self.scales[0] * low + self.scales[1] * high + self.offset * x.sum as f32)
     }
+}
+
+/// How one block type's rows are multiplied.
+#[derive(Debug, Clone, Copy)]
+pub enum RowFormat {
+    /// f32 or f16 values: multiplied by the f32 activations (`dot_f32`, `dot_f16`).
+    Float(fn(row: &[u8], x: &[f32]) -> f32),
+    /// Quantized blocks of `bytes` bytes, each unpacked into `unpacked` 32-weight blocks;
+    /// `fused`, where there is one, multiplies a 32-weight block without unpacking it (the
+    /// same bits as unpacking it: `simd128_dots.rs`).
+    Quantized {
+        bytes: usize,
+        unpacked: usize,
+        unpack: fn(block: &[u8], out: &mut [UnpackedBlock]),
+        fused: Option<FusedDot>,
+    },
+}
+
+/// Adds one block times its activation blocks to `total`, 32 weights at a time.
+pub type FusedDot = fn(block: &[u8], x: &[Q8Block], total: &mut f32);
+
+/// The fused product of a block type, where this build has one.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn fused(block_type: BlockType) -> Option<FusedDot> {
+    use super::simd128_dots;
+    match block_type {
+        BlockType::Q4_0 => Some(simd128_dots::q4_0),
+        BlockType::Q5_0 => Some(simd128_dots::q5_0),
+        BlockType::Q8_0 => Some(simd128_dots::q8_0),
+        BlockType::Q4K => Some(simd128_dots::q4_k),
+        BlockType::Q6K => Some(simd128_dots::q6_k),
+        _ => None,
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn fused(_: BlockType) -> Option<FusedDot> {
+    None
+}
+
+impl RowFormat {
+    pub fn of(block_type: BlockType) -> Self {
+        let quantized = |bytes, unpacked, unpack| Self::Quantized {
+            bytes,
+            unpacked,
+            unpack,
+            fused: fused(block_type),
+        };
+        match block_type {
+            BlockType::F32 => Self::Float(dot_f32),
+            BlockType::F16 => Self::Float(dot_f16),
+            BlockType::Q4_0 => quantized(18, 1, unpack_q4_0),
+            BlockType::Q4_1 => quantized(20, 1, unpack_q4_1),
+            BlockType::Q5_0 => quantized(22, 1, unpack_q5_0),
+            BlockType::Q8_0 => quantized(34, 1, unpack_q8_0),
+            BlockType::Q4K => quantized(144, 8, unpack_q4_k),
+            BlockType::Q5K => quantized(176, 8, unpack_q5_k),
+            BlockType::Q6K => quantized(210, 8, unpack_q6_k),
+        }
+    }
+
+    /// `row` · x, given x both as f32 and as 8-bit blocks. Sums in `unpacked_dot`'s order,
+    /// so a token gives the same bits alone as in a batch (8-bit activations round, so the
+    /// smallest difference could otherwise grow through the layers).
+    pub fn dot(&self, row: &[u8], x: &[f32], xq: &[Q8Block]) -> f32 {
+        match *self {
+            Self::Float(dot) => dot(row, x),
+            Self::Quantized {
+                bytes,
+                unpacked,
+                fused: Some(fused),
+                ..
+            } => {
+                let mut total = 0f32;
+                for (block, x) in row.chunks_exact(bytes).zip(xq.chunks_exact(unpacked)) {
+                    fused(block, x, &mut total);
+                }
+                total
+            }
+            Self::Quantized {
+                bytes,
+                unpacked,
+                unpack,
+                fused: None,
+            } => {
+                let mut blocks = [UnpackedBlock::ZERO; 8];
+                let blocks = &mut blocks[..unpacked];
+                let mut total = 0f32;
+                for (block, x) in row.chunks_exact(bytes).zip(xq.chunks_exact(unpacked)) {
+                    unpack(block, blocks);
+                    for (b, x) in blocks.iter().zip(x) {
+                        total += b.dot(x);
+                    }
+                }
+                total
+            }
+        }
+    }
+
+    /// Unpacks a quantized `row` into `out` (replacing its contents); `false` for float rows.
+    pub fn unpack_row(&self, row: &[u8], out: &mut Vec<UnpackedBlock>) -> bool {
+        let Self::Quantized {
+            bytes,
+            unpacked,
+            unpack,
+            ..
+        } = *self
+        else {
+            return false;
+        };
+        out.clear();
+        out.resize(row.len() / bytes * unpacked, UnpackedBlock::ZERO);
+        for (block, slots) in row.chunks_exact(bytes).zip(out.chunks_exact_mut(unpacked)) {
+            unpack(block, slots);
+        }
+        true
+    }
+}
+
+/// An unpacked row · x.
+pub fn unpacked_dot(row: &[UnpackedBlock], xq: &[Q8Block]) -> f32 {
+    let mut total = 0f32;
+    for (b, x) in row.iter().zip(xq) {
+        total += b.dot(x);
+    }
+    total
 }
 
 /// f16 bits as f32 (subnormals included).
@@ -53,11 +186,11 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     f32::from_bits(sign | magnitude)
 }
 
-fn half(bytes: &[u8], at: usize) -> f32 {
+pub(super) fn half(bytes: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
 }
 
-fn dot_f32(row: &[u8], x: &[f32], _: &[Q8Block]) -> f32 {
+fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
     let mut sums = [0f32; 8];
     for (chunk, xs) in row.chunks_exact(32).zip(x.chunks_exact(8)) {
         for ((sum, w), &x) in sums.iter_mut().zip(chunk.chunks_exact(4)).zip(xs) {
@@ -73,7 +206,7 @@ fn dot_f32(row: &[u8], x: &[f32], _: &[Q8Block]) -> f32 {
     sums.iter().sum::<f32>() + rest
 }
 
-fn dot_f16(row: &[u8], x: &[f32], _: &[Q8Block]) -> f32 {
+fn dot_f16(row: &[u8], x: &[f32]) -> f32 {
     let mut sums = [0f32; 8];
     for (chunk, xs) in row.chunks_exact(16).zip(x.chunks_exact(8)) {
         for ((sum, w), &x) in sums.iter_mut().zip(chunk.chunks_exact(2)).zip(xs) {
@@ -100,58 +233,70 @@ fn nibbles(bytes: &[u8]) -> [i8; Q8_BLOCK] {
     q
 }
 
-fn dot_q4_0(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(18)
-        .zip(xq)
-        .map(|(block, x)| {
-            let q = nibbles(&block[2..18]);
-            let integer = dot_i8(&q, &x.quants) - 8 * x.sum;
-            half(block, 0) * x.scale * integer as f32
-        })
-        .sum()
+fn unpack_q4_0(block: &[u8], out: &mut [UnpackedBlock]) {
+    let d = half(block, 0);
+    out[0] = UnpackedBlock {
+        quants: nibbles(&block[2..18]),
+        scales: [d; 2],
+        offset: -8.0 * d,
+    };
 }
 
-fn dot_q4_1(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(20)
-        .zip(xq)
-        .map(|(block, x)| {
-            let q = nibbles(&block[4..20]);
-            let (d, m) = (half(block, 0), half(block, 2));
-            d * x.scale * dot_i8(&q, &x.quants) as f32 + m * x.scale * x.sum as f32
-        })
-        .sum()
+fn unpack_q4_1(block: &[u8], out: &mut [UnpackedBlock]) {
+    let d = half(block, 0);
+    out[0] = UnpackedBlock {
+        quants: nibbles(&block[4..20]),
+        scales: [d; 2],
+        offset: half(block, 2),
+    };
 }
 
-fn dot_q5_0(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(22)
-        .zip(xq)
-        .map(|(block, x)| {
-            let high = u32::from_le_bytes(block[2..6].try_into().expect("4 bytes"));
-            let mut q = nibbles(&block[6..22]);
-            for (j, v) in q.iter_mut().enumerate() {
-                *v |= (((high >> j) & 1) << 4) as i8;
-            }
-            let integer = dot_i8(&q, &x.quants) - 16 * x.sum;
-            half(block, 0) * x.scale * integer as f32
-        })
-        .sum()
+/// For each byte value, its 8 bits as 8 bytes of 0 or 16 (a fifth bit in place), so that a
+/// Q5_0 block's 32 fifth bits are spread with 4 lookups (llama.cpp's trick).
+pub(super) const BITS_TO_FIFTH: [[u8; 8]; 256] = {
+    let mut table = [[0u8; 8]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut bit = 0;
+        while bit < 8 {
+            table[byte][bit] = (((byte >> bit) & 1) << 4) as u8;
+            bit += 1;
+        }
+        byte += 1;
+    }
+    table
+};
+
+fn unpack_q5_0(block: &[u8], out: &mut [UnpackedBlock]) {
+    let d = half(block, 0);
+    let mut quants = nibbles(&block[6..22]);
+    for (eight, &bits) in quants.chunks_exact_mut(8).zip(&block[2..6]) {
+        for (q, &fifth) in eight.iter_mut().zip(&BITS_TO_FIFTH[usize::from(bits)]) {
+            *q |= fifth as i8;
+        }
+    }
+    out[0] = UnpackedBlock {
+        quants,
+        scales: [d; 2],
+        offset: -16.0 * d,
+    };
 }
 
-fn dot_q8_0(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(34)
-        .zip(xq)
-        .map(|(block, x)| {
-            let q: &[i8; Q8_BLOCK] = bytemuck::cast_slice::<u8, i8>(&block[2..34])
-                .try_into()
-                .expect("32 quants");
-            half(block, 0) * x.scale * dot_i8(q, &x.quants) as f32
-        })
-        .sum()
+fn unpack_q8_0(block: &[u8], out: &mut [UnpackedBlock]) {
+    let d = half(block, 0);
+    let quants: &[i8; Q8_BLOCK] = bytemuck::cast_slice::<u8, i8>(&block[2..34])
+        .try_into()
+        .expect("32 quants");
+    out[0] = UnpackedBlock {
+        quants: *quants,
+        scales: [d; 2],
+        offset: 0.0,
+    };
 }
 
 /// Sub-block `j`'s 6-bit scale and minimum from a K-quant block's 12 scale bytes.
 #[inline(always)]
-fn k_scale_min(scales: &[u8], j: usize) -> (f32, f32) {
+pub(super) fn k_scale_min(scales: &[u8], j: usize) -> (f32, f32) {
     let (scale, min) = if j < 4 {
         (scales[j] & 63, scales[j + 4] & 63)
     } else {
@@ -163,80 +308,62 @@ fn k_scale_min(scales: &[u8], j: usize) -> (f32, f32) {
     (f32::from(scale), f32::from(min))
 }
 
-/// Q4_K and Q5_K: 8 sub-blocks of 32, each against one activation block; `high_bit(s, l)` is
-/// weight l of sub-block s's fifth bit (Q5_K) or 0 (Q4_K).
+/// Q4_K and Q5_K: 8 sub-blocks of 32; `high_bit(s, l)` is weight l of sub-block s's fifth
+/// bit (Q5_K) or 0 (Q4_K).
 #[inline(always)]
-fn dot_k_quant(
+fn unpack_k_quant(
     block: &[u8],
     quants: &[u8],
-    xq: &[Q8Block],
+    out: &mut [UnpackedBlock],
     high_bit: impl Fn(usize, usize) -> u8,
-) -> f32 {
+) {
     let (d, dmin) = (half(block, 0), half(block, 2));
     let scales = &block[4..16];
-    let (mut scaled, mut offsets) = (0f32, 0f32);
-    for (s, x) in xq.iter().enumerate().take(8) {
+    for (s, slot) in out.iter_mut().enumerate().take(8) {
         let group = &quants[32 * (s / 2)..32 * (s / 2) + 32];
         let shift = 4 * (s % 2);
-        let mut q = [0i8; Q8_BLOCK];
-        for (l, (value, &byte)) in q.iter_mut().zip(group).enumerate() {
+        for (l, (value, &byte)) in slot.quants.iter_mut().zip(group).enumerate() {
             *value = (((byte >> shift) & 0xF) | (high_bit(s, l) << 4)) as i8;
         }
         let (scale, min) = k_scale_min(scales, s);
-        scaled += scale * x.scale * dot_i8(&q, &x.quants) as f32;
-        offsets += min * x.scale * x.sum as f32;
+        slot.scales = [d * scale; 2];
+        slot.offset = -dmin * min;
     }
-    d * scaled - dmin * offsets
 }
 
-fn dot_q4_k(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(144)
-        .zip(xq.chunks_exact(8))
-        .map(|(block, x)| dot_k_quant(block, &block[16..144], x, |_, _| 0))
-        .sum()
+fn unpack_q4_k(block: &[u8], out: &mut [UnpackedBlock]) {
+    unpack_k_quant(block, &block[16..144], out, |_, _| 0);
 }
 
-fn dot_q5_k(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(176)
-        .zip(xq.chunks_exact(8))
-        .map(|(block, x)| {
-            let high = &block[16..48];
-            dot_k_quant(block, &block[48..176], x, |s, l| (high[l] >> s) & 1)
-        })
-        .sum()
+fn unpack_q5_k(block: &[u8], out: &mut [UnpackedBlock]) {
+    let high = &block[16..48];
+    unpack_k_quant(block, &block[48..176], out, |s, l| (high[l] >> s) & 1);
 }
 
-fn dot_q6_k(row: &[u8], _: &[f32], xq: &[Q8Block]) -> f32 {
-    row.chunks_exact(210)
-        .zip(xq.chunks_exact(8))
-        .map(|(block, x)| {
-            let (low, high, scales) = (&block[..128], &block[128..192], &block[192..208]);
-            let d = half(block, 208);
-            // Two halves of 128 weights; in each, byte l of the low and high quants holds
-            // weights l, l + 32, l + 64 and l + 96.
-            let mut q = [[0i8; Q8_BLOCK]; 8];
-            for half_block in 0..2 {
-                let (low, high) = (&low[64 * half_block..], &high[32 * half_block..]);
-                for (l, &h) in high.iter().take(32).enumerate() {
-                    let values = [
-                        (low[l] & 0xF) | ((h & 3) << 4),
-                        (low[l + 32] & 0xF) | (((h >> 2) & 3) << 4),
-                        (low[l] >> 4) | (((h >> 4) & 3) << 4),
-                        (low[l + 32] >> 4) | (((h >> 6) & 3) << 4),
-                    ];
-                    for (part, value) in values.into_iter().enumerate() {
-                        q[4 * half_block + part][l] = value as i8 - 32;
-                    }
-                }
+fn unpack_q6_k(block: &[u8], out: &mut [UnpackedBlock]) {
+    let (low, high, scales) = (&block[..128], &block[128..192], &block[192..208]);
+    let d = half(block, 208);
+    // Two halves of 128 weights; in each, byte l of the low and high quants holds weights
+    // l, l + 32, l + 64 and l + 96.
+    for half_block in 0..2 {
+        let (low, high) = (&low[64 * half_block..], &high[32 * half_block..]);
+        for (l, &h) in high.iter().take(32).enumerate() {
+            let values = [
+                (low[l] & 0xF) | ((h & 3) << 4),
+                (low[l + 32] & 0xF) | (((h >> 2) & 3) << 4),
+                (low[l] >> 4) | (((h >> 4) & 3) << 4),
+                (low[l + 32] >> 4) | (((h >> 6) & 3) << 4),
+            ];
+            for (part, value) in values.into_iter().enumerate() {
+                out[4 * half_block + part].quants[l] = value as i8 - 32;
             }
-            let mut total = 0f32;
-            for (s, (quants, x)) in q.iter().zip(x).enumerate() {
-                let first = i32::from(scales[2 * s] as i8) * dot_i8_half(quants, &x.quants, 0);
-                let second =
-                    i32::from(scales[2 * s + 1] as i8) * dot_i8_half(quants, &x.quants, 16);
-                total += x.scale * (first + second) as f32;
-            }
-            d * total
-        })
-        .sum()
+        }
+    }
+    for (s, slot) in out.iter_mut().enumerate().take(8) {
+        slot.scales = [
+            d * f32::from(scales[2 * s] as i8),
+            d * f32::from(scales[2 * s + 1] as i8),
+        ];
+        slot.offset = 0.0;
+    }
 }

@@ -10,7 +10,7 @@
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
-use super::block_dot::{RowDot, row_dot};
+use super::block_dot::{RowFormat, unpacked_dot};
 use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
 use crate::engine::BlockType;
 use crate::engine::EngineError;
@@ -24,7 +24,7 @@ pub struct CpuMatrix {
     pub rows: usize,
     pub cols: usize,
     bytes: Vec<u8>,
-    dot: RowDot,
+    format: RowFormat,
 }
 
 impl CpuMatrix {
@@ -33,11 +33,18 @@ impl CpuMatrix {
     }
 
     /// `out[t][r] = row r · x[t]` for every token t of `inputs` (`+=` with `accumulate`).
+    /// A batch unpacks each quantized row once for all its tokens.
     fn multiply(&self, inputs: &Inputs, out: &mut [f32], accumulate: bool) {
         let row_bytes = self.row_bytes();
+        let mut unpacked = Vec::new();
         for (r, row) in self.bytes.chunks_exact(row_bytes).enumerate() {
+            let batch = inputs.tokens > 1 && self.format.unpack_row(row, &mut unpacked);
             for t in 0..inputs.tokens {
-                let value = (self.dot)(row, inputs.token(t), &inputs.quantized[t]);
+                let value = if batch {
+                    unpacked_dot(&unpacked, &inputs.quantized[t])
+                } else {
+                    self.format.dot(row, inputs.token(t), &inputs.quantized[t])
+                };
                 let slot = &mut out[t * self.rows + r];
                 *slot = if accumulate { *slot + value } else { value };
             }
@@ -149,7 +156,7 @@ impl CpuQwen2Weights {
                 rows,
                 cols,
                 bytes: raw(name)?,
-                dot: row_dot(block_type),
+                format: RowFormat::of(block_type),
             })
         };
         for layer in 0..hp.block_count {

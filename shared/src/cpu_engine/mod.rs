@@ -7,5 +7,7 @@
 pub mod block_dot;
 pub mod cpu_qwen2;
 pub mod q8_activations;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128_dots;
 
 pub use cpu_qwen2::{CpuQwen2Weights, CpuSequence};

@@ -37,17 +37,10 @@ pub fn quantize_q8(x: &[f32]) -> Vec<Q8Block> {
         .collect()
 }
 
-/// Σ a[i] · b[i] over 32 8-bit values (written so that compilers vectorize it: SIMD128 in
-/// wasm32, SSE/AVX or NEON natively).
-#[inline(always)]
-pub fn dot_i8(a: &[i8; Q8_BLOCK], b: &[i8; Q8_BLOCK]) -> i32 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum()
-}
-
-/// As `dot_i8` over the 16 values from `offset` (Q6_K's sub-blocks of 16).
+/// Σ a[i] · b[i] over the 16 8-bit values from `offset` (0 or 16: a 32-weight block's
+/// halves, which Q6_K scales apart). Natively written so that compilers vectorize it
+/// (SSE/AVX or NEON).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 pub fn dot_i8_half(a: &[i8; Q8_BLOCK], b: &[i8; Q8_BLOCK], offset: usize) -> i32 {
     a[offset..offset + 16]
@@ -55,4 +48,34 @@ pub fn dot_i8_half(a: &[i8; Q8_BLOCK], b: &[i8; Q8_BLOCK], offset: usize) -> i32
         .zip(&b[offset..offset + 16])
         .map(|(&x, &y)| i32::from(x) * i32::from(y))
         .sum()
+}
+
+/// As above, in WebAssembly SIMD: the 16 values sign-extended to 16 bits, multiplied and
+/// summed pairwise into four 32-bit lanes (`i32x4.dot_i16x8_s`), then added up.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+pub fn dot_i8_half(a: &[i8; Q8_BLOCK], b: &[i8; Q8_BLOCK], offset: usize) -> i32 {
+    use core::arch::wasm32::{
+        i16x8_extend_high_i8x16, i16x8_extend_low_i8x16, i32x4_add, i32x4_dot_i16x8,
+        i32x4_extract_lane, v128, v128_load,
+    };
+    assert!(
+        offset <= Q8_BLOCK - 16,
+        "a half starts at 0 or 16, not {offset}"
+    );
+    // SAFETY: both arrays hold 16 bytes from `offset` (asserted above); v128_load accepts
+    // unaligned addresses.
+    let (x, y) = unsafe {
+        (
+            v128_load(a.as_ptr().add(offset).cast::<v128>()),
+            v128_load(b.as_ptr().add(offset).cast::<v128>()),
+        )
+    };
+    let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), i16x8_extend_low_i8x16(y));
+    let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), i16x8_extend_high_i8x16(y));
+    let sum = i32x4_add(low, high);
+    i32x4_extract_lane::<0>(sum)
+        + i32x4_extract_lane::<1>(sum)
+        + i32x4_extract_lane::<2>(sum)
+        + i32x4_extract_lane::<3>(sum)
 }

@@ -143,8 +143,11 @@ impl VectorKernels {
         );
         let attention_workgroup =
             (plan.attention_workgroup as usize).max((head_dim / 4).next_power_of_two());
+        // The split attention only where the plan uses it (software adapters compile slowly).
+        let split = [VectorKernel::AttentionSplit, VectorKernel::AttentionMerge];
         let pipelines = VectorKernel::ALL
             .iter()
+            .filter(|kernel| plan.split_attention || !split.contains(kernel))
             .map(|&kernel| {
                 let label = format!("{kernel:?}");
                 let pipeline = ctx.compute_pipeline(

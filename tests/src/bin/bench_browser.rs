@@ -1,14 +1,22 @@
 //! Benchmark (not a test): the web app in headless Chromium on this machine's WebGPU adapter
 //! with the real model — load time (download, sha256, cache, upload to the GPU), time to
-//! first token and decode tokens/s for a greedy chat reply — beside the in-browser anchor the
-//! web-ui issue measured here: `@wllama/wllama` 3.8.1 (llama.cpp in wasm, on the CPU) on the
-//! same GGUF. `cargo xtask bench-browser` builds the size-optimised bundle and runs it.
+//! first token and decode tokens/s for a greedy chat reply — and, in a second headless
+//! Chromium without WebGPU, our CPU engine (WebAssembly SIMD, one thread) beside
+//! `@wllama/wllama` 3.8.1 (llama.cpp in wasm, forced to one thread) on the same GGUF and the
+//! same chat-templated prompt, measured in the same run. `cargo xtask bench-browser` builds
+//! the size-optimised bundle, fetches wllama from the npm registry (`WLLAMA_DIR`: its
+//! package folder) and runs it.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use flywheel_tests::browser_session::{BrowserSession, by_testid};
 use flywheel_tests::dpo_server::DpoServer;
+use flywheel_tests::headless_chromium::HeadlessChromium;
+use flywheel_tests::page_server::{Page, PageServer};
 use flywheel_tests::{real_model, run_dpo, succeed, web_bundle};
+use shared::{ChatMessage, GgufModel, ModelText};
 
 const TIMEOUT: Duration = Duration::from_secs(1800);
 const PROMPT: &str =
@@ -27,6 +35,16 @@ fn number(browser: &mut BrowserSession, testid: &str, attribute: &str) -> f64 {
 }
 
 fn main() {
+    // `--cpu-engines-only`: the CPU engines' rows alone (no WebGPU app run).
+    if std::env::args().any(|arg| arg == "--cpu-engines-only") {
+        println!(
+            "| engine (headless Chromium, this machine) | load s | prompt tokens | first token s | decode tok/s |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        let wllama = std::env::var_os("WLLAMA_DIR").expect("WLLAMA_DIR: wllama's package folder");
+        cpu_engines(Path::new(&wllama));
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     succeed(
@@ -105,7 +123,112 @@ fn main() {
     println!(
         "| web-ui, wgpu on WebGPU (SwiftShader) | {load_seconds:.1} | {prompt_tokens} | {first_token_s:.1} | {decode:.2} ({generated} tokens) |"
     );
+    match std::env::var_os("WLLAMA_DIR") {
+        Some(wllama) => cpu_engines(Path::new(&wllama)),
+        None => println!(
+            "| (CPU engines not measured: set WLLAMA_DIR, as `cargo xtask bench-browser` does) | | | | |"
+        ),
+    }
+}
+
+/// Our CPU engine and wllama, one thread each, in one page of a Chromium without WebGPU:
+/// table rows like the app's.
+fn cpu_engines(wllama: &Path) {
+    let model = std::fs::read(real_model()).unwrap();
+    let gguf = GgufModel::read(&mut std::io::Cursor::new(&model), "model.gguf").unwrap();
+    let text = ModelText::from_gguf(&gguf).unwrap();
+    let prompt = text
+        .template
+        .render(&[ChatMessage::user(PROMPT)], true)
+        .unwrap();
+    let ids: Vec<String> = text
+        .tokenizer
+        .encode(&prompt)
+        .unwrap()
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let bundle = web_bundle();
+    let read =
+        |path: &Path| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let page = format!(
+        r#"<!doctype html>
+<meta charset="utf-8">
+<script type="module">
+import init, {{ cpuBenchmark }} from "/web_ui.js";
+import {{ Wllama }} from "/wllama/index.js";
+const report = (result) => fetch("/result", {{ method: "POST", body: JSON.stringify(result) }});
+try {{
+  await init();
+  const bytes = new Uint8Array(await (await fetch("/model.gguf")).arrayBuffer());
+  const ours = Array.from(cpuBenchmark(bytes, Uint32Array.from([{ids}]), {NEW_TOKENS}));
+  const wllama = new Wllama({{ default: "/wllama/wllama.wasm" }});
+  const started = performance.now();
+  await wllama.loadModel([new Blob([bytes])], {{ n_threads: 1, n_ctx: 1024 }});
+  const load_ms = performance.now() - started;
+  const reply = await wllama.createCompletion({{ prompt: {prompt}, max_tokens: {NEW_TOKENS}, temperature: 0 }});
+  await report({{ ours, wllama: {{ load_ms, timings: reply.timings }} }});
+}} catch (error) {{
+  await report({{ error: String((error && error.stack) || error) }});
+}}
+</script>
+"#,
+        ids = ids.join(", "),
+        prompt = serde_json::to_string(&prompt).unwrap(),
+    );
+    let pages = HashMap::from([
+        ("/".to_string(), Page::new("text/html", page)),
+        (
+            "/web_ui.js".into(),
+            Page::new("text/javascript", read(&bundle.join("web_ui.js"))),
+        ),
+        (
+            "/web_ui_bg.wasm".into(),
+            Page::new("application/wasm", read(&bundle.join("web_ui_bg.wasm"))),
+        ),
+        (
+            "/wllama/index.js".into(),
+            Page::new("text/javascript", read(&wllama.join("esm/index.js"))),
+        ),
+        (
+            "/wllama/wllama.wasm".into(),
+            Page::new(
+                "application/wasm",
+                read(&wllama.join("esm/wasm/wllama.wasm")),
+            ),
+        ),
+        (
+            "/model.gguf".into(),
+            Page::new("application/octet-stream", model),
+        ),
+    ]);
+    let server = PageServer::start(pages);
+    let _browser = HeadlessChromium::open(&format!("{}/", server.origin), false);
+    let body = server
+        .next_result(TIMEOUT)
+        .expect("the CPU engines page reported nothing in time");
+    let result: serde_json::Value = serde_json::from_str(&body).unwrap();
+    if let Some(error) = result.get("error") {
+        panic!("the CPU engines page failed: {error}");
+    }
+    let ours: Vec<f64> = serde_json::from_value(result["ours"].clone()).unwrap();
+    let [load_ms, prompt_tokens, first_token_ms, decode, generated] = ours[..] else {
+        panic!("unexpected CPU engine report {ours:?}");
+    };
     println!(
-        "| @wllama/wllama 3.8.1, llama.cpp wasm on the CPU (the issue's anchor) | 6.0 | 39 | 2.0 | 6.4 |"
+        "| web-ui CPU engine, WebAssembly SIMD, 1 thread (WebGPU off) | {:.1} | {prompt_tokens} | {:.1} | {decode:.2} ({generated} tokens) |",
+        load_ms / 1000.0,
+        first_token_ms / 1000.0
+    );
+    let wllama = &result["wllama"];
+    let timings = &wllama["timings"];
+    let number = |value: &serde_json::Value| value.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "| @wllama/wllama 3.8.1, llama.cpp wasm, 1 thread (same page) | {:.1} | {} | {:.1} | {:.2} ({} tokens) |",
+        number(&wllama["load_ms"]) / 1000.0,
+        timings["prompt_n"],
+        number(&timings["prompt_ms"]) / 1000.0,
+        number(&timings["predicted_per_second"]),
+        timings["predicted_n"],
     );
 }
