@@ -30,11 +30,16 @@ use flywheel_tests::dpo_server::DpoServer;
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, run_dpo, succeed, web_bundle, workspace_root};
 use serde_json::{Value, json};
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle};
+use shared::engine::{
+    GeneratingSequence as _, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle,
+};
 use shared::{ChatMessage, GgufModel, ModelText, PreferencePair, Role, SamplingParams, Vote};
 
 /// SwiftShader compiles and runs every kernel on the CPU: generous, but a hang still fails.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
+/// The app with the WebGPU engine whatever the adapter: the headless browser's is a software
+/// fallback, on which the app would choose its CPU engine by itself.
+const WEBGPU_APP: &str = "/?engine=webgpu";
 
 /// Publishes `gguf` as version `version` in `dir/models` and returns the models directory
 /// and the manifest.
@@ -118,9 +123,9 @@ fn load_model(browser: &mut BrowserSession) -> String {
     wait_until_ready(browser)
 }
 
-/// Waits for the adapter and the Load button, and clicks it.
+/// Waits for the engine and the Load button, and clicks it.
 fn click_load(browser: &mut BrowserSession) {
-    browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
+    browser.wait_for_testid("engine-info", BROWSER_TIMEOUT);
     browser.wait_for(
         "the Load button",
         &format!("{}?.disabled === false", by_testid("load-model")),
@@ -255,7 +260,7 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
     std::fs::write(&gguf, &model).unwrap();
     let (models, manifest) = publish(dir.path(), &gguf, "tiny-v1");
     let (server, db) = serve(dir.path(), &models);
-    let mut browser = BrowserSession::open(&server.url("/"), true);
+    let mut browser = BrowserSession::open(&server.url(WEBGPU_APP), true);
 
     // Loading: downloaded and verified, not from the cache.
     let adapter = browser.wait_for_testid("adapter-info", BROWSER_TIMEOUT);
@@ -493,7 +498,7 @@ fn a_download_broken_mid_file_resumes_from_where_it_stopped() {
     let (server, _) = serve(dir.path(), &models);
     let cut_after = model.len() / 3;
     let proxy = BreakingProxy::start(&server.address, "/models/", cut_after);
-    let mut browser = BrowserSession::open(&format!("http://{}/", proxy.address), true);
+    let mut browser = BrowserSession::open(&format!("http://{}{WEBGPU_APP}", proxy.address), true);
     assert_eq!(load_model(&mut browser), "false");
     let model_requests: Vec<_> = proxy
         .requests
@@ -548,7 +553,7 @@ fn one_round_votes_in_the_browser_train_the_version_the_browser_then_loads() {
     .unwrap();
     let (models, _) = publish(dir.path(), &gguf, "round-0");
     let (server, db) = serve(dir.path(), &models);
-    let mut browser = BrowserSession::open(&server.url("/"), true);
+    let mut browser = BrowserSession::open(&server.url(WEBGPU_APP), true);
     load_model(&mut browser);
     set_field(&mut browser, "max-new-tokens", "12");
     browser.click("mode-compare");
@@ -659,13 +664,13 @@ fn one_round_votes_in_the_browser_train_the_version_the_browser_then_loads() {
 }
 
 #[test]
-fn without_webgpu_the_app_explains_instead_of_loading() {
+fn asked_for_webgpu_without_it_the_app_explains_instead_of_loading() {
     let dir = tempfile::tempdir().unwrap();
     let gguf = dir.path().join("tiny.gguf");
     std::fs::write(&gguf, TinyQwen2::default().to_bytes()).unwrap();
     let (models, _) = publish(dir.path(), &gguf, "tiny-v1");
     let (server, _) = serve(dir.path(), &models);
-    let mut browser = BrowserSession::open(&server.url("/"), false);
+    let mut browser = BrowserSession::open(&server.url(WEBGPU_APP), false);
     let error = browser.wait_for_testid("webgpu-error", BROWSER_TIMEOUT);
     assert!(error.contains("WebGPU"), "{error}");
     assert!(
@@ -679,7 +684,7 @@ fn the_real_model_answers_paris_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
     let (models, _) = publish(dir.path(), &real_model(), "qwen2.5-0.5b");
     let (server, _) = serve(dir.path(), &models);
-    let mut browser = BrowserSession::open(&server.url("/"), true);
+    let mut browser = BrowserSession::open(&server.url(WEBGPU_APP), true);
     assert_eq!(load_model(&mut browser), "false");
     set_field(&mut browser, "temperature", "0");
     set_field(&mut browser, "max-new-tokens", "8");
@@ -715,7 +720,7 @@ fn a_damaged_gguf_is_refused_in_the_page_with_its_offset() {
     )
     .unwrap();
     let (server, _) = serve(dir.path(), &models);
-    let mut browser = BrowserSession::open(&server.url("/"), true);
+    let mut browser = BrowserSession::open(&server.url(WEBGPU_APP), true);
     click_load(&mut browser);
     let error = browser.wait_for_testid("model-error", BROWSER_TIMEOUT);
     assert!(
@@ -843,7 +848,8 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
     );
 
     // The invite link signs the browser in and leaves the address bar at once.
-    let mut browser = BrowserSession::open(&server.url(&format!("/#invite={token}")), true);
+    let mut browser =
+        BrowserSession::open(&server.url(&format!("{WEBGPU_APP}#invite={token}")), true);
     browser.wait_for_testid("signed-in-as", BROWSER_TIMEOUT);
     assert_eq!(browser.text("signed-in-as"), "Signed in as alice");
     let address = browser.evaluate("location.href").unwrap();
@@ -988,4 +994,139 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
     // Without the admin token the dashboard stays shut.
     let refused = server.get("/api/admin/dashboard", &[]);
     assert_eq!(refused.status, 401);
+}
+
+/// The reply the CPU engine gives natively to `conversation`.
+fn native_cpu_reply(
+    model: &[u8],
+    conversation: &[ChatMessage],
+    sampling: SamplingParams,
+    seed: u64,
+) -> String {
+    use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
+    let mut reader = Cursor::new(model);
+    let gguf = GgufModel::read(&mut reader, "model.gguf").unwrap();
+    let text = ModelText::from_gguf(&gguf).unwrap();
+    let prompt = text
+        .tokenizer
+        .encode(&text.template.render(conversation, true).unwrap())
+        .unwrap();
+    let weights = CpuQwen2Weights::load(&gguf, &mut reader).unwrap();
+    let mut sequence = CpuSequence::new(&weights, 512);
+    let mut stream = sequence
+        .generate(
+            &prompt,
+            sampling,
+            seed,
+            text.stop_tokens(),
+            StopHandle::new(),
+        )
+        .unwrap();
+    let mut tokens = Vec::new();
+    while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
+        tokens.push(token);
+    }
+    text.tokenizer.decode(&tokens).unwrap()
+}
+
+#[test]
+fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_vote() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = TinyQwen2::default()
+        .with_matrix_type(GgmlDType::Q8_0)
+        .to_bytes();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(&gguf, &model).unwrap();
+    let (models, _) = publish(dir.path(), &gguf, "tiny-v1");
+    let (server, db) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), false);
+
+    // The loader says which engine runs and why.
+    let engine = browser.wait_for_testid("engine-info", BROWSER_TIMEOUT);
+    assert!(
+        engine.contains("CPU engine") && engine.contains("no WebGPU"),
+        "{engine}"
+    );
+    assert_eq!(load_model(&mut browser), "false");
+
+    // Chat, greedy: the reply is the native CPU engine's.
+    set_field(&mut browser, "temperature", "0");
+    set_field(&mut browser, "max-new-tokens", "24");
+    let (reply, _) = chat(&mut browser, "Hello there");
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_p: 0.8,
+        top_k: 20,
+        repeat_penalty: 1.05,
+        repeat_last_n: 64,
+        max_new_tokens: 24,
+    };
+    let expected = native_cpu_reply(
+        &model,
+        &[ChatMessage::new(Role::User, "Hello there")],
+        greedy,
+        0,
+    );
+    assert!(!letters(&expected).is_empty(), "native reply {expected:?}");
+    assert_eq!(
+        letters(&reply),
+        letters(&expected),
+        "page {reply:?}, native {expected:?}"
+    );
+
+    // Compare and vote: the pair is stored, each answer the native CPU engine's.
+    set_field(&mut browser, "temperature", "0.7");
+    browser.click("mode-compare");
+    browser.wait_for_testid("candidate-a", BROWSER_TIMEOUT);
+    browser.type_into("prompt-input", "Which answer is better?");
+    compare(&mut browser);
+    browser.blur();
+    browser.press_key("1");
+    browser.wait_for(
+        "vote A to be selected",
+        &format!(
+            "{}.getAttribute('aria-pressed') === 'true'",
+            by_testid("vote-a")
+        ),
+        Duration::from_secs(10),
+    );
+    browser.press_key("Enter");
+    browser.wait_for(
+        "the server to acknowledge the vote",
+        &format!("{}.innerText === '1'", by_testid("labels-submitted")),
+        Duration::from_secs(60),
+    );
+    let pairs = stored_pairs(&db);
+    assert_eq!(pairs.len(), 1, "{pairs:?}");
+    for candidate in [&pairs[0].candidate_a, &pairs[0].candidate_b] {
+        assert_eq!(
+            candidate.text,
+            native_cpu_reply(
+                &model,
+                &pairs[0].conversation,
+                candidate.sampling,
+                candidate.seed
+            )
+        );
+    }
+}
+
+#[test]
+fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, _) = publish(dir.path(), &real_model(), "qwen2.5-0.5b");
+    let (server, _) = serve(dir.path(), &models);
+    let mut browser = BrowserSession::open(&server.url("/"), false);
+    let engine = browser.wait_for_testid("engine-info", BROWSER_TIMEOUT);
+    assert!(engine.contains("CPU engine"), "{engine}");
+    assert_eq!(load_model(&mut browser), "false");
+    set_field(&mut browser, "temperature", "0");
+    set_field(&mut browser, "max-new-tokens", "8");
+    let (reply, _) = chat(
+        &mut browser,
+        "What is the capital of France? Answer in one word.",
+    );
+    eprintln!("reply: {reply:?}; {}", browser.text("tokens-per-second"));
+    assert!(reply.contains("Paris"), "{reply:?}");
+    browser.screenshot(&artifact("web-app-cpu-engine.png"));
 }

@@ -26,8 +26,8 @@ use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{
-    FeedForwardIn, GpuContext, KernelPlan, MatmulPlan, QkvProjection, Qwen2Sequence, Qwen2Weights,
-    StopHandle, StopReason,
+    FeedForwardIn, GeneratingSequence as _, GpuContext, KernelPlan, MatmulPlan, QkvProjection,
+    Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
 };
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};

@@ -6,7 +6,9 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle};
+use shared::engine::{
+    GeneratingSequence as _, GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle,
+};
 use shared::{GgufModel, SamplingParams};
 use wasm_bindgen::prelude::*;
 

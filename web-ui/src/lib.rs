@@ -1,6 +1,7 @@
 //! The labelling web app (leptos, client-side rendered, compiled to wasm32): pick a model
 //! version the server offers, download it once into the browser's cache and run it on the
-//! labeller's GPU (WebGPU), chat with it, and compare two of its answers side by side and
+//! labeller's GPU (WebGPU) or, without a usable GPU, on the CPU engine (WebAssembly), chat
+//! with it, and compare two of its answers side by side and
 //! vote — the votes go to `dpo serve` as preference pairs for the next DPO round. In a label
 //! campaign the prompts come from the server's prompt set, invited annotators sign in with
 //! their invite link, guidelines come first, and the team's lead reads the dashboard.
@@ -10,6 +11,7 @@ pub mod campaign;
 pub mod chat_view;
 pub mod compare_view;
 pub mod dashboard_view;
+pub mod engine_choice;
 pub mod engine_probe;
 pub mod generation_settings;
 pub mod gpu_adapter;

@@ -1,5 +1,6 @@
-//! The model the page runs: a verified GGUF loaded onto the browser's GPU with its tokenizer
-//! and chat template, and one KV-cached sequence that chat and compare share. One
+//! The model the page runs: a verified GGUF loaded onto the browser's GPU (WebGPU) or into the
+//! CPU engine (WebAssembly) with its tokenizer and chat template, and one KV-cached sequence
+//! that chat and compare share. One
 //! generation runs at a time: a view takes the model out of its slot, generates, and puts
 //! it back, so a second request while one runs is refused, never interleaved. A blind
 //! battle needs a second served version: it waits in a slot of its own between battles.
@@ -8,10 +9,14 @@ use std::cell::RefCell;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason};
+use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
+use shared::engine::{
+    GeneratingSequence, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason, TokenStream,
+};
 use shared::{ChatMessage, GgufModel, ModelManifest, ModelText, SamplingParams};
 
-use crate::browser_storage::now_ms;
+use crate::browser_storage::{next_frame, now_ms};
+use crate::engine_choice::Engine;
 
 /// Positions (prompt plus reply) the sequence's KV cache holds.
 const MAX_POSITIONS: usize = 4096;
@@ -20,7 +25,13 @@ pub struct LoadedModel {
     pub manifest: ModelManifest,
     text: ModelText,
     stop_tokens: Vec<u32>,
-    sequence: Qwen2Sequence,
+    sequence: EngineSequence,
+}
+
+/// The sequence of the engine the model loaded into.
+enum EngineSequence {
+    Gpu(Box<Qwen2Sequence>),
+    Cpu(CpuSequence),
 }
 
 /// What one generation took.
@@ -84,18 +95,32 @@ pub fn unload() {
 }
 
 impl LoadedModel {
-    /// Reads `bytes` (a whole GGUF) and uploads its weights to the GPU.
-    pub fn load(ctx: &GpuContext, manifest: ModelManifest, bytes: Vec<u8>) -> Result<Self, String> {
+    /// Reads `bytes` (a whole GGUF) into `engine`: its weights uploaded to the GPU, or kept
+    /// in their blocks for the CPU engine.
+    pub fn load(engine: &Engine, manifest: ModelManifest, bytes: Vec<u8>) -> Result<Self, String> {
         let source_name = format!("{} ({})", manifest.version, manifest.gguf.path);
         let mut reader = Cursor::new(bytes);
         let gguf = GgufModel::read(&mut reader, &source_name).map_err(|e| e.to_string())?;
         let text = ModelText::from_gguf(&gguf).map_err(|e| e.to_string())?;
         let stop_tokens = text.stop_tokens();
-        let weights: Arc<Qwen2Weights> =
-            Qwen2Weights::load(ctx, &gguf, &mut reader).map_err(|e| {
-                format!("{e}. If the GPU ran out of memory, a smaller version (q4_k_m) may fit")
-            })?;
-        let sequence = Qwen2Sequence::new(&weights, MAX_POSITIONS).map_err(|e| e.to_string())?;
+        let sequence = match engine {
+            Engine::Gpu(ctx) => {
+                let weights: Arc<Qwen2Weights> = Qwen2Weights::load(ctx, &gguf, &mut reader)
+                    .map_err(|e| {
+                        format!(
+                            "{e}. If the GPU ran out of memory, a smaller version (q4_k_m) may fit"
+                        )
+                    })?;
+                EngineSequence::Gpu(Box::new(
+                    Qwen2Sequence::new(&weights, MAX_POSITIONS).map_err(|e| e.to_string())?,
+                ))
+            }
+            Engine::Cpu => {
+                let weights =
+                    CpuQwen2Weights::load(&gguf, &mut reader).map_err(|e| e.to_string())?;
+                EngineSequence::Cpu(CpuSequence::new(&weights, MAX_POSITIONS))
+            }
+        };
         Ok(Self {
             manifest,
             text,
@@ -127,34 +152,46 @@ impl LoadedModel {
             .tokenizer
             .encode(&prompt_text)
             .map_err(|e| e.to_string())?;
-        let room = self.sequence.max_positions().saturating_sub(prompt.len());
+        let max_positions = match &self.sequence {
+            EngineSequence::Gpu(sequence) => sequence.max_positions(),
+            EngineSequence::Cpu(sequence) => sequence.max_positions(),
+        };
+        let room = max_positions.saturating_sub(prompt.len());
         if room == 0 {
             return Err(format!(
-                "the conversation is {} tokens, the model's context here is {}: start a new chat",
+                "the conversation is {} tokens, the model's context here is {max_positions}: start a new chat",
                 prompt.len(),
-                self.sequence.max_positions()
             ));
         }
         sampling.max_new_tokens = sampling.max_new_tokens.min(room as u32);
         let mut decoder = self.text.tokenizer.stream_decoder();
-        let mut stream = self
-            .sequence
-            .generate(&prompt, sampling, seed, self.stop_tokens.clone(), stop)
-            .map_err(|e| e.to_string())?;
-        let mut first_token_at = None;
-        let mut generated = 0;
-        while let Some(token) = stream.next_token().await.map_err(|e| e.to_string())? {
-            generated += 1;
-            first_token_at.get_or_insert_with(now_ms);
+        let stop_tokens = self.stop_tokens.clone();
+        let mut emit = |token: u32| -> Result<(), String> {
             if let Some(piece) = decoder.push(token).map_err(|e| e.to_string())? {
                 on_text(&piece);
             }
-        }
+            Ok(())
+        };
+        let streamed = match &mut self.sequence {
+            EngineSequence::Gpu(sequence) => {
+                let stream = sequence
+                    .as_mut()
+                    .generate(&prompt, sampling, seed, stop_tokens, stop);
+                stream_tokens(stream, false, &mut emit).await?
+            }
+            EngineSequence::Cpu(sequence) => {
+                let stream = sequence.generate(&prompt, sampling, seed, stop_tokens, stop);
+                stream_tokens(stream, true, &mut emit).await?
+            }
+        };
+        let Streamed {
+            generated,
+            first_token_at,
+            stopped_by_user,
+        } = streamed;
         if let Some(rest) = decoder.finish().map_err(|e| e.to_string())? {
             on_text(&rest);
         }
-        let stopped_by_user = stream.stop_reason() == Some(StopReason::Stopped);
-        drop(stream);
         let finished = now_ms();
         let first = first_token_at.unwrap_or(finished);
         let decode_seconds = (finished - first) / 1000.0;
@@ -172,4 +209,37 @@ impl LoadedModel {
         let reply = decoder.text().map_err(|e| e.to_string())?;
         Ok((reply, stats))
     }
+}
+
+/// What streaming a reply gave.
+struct Streamed {
+    generated: usize,
+    first_token_at: Option<f64>,
+    stopped_by_user: bool,
+}
+
+/// Hands each token of `stream` to `emit`. With `yield_between_tokens` (the CPU engine, which
+/// computes on the page's thread) the page gets a turn between tokens to handle input and
+/// paint.
+async fn stream_tokens<S: GeneratingSequence>(
+    stream: Result<TokenStream<'_, S>, shared::engine::EngineError>,
+    yield_between_tokens: bool,
+    emit: &mut dyn FnMut(u32) -> Result<(), String>,
+) -> Result<Streamed, String> {
+    let mut stream = stream.map_err(|e| e.to_string())?;
+    let mut streamed = Streamed {
+        generated: 0,
+        first_token_at: None,
+        stopped_by_user: false,
+    };
+    while let Some(token) = stream.next_token().await.map_err(|e| e.to_string())? {
+        streamed.generated += 1;
+        streamed.first_token_at.get_or_insert_with(now_ms);
+        emit(token)?;
+        if yield_between_tokens {
+            next_frame().await;
+        }
+    }
+    streamed.stopped_by_user = stream.stop_reason() == Some(StopReason::Stopped);
+    Ok(streamed)
 }

@@ -1,13 +1,15 @@
-//! Choosing and loading a model version: the WebGPU adapter and its limits (or why there is
-//! none), the versions the server offers, the download with its progress bar — or the
-//! browser's cached copy, verified against the manifest's sha256 — and the upload to the
-//! GPU. A cached version loads by itself when the page opens; "Clear cache" forgets them.
+//! Choosing and loading a model version: the engine (WebGPU on a real GPU, else the CPU
+//! engine; `engine_choice.rs`) with the adapter and its limits, the versions the server
+//! offers, the download with its progress bar — or the browser's cached copy, verified
+//! against the manifest's sha256 — and the upload to the GPU or the CPU engine. A cached
+//! version loads by itself when the page opens; "Clear cache" forgets them.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::ModelManifest;
 
-use crate::gpu_adapter::{self, AdapterSummary};
+use crate::engine_choice::{self, EngineDecision, EnginePreference};
+use crate::gpu_adapter::AdapterSummary;
 use crate::loaded_model::{self, LoadedModel};
 use crate::model_download::{self, DownloadProgress, sha256_hex};
 use crate::{model_cache, server_api};
@@ -39,6 +41,8 @@ pub struct ModelLoader {
     pub selected: RwSignal<Option<String>>,
     pub phase: RwSignal<LoadPhase>,
     pub adapter: RwSignal<Option<AdapterSummary>>,
+    /// The engine models load into, and why (`None` until chosen).
+    pub engine: RwSignal<Option<EngineDecision>, LocalStorage>,
     /// The manifest of the model on the GPU (what votes record as provenance).
     pub loaded: RwSignal<Option<ModelManifest>>,
 }
@@ -51,11 +55,15 @@ impl ModelLoader {
             selected: RwSignal::new(None),
             phase: RwSignal::new(LoadPhase::CheckingGpu),
             adapter: RwSignal::new(None),
+            engine: RwSignal::new_local(None),
             loaded: RwSignal::new(None),
         };
         spawn_local(async move {
-            match gpu_adapter::context().await {
-                Ok((_, summary)) => loader.adapter.set(Some(summary)),
+            match engine_choice::decide(EnginePreference::current()).await {
+                Ok(decision) => {
+                    loader.adapter.set(decision.adapter.clone());
+                    loader.engine.set(Some(decision));
+                }
                 Err(error) => {
                     loader.phase.set(LoadPhase::NoWebGpu(error));
                     return;
@@ -132,7 +140,11 @@ impl ModelLoader {
 
     /// Returns whether the bytes came from the cache.
     async fn fetch_and_upload(self, manifest: ModelManifest) -> Result<bool, String> {
-        let (ctx, _) = gpu_adapter::context().await?;
+        let engine = self
+            .engine
+            .get_untracked()
+            .ok_or("no engine was chosen for this page")?
+            .engine;
         loaded_model::unload();
         self.loaded.set(None);
         let phase = self.phase;
@@ -141,7 +153,7 @@ impl ModelLoader {
         self.phase.set(LoadPhase::Uploading);
         // Let the page paint "Uploading" before the synchronous upload.
         crate::browser_storage::next_frame().await;
-        let model = LoadedModel::load(&ctx, manifest, bytes)?;
+        let model = LoadedModel::load(&engine, manifest, bytes)?;
         loaded_model::install(model);
         Ok(from_cache)
     }
@@ -153,11 +165,13 @@ pub async fn load_battle_opponent(
     manifest: ModelManifest,
     on_phase: &dyn Fn(LoadPhase),
 ) -> Result<LoadedModel, String> {
-    let (ctx, _) = gpu_adapter::context().await?;
+    let engine = engine_choice::decide(EnginePreference::current())
+        .await?
+        .engine;
     let (bytes, _) = verified_model_bytes(&manifest, on_phase).await?;
     on_phase(LoadPhase::Uploading);
     crate::browser_storage::next_frame().await;
-    LoadedModel::load(&ctx, manifest, bytes)
+    LoadedModel::load(&engine, manifest, bytes)
 }
 
 /// A version's GGUF, verified against its manifest: the cached copy if it checks out,
@@ -252,9 +266,40 @@ pub fn ModelLoaderView() -> impl IntoView {
             }
         })
     };
+    let engine_line = move || {
+        loader.engine.get().map(|decision| {
+            let name = match decision.engine {
+                engine_choice::Engine::Gpu(_) => "WebGPU",
+                engine_choice::Engine::Cpu => "the CPU engine (WebAssembly SIMD, one thread)",
+            };
+            view! {
+                <p class="adapter" data-testid="engine-info" data-engine=decision.key()>
+                    {format!("Runs on {name}: {}.", decision.reason)}
+                </p>
+            }
+        })
+    };
+    // Another engine: kept, and the page reloads to open it.
+    let choose_engine = move |ev: web_sys::Event| {
+        let choice = event_target_value(&ev);
+        if let Some(preference) = EnginePreference::ALL
+            .into_iter()
+            .find(|p| p.key() == choice)
+        {
+            preference.keep();
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().replace(&format!(
+                    "{}?engine={}",
+                    window.location().pathname().unwrap_or_default(),
+                    preference.key()
+                ));
+            }
+        }
+    };
+    let current_preference = EnginePreference::current();
     let status = move || {
         match loader.phase.get() {
-        LoadPhase::CheckingGpu => view! { <p class="muted">"Looking for a WebGPU adapter…"</p> }.into_any(),
+        LoadPhase::CheckingGpu => view! { <p class="muted">"Choosing the engine…"</p> }.into_any(),
         LoadPhase::NoWebGpu(message) => view! {
             <div class="error" role="alert" data-testid="webgpu-error">
                 <strong>"This browser cannot run the model. "</strong>
@@ -317,7 +362,20 @@ pub fn ModelLoaderView() -> impl IntoView {
     view! {
         <section class="loader">
             {adapter_line}
+            {engine_line}
             <div class="row">
+                <select data-testid="engine-select" on:change=choose_engine>
+                    {EnginePreference::ALL
+                        .into_iter()
+                        .map(|p| {
+                            view! {
+                                <option value=p.key() selected={p == current_preference}>
+                                    {p.label()}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
                 <select
                     data-testid="model-select"
                     disabled=move || loader.is_busy()

@@ -15,6 +15,7 @@ use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
 use crate::engine::BlockType;
 use crate::engine::EngineError;
 use crate::engine::embedding_rows::{EmbeddingRows, dequantize_f32};
+use crate::engine::token_stream::GeneratingSequence;
 use crate::gguf_metadata::{Architecture, GgufModel, ModelHyperparameters};
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 
@@ -427,5 +428,38 @@ fn attend(
                 }
             }
         }
+    }
+}
+
+impl GeneratingSequence for CpuSequence {
+    fn max_positions(&self) -> usize {
+        CpuSequence::max_positions(self)
+    }
+
+    fn tokens(&self) -> &[u32] {
+        CpuSequence::tokens(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        CpuSequence::truncate(self, len);
+    }
+
+    fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        CpuSequence::feed(self, tokens)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.weights.hyperparameters.vocab_size
+    }
+
+    async fn next_token_scores(
+        &self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>, EngineError> {
+        Ok(CpuSequence::next_token_scores(
+            self, needed, penalized, penalty,
+        ))
     }
 }

@@ -41,6 +41,12 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
+    /// Whether the adapter runs on the CPU: a Vulkan CPU driver (lavapipe), or the browser's
+    /// software fallback (SwiftShader), which wgpu reports as a CPU device too.
+    pub fn is_software_adapter(&self) -> bool {
+        self.adapter_info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Opens the default adapter with its full limits.
     pub async fn new() -> Result<Self, EngineError> {
         #[cfg(target_arch = "wasm32")]

@@ -29,4 +29,4 @@ pub use quantized_matmul::{
 pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{MAX_STEP_TOKENS, Qwen2Sequence};
 pub use qwen2_weights::{FeedForwardIn, QkvProjection, Qwen2Weights};
-pub use token_stream::{StopHandle, StopReason, TokenStream};
+pub use token_stream::{GeneratingSequence, StopHandle, StopReason, TokenStream};

@@ -21,6 +21,7 @@ use super::quantized_matrix::QuantizedMatrix;
 use super::qwen2_weights::{FeedForwardIn, Qwen2Weights};
 use super::readback::{read_f32, read_u32};
 use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
+use super::token_stream::GeneratingSequence;
 use super::vector_kernels::{
     ATTENTION_SLICE_POSITIONS, Binding, Grid, PreparedOp, StepShape, VectorKernel,
 };
@@ -618,5 +619,36 @@ impl Qwen2Sequence {
                 logit: f32::from_bits(pair[1]),
             })
             .collect())
+    }
+}
+
+impl GeneratingSequence for Qwen2Sequence {
+    fn max_positions(&self) -> usize {
+        Qwen2Sequence::max_positions(self)
+    }
+
+    fn tokens(&self) -> &[u32] {
+        Qwen2Sequence::tokens(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        Qwen2Sequence::truncate(self, len);
+    }
+
+    fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        Qwen2Sequence::feed(self, tokens)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.weights.hyperparameters.vocab_size
+    }
+
+    async fn next_token_scores(
+        &self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>, EngineError> {
+        Qwen2Sequence::next_token_scores(self, needed, penalized, penalty).await
     }
 }

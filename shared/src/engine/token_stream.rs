@@ -1,14 +1,16 @@
-//! Streaming generation on a sequence, one token per `next_token().await`, the same on wasm32
-//! and native: reuse of the cached prompt prefix, the prompt's batched prefill, GPU-side
-//! candidate selection, seeded sampling, end-of-turn tokens, the token budget, and a stop
-//! handle another task (a "Stop" button) can trigger between tokens.
+//! Streaming generation on a sequence of either engine (`GeneratingSequence`: the wgpu
+//! engine's `Qwen2Sequence` or the CPU engine's `CpuSequence`), one token per
+//! `next_token().await`, the same on wasm32 and native: reuse of the cached prompt prefix, the
+//! prompt's batched prefill, the engine's candidate selection, seeded sampling, end-of-turn
+//! tokens, the token budget, and a stop handle another task (a "Stop" button) can trigger
+//! between tokens.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::gpu_context::EngineError;
-use super::qwen2_sequence::Qwen2Sequence;
 use crate::SamplingParams;
+use crate::token_sampler::TokenScore;
 use crate::token_sampler::{TokenSampler, penalized_tokens};
 use crate::tokenizer::common_prefix_len;
 
@@ -41,8 +43,48 @@ pub enum StopReason {
     Stopped,
 }
 
-pub struct TokenStream<'a> {
-    sequence: &'a mut Qwen2Sequence,
+/// What generation needs of a sequence, whichever engine runs it.
+#[allow(
+    async_fn_in_trait,
+    reason = "used by concrete types only, on one thread (the browser's or a test's)"
+)]
+pub trait GeneratingSequence {
+    /// Longest sequence (prompt + reply) it holds.
+    fn max_positions(&self) -> usize;
+    /// The tokens in its cache, in order.
+    fn tokens(&self) -> &[u32];
+    /// Forgets every position from `len` on.
+    fn truncate(&mut self, len: usize);
+    /// Runs `tokens` after the cached ones.
+    fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError>;
+    fn vocab_size(&self) -> usize;
+    /// The `needed` best next tokens after the repetition penalty on `penalized`, best first.
+    async fn next_token_scores(
+        &self,
+        needed: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<TokenScore>, EngineError>;
+
+    /// Starts generating after `prompt`. Cached tokens that begin the prompt are reused; the
+    /// rest runs here (queued for the GPU, or computed on the CPU).
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: SamplingParams,
+        seed: u64,
+        stop_tokens: Vec<u32>,
+        stop: StopHandle,
+    ) -> Result<TokenStream<'_, Self>, EngineError>
+    where
+        Self: Sized,
+    {
+        start(self, prompt, params, seed, stop_tokens, stop)
+    }
+}
+
+pub struct TokenStream<'a, S: GeneratingSequence> {
+    sequence: &'a mut S,
     sampler: TokenSampler,
     stop_tokens: Vec<u32>,
     stop: StopHandle,
@@ -54,52 +96,48 @@ pub struct TokenStream<'a> {
     finished: Option<StopReason>,
 }
 
-impl Qwen2Sequence {
-    /// Starts generating after `prompt`. Cached tokens that begin the prompt are reused; the
-    /// rest is queued for the GPU here and the first `next_token` waits for it.
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
-        params: SamplingParams,
-        seed: u64,
-        stop_tokens: Vec<u32>,
-        stop: StopHandle,
-    ) -> Result<TokenStream<'_>, EngineError> {
-        params
-            .validate()
-            .map_err(|e| EngineError::Unsupported(format!("sampling: {e}")))?;
-        if prompt.is_empty() {
-            return Err(EngineError::Unsupported(
-                "cannot generate from an empty prompt".into(),
-            ));
-        }
-        let needed = prompt.len() + params.max_new_tokens as usize;
-        if needed > self.max_positions() {
-            return Err(EngineError::Unsupported(format!(
-                "prompt of {} tokens plus {} new tokens exceeds the sequence's {} positions",
-                prompt.len(),
-                params.max_new_tokens,
-                self.max_positions()
-            )));
-        }
-        // At least the prompt's last token must run to produce fresh logits.
-        let reusable = common_prefix_len(self.tokens(), prompt).min(prompt.len() - 1);
-        self.truncate(reusable);
-        self.feed(&prompt[reusable..])?;
-        Ok(TokenStream {
-            sequence: self,
-            sampler: TokenSampler::new(params, seed),
-            stop_tokens,
-            stop,
-            history: prompt.to_vec(),
-            generated: 0,
-            prefilled: prompt.len() - reusable,
-            finished: None,
-        })
+fn start<'a, S: GeneratingSequence>(
+    sequence: &'a mut S,
+    prompt: &[u32],
+    params: SamplingParams,
+    seed: u64,
+    stop_tokens: Vec<u32>,
+    stop: StopHandle,
+) -> Result<TokenStream<'a, S>, EngineError> {
+    params
+        .validate()
+        .map_err(|e| EngineError::Unsupported(format!("sampling: {e}")))?;
+    if prompt.is_empty() {
+        return Err(EngineError::Unsupported(
+            "cannot generate from an empty prompt".into(),
+        ));
     }
+    let needed = prompt.len() + params.max_new_tokens as usize;
+    if needed > sequence.max_positions() {
+        return Err(EngineError::Unsupported(format!(
+            "prompt of {} tokens plus {} new tokens exceeds the sequence's {} positions",
+            prompt.len(),
+            params.max_new_tokens,
+            sequence.max_positions()
+        )));
+    }
+    // At least the prompt's last token must run to produce fresh logits.
+    let reusable = common_prefix_len(sequence.tokens(), prompt).min(prompt.len() - 1);
+    sequence.truncate(reusable);
+    sequence.feed(&prompt[reusable..])?;
+    Ok(TokenStream {
+        sequence,
+        sampler: TokenSampler::new(params, seed),
+        stop_tokens,
+        stop,
+        history: prompt.to_vec(),
+        generated: 0,
+        prefilled: prompt.len() - reusable,
+        finished: None,
+    })
 }
 
-impl TokenStream<'_> {
+impl<S: GeneratingSequence> TokenStream<'_, S> {
     /// The next token, or `None` once generation has ended (see `stop_reason`).
     pub async fn next_token(&mut self) -> Result<Option<u32>, EngineError> {
         if self.finished.is_some() {
@@ -110,7 +148,7 @@ impl TokenStream<'_> {
             return Ok(None);
         }
         let params = *self.sampler.params();
-        let vocab = self.sequence.weights().hyperparameters.vocab_size;
+        let vocab = self.sequence.vocab_size();
         let penalized = penalized_tokens(&self.history, &params);
         let scores = self
             .sequence

@@ -57,7 +57,8 @@ fn main() {
     let db = format!("sqlite:{}", dir.path().join("pairs.sqlite").display());
     let bundle = web_bundle();
     let server = DpoServer::start(&db, &models, &["--web-dir", bundle.to_str().unwrap()]);
-    let mut browser = BrowserSession::open(&server.url("/"), true);
+    // The WebGPU engine, though the headless adapter is a software fallback.
+    let mut browser = BrowserSession::open(&server.url("/?engine=webgpu"), true);
     let adapter = browser.wait_for_testid("adapter-info", TIMEOUT);
     browser.wait_for(
         "the Load button",
