@@ -9,6 +9,7 @@ pub mod headless_chromium;
 pub mod http_client;
 pub mod hub_server;
 pub mod llama_cpp_parity;
+pub mod logit_comparison;
 pub mod page_server;
 pub mod peak_memory;
 pub mod postgres_database;

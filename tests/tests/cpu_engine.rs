@@ -17,6 +17,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
+use flywheel_tests::logit_comparison::{argmax, candle_logits, noise, relative_rms_error};
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use flywheel_tests::tiny_gguf::TinyQwen2;
@@ -25,19 +26,6 @@ use shared::cpu_engine::q8_activations::quantize_q8;
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
 use shared::engine::BlockType;
 use shared::{GgufModel, ModelText};
-
-/// Deterministic values in [-1, 1).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 #[test]
 fn every_block_type_row_product_matches_the_dequantized_reference() {
@@ -107,35 +95,6 @@ fn every_block_type_row_product_matches_the_dequantized_reference() {
     }
 }
 
-fn candle_logits(model: &mut ModelWeights, tokens: &[u32], position: usize) -> Vec<f32> {
-    let input = Tensor::new(tokens, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    model
-        .forward(&input, position)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-fn argmax(values: &[f32]) -> u32 {
-    (0..values.len())
-        .max_by(|&a, &b| values[a].total_cmp(&values[b]))
-        .unwrap() as u32
-}
-
-fn relative_rms_error(ours: &[f32], theirs: &[f32]) -> f64 {
-    let (mut difference, mut norm) = (0f64, 0f64);
-    for (a, b) in ours.iter().zip(theirs) {
-        difference += f64::from(a - b).powi(2);
-        norm += f64::from(*b).powi(2);
-    }
-    (difference / norm).sqrt()
-}
-
 /// Feeds `prompt` as one batch and then `steps` greedy tokens one at a time, checking every
 /// position's logits against candle's; returns the tokens generated.
 fn agrees_with_candle(bytes: &[u8], prompt: &[u32], steps: usize) -> Vec<u32> {
@@ -161,7 +120,7 @@ fn agrees_with_candle(bytes: &[u8], prompt: &[u32], steps: usize) -> Vec<u32> {
         if step == steps {
             break;
         }
-        let next = argmax(ours);
+        let next = argmax(ours) as u32;
         generated.push(next);
         sequence.feed(&[next]).unwrap();
         theirs = candle_logits(&mut candle, &[next], prompt.len() + step);

@@ -7,6 +7,7 @@
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
+use flywheel_tests::logit_comparison::noise;
 use shared::engine::readback::read_f32;
 use shared::engine::{
     BlockType, GpuContext, InputNorm, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns,
@@ -26,19 +27,6 @@ fn gpu() -> GpuContext {
         ctx.has_shader_f16
     );
     ctx
-}
-
-/// Deterministic values in [-1, 1).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 /// Weights with edge-case rows: all zero, large magnitudes, tiny magnitudes, one spike.

@@ -232,6 +232,44 @@ fn native_reply(
     text.tokenizer.decode(&tokens).unwrap()
 }
 
+/// An engine's reply to a conversation natively, as `native_reply` and `native_cpu_reply`.
+type NativeReply = fn(&[u8], &[ChatMessage], SamplingParams, u64) -> String;
+
+/// Chats "Hello there" greedily (24 new tokens) and checks that the page's reply is what
+/// `native` gives for the app's default sampling with those two fields; returns the texts
+/// seen while the reply streamed.
+fn greedy_chat_gives(
+    browser: &mut BrowserSession,
+    model: &[u8],
+    native: NativeReply,
+) -> Vec<String> {
+    set_field(browser, "temperature", "0");
+    set_field(browser, "max-new-tokens", "24");
+    let (reply, streamed) = chat(browser, "Hello there");
+    // The app's defaults (Qwen2.5-Instruct's generation_config) with the two fields set above.
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        top_p: 0.8,
+        top_k: 20,
+        repeat_penalty: 1.05,
+        repeat_last_n: 64,
+        max_new_tokens: 24,
+    };
+    let expected = native(
+        model,
+        &[ChatMessage::new(Role::User, "Hello there")],
+        greedy,
+        0,
+    );
+    assert!(!letters(&expected).is_empty(), "native reply {expected:?}");
+    assert_eq!(
+        letters(&reply),
+        letters(&expected),
+        "page {reply:?}, native {expected:?}"
+    );
+    streamed
+}
+
 /// Letters and digits only: what survives Markdown rendering and `innerText` unchanged.
 fn letters(text: &str) -> String {
     text.chars().filter(|c| c.is_alphanumeric()).collect()
@@ -269,30 +307,7 @@ fn on_a_tiny_model_the_app_chats_compares_stores_the_vote_and_reloads_from_cache
     assert!(browser.text("model-ready").contains("tiny-v1"));
 
     // Chat, greedy: the streamed reply is the native engine's.
-    set_field(&mut browser, "temperature", "0");
-    set_field(&mut browser, "max-new-tokens", "24");
-    let (reply, streamed) = chat(&mut browser, "Hello there");
-    // The app's defaults (Qwen2.5-Instruct's generation_config) with the two fields set above.
-    let greedy = SamplingParams {
-        temperature: 0.0,
-        top_p: 0.8,
-        top_k: 20,
-        repeat_penalty: 1.05,
-        repeat_last_n: 64,
-        max_new_tokens: 24,
-    };
-    let expected = native_reply(
-        &model,
-        &[ChatMessage::new(Role::User, "Hello there")],
-        greedy,
-        0,
-    );
-    assert!(!letters(&expected).is_empty(), "native reply {expected:?}");
-    assert_eq!(
-        letters(&reply),
-        letters(&expected),
-        "page {reply:?}, native {expected:?}"
-    );
+    let streamed = greedy_chat_gives(&mut browser, &model, native_reply);
     assert!(
         streamed.len() >= 2,
         "the reply appeared at once, not streamed: {streamed:?}"
@@ -1050,29 +1065,7 @@ fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_vote() {
     assert_eq!(load_model(&mut browser), "false");
 
     // Chat, greedy: the reply is the native CPU engine's.
-    set_field(&mut browser, "temperature", "0");
-    set_field(&mut browser, "max-new-tokens", "24");
-    let (reply, _) = chat(&mut browser, "Hello there");
-    let greedy = SamplingParams {
-        temperature: 0.0,
-        top_p: 0.8,
-        top_k: 20,
-        repeat_penalty: 1.05,
-        repeat_last_n: 64,
-        max_new_tokens: 24,
-    };
-    let expected = native_cpu_reply(
-        &model,
-        &[ChatMessage::new(Role::User, "Hello there")],
-        greedy,
-        0,
-    );
-    assert!(!letters(&expected).is_empty(), "native reply {expected:?}");
-    assert_eq!(
-        letters(&reply),
-        letters(&expected),
-        "page {reply:?}, native {expected:?}"
-    );
+    greedy_chat_gives(&mut browser, &model, native_cpu_reply);
 
     // Compare and vote: the pair is stored, each answer the native CPU engine's.
     set_field(&mut browser, "temperature", "0.7");

@@ -20,9 +20,10 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use candle_core::Device;
 use candle_core::quantized::gguf_file::Content;
-use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
+use flywheel_tests::logit_comparison::{argmax, candle_logits, relative_rms_error};
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{
@@ -55,29 +56,6 @@ fn candle() -> ModelWeights {
     let mut file = File::open(&path).unwrap();
     let content = Content::read(&mut file).unwrap();
     ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap()
-}
-
-fn candle_logits(model: &mut ModelWeights, tokens: &[u32], position: usize) -> Vec<f32> {
-    let input = Tensor::new(tokens, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    model
-        .forward(&input, position)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap()
 }
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -275,16 +253,6 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
     stop.stop();
     assert_eq!(pollster::block_on(stream.next_token()).unwrap(), None);
     assert_eq!(stream.stop_reason(), Some(StopReason::Stopped));
-}
-
-/// Root-mean-square of `ours - theirs` relative to that of `theirs`.
-fn relative_rms_error(ours: &[f32], theirs: &[f32]) -> f64 {
-    let (mut diff, mut norm) = (0f64, 0f64);
-    for (a, b) in ours.iter().zip(theirs) {
-        diff += f64::from(a - b).powi(2);
-        norm += f64::from(*b).powi(2);
-    }
-    (diff / norm).sqrt()
 }
 
 fn rank_in(values: &[f32], index: usize) -> usize {
