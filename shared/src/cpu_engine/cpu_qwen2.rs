@@ -14,9 +14,10 @@ use super::block_dot::{RowFormat, unpacked_dot};
 use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
 use crate::engine::BlockType;
 use crate::engine::EngineError;
-use crate::engine::embedding_rows::{EmbeddingRows, dequantize_f32};
+use crate::engine::embedding_rows::EmbeddingRows;
+use crate::engine::gguf_tensors::GgufTensors;
 use crate::engine::token_stream::GeneratingSequence;
-use crate::gguf_metadata::{Architecture, GgufModel, ModelHyperparameters};
+use crate::gguf_metadata::{GgufModel, ModelHyperparameters};
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 
 /// A weight matrix in its GGUF blocks, row after row.
@@ -110,6 +111,8 @@ pub struct CpuQwen2Weights {
     output_norm: Vec<f32>,
     output: CpuMatrix,
     embedding: EmbeddingRows,
+    /// base^(2i / head_dim) for each of a head's pairs, computed once.
+    rope_frequencies: Vec<f32>,
 }
 
 impl CpuQwen2Weights {
@@ -120,83 +123,55 @@ impl CpuQwen2Weights {
         reader: &mut R,
     ) -> Result<Arc<Self>, EngineError> {
         let hp = gguf.hyperparameters.clone();
-        if hp.architecture != Architecture::Qwen2 {
-            return Err(EngineError::Unsupported(format!(
-                "{}: the CPU engine runs qwen2 models, this is {}",
-                gguf.source_name,
-                hp.architecture.as_str()
-            )));
-        }
-        let unsupported = |name: &str, e: &dyn std::fmt::Display| {
-            EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name))
-        };
-        let mut raw = |name: &str| {
-            gguf.tensor_bytes(reader, name)
-                .map_err(|e| EngineError::Unsupported(e.to_string()))
-        };
-        let mut layers = Vec::with_capacity(hp.block_count);
-        let vector = |name: &str, raw: &mut dyn FnMut(&str) -> Result<Vec<u8>, EngineError>| {
-            let info = &gguf.content.tensor_infos[name];
-            dequantize_f32(info.ggml_dtype, &raw(name)?, info.shape.dims())
-                .map_err(|e| unsupported(name, &e))
-        };
-        let matrix = |name: &str, raw: &mut dyn FnMut(&str) -> Result<Vec<u8>, EngineError>| {
-            let info = &gguf.content.tensor_infos[name];
-            let block_type = BlockType::from_ggml(info.ggml_dtype).ok_or_else(|| {
-                unsupported(
-                    name,
-                    &format!(
-                        "type {:?}, which the CPU engine cannot read",
-                        info.ggml_dtype
-                    ),
-                )
-            })?;
-            let (rows, cols) = info.shape.dims2().map_err(|e| unsupported(name, &e))?;
-            Ok::<_, EngineError>(CpuMatrix {
+        let mut tensors = GgufTensors::open(gguf, reader, "the CPU engine")?;
+        let t = &mut tensors;
+        let matrix = |t: &mut GgufTensors<'_, R>, name: &str| -> Result<CpuMatrix, EngineError> {
+            let (block_type, rows, cols) = t.matrix_shape(name)?;
+            Ok(CpuMatrix {
                 block_type,
                 rows,
                 cols,
-                bytes: raw(name)?,
+                bytes: t.bytes(name)?,
                 format: RowFormat::of(block_type),
             })
         };
+        let mut layers = Vec::with_capacity(hp.block_count);
         for layer in 0..hp.block_count {
             let name = |suffix: &str| format!("blk.{layer}.{suffix}");
             layers.push(CpuLayer {
-                attn_norm: vector(&name("attn_norm.weight"), &mut raw)?,
-                wq: matrix(&name("attn_q.weight"), &mut raw)?,
-                wk: matrix(&name("attn_k.weight"), &mut raw)?,
-                wv: matrix(&name("attn_v.weight"), &mut raw)?,
-                q_bias: vector(&name("attn_q.bias"), &mut raw)?,
-                k_bias: vector(&name("attn_k.bias"), &mut raw)?,
-                v_bias: vector(&name("attn_v.bias"), &mut raw)?,
-                wo: matrix(&name("attn_output.weight"), &mut raw)?,
-                ffn_norm: vector(&name("ffn_norm.weight"), &mut raw)?,
-                w_gate: matrix(&name("ffn_gate.weight"), &mut raw)?,
-                w_up: matrix(&name("ffn_up.weight"), &mut raw)?,
-                w_down: matrix(&name("ffn_down.weight"), &mut raw)?,
+                attn_norm: t.f32_values(&name("attn_norm.weight"))?,
+                wq: matrix(t, &name("attn_q.weight"))?,
+                wk: matrix(t, &name("attn_k.weight"))?,
+                wv: matrix(t, &name("attn_v.weight"))?,
+                q_bias: t.f32_values(&name("attn_q.bias"))?,
+                k_bias: t.f32_values(&name("attn_k.bias"))?,
+                v_bias: t.f32_values(&name("attn_v.bias"))?,
+                wo: matrix(t, &name("attn_output.weight"))?,
+                ffn_norm: t.f32_values(&name("ffn_norm.weight"))?,
+                w_gate: matrix(t, &name("ffn_gate.weight"))?,
+                w_up: matrix(t, &name("ffn_up.weight"))?,
+                w_down: matrix(t, &name("ffn_down.weight"))?,
             });
         }
-        let output_norm = vector("output_norm.weight", &mut raw)?;
+        let output_norm = t.f32_values("output_norm.weight")?;
         let output_name = if hp.tied_embeddings {
             "token_embd.weight"
         } else {
             "output.weight"
         };
-        let output = matrix(output_name, &mut raw)?;
-        let embedding_type = gguf.content.tensor_infos["token_embd.weight"].ggml_dtype;
-        let embedding = EmbeddingRows::new(
-            embedding_type,
-            raw("token_embd.weight")?,
-            hp.vocab_size,
-            hp.embedding_length,
-        );
+        let output = matrix(t, output_name)?;
+        let embedding = t.embedding()?;
+        // Each pair of a head's values turns by position / frequency (NeoX RoPE).
+        let rope_frequencies = (0..hp.head_dim / 2)
+            .map(|i| hp.rope_freq_base.powf(2.0 * i as f32 / hp.head_dim as f32))
+            .collect();
         Ok(Arc::new(Self {
             hyperparameters: hp,
             layers,
             output_norm,
             output,
             embedding,
+            rope_frequencies,
         }))
     }
 }
@@ -263,6 +238,9 @@ impl CpuSequence {
         penalized: &[u32],
         penalty: f32,
     ) -> Vec<TokenScore> {
+        if penalized.is_empty() || penalty == 1.0 {
+            return top_scores(&self.logits, needed);
+        }
         let mut logits = self.logits.clone();
         apply_repetition_penalty(&mut logits, penalized, penalty);
         top_scores(&logits, needed)
@@ -308,8 +286,8 @@ impl CpuSequence {
                     row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
                 }
             }
-            rope(&mut q, heads, head_dim, start, hp.rope_freq_base);
-            rope(&mut k, kv_heads, head_dim, start, hp.rope_freq_base);
+            rope(&mut q, heads, start, &weights.rope_frequencies);
+            rope(&mut k, kv_heads, start, &weights.rope_frequencies);
             self.keys[index].extend_from_slice(&k);
             self.values[index].extend_from_slice(&v);
             attend(
@@ -365,16 +343,16 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// NeoX rotary embedding in place: in each head, element i pairs with i + head_dim / 2 and
-/// both rotate by position · base^(−2i / head_dim); token t is at `first_position + t`.
-fn rope(x: &mut [f32], heads: usize, head_dim: usize, first_position: usize, base: f32) {
-    let half = head_dim / 2;
+/// both rotate by position / frequencies[i] (frequencies[i] = base^(2i / head_dim)); token t
+/// is at `first_position + t`.
+fn rope(x: &mut [f32], heads: usize, first_position: usize, frequencies: &[f32]) {
+    let head_dim = 2 * frequencies.len();
     for (t, token) in x.chunks_exact_mut(heads * head_dim).enumerate() {
         let position = (first_position + t) as f32;
         for head in token.chunks_exact_mut(head_dim) {
-            let (first, second) = head.split_at_mut(half);
-            for (i, (a, b)) in first.iter_mut().zip(second).enumerate() {
-                let angle = position / base.powf(2.0 * i as f32 / head_dim as f32);
-                let (sin, cos) = angle.sin_cos();
+            let (first, second) = head.split_at_mut(frequencies.len());
+            for ((a, b), frequency) in first.iter_mut().zip(second).zip(frequencies) {
+                let (sin, cos) = (position / frequency).sin_cos();
                 let (x0, x1) = (*a, *b);
                 *a = x0 * cos - x1 * sin;
                 *b = x0 * sin + x1 * cos;

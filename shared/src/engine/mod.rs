@@ -8,6 +8,7 @@
 
 pub mod block_type;
 pub mod embedding_rows;
+pub mod gguf_tensors;
 pub mod gpu_context;
 pub mod kernel_plan;
 pub mod quantized_matmul;

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use super::block_type::BlockType;
-use super::embedding_rows::{EmbeddingRows, dequantize_f32};
+use super::embedding_rows::EmbeddingRows;
+use super::gguf_tensors::GgufTensors;
 use super::gpu_context::{EngineError, GpuContext};
 use super::kernel_plan::KernelPlan;
 use super::quantized_matmul::QuantizedMatmulKernels;
 use super::quantized_matrix::QuantizedMatrix;
 use super::sampling_kernels::SamplingKernels;
 use super::vector_kernels::VectorKernels;
-use crate::gguf_metadata::{Architecture, GgufModel, ModelHyperparameters};
+use crate::gguf_metadata::{GgufModel, ModelHyperparameters};
 
 /// One transformer block's weights.
 pub struct LayerWeights {
@@ -108,23 +108,8 @@ impl Qwen2Weights {
         plan: KernelPlan,
     ) -> Result<Arc<Self>, EngineError> {
         let hp = gguf.hyperparameters.clone();
-        if hp.architecture != Architecture::Qwen2 {
-            return Err(EngineError::Unsupported(format!(
-                "{}: the wgpu engine runs qwen2 models, this is {}",
-                gguf.source_name,
-                hp.architecture.as_str()
-            )));
-        }
-        let raw = |reader: &mut R, name: &str| {
-            gguf.tensor_bytes(reader, name)
-                .map_err(|e| EngineError::Unsupported(e.to_string()))
-        };
-        let values = |reader: &mut R, name: &str| -> Result<Vec<f32>, EngineError> {
-            let info = &gguf.content.tensor_infos[name];
-            dequantize_f32(info.ggml_dtype, &raw(reader, name)?, info.shape.dims()).map_err(|e| {
-                EngineError::Unsupported(format!("{}: tensor `{name}`: {e}", gguf.source_name))
-            })
-        };
+        let mut tensors = GgufTensors::open(gguf, reader, "the wgpu engine")?;
+        type Tensors<'t, 'a, R> = &'t mut GgufTensors<'a, R>;
         let f32_buffer = |name: &str, values: &[f32]| {
             ctx.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -133,66 +118,52 @@ impl Qwen2Weights {
                     usage: wgpu::BufferUsages::STORAGE,
                 })
         };
-        let vector = |reader: &mut R, name: &str| -> Result<wgpu::Buffer, EngineError> {
-            Ok(f32_buffer(name, &values(reader, name)?))
+        let vector = |t: Tensors<'_, '_, R>, name: &str| -> Result<wgpu::Buffer, EngineError> {
+            Ok(f32_buffer(name, &t.f32_values(name)?))
         };
-        // A matrix's block type and (rows, columns).
-        let matrix_shape = |name: &str| -> Result<(BlockType, usize, usize), EngineError> {
-            let info = &gguf.content.tensor_infos[name];
-            let block_type = BlockType::from_ggml(info.ggml_dtype).ok_or_else(|| {
-                EngineError::Unsupported(format!(
-                    "{}: tensor `{name}` has type {:?}, which the wgpu engine cannot read",
-                    gguf.source_name, info.ggml_dtype
-                ))
-            })?;
-            let (rows, cols) = info
-                .shape
-                .dims2()
-                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-            Ok((block_type, rows, cols))
+        let matrix = |t: Tensors<'_, '_, R>, name: &str| -> Result<QuantizedMatrix, EngineError> {
+            let (block_type, rows, cols) = t.matrix_shape(name)?;
+            QuantizedMatrix::upload(ctx, name, block_type, rows, cols, &t.bytes(name)?)
         };
-        let matrix = |reader: &mut R, name: &str| -> Result<QuantizedMatrix, EngineError> {
-            let (block_type, rows, cols) = matrix_shape(name)?;
-            QuantizedMatrix::upload(ctx, name, block_type, rows, cols, &raw(reader, name)?)
-        };
-        let qkv = |reader: &mut R, names: [&str; 3]| -> Result<QkvProjection, EngineError> {
+        let qkv = |t: Tensors<'_, '_, R>, names: [&str; 3]| -> Result<QkvProjection, EngineError> {
             let [q, k, v] = names;
-            let (q_type, q_rows, cols) = matrix_shape(q)?;
-            let (k_type, k_rows, k_cols) = matrix_shape(k)?;
-            let (v_type, v_rows, v_cols) = matrix_shape(v)?;
+            let (q_type, q_rows, cols) = t.matrix_shape(q)?;
+            let (k_type, k_rows, k_cols) = t.matrix_shape(k)?;
+            let (v_type, v_rows, v_cols) = t.matrix_shape(v)?;
             if [k_type, v_type] != [q_type; 2] || [k_cols, v_cols] != [cols; 2] {
                 return Ok(QkvProjection::Separate([
-                    matrix(reader, q)?,
-                    matrix(reader, k)?,
-                    matrix(reader, v)?,
+                    matrix(t, q)?,
+                    matrix(t, k)?,
+                    matrix(t, v)?,
                 ]));
             }
             let mut stacked = Vec::new();
             for name in names {
-                stacked.extend(raw(reader, name)?);
+                stacked.extend(t.bytes(name)?);
             }
             let label = q.replace("attn_q", "attn_qkv");
             let rows = q_rows + k_rows + v_rows;
             QuantizedMatrix::upload(ctx, &label, q_type, rows, cols, &stacked)
                 .map(QkvProjection::Stacked)
         };
-        let qkv_bias = |reader: &mut R, names: [&str; 3]| -> Result<wgpu::Buffer, EngineError> {
-            let mut biases = Vec::new();
-            for name in names {
-                biases.extend(values(reader, name)?);
-            }
-            Ok(f32_buffer(&names[0].replace("attn_q", "attn_qkv"), &biases))
-        };
-        let feed_forward_in = |reader: &mut R, gate: &str, up: &str| {
-            let shape = matrix_shape(gate)?;
-            if shape != matrix_shape(up)? {
+        let qkv_bias =
+            |t: Tensors<'_, '_, R>, names: [&str; 3]| -> Result<wgpu::Buffer, EngineError> {
+                let mut biases = Vec::new();
+                for name in names {
+                    biases.extend(t.f32_values(name)?);
+                }
+                Ok(f32_buffer(&names[0].replace("attn_q", "attn_qkv"), &biases))
+            };
+        let feed_forward_in = |t: Tensors<'_, '_, R>, gate: &str, up: &str| {
+            let shape = t.matrix_shape(gate)?;
+            if shape != t.matrix_shape(up)? {
                 return Ok(FeedForwardIn::Separate {
-                    gate: matrix(reader, gate)?,
-                    up: matrix(reader, up)?,
+                    gate: matrix(t, gate)?,
+                    up: matrix(t, up)?,
                 });
             }
             let (block_type, rows, cols) = shape;
-            let pair = [raw(reader, gate)?, raw(reader, up)?];
+            let pair = [t.bytes(gate)?, t.bytes(up)?];
             let pairs = QuantizedMatrix::upload_row_pairs(
                 ctx,
                 [gate, up],
@@ -205,36 +176,30 @@ impl Qwen2Weights {
             Ok(FeedForwardIn::GateUpPairs(pairs))
         };
 
+        let t = &mut tensors;
         let mut layers = Vec::with_capacity(hp.block_count);
         for layer in 0..hp.block_count {
             let name = |suffix: &str| format!("blk.{layer}.{suffix}");
             let [q, k, v] = ["q", "k", "v"].map(|m| name(&format!("attn_{m}.weight")));
             let [q_bias, k_bias, v_bias] = ["q", "k", "v"].map(|m| name(&format!("attn_{m}.bias")));
             layers.push(LayerWeights {
-                attn_norm: vector(reader, &name("attn_norm.weight"))?,
-                qkv: qkv(reader, [&q, &k, &v])?,
-                qkv_bias: qkv_bias(reader, [&q_bias, &k_bias, &v_bias])?,
-                wo: matrix(reader, &name("attn_output.weight"))?,
-                ffn_norm: vector(reader, &name("ffn_norm.weight"))?,
-                ffn_in: feed_forward_in(reader, &name("ffn_gate.weight"), &name("ffn_up.weight"))?,
-                w_down: matrix(reader, &name("ffn_down.weight"))?,
+                attn_norm: vector(t, &name("attn_norm.weight"))?,
+                qkv: qkv(t, [&q, &k, &v])?,
+                qkv_bias: qkv_bias(t, [&q_bias, &k_bias, &v_bias])?,
+                wo: matrix(t, &name("attn_output.weight"))?,
+                ffn_norm: vector(t, &name("ffn_norm.weight"))?,
+                ffn_in: feed_forward_in(t, &name("ffn_gate.weight"), &name("ffn_up.weight"))?,
+                w_down: matrix(t, &name("ffn_down.weight"))?,
             });
         }
-        let output_norm = vector(reader, "output_norm.weight")?;
+        let output_norm = vector(t, "output_norm.weight")?;
         let output_name = if hp.tied_embeddings {
             "token_embd.weight"
         } else {
             "output.weight"
         };
-        let output = matrix(reader, output_name)?;
-        let embedding_info = &gguf.content.tensor_infos["token_embd.weight"];
-        let embedding_bytes = raw(reader, "token_embd.weight")?;
-        let embedding = EmbeddingRows::new(
-            embedding_info.ggml_dtype,
-            embedding_bytes,
-            hp.vocab_size,
-            hp.embedding_length,
-        );
+        let output = matrix(t, output_name)?;
+        let embedding = t.embedding()?;
         let mut block_types = vec![output.block_type];
         let mut row_pair_types = Vec::new();
         for layer in &layers {
