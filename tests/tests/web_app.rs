@@ -30,9 +30,7 @@ use flywheel_tests::dpo_server::DpoServer;
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, run_dpo, succeed, web_bundle, workspace_root};
 use serde_json::{Value, json};
-use shared::engine::{
-    GeneratingSequence as _, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle,
-};
+use shared::engine::{GeneratingSequence, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle};
 use shared::{ChatMessage, GgufModel, ModelText, PreferencePair, Role, SamplingParams, Vote};
 
 /// SwiftShader compiles and runs every kernel on the CPU: generous, but a hang still fails.
@@ -206,16 +204,29 @@ fn native_reply(
     sampling: SamplingParams,
     seed: u64,
 ) -> String {
+    reply_on(model, conversation, sampling, seed, |gguf, reader| {
+        let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
+        let weights = Qwen2Weights::load(&ctx, gguf, reader).unwrap();
+        Qwen2Sequence::new(&weights, 512).unwrap()
+    })
+}
+
+/// The reply of the sequence `open` makes on the model in `model` to `conversation`.
+fn reply_on<S: GeneratingSequence>(
+    model: &[u8],
+    conversation: &[ChatMessage],
+    sampling: SamplingParams,
+    seed: u64,
+    open: impl FnOnce(&GgufModel, &mut Cursor<&[u8]>) -> S,
+) -> String {
     let mut reader = Cursor::new(model);
-    let gguf = GgufModel::read(&mut reader, "tiny.gguf").unwrap();
+    let gguf = GgufModel::read(&mut reader, "model.gguf").unwrap();
     let text = ModelText::from_gguf(&gguf).unwrap();
     let prompt = text
         .tokenizer
         .encode(&text.template.render(conversation, true).unwrap())
         .unwrap();
-    let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
-    let weights = Qwen2Weights::load(&ctx, &gguf, &mut reader).unwrap();
-    let mut sequence = Qwen2Sequence::new(&weights, 512).unwrap();
+    let mut sequence = open(&gguf, &mut reader);
     let mut stream = sequence
         .generate(
             &prompt,
@@ -1019,29 +1030,9 @@ fn native_cpu_reply(
     seed: u64,
 ) -> String {
     use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-    let mut reader = Cursor::new(model);
-    let gguf = GgufModel::read(&mut reader, "model.gguf").unwrap();
-    let text = ModelText::from_gguf(&gguf).unwrap();
-    let prompt = text
-        .tokenizer
-        .encode(&text.template.render(conversation, true).unwrap())
-        .unwrap();
-    let weights = CpuQwen2Weights::load(&gguf, &mut reader).unwrap();
-    let mut sequence = CpuSequence::new(&weights, 512);
-    let mut stream = sequence
-        .generate(
-            &prompt,
-            sampling,
-            seed,
-            text.stop_tokens(),
-            StopHandle::new(),
-        )
-        .unwrap();
-    let mut tokens = Vec::new();
-    while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
-        tokens.push(token);
-    }
-    text.tokenizer.decode(&tokens).unwrap()
+    reply_on(model, conversation, sampling, seed, |gguf, reader| {
+        CpuSequence::new(&CpuQwen2Weights::load(gguf, reader).unwrap(), 512)
+    })
 }
 
 #[test]
