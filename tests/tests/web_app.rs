@@ -1096,7 +1096,7 @@ fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_vote() {
 }
 
 #[test]
-fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine() {
+fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine_and_the_page_stays_responsive() {
     let dir = tempfile::tempdir().unwrap();
     let (models, _) = publish(dir.path(), &real_model(), "qwen2.5-0.5b");
     let (server, _) = serve(dir.path(), &models);
@@ -1113,4 +1113,71 @@ fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine() {
     eprintln!("reply: {reply:?}; {}", browser.text("tokens-per-second"));
     assert!(reply.contains("Paris"), "{reply:?}");
     browser.screenshot(&artifact("web-app-cpu-engine.png"));
+
+    // While the CPU engine works through a prompt and a long reply, the page answers input:
+    // its timers run on time, key presses in the prompt box are handled at once, and Stop
+    // ends the reply.
+    set_field(&mut browser, "max-new-tokens", "200");
+    browser
+        .evaluate(
+            "window.__lag = { worst: 0, samples: 0 }; window.__keyDelays = []; \
+             (function tick() { const due = performance.now() + 10; setTimeout(() => { \
+               window.__lag.worst = Math.max(window.__lag.worst, performance.now() - due); \
+               window.__lag.samples++; if (!window.__lagDone) tick(); }, 10); })(); \
+             document.addEventListener('keydown', (e) => \
+               window.__keyDelays.push(performance.now() - e.timeStamp), true);",
+        )
+        .unwrap();
+    browser.type_into(
+        "prompt-input",
+        "Write a long story about a lighthouse keeper and the sea, with many details.",
+    );
+    browser.click("send");
+    let started = std::time::Instant::now();
+    for _ in 0..12 {
+        browser.type_into("prompt-input", "");
+        browser.press_key("x");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let typed = browser
+        .evaluate(&format!("{}.value", by_testid("prompt-input")))
+        .unwrap();
+    assert_eq!(
+        typed, "xxxxxxxxxxxx",
+        "key presses during generation were lost"
+    );
+    assert!(
+        browser
+            .evaluate("!!document.querySelector('[data-streaming]')")
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+        "the reply ended before the input could be measured during it"
+    );
+    browser.click("stop");
+    browser.wait_for(
+        "Stop to end the reply",
+        "!document.querySelector('[data-streaming]')",
+        Duration::from_secs(30),
+    );
+    let stop_took = started.elapsed();
+    let readout = browser.text("tokens-per-second");
+    assert!(readout.contains("stopped"), "{readout}");
+    let measured = browser
+        .evaluate("window.__lagDone = true; ({ lag: window.__lag, keys: window.__keyDelays })")
+        .unwrap();
+    eprintln!("while generating ({readout}; {stop_took:?} to stop): {measured}");
+    let worst_timer_lag = measured["lag"]["worst"].as_f64().unwrap();
+    let timer_samples = measured["lag"]["samples"].as_u64().unwrap();
+    let key_delays: Vec<f64> = serde_json::from_value(measured["keys"].clone()).unwrap();
+    assert!(timer_samples >= 100, "{measured}");
+    assert!(
+        worst_timer_lag < 100.0,
+        "a timer ran {worst_timer_lag:.0} ms late while the engine worked: {measured}"
+    );
+    assert_eq!(key_delays.len(), 12, "{measured}");
+    assert!(
+        key_delays.iter().all(|delay| (0.0..100.0).contains(delay)),
+        "a key press waited 100 ms or more for the page: {measured}"
+    );
 }

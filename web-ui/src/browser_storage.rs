@@ -1,6 +1,7 @@
 //! The page's small persistent state in `localStorage`: the labeller's pseudonymous id and
 //! the vote queue. Storage that is unavailable (private mode, disabled) degrades to
-//! "nothing stored" rather than breaking the page.
+//! "nothing stored" rather than breaking the page. Also the clock and the event-loop turns
+//! the page and the engine's worker wait on.
 
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
@@ -53,11 +54,20 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Resolves after the browser has had a chance to paint (a zero-delay timeout).
+/// Resolves after the event loop has had a turn: the page can paint and handle input, a
+/// worker can read its messages (a zero-delay timeout).
 pub async fn next_frame() {
+    pause_ms(0).await
+}
+
+/// Resolves after `ms` milliseconds, on the page or in a worker (`setTimeout` of whichever
+/// global runs this).
+pub async fn pause_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(window) = web_sys::window() {
-            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        let global = js_sys::global();
+        if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
+            let set_timeout: js_sys::Function = wasm_bindgen::JsCast::unchecked_into(set_timeout);
+            let _ = set_timeout.call2(&global, &resolve, &ms.into());
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;

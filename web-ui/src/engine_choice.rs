@@ -4,7 +4,7 @@
 //! labeller can override the choice (kept in localStorage; `?engine=webgpu|cpu|auto` in the
 //! address sets it too), and the loader says which engine runs and why.
 
-use shared::engine::GpuContext;
+use serde::{Deserialize, Serialize};
 
 use crate::browser_storage;
 use crate::gpu_adapter::{self, AdapterSummary};
@@ -70,10 +70,11 @@ impl EnginePreference {
     }
 }
 
-/// The engine a model loads into.
-#[derive(Clone)]
+/// The engine a model loads into (in its worker, which opens its own GPU device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Engine {
-    Gpu(Box<GpuContext>),
+    WebGpu,
     Cpu,
 }
 
@@ -89,7 +90,7 @@ impl EngineDecision {
     /// `data-engine` of the loader's line: `webgpu` or `cpu`.
     pub fn key(&self) -> &'static str {
         match self.engine {
-            Engine::Gpu(_) => "webgpu",
+            Engine::WebGpu => "webgpu",
             Engine::Cpu => "cpu",
         }
     }
@@ -135,7 +136,7 @@ pub async fn decide(preference: EnginePreference) -> Result<EngineDecision, Stri
         format!("a GPU adapter: {}", summary.name)
     };
     Ok(EngineDecision {
-        engine: Engine::Gpu(Box::new(ctx)),
+        engine: Engine::WebGpu,
         adapter: Some(summary),
         reason,
     })

@@ -13,6 +13,7 @@ pub mod compare_view;
 pub mod dashboard_view;
 pub mod engine_choice;
 pub mod engine_probe;
+pub mod engine_worker;
 pub mod generation_settings;
 pub mod gpu_adapter;
 pub mod guidelines_view;
@@ -21,9 +22,12 @@ pub mod markdown_view;
 pub mod model_cache;
 pub mod model_download;
 pub mod model_loader;
+pub mod model_session;
 pub mod server_api;
 pub mod svg_plots;
 pub mod vote_queue;
+pub mod worker_link;
+pub mod worker_protocol;
 
 use leptos::prelude::*;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -96,7 +100,8 @@ pub fn App() -> impl IntoView {
 }
 
 /// Entry point called by the wasm-bindgen JS glue: mounts the app when the page has an
-/// `#app` element (index.html), and stays silent on pages that only call the engine.
+/// `#app` element (index.html), and stays silent on pages that only call the engine and in
+/// the engine's worker (`engine_worker.rs`).
 #[wasm_bindgen(start)]
 pub fn start() {
     let Some(root) = web_sys::window()

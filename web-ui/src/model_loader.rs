@@ -1,8 +1,9 @@
 //! Choosing and loading a model version: the engine (WebGPU on a real GPU, else the CPU
 //! engine; `engine_choice.rs`) with the adapter and its limits, the versions the server
 //! offers, the download with its progress bar — or the browser's cached copy, verified
-//! against the manifest's sha256 — and the upload to the GPU or the CPU engine. A cached
-//! version loads by itself when the page opens; "Clear cache" forgets them.
+//! against the manifest's sha256 — and the load into the engine, which runs in a worker of its
+//! own (`loaded_model.rs`). A cached version loads by itself when the page opens; "Clear
+//! cache" forgets them.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -14,8 +15,8 @@ use crate::loaded_model::{self, LoadedModel};
 use crate::model_download::{self, DownloadProgress, sha256_hex};
 use crate::{model_cache, server_api};
 
-/// Largest GGUF a page loads: wasm32 memory is 4 GiB and the file is in memory while its
-/// weights are uploaded (plus a copy for the cache).
+/// Largest GGUF a page loads: wasm32 memory is 4 GiB, and the page holds the file while it
+/// verifies and caches it, as the engine's worker does while it reads the weights.
 const MAX_MODEL_BYTES: u64 = 1_900_000_000;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +154,7 @@ impl ModelLoader {
         self.phase.set(LoadPhase::Uploading);
         // Let the page paint "Uploading" before the synchronous upload.
         crate::browser_storage::next_frame().await;
-        let model = LoadedModel::load(&engine, manifest, bytes)?;
+        let model = LoadedModel::load(engine, manifest, bytes).await?;
         loaded_model::install(model);
         Ok(from_cache)
     }
@@ -171,7 +172,7 @@ pub async fn load_battle_opponent(
     let (bytes, _) = verified_model_bytes(&manifest, on_phase).await?;
     on_phase(LoadPhase::Uploading);
     crate::browser_storage::next_frame().await;
-    LoadedModel::load(&engine, manifest, bytes)
+    LoadedModel::load(engine, manifest, bytes).await
 }
 
 /// A version's GGUF, verified against its manifest: the cached copy if it checks out,
@@ -269,7 +270,7 @@ pub fn ModelLoaderView() -> impl IntoView {
     let engine_line = move || {
         loader.engine.get().map(|decision| {
             let name = match decision.engine {
-                engine_choice::Engine::Gpu(_) => "WebGPU",
+                engine_choice::Engine::WebGpu => "WebGPU",
                 engine_choice::Engine::Cpu => "the CPU engine (WebAssembly SIMD, one thread)",
             };
             view! {
@@ -330,7 +331,7 @@ pub fn ModelLoaderView() -> impl IntoView {
             .into_any()
         }
         LoadPhase::Uploading => view! {
-            <p data-testid="model-progress">"Verified; uploading the weights to the GPU…"</p>
+            <p data-testid="model-progress">"Verified; loading the weights into the engine…"</p>
         }
         .into_any(),
         LoadPhase::Ready { version, from_cache, seconds } => view! {

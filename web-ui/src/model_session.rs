@@ -1,0 +1,199 @@
+//! The model as the engine's worker holds it (`engine_worker.rs`): a verified GGUF loaded onto
+//! the GPU (WebGPU) or into the CPU engine (WebAssembly) with its tokenizer and chat template,
+//! and one KV-cached sequence that every reply reuses, so a follow-up turn only runs its new
+//! tokens.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
+use shared::engine::{
+    GeneratingSequence, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
+    TokenStream,
+};
+use shared::{ChatMessage, GgufModel, ModelText, SamplingParams};
+
+use crate::browser_storage::{next_frame, now_ms};
+use crate::engine_choice::Engine;
+
+/// Positions (prompt plus reply) the sequence's KV cache holds.
+const MAX_POSITIONS: usize = 4096;
+
+pub struct ModelSession {
+    text: ModelText,
+    stop_tokens: Vec<u32>,
+    sequence: EngineSequence,
+}
+
+/// The sequence of the engine the model loaded into.
+enum EngineSequence {
+    Gpu(Box<Qwen2Sequence>),
+    Cpu(CpuSequence),
+}
+
+/// What one generation took.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// From the request to the first token (prefill included).
+    pub first_token_ms: f64,
+    /// Tokens per second after the first.
+    pub decode_tokens_per_second: f64,
+    pub stopped_by_user: bool,
+}
+
+impl ModelSession {
+    /// Reads `bytes` (a whole GGUF, named `source_name` in errors) into `engine`: its weights
+    /// uploaded to this worker's GPU device, or kept in their blocks for the CPU engine.
+    pub async fn load(engine: Engine, source_name: &str, bytes: Vec<u8>) -> Result<Self, String> {
+        let mut reader = Cursor::new(bytes);
+        let gguf = GgufModel::read(&mut reader, source_name).map_err(|e| e.to_string())?;
+        let text = ModelText::from_gguf(&gguf).map_err(|e| e.to_string())?;
+        let stop_tokens = text.stop_tokens();
+        let sequence = match engine {
+            Engine::WebGpu => {
+                let ctx = GpuContext::new().await.map_err(|e| {
+                    format!(
+                        "WebGPU is not available to the engine's worker: {e}. Choose the CPU \
+                         engine in the settings"
+                    )
+                })?;
+                let weights: Arc<Qwen2Weights> = Qwen2Weights::load(&ctx, &gguf, &mut reader)
+                    .map_err(|e| {
+                        format!(
+                            "{e}. If the GPU ran out of memory, a smaller version (q4_k_m) may fit"
+                        )
+                    })?;
+                EngineSequence::Gpu(Box::new(
+                    Qwen2Sequence::new(&weights, MAX_POSITIONS).map_err(|e| e.to_string())?,
+                ))
+            }
+            Engine::Cpu => {
+                let weights =
+                    CpuQwen2Weights::load(&gguf, &mut reader).map_err(|e| e.to_string())?;
+                EngineSequence::Cpu(CpuSequence::new(&weights, MAX_POSITIONS))
+            }
+        };
+        Ok(Self {
+            text,
+            stop_tokens,
+            sequence,
+        })
+    }
+
+    /// Streams the assistant's reply to `conversation` (ending with a user turn): each
+    /// piece of text goes to `on_text` as soon as it is whole UTF-8. Returns the full reply.
+    /// The budget shrinks to what the context has left; a conversation that leaves no room
+    /// is an error that says so.
+    pub async fn generate(
+        &mut self,
+        conversation: &[ChatMessage],
+        mut sampling: SamplingParams,
+        seed: u64,
+        stop: StopHandle,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<(String, GenerationStats), String> {
+        let requested = now_ms();
+        let prompt_text = self
+            .text
+            .template
+            .render(conversation, true)
+            .map_err(|e| e.to_string())?;
+        let prompt = self
+            .text
+            .tokenizer
+            .encode(&prompt_text)
+            .map_err(|e| e.to_string())?;
+        let max_positions = match &self.sequence {
+            EngineSequence::Gpu(sequence) => sequence.max_positions(),
+            EngineSequence::Cpu(sequence) => sequence.max_positions(),
+        };
+        let room = max_positions.saturating_sub(prompt.len());
+        if room == 0 {
+            return Err(format!(
+                "the conversation is {} tokens, the model's context here is {max_positions}: start a new chat",
+                prompt.len(),
+            ));
+        }
+        sampling.max_new_tokens = sampling.max_new_tokens.min(room as u32);
+        let mut decoder = self.text.tokenizer.stream_decoder();
+        let stop_tokens = self.stop_tokens.clone();
+        let mut emit = |token: u32| -> Result<(), String> {
+            if let Some(piece) = decoder.push(token).map_err(|e| e.to_string())? {
+                on_text(&piece);
+            }
+            Ok(())
+        };
+        let streamed = match &mut self.sequence {
+            EngineSequence::Gpu(sequence) => {
+                let stream = sequence
+                    .as_mut()
+                    .generate(&prompt, sampling, seed, stop_tokens, stop);
+                stream_tokens(stream, false, &mut emit).await?
+            }
+            EngineSequence::Cpu(sequence) => {
+                let stream = sequence.generate(&prompt, sampling, seed, stop_tokens, stop);
+                stream_tokens(stream, true, &mut emit).await?
+            }
+        };
+        let Streamed {
+            generated,
+            first_token_at,
+            stopped_by_user,
+        } = streamed;
+        if let Some(rest) = decoder.finish().map_err(|e| e.to_string())? {
+            on_text(&rest);
+        }
+        let finished = now_ms();
+        let first = first_token_at.unwrap_or(finished);
+        let decode_seconds = (finished - first) / 1000.0;
+        let stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            generated_tokens: generated,
+            first_token_ms: first - requested,
+            decode_tokens_per_second: if generated > 1 && decode_seconds > 0.0 {
+                (generated - 1) as f64 / decode_seconds
+            } else {
+                0.0
+            },
+            stopped_by_user,
+        };
+        let reply = decoder.text().map_err(|e| e.to_string())?;
+        Ok((reply, stats))
+    }
+}
+
+/// What streaming a reply gave.
+struct Streamed {
+    generated: usize,
+    first_token_at: Option<f64>,
+    stopped_by_user: bool,
+}
+
+/// Hands each token of `stream` to `emit`. With `yield_between_tokens` (the CPU engine, which
+/// never waits on anything) the worker gets a turn between tokens to read the page's messages,
+/// such as a stop.
+async fn stream_tokens<S: GeneratingSequence>(
+    stream: Result<TokenStream<'_, S>, shared::engine::EngineError>,
+    yield_between_tokens: bool,
+    emit: &mut dyn FnMut(u32) -> Result<(), String>,
+) -> Result<Streamed, String> {
+    let mut stream = stream.map_err(|e| e.to_string())?;
+    let mut streamed = Streamed {
+        generated: 0,
+        first_token_at: None,
+        stopped_by_user: false,
+    };
+    while let Some(token) = stream.next_token().await.map_err(|e| e.to_string())? {
+        streamed.generated += 1;
+        streamed.first_token_at.get_or_insert_with(now_ms);
+        emit(token)?;
+        if yield_between_tokens {
+            next_frame().await;
+        }
+    }
+    streamed.stopped_by_user = stream.stop_reason() == Some(StopReason::Stopped);
+    Ok(streamed)
+}
