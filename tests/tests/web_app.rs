@@ -55,9 +55,16 @@ fn publish(dir: &Path, gguf: &Path, version: &str) -> (PathBuf, Value) {
 }
 
 fn serve(dir: &Path, models: &Path) -> (DpoServer, String) {
+    serve_with(dir, models, &[])
+}
+
+/// `serve` with more `dpo serve` flags.
+fn serve_with(dir: &Path, models: &Path, extra: &[&str]) -> (DpoServer, String) {
     let db = format!("sqlite:{}", dir.join("pairs.sqlite").display());
     let bundle = web_bundle();
-    let server = DpoServer::start(&db, models, &["--web-dir", bundle.to_str().unwrap()]);
+    let mut args = vec!["--web-dir", bundle.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let server = DpoServer::start(&db, models, &args);
     (server, db)
 }
 
@@ -1036,15 +1043,26 @@ fn native_cpu_reply(
 }
 
 #[test]
-fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_vote() {
+fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_blind_battle_vote() {
     let dir = tempfile::tempdir().unwrap();
-    let model = TinyQwen2::default()
+    // Two served versions in different block types; every comparison is a blind battle, so
+    // the CPU engine holds both (each in its own worker).
+    let older = TinyQwen2::default()
         .with_matrix_type(GgmlDType::Q8_0)
         .to_bytes();
-    let gguf = dir.path().join("tiny.gguf");
-    std::fs::write(&gguf, &model).unwrap();
-    let (models, _) = publish(dir.path(), &gguf, "tiny-v1");
-    let (server, db) = serve(dir.path(), &models);
+    let newer = TinyQwen2::default()
+        .with_matrix_type(GgmlDType::Q4_0)
+        .to_bytes();
+    for (version, bytes) in [("tiny-v1", &older), ("tiny-v2", &newer)] {
+        let gguf = dir.path().join(format!("{version}.gguf"));
+        std::fs::write(&gguf, bytes).unwrap();
+        publish(dir.path(), &gguf, version);
+    }
+    let (server, db) = serve_with(
+        dir.path(),
+        &dir.path().join("models"),
+        &["--battle-share", "1"],
+    );
     let mut browser = BrowserSession::open(&server.url("/"), false);
 
     // The loader says which engine runs and why.
@@ -1054,11 +1072,13 @@ fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_vote() {
         "{engine}"
     );
     assert_eq!(load_model(&mut browser), "false");
+    assert!(browser.text("model-ready").contains("tiny-v2"));
 
-    // Chat, greedy: the reply is the native CPU engine's.
-    greedy_chat_gives(&mut browser, &model, native_cpu_reply);
+    // Chat, greedy: the reply is the native CPU engine's on the loaded (newest) version.
+    greedy_chat_gives(&mut browser, &newer, native_cpu_reply);
 
-    // Compare and vote: the pair is stored, each answer the native CPU engine's.
+    // Compare and vote: the pair is stored, each answer the native CPU engine's on its
+    // version.
     set_field(&mut browser, "temperature", "0.7");
     browser.click("mode-compare");
     browser.wait_for_testid("candidate-a", BROWSER_TIMEOUT);
@@ -1082,17 +1102,31 @@ fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_vote() {
     );
     let pairs = stored_pairs(&db);
     assert_eq!(pairs.len(), 1, "{pairs:?}");
+    let mut versions = Vec::new();
     for candidate in [&pairs[0].candidate_a, &pairs[0].candidate_b] {
+        versions.push(candidate.model.version.as_str());
+        let model = match candidate.model.version.as_str() {
+            "tiny-v1" => &older,
+            _ => &newer,
+        };
         assert_eq!(
             candidate.text,
             native_cpu_reply(
-                &model,
+                model,
                 &pairs[0].conversation,
                 candidate.sampling,
                 candidate.seed
-            )
+            ),
+            "the answer of {}",
+            candidate.model.version
         );
     }
+    versions.sort();
+    assert_eq!(
+        versions,
+        ["tiny-v1", "tiny-v2"],
+        "a battle draws the two versions"
+    );
 }
 
 #[test]
