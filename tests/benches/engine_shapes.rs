@@ -10,7 +10,8 @@
 //! PLAN is `auto` (what the adapter gets), `cpu`, `gpu`, or `DECODE/BATCHEDxTILE` with DECODE
 //! and BATCHED each `rows:N` (rows per invocation), `lanes:N` (invocations per row), or for
 //! BATCHED `tiled` / `tiled-f16` (64-row workgroup tiles in f32 / f16), e.g.
-//! `lanes:16/tiled-f16x32`. `--write-gguf` also writes the generated model, with the
+//! `lanes:16/tiled-f16x32`, with `+subgroups` for lane sums by subgroup shuffles (the adapter
+//! must offer subgroups that hold the lanes). `--write-gguf` also writes the generated model, with the
 //! `tokenizer.*` metadata of `--vocabulary` (llama.cpp's `models/ggml-vocab-qwen2.gguf`) so
 //! that llama.cpp's `llama-bench` runs the same file.
 
@@ -51,8 +52,12 @@ fn parse_layout(text: &str) -> Result<MatmulLayout> {
 
 /// A plan for the products, with the adapter's attention; `None`: all the adapter's.
 fn parse_plan(text: &str) -> Result<Option<MatmulPlan>> {
-    Ok(Some(match text {
-        "auto" => return Ok(None),
+    let (text, subgroup_sums) = match text.strip_suffix("+subgroups") {
+        Some(layouts) => (layouts, true),
+        None => (text, false),
+    };
+    let plan = match text {
+        "auto" if !subgroup_sums => return Ok(None),
         "cpu" => MatmulPlan::CPU_DRIVER,
         "gpu" => MatmulPlan::GPU,
         _ => {
@@ -73,8 +78,13 @@ fn parse_plan(text: &str) -> Result<Option<MatmulPlan>> {
                 normalize_inputs: !rows(decode)
                     && !rows(batched)
                     && 64_u32.is_multiple_of(batched_tile),
+                subgroup_sums,
             }
         }
+    };
+    Ok(Some(MatmulPlan {
+        subgroup_sums,
+        ..plan
     }))
 }
 
@@ -229,12 +239,17 @@ fn main() -> Result<()> {
         };
         let m = plan.matmul;
         let name = format!(
-            "{:?}, {:?}, {}{}",
+            "{:?}, {:?}, {}{}{}",
             m.decode,
             m.batched,
             m.batched_tile,
             if m.normalize_inputs {
                 ", norms folded"
+            } else {
+                ""
+            },
+            if m.subgroup_sums {
+                ", subgroup sums"
             } else {
                 ""
             }

@@ -19,12 +19,13 @@ fn gpu() -> GpuContext {
     let ctx = pollster::block_on(GpuContext::new())
         .expect("a GPU adapter is required (CI installs Mesa lavapipe: mesa-vulkan-drivers)");
     eprintln!(
-        "adapter: {} ({:?}, {:?}), max storage binding {} bytes, shader-f16 {}",
+        "adapter: {} ({:?}, {:?}), max storage binding {} bytes, shader-f16 {}, smallest subgroup {:?}",
         ctx.adapter_info.name,
         ctx.adapter_info.backend,
         ctx.adapter_info.device_type,
         ctx.max_binding_bytes,
-        ctx.has_shader_f16
+        ctx.has_shader_f16,
+        ctx.subgroup_min_size
     );
     ctx
 }
@@ -202,6 +203,27 @@ fn assert_within(
 /// The layouts CPU drivers and GPUs get.
 const CPU_AND_GPU_PLANS: [MatmulPlan; 2] = [MatmulPlan::CPU_DRIVER, MatmulPlan::GPU];
 
+/// Lane layouts whose lanes add their sums by subgroup shuffles: 2 lanes per row up to the
+/// adapter's smallest subgroup (lavapipe's is 8), for one-token and batched steps, with the
+/// norm folded in where a test passes one. The test adapter must offer subgroups: lavapipe
+/// and every native GPU driver do.
+fn subgroup_plans(ctx: &GpuContext) -> Vec<MatmulPlan> {
+    let smallest =
+        ctx.subgroup_min_size
+            .expect("the test adapter offers subgroups (Mesa lavapipe does)") as usize;
+    let plans: Vec<MatmulPlan> = (1..=6)
+        .map(|power| 1 << power)
+        .filter(|&lanes| lanes <= smallest)
+        .map(|lanes| MatmulPlan {
+            normalize_inputs: true,
+            subgroup_sums: true,
+            ..MatmulPlan::same(MatmulLayout::LanesPerRow(lanes))
+        })
+        .collect();
+    assert!(!plans.is_empty(), "subgroups of {smallest} hold 2 lanes");
+    plans
+}
+
 fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
     (0..tokens).map(|t| noise(cols, 7 + t as u64)).collect()
 }
@@ -212,13 +234,15 @@ fn every_block_type_matches_the_cpu_reference_for_one_token_and_batches() {
     // What CPU drivers, the browser's CPU fallback and GPUs get; 4 rows per invocation checks
     // the unrolling; 64 lanes per row are more than a K-quant row of 512 columns has runs,
     // so some lanes add nothing.
-    for plan in [
+    // Then the lane layouts again with subgroup sums.
+    let plans = [
         MatmulPlan::CPU_DRIVER,
         MatmulPlan::BROWSER_CPU_FALLBACK,
         MatmulPlan::GPU,
         MatmulPlan::same(MatmulLayout::RowsPerInvocation(4)),
         MatmulPlan::same(MatmulLayout::LanesPerRow(64)),
-    ] {
+    ];
+    for plan in plans.into_iter().chain(subgroup_plans(&ctx)) {
         let kernels = QuantizedMatmulKernels::with_plan(&ctx, &BlockType::ALL, &[], plan);
         // 37 rows: the last invocation has rows past the end.
         let (rows, cols) = (37, 512);
@@ -443,6 +467,7 @@ fn products_that_normalize_their_input_match_the_cpu_reference() {
     if ctx.has_shader_f16 {
         plans.push(MatmulPlan::gpu_with_f16(true));
     }
+    plans.extend(subgroup_plans(&ctx));
     let (rows, cols) = (70, 512);
     let weight: Vec<f32> = noise(cols, 11).iter().map(|w| 1.0 + w * 0.5).collect();
     for plan in plans {
@@ -529,12 +554,13 @@ fn a_product_that_does_not_fit_its_output_row_is_refused() {
 fn gate_and_up_in_row_pairs_give_silu_of_gate_times_up() {
     let ctx = gpu();
     let silu = |g: f64| g / (1.0 + (-g).exp());
-    for plan in [
+    let plans = [
         MatmulPlan::CPU_DRIVER,
         MatmulPlan::BROWSER_CPU_FALLBACK,
         MatmulPlan::GPU,
         MatmulPlan::same(MatmulLayout::LanesPerRow(64)),
-    ] {
+    ];
+    for plan in plans.into_iter().chain(subgroup_plans(&ctx)) {
         let kernels = QuantizedMatmulKernels::with_plan(&ctx, &[], &BlockType::ALL, plan);
         // 37 pairs: the last invocation has pairs past the end.
         let (rows, cols) = (37, 256);

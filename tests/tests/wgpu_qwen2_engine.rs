@@ -27,8 +27,8 @@ use flywheel_tests::logit_comparison::{argmax, candle_logits, relative_rms_error
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{
-    FeedForwardIn, GeneratingSequence as _, GpuContext, KernelPlan, MatmulPlan, QkvProjection,
-    Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
+    FeedForwardIn, GeneratingSequence as _, GpuContext, KernelPlan, MatmulLayout, MatmulPlan,
+    QkvProjection, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
 };
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
@@ -260,19 +260,33 @@ fn rank_in(values: &[f32], index: usize) -> usize {
 }
 
 #[test]
-fn the_gpu_plan_with_f16_tiles_and_kv_cache_matches_candle() {
-    // What a GPU with shader-f16 gets: prompt products in f16 workgroup tiles, norms inside
-    // the products, keys and values cached in f16 (lavapipe has shader-f16; elsewhere the
-    // same plan in f32), and decode attention split by position past 64 positions.
+fn the_gpu_plan_with_f16_tiles_kv_cache_and_subgroup_sums_matches_candle() {
+    // What a GPU with shader-f16 and subgroups gets: prompt products in f16 workgroup tiles,
+    // norms inside the products, keys and values cached in f16 (lavapipe has shader-f16;
+    // elsewhere the same plan in f32), decode products whose lanes add their sums by
+    // subgroup shuffles (as many lanes per row as lavapipe's subgroups hold, 8, where a GPU's
+    // hold the plan's 16), and decode attention split by position past 64 positions.
     let path = real_model();
     let mut file = File::open(&path).unwrap();
     let gguf = GgufModel::read(&mut file, &path.display().to_string()).unwrap();
     let text = ModelText::from_gguf(&gguf).unwrap();
     let ctx = pollster::block_on(GpuContext::new()).expect("a GPU adapter (lavapipe in CI)");
     let f16 = ctx.has_shader_f16;
-    eprintln!("shader-f16: {f16}");
+    let subgroup =
+        ctx.subgroup_min_size
+            .expect("the test adapter offers subgroups (Mesa lavapipe does)") as usize;
+    eprintln!("shader-f16: {f16}, smallest subgroup: {subgroup}");
+    let gpu = MatmulPlan::gpu_with_f16(f16);
+    let lanes = match gpu.decode {
+        MatmulLayout::LanesPerRow(lanes) => lanes.min(subgroup),
+        other => panic!("the GPU plan decodes in lanes, not {other:?}"),
+    };
     let plan = KernelPlan {
-        matmul: MatmulPlan::gpu_with_f16(f16),
+        matmul: MatmulPlan {
+            decode: MatmulLayout::LanesPerRow(lanes),
+            subgroup_sums: true,
+            ..gpu
+        },
         kv_cache_f16: f16,
         ..KernelPlan::GPU
     };

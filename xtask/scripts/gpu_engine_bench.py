@@ -31,7 +31,8 @@ OUT = Path(os.environ.get("OUT", "/tmp"))
 WORK = Path(os.environ.get("GPU_RUN_WORK", "/tmp/dpo-gpu-engine-bench"))
 PROMPT_TOKENS = 512
 DECODE_TOKENS = 128
-# The plans our engine runs: what the adapter gets, and the tiled prompt kernel in f32 and f16.
+# The plans our engine runs: what the adapter gets (on an NVIDIA GPU: f16 tiles, subgroup
+# sums), the same without subgroup sums, and the previous row layout for prompts.
 PLANS = os.environ.get("ENGINE_PLANS", "auto,lanes:16/tiled-f16x32,lanes:16/rows:1x4")
 JOBS = str(os.cpu_count() or 8)
 

@@ -38,6 +38,10 @@ pub struct GpuContext {
     /// Largest storage buffer binding; bigger tensors are split across buffers.
     pub max_binding_bytes: u64,
     pub has_shader_f16: bool,
+    /// The smallest subgroup the adapter runs, where it offers subgroup operations (native
+    /// Vulkan, Metal and DX12; wgpu does not yet pass WebGPU's `subgroups` through in
+    /// browsers); `None` without them.
+    pub subgroup_min_size: Option<u32>,
 }
 
 impl GpuContext {
@@ -67,12 +71,11 @@ impl GpuContext {
             .map_err(|e| EngineError::NoAdapter(e.to_string()))?;
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
-        let has_shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
-        let required_features = if has_shader_f16 {
-            wgpu::Features::SHADER_F16
-        } else {
-            wgpu::Features::empty()
-        };
+        let offered = adapter.features();
+        let has_shader_f16 = offered.contains(wgpu::Features::SHADER_F16);
+        let has_subgroups = offered.contains(wgpu::Features::SUBGROUP);
+        let subgroup_min_size = has_subgroups.then_some(adapter_info.subgroup_min_size);
+        let required_features = offered & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("dpo-engine"),
@@ -92,6 +95,7 @@ impl GpuContext {
             limits,
             max_binding_bytes,
             has_shader_f16,
+            subgroup_min_size,
         })
     }
 

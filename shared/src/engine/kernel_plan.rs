@@ -46,14 +46,15 @@ impl KernelPlan {
 
     /// The plan for the context's adapter: a software adapter (wgpu reports the browser's
     /// fallback adapter, SwiftShader, as a CPU too) or a GPU, whose prompt tiles and KV
-    /// cache are f16 where it has shader-f16.
+    /// cache are f16 where it has shader-f16 and whose row sums use subgroups where it has
+    /// them.
     pub fn for_adapter(ctx: &GpuContext) -> Self {
         let info = &ctx.adapter_info;
         match (info.backend, info.device_type) {
             (wgpu::Backend::BrowserWebGpu, wgpu::DeviceType::Cpu) => Self::BROWSER_CPU_FALLBACK,
             (_, wgpu::DeviceType::Cpu) => Self::CPU_DRIVER,
             _ => Self {
-                matmul: MatmulPlan::gpu_with_f16(ctx.has_shader_f16),
+                matmul: MatmulPlan::gpu_for(ctx),
                 kv_cache_f16: ctx.has_shader_f16,
                 ..Self::GPU
             },

@@ -3,7 +3,8 @@
 //! layout's kernel, that type's block file, and dot-product code generated here that spells
 //! out a block's groups for every row and token an invocation handles. Two layouts: CPU
 //! drivers get several whole rows per invocation (`kernels/matmul_rows.wgsl`), GPUs several
-//! invocations per row (`kernels/matmul_lanes.wgsl`) for decode and workgroup tiles of 64 rows
+//! invocations per row (`kernels/matmul_lanes.wgsl`, or `kernels/matmul_lanes_subgroup.wgsl`
+//! where the adapter's subgroups sum a row's lanes) for decode and workgroup tiles of 64 rows
 //! × up to 32 tokens staged in workgroup memory (`kernels/matmul_tiled.wgsl`) for prompts.
 //! Decode steps (one token) use the tile-1 variant, a plain matrix-vector product; batched
 //! prefill uses a larger tile so each weight is dequantized once per tile.
@@ -139,6 +140,10 @@ pub struct MatmulPlan {
     /// follows it: two dispatches fewer per layer). Layouts with lanes or tiles only, whose
     /// workgroups share the norm of their tokens; the token tile must divide 64.
     pub normalize_inputs: bool,
+    /// Lanes of a row add their partial sums by subgroup shuffles in registers
+    /// (`kernels/matmul_lanes_subgroup.wgsl`) instead of through workgroup memory and a
+    /// barrier. The adapter must offer subgroups no smaller than the plan's lanes per row.
+    pub subgroup_sums: bool,
 }
 
 impl MatmulPlan {
@@ -158,6 +163,7 @@ impl MatmulPlan {
         batched: MatmulLayout::Tiled { f16: false },
         batched_tile: 32,
         normalize_inputs: true,
+        subgroup_sums: false,
     };
 
     /// The GPU plan, its prompt tiles in f16 when `f16` (the adapter has shader-f16).
@@ -175,7 +181,31 @@ impl MatmulPlan {
             batched: layout,
             batched_tile: 4,
             normalize_inputs: false,
+            subgroup_sums: false,
         }
+    }
+
+    /// The GPU plan for `ctx`'s adapter: f16 prompt tiles where it has shader-f16, subgroup
+    /// sums where its subgroups hold a row's lanes.
+    pub fn gpu_for(ctx: &GpuContext) -> Self {
+        let plan = Self::gpu_with_f16(ctx.has_shader_f16);
+        Self {
+            subgroup_sums: plan.subgroups_fit(ctx),
+            ..plan
+        }
+    }
+
+    /// Whether `ctx`'s subgroups can sum this plan's lanes: it offers subgroups, and its
+    /// smallest one holds every lane layout's lanes.
+    pub fn subgroups_fit(self, ctx: &GpuContext) -> bool {
+        ctx.subgroup_min_size.is_some_and(|size| {
+            [self.decode, self.batched]
+                .iter()
+                .all(|layout| match layout {
+                    MatmulLayout::LanesPerRow(lanes) => *lanes <= size as usize,
+                    _ => true,
+                })
+        })
     }
 
     /// The layout and tile of a one-token step, or of a batched one.
@@ -237,6 +267,10 @@ impl QuantizedMatmulKernels {
                 plan.batched_tile
             );
         }
+        assert!(
+            !plan.subgroup_sums || plan.subgroups_fit(ctx),
+            "subgroup sums need an adapter whose subgroups hold a row's lanes"
+        );
         if let MatmulLayout::Tiled { f16 } = plan.batched {
             assert!(
                 plan.batched_tile.is_multiple_of(4) && plan.batched_tile <= 32,
@@ -310,11 +344,23 @@ impl QuantizedMatmulKernels {
                     continue;
                 }
                 let (layout, tile) = plan.for_step(batched);
-                let source = kernel_source(block_type, layout, tile, row_pairs, normalizes);
+                let source = kernel_source(
+                    block_type,
+                    layout,
+                    tile,
+                    row_pairs,
+                    normalizes,
+                    plan.subgroup_sums,
+                );
                 let label = format!(
-                    "matmul {block_type:?} {layout:?} tile {tile}{}{}",
+                    "matmul {block_type:?} {layout:?} tile {tile}{}{}{}",
                     if row_pairs { " gate/up pairs" } else { "" },
-                    if normalizes { " normalized" } else { "" }
+                    if normalizes { " normalized" } else { "" },
+                    if plan.subgroup_sums {
+                        " subgroup sums"
+                    } else {
+                        ""
+                    }
                 );
                 let pipeline = ctx.compute_pipeline_with_layout(&label, &source, &pipeline_layout);
                 pipelines.insert(key, pipeline);
@@ -499,6 +545,7 @@ fn kernel_source(
     tile: u32,
     row_pairs: bool,
     normalizes: bool,
+    subgroup_sums: bool,
 ) -> String {
     let rows = layout.rows_per_group(row_pairs) as u32;
     let mut constants = format!(
@@ -519,10 +566,14 @@ fn kernel_source(
         ),
         MatmulLayout::LanesPerRow(lanes) => {
             constants.push_str(&format!("const LANES: u32 = {lanes}u;\n"));
-            (
-                include_str!("kernels/matmul_lanes.wgsl"),
-                run_dot_source(block_type, rows, tile),
-            )
+            // Naga takes subgroup built-ins without WGSL's `enable subgroups;` (which it
+            // does not parse yet) once the device has the feature.
+            let kernel = if subgroup_sums {
+                include_str!("kernels/matmul_lanes_subgroup.wgsl")
+            } else {
+                include_str!("kernels/matmul_lanes.wgsl")
+            };
+            (kernel, run_dot_source(block_type, rows, tile))
         }
     };
     format!(
