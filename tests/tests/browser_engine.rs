@@ -146,9 +146,9 @@ fn native_run(model: &[u8]) -> (Vec<(u32, f32)>, Vec<u32>) {
         max_new_tokens: MAX_NEW_TOKENS,
         ..SamplingParams::default()
     };
-    let mut stream = sequence
-        .generate(&PROMPT, sampling, 0, stop_tokens, StopHandle::new())
-        .unwrap();
+    let mut stream =
+        pollster::block_on(sequence.generate(&PROMPT, sampling, 0, stop_tokens, StopHandle::new()))
+            .unwrap();
     let mut tokens = Vec::new();
     while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
         tokens.push(token);

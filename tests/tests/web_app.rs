@@ -234,15 +234,14 @@ fn reply_on<S: GeneratingSequence>(
         .encode(&text.template.render(conversation, true).unwrap())
         .unwrap();
     let mut sequence = open(&gguf, &mut reader);
-    let mut stream = sequence
-        .generate(
-            &prompt,
-            sampling,
-            seed,
-            text.stop_tokens(),
-            StopHandle::new(),
-        )
-        .unwrap();
+    let mut stream = pollster::block_on(sequence.generate(
+        &prompt,
+        sampling,
+        seed,
+        text.stop_tokens(),
+        StopHandle::new(),
+    ))
+    .unwrap();
     let mut tokens = Vec::new();
     while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
         tokens.push(token);

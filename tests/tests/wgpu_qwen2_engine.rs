@@ -15,7 +15,10 @@
 //! - a file with Qwen2.5-1.5B-Instruct's shapes and Q4_K_M's block types (random weights, two
 //!   blocks: one whose Q, K and V share Q4_K and run as one stacked product, one whose V is
 //!   Q6_K) loads — its 191 MB output head split across storage buffers — and agrees with
-//!   candle.
+//!   candle;
+//! - a sequence that grows (caches reallocated as a conversation lengthens, the cached
+//!   positions kept) generates exactly what one allocated ahead does, reaches the model's
+//!   whole context, and refuses clearly past its limit.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -27,8 +30,8 @@ use flywheel_tests::logit_comparison::{argmax, candle_logits, relative_rms_error
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{
-    FeedForwardIn, GeneratingSequence as _, GpuContext, KernelPlan, MatmulLayout, MatmulPlan,
-    QkvProjection, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
+    FeedForwardIn, GeneratingSequence as _, GpuContext, INITIAL_POSITIONS, KernelPlan,
+    MatmulLayout, MatmulPlan, QkvProjection, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
 };
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
@@ -193,15 +196,14 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
     let stop_tokens = text.stop_tokens();
     let alone = |question_tokens: &[u32]| {
         let mut sequence = Qwen2Sequence::new(&weights, 256).unwrap();
-        let mut stream = sequence
-            .generate(
-                question_tokens,
-                sampling,
-                11,
-                stop_tokens.clone(),
-                StopHandle::new(),
-            )
-            .unwrap();
+        let mut stream = pollster::block_on(sequence.generate(
+            question_tokens,
+            sampling,
+            11,
+            stop_tokens.clone(),
+            StopHandle::new(),
+        ))
+        .unwrap();
         let mut out = Vec::new();
         while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
             out.push(token);
@@ -213,18 +215,22 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
 
     let mut a = Qwen2Sequence::new(&weights, 256).unwrap();
     let mut b = Qwen2Sequence::new(&weights, 256).unwrap();
-    let mut stream_a = a
-        .generate(&first, sampling, 11, stop_tokens.clone(), StopHandle::new())
-        .unwrap();
-    let mut stream_b = b
-        .generate(
-            &second,
-            sampling,
-            11,
-            stop_tokens.clone(),
-            StopHandle::new(),
-        )
-        .unwrap();
+    let mut stream_a = pollster::block_on(a.generate(
+        &first,
+        sampling,
+        11,
+        stop_tokens.clone(),
+        StopHandle::new(),
+    ))
+    .unwrap();
+    let mut stream_b = pollster::block_on(b.generate(
+        &second,
+        sampling,
+        11,
+        stop_tokens.clone(),
+        StopHandle::new(),
+    ))
+    .unwrap();
     let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
     loop {
         let next_a = pollster::block_on(stream_a.next_token()).unwrap();
@@ -240,9 +246,8 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
 
     // A stop handle ends the stream before the next token.
     let stop = StopHandle::new();
-    let mut stream = a
-        .generate(&first, sampling, 11, stop_tokens, stop.clone())
-        .unwrap();
+    let mut stream =
+        pollster::block_on(a.generate(&first, sampling, 11, stop_tokens, stop.clone())).unwrap();
     assert_eq!(
         stream.prefilled_tokens(),
         1,
@@ -253,6 +258,91 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
     stop.stop();
     assert_eq!(pollster::block_on(stream.next_token()).unwrap(), None);
     assert_eq!(stream.stop_reason(), Some(StopReason::Stopped));
+}
+
+#[test]
+fn a_growing_sequence_keeps_its_cache_and_generates_what_one_allocated_ahead_does() {
+    let Loaded { weights, text } = load();
+    // The web app's and `dpo chat`'s sequence: room for INITIAL_POSITIONS now, the model's
+    // whole context (32,768 positions for this model) when a conversation gets there.
+    let growing = Qwen2Sequence::growing(&weights, usize::MAX).unwrap();
+    assert_eq!(growing.capacity(), INITIAL_POSITIONS);
+    assert_eq!(
+        growing.max_positions(),
+        weights.hyperparameters.context_length
+    );
+    drop(growing);
+
+    let sampling = SamplingParams {
+        temperature: 0.0,
+        max_new_tokens: 24,
+        ..SamplingParams::default()
+    };
+    let stop_tokens = text.stop_tokens();
+    let reply = |sequence: &mut Qwen2Sequence, prompt: &[u32]| {
+        let mut stream = pollster::block_on(sequence.generate(
+            prompt,
+            sampling,
+            0,
+            stop_tokens.clone(),
+            StopHandle::new(),
+        ))
+        .unwrap();
+        let mut tokens = Vec::new();
+        while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
+            tokens.push(token);
+        }
+        (tokens, stream.prefilled_tokens())
+    };
+    let render = |conversation: &[shared::ChatMessage]| {
+        let rendered = text.template.render(conversation, true).unwrap();
+        text.tokenizer.encode(&rendered).unwrap()
+    };
+    // Room for 16 positions, so the first reply grows it and the second, which reuses the
+    // first exchange from the cache, grows it again: the cached keys and values must move.
+    let mut small = Qwen2Sequence::with_room(&weights, 16, 512).unwrap();
+    let mut ahead = Qwen2Sequence::new(&weights, 512).unwrap();
+    let mut conversation = vec![shared::ChatMessage::user("Name three colours.")];
+    let first_prompt = render(&conversation).len();
+    for turn in 0..2 {
+        let prompt = render(&conversation);
+        let before = small.capacity();
+        let (grown, prefilled) = reply(&mut small, &prompt);
+        let (expected, _) = reply(&mut ahead, &prompt);
+        assert!(
+            small.capacity() > before,
+            "turn {turn}: {} prompt tokens grew a sequence of {before} positions",
+            prompt.len()
+        );
+        assert_eq!(
+            grown, expected,
+            "turn {turn}: the grown sequence generates what one allocated ahead does"
+        );
+        if turn == 1 {
+            // At least the first prompt came from the cache (copied when it grew).
+            assert!(
+                prefilled <= prompt.len() - first_prompt,
+                "{prefilled} of {} prompt tokens ran",
+                prompt.len()
+            );
+        }
+        conversation.push(shared::ChatMessage::assistant(
+            text.tokenizer.decode(&expected).unwrap(),
+        ));
+        conversation.push(shared::ChatMessage::user("And three more?"));
+    }
+    // Past its limit: a clear error, and the sequence keeps working.
+    let error = pollster::block_on(small.reserve(513))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("513") && error.contains("512"), "{error}");
+    let tokens_before = small.tokens().len();
+    let error = small
+        .feed(&vec![0; small.capacity()])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("reserve"), "{error}");
+    assert_eq!(small.tokens().len(), tokens_before);
 }
 
 fn rank_in(values: &[f32], index: usize) -> usize {

@@ -48,7 +48,9 @@ pub async fn greedy_tokens(
         max_new_tokens,
         ..SamplingParams::default()
     };
-    let mut stream = sequence.generate(&prompt, sampling, 0, stop_tokens, StopHandle::new())?;
+    let mut stream = sequence
+        .generate(&prompt, sampling, 0, stop_tokens, StopHandle::new())
+        .await?;
     let mut tokens = Vec::new();
     while let Some(token) = stream.next_token().await? {
         tokens.push(token);

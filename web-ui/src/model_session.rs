@@ -17,8 +17,11 @@ use shared::{ChatMessage, GgufModel, ModelText, SamplingParams};
 use crate::browser_storage::{next_frame, now_ms};
 use crate::engine_choice::Engine;
 
-/// Positions (prompt plus reply) the sequence's KV cache holds.
-const MAX_POSITIONS: usize = 4096;
+/// Positions (prompt plus reply) a conversation may reach: the model's whole context (as far
+/// as one GPU buffer holds its attention scratch). Neither engine allocates it ahead: the
+/// wgpu sequence grows its caches as a conversation does, while the GPU has the memory; the
+/// CPU engine's caches grow as positions are fed.
+const MAX_POSITIONS: usize = usize::MAX;
 
 pub struct ModelSession {
     text: ModelText,
@@ -67,7 +70,7 @@ impl ModelSession {
                         )
                     })?;
                 EngineSequence::Gpu(Box::new(
-                    Qwen2Sequence::new(&weights, MAX_POSITIONS).map_err(|e| e.to_string())?,
+                    Qwen2Sequence::growing(&weights, MAX_POSITIONS).map_err(|e| e.to_string())?,
                 ))
             }
             Engine::Cpu => {
@@ -130,11 +133,14 @@ impl ModelSession {
             EngineSequence::Gpu(sequence) => {
                 let stream = sequence
                     .as_mut()
-                    .generate(&prompt, sampling, seed, stop_tokens, stop);
+                    .generate(&prompt, sampling, seed, stop_tokens, stop)
+                    .await;
                 stream_tokens(stream, false, &mut emit).await?
             }
             EngineSequence::Cpu(sequence) => {
-                let stream = sequence.generate(&prompt, sampling, seed, stop_tokens, stop);
+                let stream = sequence
+                    .generate(&prompt, sampling, seed, stop_tokens, stop)
+                    .await;
                 stream_tokens(stream, true, &mut emit).await?
             }
         };

@@ -103,11 +103,11 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             (Box::new(engine), text)
         }
         EngineKind::Wgpu => {
-            let (engine, text) = WgpuEngine::load(&model_path, wgpu_engine::DEFAULT_MAX_POSITIONS)?;
+            let (engine, text) = WgpuEngine::load(&model_path, wgpu_engine::CHAT_MAX_POSITIONS)?;
             (Box::new(engine), text)
         }
         EngineKind::Cpu => {
-            let (engine, text) = CpuEngine::load(&model_path, wgpu_engine::DEFAULT_MAX_POSITIONS)?;
+            let (engine, text) = CpuEngine::load(&model_path, wgpu_engine::CHAT_MAX_POSITIONS)?;
             (Box::new(engine), text)
         }
     };

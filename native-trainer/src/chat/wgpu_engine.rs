@@ -10,8 +10,10 @@ use shared::{ModelHyperparameters, ModelText, TokenScore};
 
 use super::language_model::{LanguageModel, open_model};
 
-/// KV-cache length the native chat allocates (prompt + reply).
-pub const DEFAULT_MAX_POSITIONS: usize = 4096;
+/// The longest conversation (prompt + reply) `dpo chat` allows: the model's whole context.
+/// The wgpu engine grows its caches as a conversation does, while the GPU has the memory;
+/// the CPU engine's grow as positions are fed.
+pub const CHAT_MAX_POSITIONS: usize = usize::MAX;
 
 pub struct WgpuEngine {
     sequence: Qwen2Sequence,
@@ -19,12 +21,14 @@ pub struct WgpuEngine {
 }
 
 impl WgpuEngine {
+    /// Loads the model with a sequence that grows up to `max_positions` (or the model's
+    /// context limit, if less).
     pub fn load(path: &Path, max_positions: usize) -> Result<(Self, ModelText)> {
         let started = Instant::now();
         let (mut file, gguf, text) = open_model(path)?;
         let ctx = pollster::block_on(GpuContext::new())?;
         let weights = Qwen2Weights::load(&ctx, &gguf, &mut file)?;
-        let sequence = Qwen2Sequence::new(&weights, max_positions)?;
+        let sequence = Qwen2Sequence::growing(&weights, max_positions)?;
         let adapter = format!("{} ({:?})", ctx.adapter_info.name, ctx.adapter_info.backend);
         tracing::info!(
             "loaded {} on {adapter} in {:.1}s",
@@ -43,6 +47,7 @@ impl WgpuEngine {
 impl LanguageModel for WgpuEngine {
     fn feed(&mut self, tokens: &[u32], position: usize) -> Result<()> {
         self.sequence.truncate(position);
+        pollster::block_on(self.sequence.reserve(position + tokens.len()))?;
         self.sequence.feed(tokens)?;
         Ok(())
     }

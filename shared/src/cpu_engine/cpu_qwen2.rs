@@ -422,6 +422,11 @@ impl GeneratingSequence for CpuSequence {
         CpuSequence::truncate(self, len);
     }
 
+    /// The caches grow as positions are fed: nothing to allocate ahead.
+    async fn reserve(&mut self, _positions: usize) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
         CpuSequence::feed(self, tokens)
     }

@@ -28,6 +28,6 @@ pub use quantized_matmul::{
     TokenCount,
 };
 pub use quantized_matrix::QuantizedMatrix;
-pub use qwen2_sequence::{MAX_STEP_TOKENS, Qwen2Sequence};
+pub use qwen2_sequence::{INITIAL_POSITIONS, MAX_STEP_TOKENS, Qwen2Sequence};
 pub use qwen2_weights::{FeedForwardIn, QkvProjection, Qwen2Weights};
 pub use token_stream::{GeneratingSequence, StopHandle, StopReason, TokenStream};

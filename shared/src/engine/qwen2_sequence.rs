@@ -7,6 +7,10 @@
 //! on it alone), and the sampler's candidates are picked on the GPU. The last step `feed`
 //! records waits and goes to the GPU in one submission with the candidate selection that
 //! follows it: one submission per generated token.
+//!
+//! A sequence may grow: `growing` starts with room for `INITIAL_POSITIONS` and `reserve`
+//! reallocates its caches and scratch (keeping what is cached) up to the model's context
+//! limit, or what one GPU buffer holds, as long as the GPU has the memory.
 
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +33,9 @@ use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 
 /// Most tokens one step runs; longer prompts take several steps.
 pub const MAX_STEP_TOKENS: usize = 64;
+
+/// Positions a growing sequence holds before its first `reserve` grows it.
+pub const INITIAL_POSITIONS: usize = 2048;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -58,7 +65,13 @@ enum Stage {
 
 pub struct Qwen2Sequence {
     weights: Arc<Qwen2Weights>,
-    max_positions: usize,
+    /// Positions the caches and scratch hold now.
+    capacity: usize,
+    /// Positions `reserve` may grow them to.
+    limit: usize,
+    /// Each layer's key and value caches, `cache_bytes_per_position` per position.
+    caches: Vec<[wgpu::Buffer; 2]>,
+    cache_bytes_per_position: u64,
     /// Tokens whose keys and values are in the cache, in order.
     tokens: Vec<u32>,
     hidden: wgpu::Buffer,
@@ -78,11 +91,54 @@ pub struct Qwen2Sequence {
 }
 
 impl Qwen2Sequence {
-    /// A sequence of up to `max_positions` tokens (prompt and reply) on `weights`.
+    /// A sequence of up to `max_positions` tokens (prompt and reply) on `weights`, all
+    /// allocated now.
     pub fn new(weights: &Arc<Qwen2Weights>, max_positions: usize) -> Result<Self, EngineError> {
+        let max_positions = max_positions.clamp(1, weights.hyperparameters.context_length);
+        Self::allocate(weights, max_positions, max_positions)
+    }
+
+    /// A sequence that holds `INITIAL_POSITIONS` now and grows on `reserve` up to the
+    /// longest context the model and one GPU buffer allow, or `ceiling` positions if fewer.
+    pub fn growing(weights: &Arc<Qwen2Weights>, ceiling: usize) -> Result<Self, EngineError> {
+        let limit = Self::longest_context(weights).min(ceiling).max(1);
+        Self::with_room(weights, INITIAL_POSITIONS, limit)
+    }
+
+    /// A sequence that holds `capacity` positions now and may grow to `limit` (each at most
+    /// `longest_context`).
+    pub fn with_room(
+        weights: &Arc<Qwen2Weights>,
+        capacity: usize,
+        limit: usize,
+    ) -> Result<Self, EngineError> {
+        let limit = limit.clamp(1, Self::longest_context(weights));
+        Self::allocate(weights, capacity.clamp(1, limit), limit)
+    }
+
+    /// The model's context limit, or the most positions whose attention scratch and layer
+    /// caches each fit one GPU buffer, whichever is fewer.
+    pub fn longest_context(weights: &Qwen2Weights) -> usize {
+        let hp = &weights.hyperparameters;
+        let binding = weights.ctx.max_binding_bytes as usize;
+        let scores = binding / (hp.head_count * MAX_STEP_TOKENS * 4);
+        let cache_element = if weights.kernels.ops.kv_cache_f16 {
+            2
+        } else {
+            4
+        };
+        let cache = binding / (hp.head_count_kv * hp.head_dim * cache_element);
+        hp.context_length.min(scores).min(cache).max(1)
+    }
+
+    /// Caches and scratch for `max_positions` positions, which `reserve` may grow to `limit`.
+    fn allocate(
+        weights: &Arc<Qwen2Weights>,
+        max_positions: usize,
+        limit: usize,
+    ) -> Result<Self, EngineError> {
         let ctx = &weights.ctx;
         let hp = &weights.hyperparameters;
-        let max_positions = max_positions.clamp(1, hp.context_length);
         let (d, ff, heads, kv_heads, head_dim) = (
             hp.embedding_length,
             hp.feed_forward_length,
@@ -305,9 +361,11 @@ impl Qwen2Sequence {
         } else {
             max_positions * kv
         };
+        let mut caches = Vec::new();
         for layer in &weights.layers {
-            let k_cache = storage("k cache", cache_floats, none);
-            let v_cache = storage("v cache", cache_floats, none);
+            // Copied out when the sequence grows.
+            let k_cache = storage("k cache", cache_floats, wgpu::BufferUsages::COPY_SRC);
+            let v_cache = storage("v cache", cache_floats, wgpu::BufferUsages::COPY_SRC);
             // Attention block: one product for Q, K and V of one block type, or one each
             // into its columns of the qkv rows.
             if !folds_norms {
@@ -348,7 +406,7 @@ impl Qwen2Sequence {
                 ]),
             }
             stages.push(matmul(&layer.w_down, &gate, &hidden, None, true)?);
-            buffers.extend([k_cache, v_cache]);
+            caches.push([k_cache, v_cache]);
         }
         // Only the last token's logits are needed.
         stages.push(rms_norm(&hidden, &weights.output_norm, &final_normed, true));
@@ -427,7 +485,10 @@ impl Qwen2Sequence {
         ]);
         Ok(Self {
             weights: Arc::clone(weights),
-            max_positions,
+            capacity: max_positions,
+            limit,
+            caches,
+            cache_bytes_per_position: (cache_floats / max_positions * 4) as u64,
             tokens: Vec::new(),
             hidden,
             step,
@@ -447,9 +508,63 @@ impl Qwen2Sequence {
         &self.weights
     }
 
-    /// Longest sequence (prompt + reply) this sequence holds.
+    /// Longest sequence (prompt + reply) this sequence holds, growing if need be.
     pub fn max_positions(&self) -> usize {
-        self.max_positions
+        self.limit
+    }
+
+    /// Positions it holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Makes room for `positions` in all (prompt and reply), growing the caches and scratch
+    /// to the next power of two (at least double) up to `max_positions` and keeping what is
+    /// cached. Fails, the sequence unchanged, past `max_positions` or when the GPU has no
+    /// memory for the larger caches.
+    pub async fn reserve(&mut self, positions: usize) -> Result<(), EngineError> {
+        if positions <= self.capacity {
+            return Ok(());
+        }
+        if positions > self.limit {
+            return Err(EngineError::Unsupported(format!(
+                "{positions} positions exceed the sequence's limit of {}",
+                self.limit
+            )));
+        }
+        let capacity = positions
+            .next_power_of_two()
+            .max(self.capacity * 2)
+            .min(self.limit);
+        let ctx = self.weights.ctx.clone();
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let grown = Self::allocate(&self.weights, capacity, self.limit);
+        let out_of_memory = scope.pop().await;
+        let mut grown = grown?;
+        if let Some(error) = out_of_memory {
+            return Err(EngineError::Device(format!(
+                "the GPU has no memory for a context of {capacity} positions (it holds {}): \
+                 {error}; start a new chat, or use a smaller model",
+                self.capacity
+            )));
+        }
+        // The pending step writes the caches and the logits that are copied.
+        self.submit_pending(Vec::new());
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let used = self.tokens.len() as u64 * self.cache_bytes_per_position;
+        if used > 0 {
+            for (old, new) in self.caches.iter().zip(&grown.caches) {
+                for (from, to) in old.iter().zip(new) {
+                    encoder.copy_buffer_to_buffer(from, 0, to, 0, used);
+                }
+            }
+        }
+        let logits_bytes = (self.weights.hyperparameters.vocab_size * 4) as u64;
+        encoder.copy_buffer_to_buffer(&self.logits, 0, &grown.logits, 0, logits_bytes);
+        ctx.queue.submit([encoder.finish()]);
+        grown.tokens = std::mem::take(&mut self.tokens);
+        *self = grown;
+        Ok(())
     }
 
     /// The tokens in the cache, in order.
@@ -465,11 +580,16 @@ impl Qwen2Sequence {
     /// Runs `tokens` after the cached ones, in steps of up to `MAX_STEP_TOKENS`, without
     /// reading anything back; afterwards the logits are those for the token after the last.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
-        if self.tokens.len() + tokens.len() > self.max_positions {
+        if self.tokens.len() + tokens.len() > self.capacity {
+            let grow = if self.capacity < self.limit {
+                " (`reserve` makes room first)"
+            } else {
+                ""
+            };
             return Err(EngineError::Unsupported(format!(
-                "{} tokens do not fit the sequence's {} positions ({} in use)",
+                "{} tokens do not fit the sequence's {} positions ({} in use){grow}",
                 tokens.len(),
-                self.max_positions,
+                self.capacity,
                 self.tokens.len()
             )));
         }
@@ -633,6 +753,10 @@ impl GeneratingSequence for Qwen2Sequence {
 
     fn truncate(&mut self, len: usize) {
         Qwen2Sequence::truncate(self, len);
+    }
+
+    async fn reserve(&mut self, positions: usize) -> Result<(), EngineError> {
+        Qwen2Sequence::reserve(self, positions).await
     }
 
     fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {

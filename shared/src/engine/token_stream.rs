@@ -55,6 +55,9 @@ pub trait GeneratingSequence {
     fn tokens(&self) -> &[u32];
     /// Forgets every position from `len` on.
     fn truncate(&mut self, len: usize);
+    /// Makes room for `positions` in all, up to `max_positions` (a sequence that allocates
+    /// as it goes has nothing to do).
+    async fn reserve(&mut self, positions: usize) -> Result<(), EngineError>;
     /// Runs `tokens` after the cached ones.
     fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError>;
     fn vocab_size(&self) -> usize;
@@ -66,9 +69,10 @@ pub trait GeneratingSequence {
         penalty: f32,
     ) -> Result<Vec<TokenScore>, EngineError>;
 
-    /// Starts generating after `prompt`. Cached tokens that begin the prompt are reused; the
-    /// rest runs here (queued for the GPU, or computed on the CPU).
-    fn generate(
+    /// Starts generating after `prompt`: makes room for the prompt and `max_new_tokens`,
+    /// reuses cached tokens that begin the prompt, and runs the rest (queued for the GPU, or
+    /// computed on the CPU).
+    async fn generate(
         &mut self,
         prompt: &[u32],
         params: SamplingParams,
@@ -79,7 +83,7 @@ pub trait GeneratingSequence {
     where
         Self: Sized,
     {
-        start(self, prompt, params, seed, stop_tokens, stop)
+        start(self, prompt, params, seed, stop_tokens, stop).await
     }
 }
 
@@ -96,7 +100,7 @@ pub struct TokenStream<'a, S: GeneratingSequence> {
     finished: Option<StopReason>,
 }
 
-fn start<'a, S: GeneratingSequence>(
+async fn start<'a, S: GeneratingSequence>(
     sequence: &'a mut S,
     prompt: &[u32],
     params: SamplingParams,
@@ -121,6 +125,7 @@ fn start<'a, S: GeneratingSequence>(
             sequence.max_positions()
         )));
     }
+    sequence.reserve(needed).await?;
     // At least the prompt's last token must run to produce fresh logits.
     let reusable = common_prefix_len(sequence.tokens(), prompt).min(prompt.len() - 1);
     sequence.truncate(reusable);
