@@ -219,7 +219,7 @@ fn main() -> Result<()> {
         options.blocks, options.prompt_tokens, options.decode_tokens
     );
     println!(
-        "| {:<58} | {:>6} | {:>13} | {:>12} | {:>16} |",
+        "| {:<74} | {:>6} | {:>13} | {:>12} | {:>16} |",
         "matmul plan (decode, batched, tile)",
         "load s",
         "prefill tok/s",
@@ -227,7 +227,7 @@ fn main() -> Result<()> {
         "record ms/token"
     );
     println!(
-        "|{:-<60}|{:->8}|{:->15}|{:->14}|{:->18}|",
+        "|{:-<76}|{:->8}|{:->15}|{:->14}|{:->18}|",
         "", "", "", "", ""
     );
     let mut failed = false;
@@ -256,7 +256,7 @@ fn main() -> Result<()> {
         );
         match measure(&ctx, &gguf_bytes, plan, &options) {
             Ok(row) => println!(
-                "| {name:<58} | {:>6.1} | {:>13.1} | {:>12.1} | {:>16.2} |",
+                "| {name:<74} | {:>6.1} | {:>13.1} | {:>12.1} | {:>16.2} |",
                 row.load_seconds,
                 row.prefill_tokens_per_second,
                 row.decode_tokens_per_second,
@@ -264,7 +264,7 @@ fn main() -> Result<()> {
             ),
             Err(error) => {
                 failed = true;
-                println!("| {name:<58} | failed: {error:#}");
+                println!("| {name:<74} | failed: {error:#}");
             }
         }
     }
