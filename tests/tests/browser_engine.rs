@@ -1,7 +1,8 @@
 //! The engine in real headless Chromium, on WebGPU's CPU adapter (SwiftShader): the web app's
 //! wasm bundle loads tiny generated Qwen2 GGUFs (F32 and Q8_0 matrices), scores the next token
 //! like the same engine natively (Vulkan on lavapipe) and generates greedily exactly the tokens
-//! it generates natively.
+//! it generates natively — the browser's sequence grown mid-prompt (its cached positions
+//! copied into larger caches), the native one allocated ahead.
 //! With WebGPU switched off, the page gets an error that says so, and the CPU engine
 //! (WebAssembly SIMD) gives the scores and greedy tokens it gives natively.
 

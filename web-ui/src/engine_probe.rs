@@ -33,7 +33,10 @@ async fn load(
 
 /// Greedy continuation of `prompt` (token ids) by the GGUF model in `model`, up to
 /// `max_new_tokens` (stopping early at the file's end-of-turn tokens). Resolves to the new
-/// token ids, or rejects with the engine's error message. `gpuKernels`: see `load`.
+/// token ids, or rejects with the engine's error message. `gpuKernels`: see `load`. The
+/// sequence starts with room for the first half of the prompt, which it runs first; the
+/// generation then grows it (copying those cached positions) as a lengthening conversation
+/// does, so the reply checks growth on the browser's GPU too.
 #[wasm_bindgen(js_name = greedyTokens)]
 pub async fn greedy_tokens(
     model: Vec<u8>,
@@ -43,7 +46,13 @@ pub async fn greedy_tokens(
 ) -> Result<Vec<u32>, JsError> {
     let (weights, gguf) = load(model, gpu_kernels).await?;
     let stop_tokens = shared::ModelText::from_gguf(&gguf)?.stop_tokens();
-    let mut sequence = Qwen2Sequence::new(&weights, prompt.len() + max_new_tokens as usize)?;
+    let half = prompt.len() / 2;
+    let mut sequence = Qwen2Sequence::with_room(
+        &weights,
+        half.max(1),
+        prompt.len() + max_new_tokens as usize,
+    )?;
+    sequence.feed(&prompt[..half])?;
     let sampling = SamplingParams {
         max_new_tokens,
         ..SamplingParams::default()
