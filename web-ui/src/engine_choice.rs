@@ -110,7 +110,7 @@ pub async fn decide(preference: EnginePreference) -> Result<EngineDecision, Stri
             "the CPU engine was chosen in the settings".into(),
         ));
     }
-    let (ctx, summary) = match gpu_adapter::context().await {
+    let summary = match gpu_adapter::summary().await {
         Ok(found) => found,
         Err(_) if preference == EnginePreference::Auto => {
             return Ok(cpu(
@@ -120,7 +120,7 @@ pub async fn decide(preference: EnginePreference) -> Result<EngineDecision, Stri
         }
         Err(error) => return Err(error),
     };
-    let software = ctx.is_software_adapter();
+    let software = summary.software;
     if software && preference == EnginePreference::Auto {
         return Ok(cpu(
             Some(summary.clone()),

@@ -1,12 +1,14 @@
-//! The browser's WebGPU device, opened once per page and shared by every model load: what
-//! the loader shows about it (adapter, backend, limits), or why there is none.
+//! The browser's WebGPU adapter as the page sees it: what the loader shows about it (adapter,
+//! backend, limits, whether it is a software fallback), or why there is none. The page only
+//! looks: it opens a device once to read these facts and closes it, since every model runs
+//! in a worker with a device of its own.
 
 use std::cell::RefCell;
 
 use shared::engine::GpuContext;
 
 thread_local! {
-    static CONTEXT: RefCell<Option<GpuContext>> = const { RefCell::new(None) };
+    static SUMMARY: RefCell<Option<AdapterSummary>> = const { RefCell::new(None) };
 }
 
 /// What the loader shows about the adapter.
@@ -17,6 +19,8 @@ pub struct AdapterSummary {
     pub max_buffer_bytes: u64,
     pub max_binding_bytes: u64,
     pub shader_f16: bool,
+    /// The browser's software fallback (SwiftShader), which wgpu reports as a CPU device.
+    pub software: bool,
 }
 
 impl AdapterSummary {
@@ -32,16 +36,16 @@ impl AdapterSummary {
             max_buffer_bytes: ctx.limits.max_buffer_size,
             max_binding_bytes: ctx.max_binding_bytes,
             shader_f16: ctx.has_shader_f16,
+            software: ctx.is_software_adapter(),
         }
     }
 }
 
-/// The page's GPU context, opened on first use. The error says what to do (enable WebGPU,
-/// use another browser).
-pub async fn context() -> Result<(GpuContext, AdapterSummary), String> {
-    if let Some(ctx) = CONTEXT.with(|c| c.borrow().clone()) {
-        let summary = AdapterSummary::of(&ctx);
-        return Ok((ctx, summary));
+/// The adapter's summary, found on first use. The error says what to do (enable WebGPU, use
+/// another browser).
+pub async fn summary() -> Result<AdapterSummary, String> {
+    if let Some(summary) = SUMMARY.with(|s| s.borrow().clone()) {
+        return Ok(summary);
     }
     let ctx = GpuContext::new().await.map_err(|e| {
         format!(
@@ -51,6 +55,7 @@ pub async fn context() -> Result<(GpuContext, AdapterSummary), String> {
         )
     })?;
     let summary = AdapterSummary::of(&ctx);
-    CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
-    Ok((ctx, summary))
+    ctx.device.destroy();
+    SUMMARY.with(|s| *s.borrow_mut() = Some(summary.clone()));
+    Ok(summary)
 }
