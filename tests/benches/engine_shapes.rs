@@ -7,12 +7,11 @@
 //!
 //! `cargo bench -p flywheel-tests --bench engine_shapes -- [--blocks N] [--prompt-tokens N]
 //! [--decode-tokens N] [--plans PLAN,PLAN,…] [--write-gguf PATH [--vocabulary GGUF]]` where a
-//! PLAN is `auto` (what the adapter gets), `cpu`, `gpu`, or `DECODE/BATCHEDxTILE` with DECODE
-//! and BATCHED each `rows:N` (rows per invocation), `lanes:N` (invocations per row), or for
-//! BATCHED `tiled` / `tiled-f16` (64-row workgroup tiles in f32 / f16), e.g.
-//! `lanes:16/tiled-f16x32`, with `+subgroups` for lane sums by subgroup shuffles (the adapter
-//! must offer subgroups that hold the lanes). `--write-gguf` also writes the generated model, with the
-//! `tokenizer.*` metadata of `--vocabulary` (llama.cpp's `models/ggml-vocab-qwen2.gguf`) so
+//! PLAN is `auto` (what the adapter gets) or a plan name (`shared::engine::matmul_plan_name`):
+//! `cpu`, `browser-cpu`, `gpu`, or `DECODE/BATCHEDxTILE` such as `lanes:16/tiled-f16x32`, with
+//! `+subgroups` for lane sums by subgroup shuffles (the adapter must offer subgroups that hold
+//! the lanes). `--write-gguf` also writes the generated model, with the `tokenizer.*` metadata
+//! of `--vocabulary` (llama.cpp's `models/ggml-vocab-qwen2.gguf`) so
 //! that llama.cpp's `llama-bench` runs the same file.
 
 use std::io::Cursor;
@@ -23,9 +22,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::quantized::gguf_file::{Content, Value};
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape_and_metadata};
 use shared::GgufModel;
-use shared::engine::{
-    GpuContext, KernelPlan, MatmulLayout, MatmulPlan, Qwen2Sequence, Qwen2Weights,
-};
+use shared::engine::{GpuContext, KernelPlan, MatmulPlan, Qwen2Sequence, Qwen2Weights};
 
 struct Options {
     blocks: usize,
@@ -39,53 +36,12 @@ struct Options {
     vocabulary: Option<PathBuf>,
 }
 
-fn parse_layout(text: &str) -> Result<MatmulLayout> {
-    let number = |n: &str| n.parse::<usize>().with_context(|| format!("layout {text}"));
-    Ok(match text.split_once(':') {
-        Some(("rows", n)) => MatmulLayout::RowsPerInvocation(number(n)?),
-        Some(("lanes", n)) => MatmulLayout::LanesPerRow(number(n)?),
-        None if text == "tiled" => MatmulLayout::Tiled { f16: false },
-        None if text == "tiled-f16" => MatmulLayout::Tiled { f16: true },
-        _ => bail!("layout {text}: expected rows:N, lanes:N, tiled or tiled-f16"),
-    })
-}
-
-/// A plan for the products, with the adapter's attention; `None`: all the adapter's.
+/// A plan for the products, with the adapter's attention; `None` (`auto`): all the adapter's.
 fn parse_plan(text: &str) -> Result<Option<MatmulPlan>> {
-    let (text, subgroup_sums) = match text.strip_suffix("+subgroups") {
-        Some(layouts) => (layouts, true),
-        None => (text, false),
-    };
-    let plan = match text {
-        "auto" if !subgroup_sums => return Ok(None),
-        "cpu" => MatmulPlan::CPU_DRIVER,
-        "gpu" => MatmulPlan::GPU,
-        _ => {
-            let (decode, batched) = text
-                .split_once('/')
-                .with_context(|| format!("plan {text}: expected DECODE/BATCHEDxTILE"))?;
-            let (batched, tile) = batched
-                .split_once('x')
-                .with_context(|| format!("plan {text}: expected DECODE/BATCHEDxTILE"))?;
-            let (decode, batched) = (parse_layout(decode)?, parse_layout(batched)?);
-            let batched_tile: u32 = tile.parse().with_context(|| format!("plan {text}"))?;
-            // Norms inside the products wherever the layouts can hold them.
-            let rows = |layout| matches!(layout, MatmulLayout::RowsPerInvocation(_));
-            MatmulPlan {
-                decode,
-                batched,
-                batched_tile,
-                normalize_inputs: !rows(decode)
-                    && !rows(batched)
-                    && 64_u32.is_multiple_of(batched_tile),
-                subgroup_sums,
-            }
-        }
-    };
-    Ok(Some(MatmulPlan {
-        subgroup_sums,
-        ..plan
-    }))
+    if text == "auto" {
+        return Ok(None);
+    }
+    Ok(Some(text.parse()?))
 }
 
 fn options() -> Result<Options> {
@@ -254,7 +210,12 @@ fn main() -> Result<()> {
                 ""
             }
         );
-        match measure(&ctx, &gguf_bytes, plan, &options) {
+        match plan
+            .matmul
+            .check_adapter(&ctx)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| measure(&ctx, &gguf_bytes, plan, &options))
+        {
             Ok(row) => println!(
                 "| {name:<74} | {:>6.1} | {:>13.1} | {:>12.1} | {:>16.2} |",
                 row.load_seconds,

@@ -11,18 +11,21 @@ pub mod embedding_rows;
 pub mod gguf_tensors;
 pub mod gpu_context;
 pub mod kernel_plan;
+pub mod matmul_plan_name;
 pub mod quantized_matmul;
 pub mod quantized_matrix;
 pub mod qwen2_sequence;
 pub mod qwen2_weights;
 pub mod readback;
 pub mod sampling_kernels;
+pub mod single_product;
 pub mod token_stream;
 pub mod vector_kernels;
 
 pub use block_type::BlockType;
 pub use gpu_context::{EngineError, GpuContext};
 pub use kernel_plan::KernelPlan;
+pub use matmul_plan_name::PlanNameError;
 pub use quantized_matmul::{
     InputNorm, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns, QuantizedMatmulKernels,
     TokenCount,
@@ -30,4 +33,5 @@ pub use quantized_matmul::{
 pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{INITIAL_POSITIONS, MAX_STEP_TOKENS, Qwen2Sequence};
 pub use qwen2_weights::{FeedForwardIn, QkvProjection, Qwen2Weights};
+pub use single_product::{ProductInputs, run_single_product};
 pub use token_stream::{GeneratingSequence, StopHandle, StopReason, TokenStream};

@@ -208,6 +208,28 @@ impl MatmulPlan {
         })
     }
 
+    /// Whether `ctx`'s adapter can run this plan: f16 tiles need shader-f16, subgroup sums
+    /// need subgroups that hold a row's lanes.
+    pub fn check_adapter(self, ctx: &GpuContext) -> Result<(), EngineError> {
+        if self.batched == (MatmulLayout::Tiled { f16: true }) && !ctx.has_shader_f16 {
+            return Err(EngineError::Unsupported(
+                "f16 tiles need shader-f16, which this adapter lacks".into(),
+            ));
+        }
+        if self.subgroup_sums && !self.subgroups_fit(ctx) {
+            return Err(EngineError::Unsupported(match ctx.subgroup_min_size {
+                Some(size) => format!(
+                    "subgroup sums need subgroups that hold a row's lanes; this adapter's \
+                     smallest has {size}"
+                ),
+                None => "subgroup sums need subgroups, which this adapter does not offer \
+                         to wgpu"
+                    .into(),
+            }));
+        }
+        Ok(())
+    }
+
     /// The layout and tile of a one-token step, or of a batched one.
     fn for_step(self, batched: bool) -> (MatmulLayout, u32) {
         if batched {
