@@ -10,6 +10,7 @@ pub mod http_client;
 pub mod hub_server;
 pub mod llama_cpp_parity;
 pub mod logit_comparison;
+pub mod matmul_reference;
 pub mod page_server;
 pub mod peak_memory;
 pub mod postgres_database;

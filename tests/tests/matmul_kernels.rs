@@ -1,17 +1,17 @@
-//! The quantized matrix kernels, on a real Vulkan driver (Mesa lavapipe in CI), against a CPU
-//! reference: candle quantizes random weights (with all-zero, large and tiny rows as edge
-//! cases), dequantizes them, and the f64 product with each token's x is what every block type
-//! must give — for one token (the decode kernel) and for batches that fill one token tile,
-//! part of one, and several (the prefill kernels, the GPU's tiled one in f32 and, where the
+//! The quantized matrix kernels, on a real Vulkan driver (Mesa lavapipe in CI), against the
+//! CPU reference (`flywheel_tests::matmul_reference`: candle's dequantized weights, products
+//! in f64), which every block type must give — for one token (the decode kernel) and for
+//! batches that fill one token tile, part of one, and several (the prefill kernels, the GPU's tiled one in f32 and, where the
 //! adapter has shader-f16, f16), with and without a bias.
 
-use candle_core::quantized::QTensor;
-use candle_core::{Device, Tensor};
 use flywheel_tests::logit_comparison::noise;
+use flywheel_tests::matmul_reference::{
+    Added, assert_close, assert_within, case, inputs, rms_normed, seeded_case,
+};
 use shared::engine::readback::read_f32;
 use shared::engine::{
-    BlockType, GpuContext, InputNorm, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns,
-    QuantizedMatmulKernels, QuantizedMatrix, TokenCount,
+    BlockType, GpuContext, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns,
+    QuantizedMatmulKernels, QuantizedMatrix, TokenCount, run_single_product,
 };
 use wgpu::util::DeviceExt as _;
 
@@ -30,87 +30,6 @@ fn gpu() -> GpuContext {
     ctx
 }
 
-/// Weights with edge-case rows: all zero, large magnitudes, tiny magnitudes, one spike.
-fn weights(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
-    let mut w = noise(rows * cols, seed);
-    w[..cols].fill(0.0);
-    for v in &mut w[cols..2 * cols] {
-        *v *= 1000.0;
-    }
-    for v in &mut w[2 * cols..3 * cols] {
-        *v *= 1e-4;
-    }
-    w[3 * cols + 5] = 50.0;
-    w
-}
-
-struct Case {
-    quantized: QTensor,
-    /// reference[t][row] and the sum of |w·x| terms, the scale of rounding error.
-    reference: Vec<Vec<f64>>,
-    magnitude: Vec<Vec<f64>>,
-}
-
-/// `xs`: each token's input, `cols` floats per token.
-fn case(block_type: BlockType, rows: usize, cols: usize, xs: &[Vec<f32>]) -> Case {
-    seeded_case(block_type, rows, cols, xs, 42)
-}
-
-fn seeded_case(
-    block_type: BlockType,
-    rows: usize,
-    cols: usize,
-    xs: &[Vec<f32>],
-    seed: u64,
-) -> Case {
-    let w = Tensor::from_vec(weights(rows, cols, seed), (rows, cols), &Device::Cpu).unwrap();
-    let quantized = QTensor::quantize(&w, block_type.ggml()).unwrap();
-    let dequantized: Vec<Vec<f32>> = quantized
-        .dequantize(&Device::Cpu)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
-    let product = |x: &[f32], term: fn(f32, f32) -> f64| -> Vec<f64> {
-        dequantized
-            .iter()
-            .map(|row| row.iter().zip(x).map(|(&w, &x)| term(w, x)).sum())
-            .collect()
-    };
-    Case {
-        reference: xs
-            .iter()
-            .map(|x| product(x, |w, x| f64::from(w) * f64::from(x)))
-            .collect(),
-        magnitude: xs
-            .iter()
-            .map(|x| product(x, |w, x| f64::from((w * x).abs())))
-            .collect(),
-        quantized,
-    }
-}
-
-/// What a product adds to W · x[t]: a bias per row, and y's values before the product
-/// (`y[t * rows + row]`) when it adds to y; and an RMSNorm weight when the product
-/// normalizes x[t] itself (the case's reference is then computed from the normalized x).
-#[derive(Default, Clone, Copy)]
-struct Added<'a> {
-    bias: Option<&'a [f32]>,
-    y_before: Option<&'a [f32]>,
-    norm_weight: Option<&'a [f32]>,
-}
-
-const NORM_EPS: f32 = 1e-6;
-
-/// RMSNorm(x) · weight, in f64 and back.
-fn rms_normed(x: &[f32], weight: &[f32]) -> Vec<f32> {
-    let mean_square = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64;
-    let scale = 1.0 / (mean_square + f64::from(NORM_EPS)).sqrt();
-    x.iter()
-        .zip(weight)
-        .map(|(&v, &w)| (f64::from(v) * scale * f64::from(w)) as f32)
-        .collect()
-}
-
 /// Runs the product for every token of `xs`; returns y[t][output].
 fn run_matmul(
     ctx: &GpuContext,
@@ -119,85 +38,15 @@ fn run_matmul(
     xs: &[Vec<f32>],
     added: Added<'_>,
 ) -> Vec<Vec<f32>> {
-    let init = |contents: &[u8], usage| {
-        ctx.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents,
-                usage,
-            })
-    };
-    let flat: Vec<f32> = xs.concat();
-    let x_buffer = init(bytemuck::cast_slice(&flat), wgpu::BufferUsages::STORAGE);
-    let bias_buffer = added
-        .bias
-        .map(|b| init(bytemuck::cast_slice(b), wgpu::BufferUsages::STORAGE));
-    let norm_buffer = added
-        .norm_weight
-        .map(|w| init(bytemuck::cast_slice(w), wgpu::BufferUsages::STORAGE));
-    let tokens = xs.len() as u32;
-    let step = init(
-        bytemuck::cast_slice(&[0u32, tokens]),
-        wgpu::BufferUsages::UNIFORM,
-    );
-    let outputs = matrix.outputs();
-    let y_start = added
-        .y_before
-        .map_or_else(|| vec![0.0; outputs * xs.len()], <[f32]>::to_vec);
-    let y_buffer = init(
-        bytemuck::cast_slice(&y_start),
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-    );
-    let operands = MatmulOperands {
-        x: &x_buffer,
-        x_offset: 0,
-        x_stride: matrix.cols,
-        y: &y_buffer,
-        bias: bias_buffer.as_ref(),
-        add_to_y: added.y_before.is_some(),
-        tokens: TokenCount::FromStep,
-        y_columns: None,
-        input_norm: norm_buffer.as_ref().map(|weight| InputNorm {
-            weight,
-            eps: NORM_EPS,
-        }),
-    };
-    let prepared = kernels.prepare(ctx, matrix, &operands, &step).unwrap();
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        kernels.record(&mut pass, &prepared, tokens);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    let y = pollster::block_on(read_f32(ctx, &y_buffer, outputs * xs.len())).unwrap();
-    y.chunks(outputs).map(<[f32]>::to_vec).collect()
-}
-
-fn assert_close(block_type: BlockType, gpu: &[Vec<f32>], case: &Case, added: Added<'_>) {
-    assert_within(block_type, gpu, case, added, 1e-5);
-}
-
-/// As `assert_close`, with a tolerance of `relative` × the sum of |w·x| terms.
-fn assert_within(
-    block_type: BlockType,
-    gpu: &[Vec<f32>],
-    case: &Case,
-    added: Added<'_>,
-    relative: f64,
-) {
-    let rows = gpu.first().map_or(0, Vec::len);
-    for (t, row_values) in gpu.iter().enumerate() {
-        for (row, &got) in row_values.iter().enumerate() {
-            let want = case.reference[t][row]
-                + added.bias.map_or(0.0, |b| f64::from(b[row]))
-                + added.y_before.map_or(0.0, |y| f64::from(y[t * rows + row]));
-            let tolerance = relative * case.magnitude[t][row] + 1e-5;
-            assert!(
-                (f64::from(got) - want).abs() <= tolerance,
-                "{block_type:?} token {t} row {row}: gpu {got}, reference {want} (tolerance {tolerance})"
-            );
-        }
-    }
+    let flat = xs.concat();
+    let y = pollster::block_on(run_single_product(
+        ctx,
+        kernels,
+        matrix,
+        added.to_inputs(&flat, xs.len()),
+    ))
+    .unwrap();
+    y.chunks(matrix.outputs()).map(<[f32]>::to_vec).collect()
 }
 
 /// The layouts CPU drivers and GPUs get.
@@ -222,10 +71,6 @@ fn subgroup_plans(ctx: &GpuContext) -> Vec<MatmulPlan> {
         .collect();
     assert!(!plans.is_empty(), "subgroups of {smallest} hold 2 lanes");
     plans
-}
-
-fn inputs(tokens: usize, cols: usize) -> Vec<Vec<f32>> {
-    (0..tokens).map(|t| noise(cols, 7 + t as u64)).collect()
 }
 
 #[test]
