@@ -120,6 +120,38 @@ impl BrowserSession {
         Ok(result["result"]["value"].clone())
     }
 
+    /// The size in bytes of each WebAssembly memory the page's own heap holds (not its
+    /// workers'), found by prototype through the DevTools heap (`Runtime.queryObjects`), so
+    /// the page needs no hook of its own. A wasm memory never shrinks: this is its
+    /// high-water mark.
+    pub fn page_wasm_memory_bytes(&mut self) -> Vec<u64> {
+        let prototype = self
+            .command(
+                "Runtime.evaluate",
+                json!({ "expression": "WebAssembly.Memory.prototype" }),
+            )
+            .unwrap();
+        let prototype = prototype["result"]["objectId"].clone();
+        let memories = self
+            .command(
+                "Runtime.queryObjects",
+                json!({ "prototypeObjectId": prototype }),
+            )
+            .unwrap();
+        let sizes = self
+            .command(
+                "Runtime.callFunctionOn",
+                json!({
+                    "objectId": memories["objects"]["objectId"],
+                    "functionDeclaration": "function () { return this.map((m) => m.buffer.byteLength); }",
+                    "returnByValue": true,
+                }),
+            )
+            .unwrap();
+        serde_json::from_value(sizes["result"]["value"].clone())
+            .unwrap_or_else(|e| panic!("wasm memory sizes: {e}: {sizes}"))
+    }
+
     /// Evaluates `expression` until it is truthy and returns its value; panics after
     /// `timeout` with `what`, the last value and the page's visible text.
     pub fn wait_for(&mut self, what: &str, expression: &str, timeout: Duration) -> Value {

@@ -1128,6 +1128,20 @@ fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_blind_battle_vo
     );
 }
 
+/// The page's own wasm memory stayed far below the model's size while it downloaded (or
+/// read from the cache), verified and handed over the GGUF: the bytes stay in JavaScript
+/// until they move to the engine's worker, so the page never keeps a copy of the model in a
+/// wasm memory that cannot shrink.
+fn assert_page_holds_no_model_copy(browser: &mut BrowserSession, model_bytes: u64, how: &str) {
+    let memories = browser.page_wasm_memory_bytes();
+    eprintln!("{how}: the page's wasm memories: {memories:?} bytes; the model: {model_bytes}");
+    assert!(!memories.is_empty(), "the page runs no wasm?");
+    assert!(
+        memories.iter().sum::<u64>() < model_bytes / 4,
+        "{how}: the page's wasm memory grew to {memories:?} bytes for a {model_bytes}-byte model"
+    );
+}
+
 #[test]
 fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine_and_the_page_stays_responsive() {
     let dir = tempfile::tempdir().unwrap();
@@ -1137,6 +1151,8 @@ fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine_and_the_page_st
     let engine = browser.wait_for_testid("engine-info", BROWSER_TIMEOUT);
     assert!(engine.contains("CPU engine"), "{engine}");
     assert_eq!(load_model(&mut browser), "false");
+    let model_bytes = std::fs::metadata(real_model()).unwrap().len();
+    assert_page_holds_no_model_copy(&mut browser, model_bytes, "downloaded");
     set_field(&mut browser, "temperature", "0");
     set_field(&mut browser, "max-new-tokens", "8");
     let (reply, _) = chat(
@@ -1146,6 +1162,10 @@ fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine_and_the_page_st
     eprintln!("reply: {reply:?}; {}", browser.text("tokens-per-second"));
     assert!(reply.contains("Paris"), "{reply:?}");
     browser.screenshot(&artifact("web-app-cpu-engine.png"));
+    // From the cache after a reload: verified there too, still without a copy on the page.
+    browser.reload();
+    assert_eq!(wait_until_ready(&mut browser), "true");
+    assert_page_holds_no_model_copy(&mut browser, model_bytes, "cached");
 
     // While the CPU engine works through a prompt and a long reply, the page answers input:
     // its timers run on time, key presses in the prompt box are handled at once, and Stop

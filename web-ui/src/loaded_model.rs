@@ -82,22 +82,21 @@ pub fn unload() {
 
 impl LoadedModel {
     /// Starts a worker and loads `bytes` (a whole GGUF) into `engine` there: its weights
-    /// uploaded to the GPU, or kept in their blocks for the CPU engine.
+    /// uploaded to the GPU, or kept in their blocks for the CPU engine. The array's buffer
+    /// moves to the worker, so the page keeps no copy.
     pub async fn load(
         engine: Engine,
         manifest: ModelManifest,
-        bytes: Vec<u8>,
+        bytes: Uint8Array,
     ) -> Result<Self, String> {
         let mut worker = WorkerLink::start().await?;
         let source_name = format!("{} ({})", manifest.version, manifest.gguf.path);
-        let transferable = Uint8Array::from(bytes.as_slice());
-        drop(bytes);
         worker.port.send_with_bytes(
             &ToWorker::Load {
                 engine,
                 source_name,
             },
-            &transferable,
+            &bytes,
         )?;
         match worker.next().await? {
             FromWorker::Loaded => Ok(Self {

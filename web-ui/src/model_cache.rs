@@ -32,8 +32,9 @@ async fn open() -> Result<Cache, String> {
     Ok(cache.unchecked_into())
 }
 
-/// The cached bytes for `sha256`, if any (not verified here: the caller hashes them).
-pub async fn get(sha256: &str) -> Result<Option<Vec<u8>>, String> {
+/// The cached bytes for `sha256`, if any, as a JavaScript array (not verified here: the
+/// caller hashes them).
+pub async fn get(sha256: &str) -> Result<Option<Uint8Array>, String> {
     let cache = open().await?;
     let found = JsFuture::from(cache.match_with_str(&key(sha256)))
         .await
@@ -46,24 +47,23 @@ pub async fn get(sha256: &str) -> Result<Option<Vec<u8>>, String> {
         .await
         .map_err(|e| format!("reading the cached model: {}", js_error_text(&e)))?;
     let buffer: ArrayBuffer = buffer.unchecked_into();
-    Ok(Some(Uint8Array::new(&buffer).to_vec()))
+    Ok(Some(Uint8Array::new(&buffer)))
 }
 
 /// Keeps verified `bytes` under their `sha256`.
-pub async fn put(sha256: &str, bytes: &[u8]) -> Result<(), String> {
+pub async fn put(sha256: &str, bytes: &Uint8Array) -> Result<(), String> {
     let cache = open().await?;
-    let body = Uint8Array::from(bytes);
     // The length goes into a header so `get_size` can check an entry without reading it.
     let headers = web_sys::Headers::new().map_err(|e| js_error_text(&e))?;
     headers
-        .set("content-length", &bytes.len().to_string())
+        .set("content-length", &bytes.length().to_string())
         .map_err(|e| js_error_text(&e))?;
     headers
         .set("content-type", "application/octet-stream")
         .map_err(|e| js_error_text(&e))?;
     let init = web_sys::ResponseInit::new();
     init.set_headers(&headers);
-    let response = Response::new_with_opt_js_u8_array_and_init(Some(&body), &init)
+    let response = Response::new_with_opt_js_u8_array_and_init(Some(bytes), &init)
         .map_err(|e| js_error_text(&e))?;
     JsFuture::from(cache.put_with_str(&key(sha256), &response))
         .await

@@ -1,7 +1,9 @@
 //! Downloading a model version's GGUF from the server: streamed with progress (bytes,
 //! percent, speed), hashed while it arrives, resumed with a byte range (`Range` +
 //! `If-Range` on the file's ETag, its sha256) when the connection breaks mid-file, and
-//! checked against the manifest's size and sha256 before anyone uses it.
+//! checked against the manifest's size and sha256 before anyone uses it. The file goes into
+//! a JavaScript `Uint8Array`, never into the page's wasm memory (which would keep its size
+//! for good): only one network chunk at a time passes through wasm to be hashed.
 
 use js_sys::{Reflect, Uint8Array};
 use sha2::{Digest, Sha256};
@@ -23,9 +25,27 @@ pub struct DownloadProgress {
     pub bytes_per_second: f64,
 }
 
+/// Bytes of a JavaScript array hashed per copy into wasm memory.
+const HASH_SLICE_BYTES: u32 = 1 << 20;
+
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex sha256 of a JavaScript byte array, copied into wasm a slice at a time.
+pub fn sha256_hex_of_js(bytes: &Uint8Array) -> String {
+    let mut hasher = Sha256::new();
+    let mut slice = Vec::new();
+    let mut start = 0;
+    while start < bytes.length() {
+        let end = bytes.length().min(start + HASH_SLICE_BYTES);
+        slice.resize((end - start) as usize, 0);
+        bytes.subarray(start, end).copy_to(&mut slice);
+        hasher.update(&slice);
+        start = end;
+    }
+    hex(&hasher.finalize())
 }
 
 fn hex(digest: &[u8]) -> String {
@@ -33,8 +53,12 @@ fn hex(digest: &[u8]) -> String {
 }
 
 struct Download {
-    bytes: Vec<u8>,
+    /// The whole file's room; `received` bytes of it have arrived.
+    bytes: Uint8Array,
+    received: u32,
     hasher: Sha256,
+    /// The chunk being hashed, in wasm memory.
+    chunk: Vec<u8>,
     started_ms: f64,
     last_report_ms: f64,
 }
@@ -44,10 +68,18 @@ pub async fn download(
     url: &str,
     file: &ManifestFile,
     on_progress: &dyn Fn(DownloadProgress),
-) -> Result<Vec<u8>, String> {
+) -> Result<Uint8Array, String> {
+    let size = u32::try_from(file.size).map_err(|_| {
+        format!(
+            "{url} is {} bytes, more than a browser array holds",
+            file.size
+        )
+    })?;
     let mut download = Download {
-        bytes: Vec::with_capacity(file.size as usize),
+        bytes: Uint8Array::new_with_length(size),
+        received: 0,
         hasher: Sha256::new(),
+        chunk: Vec::new(),
         started_ms: now_ms(),
         last_report_ms: 0.0,
     };
@@ -59,24 +91,21 @@ pub async fn download(
                 resumes += 1;
                 web_sys::console::warn_1(&JsValue::from_str(&format!(
                     "model download interrupted at {} of {} bytes ({error}); resuming ({resumes}/{MAX_RESUMES})",
-                    download.bytes.len(),
-                    file.size
+                    download.received, file.size
                 )));
             }
             Err(error) => {
                 return Err(format!(
                     "downloading {url} failed at {} of {} bytes after {MAX_RESUMES} resumes: {error}",
-                    download.bytes.len(),
-                    file.size
+                    download.received, file.size
                 ));
             }
         }
     }
-    if download.bytes.len() as u64 != file.size {
+    if u64::from(download.received) != file.size {
         return Err(format!(
             "{url}: received {} bytes, the manifest says {}",
-            download.bytes.len(),
-            file.size
+            download.received, file.size
         ));
     }
     on_progress(download.progress(file.size));
@@ -95,9 +124,9 @@ impl Download {
     fn progress(&self, total: u64) -> DownloadProgress {
         let seconds = ((now_ms() - self.started_ms) / 1000.0).max(1e-3);
         DownloadProgress {
-            received: self.bytes.len() as u64,
+            received: u64::from(self.received),
             total,
-            bytes_per_second: self.bytes.len() as f64 / seconds,
+            bytes_per_second: f64::from(self.received) / seconds,
         }
     }
 
@@ -113,10 +142,10 @@ impl Download {
         init.set_method("GET");
         // The browser's HTTP cache would keep a second copy of a large file.
         init.set_cache(web_sys::RequestCache::NoStore);
-        let resuming = !self.bytes.is_empty();
+        let resuming = self.received > 0;
         if resuming {
             let headers = web_sys::Headers::new().map_err(|e| js_error_text(&e))?;
-            let range = format!("bytes={}-", self.bytes.len());
+            let range = format!("bytes={}-", self.received);
             headers
                 .set("range", &range)
                 .map_err(|e| js_error_text(&e))?;
@@ -130,7 +159,7 @@ impl Download {
             206 if resuming => {}
             200 => {
                 // A whole file: start over (the server's file changed, or no range support).
-                self.bytes.clear();
+                self.received = 0;
                 self.hasher = Sha256::new();
             }
             status => return Err(format!("HTTP {status}")),
@@ -150,16 +179,18 @@ impl Download {
             let value =
                 Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|e| js_error_text(&e))?;
             let piece: Uint8Array = value.unchecked_into();
-            let start = self.bytes.len();
-            if start as u64 + piece.length() as u64 > file.size {
+            let start = self.received;
+            if u64::from(start) + u64::from(piece.length()) > file.size {
                 return Err(format!(
                     "the server sent more than the manifest's {} bytes",
                     file.size
                 ));
             }
-            self.bytes.resize(start + piece.length() as usize, 0);
-            piece.copy_to(&mut self.bytes[start..]);
-            self.hasher.update(&self.bytes[start..]);
+            self.chunk.resize(piece.length() as usize, 0);
+            piece.copy_to(&mut self.chunk);
+            self.hasher.update(&self.chunk);
+            self.bytes.set(&piece, start);
+            self.received = start + piece.length();
             let now = now_ms();
             if now - self.last_report_ms > 100.0 {
                 self.last_report_ms = now;

@@ -5,6 +5,7 @@
 //! own (`loaded_model.rs`). A cached version loads by itself when the page opens; "Clear
 //! cache" forgets them.
 
+use js_sys::Uint8Array;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::ModelManifest;
@@ -12,11 +13,12 @@ use shared::ModelManifest;
 use crate::engine_choice::{self, EngineDecision, EnginePreference};
 use crate::gpu_adapter::AdapterSummary;
 use crate::loaded_model::{self, LoadedModel};
-use crate::model_download::{self, DownloadProgress, sha256_hex};
+use crate::model_download::{self, DownloadProgress, sha256_hex_of_js};
 use crate::{model_cache, server_api};
 
-/// Largest GGUF a page loads: wasm32 memory is 4 GiB, and the page holds the file while it
-/// verifies and caches it, as the engine's worker does while it reads the weights.
+/// Largest GGUF a page loads: wasm32 memory is 4 GiB, and the engine's worker holds the
+/// file while it reads the weights (the page holds it in a JavaScript array, outside wasm
+/// memory, while it verifies and caches it, and then hands it to the worker).
 const MAX_MODEL_BYTES: u64 = 1_900_000_000;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +182,7 @@ pub async fn load_battle_opponent(
 async fn verified_model_bytes(
     manifest: &ModelManifest,
     on_phase: &dyn Fn(LoadPhase),
-) -> Result<(Vec<u8>, bool), String> {
+) -> Result<(Uint8Array, bool), String> {
     let file = manifest.gguf.clone();
     if file.size > MAX_MODEL_BYTES {
         return Err(format!(
@@ -193,7 +195,7 @@ async fn verified_model_bytes(
     }
     on_phase(LoadPhase::ReadingCache);
     match model_cache::get(&file.sha256).await {
-        Ok(Some(cached)) if sha256_hex(&cached) == file.sha256 => return Ok((cached, true)),
+        Ok(Some(cached)) if sha256_hex_of_js(&cached) == file.sha256 => return Ok((cached, true)),
         Ok(Some(_)) => {
             web_sys::console::warn_1(
                 &"the cached model failed verification; downloading it again".into(),
