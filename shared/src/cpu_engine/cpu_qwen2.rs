@@ -25,7 +25,8 @@ pub struct CpuMatrix {
     pub block_type: BlockType,
     pub rows: usize,
     pub cols: usize,
-    bytes: Vec<u8>,
+    /// Shared with the embedding where the model ties its output head to it.
+    bytes: Arc<Vec<u8>>,
     format: RowFormat,
 }
 
@@ -131,7 +132,7 @@ impl CpuQwen2Weights {
                 block_type,
                 rows,
                 cols,
-                bytes: t.bytes(name)?,
+                bytes: Arc::new(t.bytes(name)?),
                 format: RowFormat::of(block_type),
             })
         };
@@ -154,13 +155,20 @@ impl CpuQwen2Weights {
             });
         }
         let output_norm = t.f32_values("output_norm.weight")?;
-        let output_name = if hp.tied_embeddings {
-            "token_embd.weight"
-        } else {
-            "output.weight"
-        };
-        let output = matrix(t, output_name)?;
         let embedding = t.embedding()?;
+        // Tied weights: the output head multiplies by the embedding table's own bytes.
+        let output = if hp.tied_embeddings {
+            let (block_type, rows, cols) = t.matrix_shape("token_embd.weight")?;
+            CpuMatrix {
+                block_type,
+                rows,
+                cols,
+                bytes: embedding.shared_table(),
+                format: RowFormat::of(block_type),
+            }
+        } else {
+            matrix(t, "output.weight")?
+        };
         // Each pair of a head's values turns by position / frequency (NeoX RoPE).
         let rope_frequencies = (0..hp.head_dim / 2)
             .map(|i| hp.rope_freq_base.powf(2.0 * i as f32 / hp.head_dim as f32))

@@ -2,6 +2,8 @@
 //! largest tensor of a small model): a step dequantizes only the rows of its tokens. Both
 //! engines, the GPU one and the CPU one, read it so.
 
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, ggml_file::qtensor_from_ggml};
 
 use super::gpu_context::EngineError;
@@ -10,7 +12,8 @@ pub struct EmbeddingRows {
     dtype: GgmlDType,
     row_bytes: usize,
     width: usize,
-    bytes: Vec<u8>,
+    /// Shared with the output head where the model ties the two (the CPU engine).
+    bytes: Arc<Vec<u8>>,
 }
 
 impl EmbeddingRows {
@@ -20,8 +23,18 @@ impl EmbeddingRows {
             dtype,
             row_bytes: bytes.len() / vocab_size.max(1),
             width,
-            bytes,
+            bytes: Arc::new(bytes),
         }
+    }
+
+    /// The whole table as the GGUF stores it.
+    pub fn table_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The whole table, shared rather than copied (a tied output head reads the same bytes).
+    pub fn shared_table(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.bytes)
     }
 
     /// The rows of `tokens`, one after another.

@@ -4,10 +4,12 @@
 //! type and shape can share one upload with their rows interleaved (SwiGLU's gate and up, which
 //! one product then turns into silu(gate · x) · (up · x)).
 
-use wgpu::util::DeviceExt;
-
 use super::block_type::BlockType;
 use super::gpu_context::{EngineError, GpuContext};
+
+/// GGUF bytes of the rows an upload splits into heads and bulks at a time (whole rows, at
+/// least one).
+const UPLOAD_PIECE_BYTES: usize = 8 << 20;
 
 /// One buffer's worth of whole rows: their blocks' bulks and heads.
 pub struct MatrixChunk {
@@ -113,30 +115,46 @@ impl QuantizedMatrix {
                 "tensor `{name}`: one row of {bulk_row_bytes} bytes exceeds the GPU's storage binding limit of {max_chunk_bytes} bytes"
             )));
         }
+        let head_row_bytes = blocks_per_row * block_type.head_words() * 4;
+        // Rows split into heads and bulks at a time: what the upload holds besides the tensor.
+        let rows_per_piece = (UPLOAD_PIECE_BYTES / row_bytes.max(1)).max(1);
         let mut chunks = Vec::new();
         let mut first_row = 0;
         while first_row < rows {
             let chunk_rows = rows_per_chunk.min(rows - first_row);
-            let data = &bytes[first_row * row_bytes..(first_row + chunk_rows) * row_bytes];
-            let (mut heads, bulk) = block_type.split_blocks(data);
-            // Types without heads still bind a (tiny) heads buffer.
-            heads.resize(heads.len().max(4), 0);
-            let upload = |contents: &[u8]| {
-                ctx.device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some(name),
-                        contents,
-                        usage: wgpu::BufferUsages::STORAGE,
-                    })
+            let buffer = |size: usize| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(name),
+                    // Types without heads still bind a (tiny) heads buffer.
+                    size: size.max(4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             };
-            chunks.push(MatrixChunk {
-                bulk: upload(&bulk),
-                heads: upload(&heads),
+            let chunk = MatrixChunk {
+                bulk: buffer(chunk_rows * bulk_row_bytes),
+                heads: buffer(chunk_rows * head_row_bytes),
                 first_row,
                 rows: chunk_rows,
-            });
+            };
+            let mut row = 0;
+            while row < chunk_rows {
+                let piece_rows = rows_per_piece.min(chunk_rows - row);
+                let start = (first_row + row) * row_bytes;
+                let (heads, bulk) =
+                    block_type.split_blocks(&bytes[start..start + piece_rows * row_bytes]);
+                let queue = &ctx.queue;
+                queue.write_buffer(&chunk.bulk, (row * bulk_row_bytes) as u64, &bulk);
+                if !heads.is_empty() {
+                    queue.write_buffer(&chunk.heads, (row * head_row_bytes) as u64, &heads);
+                }
+                row += piece_rows;
+            }
+            chunks.push(chunk);
             first_row += chunk_rows;
         }
+        // Hands the writes to the GPU now, so their staging copies do not pile up.
+        ctx.queue.submit([]);
         Ok(Self {
             block_type,
             rows,

@@ -193,13 +193,16 @@ impl Qwen2Weights {
             });
         }
         let output_norm = vector(t, "output_norm.weight")?;
-        let output_name = if hp.tied_embeddings {
-            "token_embd.weight"
-        } else {
-            "output.weight"
-        };
-        let output = matrix(t, output_name)?;
         let embedding = t.embedding()?;
+        // Tied weights: the output head is the embedding table, uploaded from the copy the
+        // embedding keeps rather than read a second time.
+        let output = if hp.tied_embeddings {
+            let name = "token_embd.weight";
+            let (block_type, rows, cols) = t.matrix_shape(name)?;
+            QuantizedMatrix::upload(ctx, name, block_type, rows, cols, embedding.table_bytes())?
+        } else {
+            matrix(t, "output.weight")?
+        };
         let mut block_types = vec![output.block_type];
         let mut row_pair_types = Vec::new();
         for layer in &layers {
