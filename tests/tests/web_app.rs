@@ -718,6 +718,19 @@ fn the_real_model_answers_paris_in_the_browser() {
     let (server, _) = serve(dir.path(), &models);
     let mut browser = BrowserSession::open(&server.url(WEBGPU_APP), true);
     assert_eq!(load_model(&mut browser), "false");
+    // The weights live on the GPU: the worker's wasm memory holds the token embedding (kept
+    // on the CPU, 94 MB here) and has held one tensor at a time on its way to the GPU (the
+    // largest, the 145 MB output head), never the whole file.
+    let model_bytes = std::fs::metadata(real_model()).unwrap().len();
+    let engine_memory = engine_memory_bytes(&mut browser);
+    eprintln!(
+        "the WebGPU engine's worker holds {engine_memory} bytes for a {model_bytes}-byte model"
+    );
+    assert!(
+        engine_memory < model_bytes * 3 / 4,
+        "the WebGPU engine's worker holds {engine_memory} bytes for a {model_bytes}-byte model"
+    );
+    assert_page_holds_no_model_copy(&mut browser, model_bytes, "downloaded");
     set_field(&mut browser, "temperature", "0");
     set_field(&mut browser, "max-new-tokens", "8");
     let (reply, _) = chat(
@@ -1128,6 +1141,18 @@ fn without_webgpu_the_app_runs_the_cpu_engine_chats_and_stores_a_blind_battle_vo
     );
 }
 
+/// What the loaded model's worker holds in wasm memory, as the ready line reports it.
+fn engine_memory_bytes(browser: &mut BrowserSession) -> u64 {
+    browser
+        .evaluate(&format!(
+            "Number({}.dataset.engineMemoryBytes)",
+            by_testid("model-ready")
+        ))
+        .unwrap()
+        .as_u64()
+        .expect("the ready line reports the engine's memory")
+}
+
 /// The page's own wasm memory stayed far below the model's size while it downloaded (or
 /// read from the cache), verified and handed over the GGUF: the bytes stay in JavaScript
 /// until they move to the engine's worker, so the page never keeps a copy of the model in a
@@ -1153,6 +1178,14 @@ fn without_webgpu_the_real_model_answers_paris_on_the_cpu_engine_and_the_page_st
     assert_eq!(load_model(&mut browser), "false");
     let model_bytes = std::fs::metadata(real_model()).unwrap().len();
     assert_page_holds_no_model_copy(&mut browser, model_bytes, "downloaded");
+    // The CPU engine keeps the weights in their blocks: the worker holds about the model's
+    // size, not a second copy of the file it read them from.
+    let engine_memory = engine_memory_bytes(&mut browser);
+    eprintln!("the CPU engine's worker holds {engine_memory} bytes for a {model_bytes}-byte model");
+    assert!(
+        engine_memory < model_bytes * 5 / 4,
+        "the CPU engine's worker holds {engine_memory} bytes for a {model_bytes}-byte model"
+    );
     set_field(&mut browser, "temperature", "0");
     set_field(&mut browser, "max-new-tokens", "8");
     let (reply, _) = chat(

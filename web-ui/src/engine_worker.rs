@@ -12,6 +12,7 @@ use wasm_bindgen::prelude::{Closure, wasm_bindgen};
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use crate::js_bytes_reader::JsBytesReader;
 use crate::model_session::ModelSession;
 use crate::worker_protocol::{self, FromWorker, ToWorker};
 
@@ -73,13 +74,16 @@ fn handle(message: ToWorker, bytes: Option<Uint8Array>) {
                 return;
             };
             spawn_local(async move {
-                let answer = match ModelSession::load(engine, &source_name, bytes.to_vec()).await {
-                    Ok(session) => {
-                        SESSION.with(|slot| *slot.borrow_mut() = Some(session));
-                        FromWorker::Loaded
-                    }
-                    Err(error) => FromWorker::LoadFailed { error },
-                };
+                let answer =
+                    match ModelSession::load(engine, &source_name, gguf_reader(bytes)).await {
+                        Ok(session) => {
+                            SESSION.with(|slot| *slot.borrow_mut() = Some(session));
+                            FromWorker::Loaded {
+                                memory_bytes: wasm_memory_bytes(),
+                            }
+                        }
+                        Err(error) => FromWorker::LoadFailed { error },
+                    };
                 post(&answer);
             });
         }
@@ -123,4 +127,17 @@ fn handle(message: ToWorker, bytes: Option<Uint8Array>) {
             }
         }),
     }
+}
+
+/// The size of this worker's wasm memory.
+fn wasm_memory_bytes() -> u64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
+    buffer.byte_length() as u64
+}
+
+/// Reads the model's GGUF out of the transferred array, a tensor at a time (the header
+/// through a buffer: its many small reads would each cross into JavaScript).
+fn gguf_reader(bytes: Uint8Array) -> std::io::BufReader<JsBytesReader> {
+    std::io::BufReader::with_capacity(1 << 16, JsBytesReader::new(bytes))
 }

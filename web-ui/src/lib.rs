@@ -17,6 +17,7 @@ pub mod engine_worker;
 pub mod generation_settings;
 pub mod gpu_adapter;
 pub mod guidelines_view;
+pub mod js_bytes_reader;
 pub mod kernel_probe;
 pub mod loaded_model;
 pub mod markdown_view;

@@ -25,6 +25,8 @@ const STOP_CHECK_MS: i32 = 30;
 
 pub struct LoadedModel {
     pub manifest: ModelManifest,
+    /// What the engine's worker holds in wasm memory once the model is loaded.
+    pub engine_memory_bytes: u64,
     worker: WorkerLink,
     /// Generations asked for so far (their ids).
     generations: u64,
@@ -99,8 +101,9 @@ impl LoadedModel {
             &bytes,
         )?;
         match worker.next().await? {
-            FromWorker::Loaded => Ok(Self {
+            FromWorker::Loaded { memory_bytes } => Ok(Self {
                 manifest,
+                engine_memory_bytes: memory_bytes,
                 worker,
                 generations: 0,
                 crashed: None,

@@ -34,6 +34,8 @@ pub enum LoadPhase {
         version: String,
         from_cache: bool,
         seconds: f64,
+        /// The wasm memory of the engine's worker (see `LoadedModel::engine_memory_bytes`).
+        engine_memory_bytes: u64,
     },
     Failed(String),
 }
@@ -128,12 +130,13 @@ impl ModelLoader {
         spawn_local(async move {
             let started = crate::browser_storage::now_ms();
             match self.fetch_and_upload(manifest.clone()).await {
-                Ok(from_cache) => {
+                Ok((from_cache, engine_memory_bytes)) => {
                     self.loaded.set(Some(manifest.clone()));
                     self.phase.set(LoadPhase::Ready {
                         version: manifest.version,
                         from_cache,
                         seconds: (crate::browser_storage::now_ms() - started) / 1000.0,
+                        engine_memory_bytes,
                     });
                 }
                 Err(error) => self.phase.set(LoadPhase::Failed(error)),
@@ -141,8 +144,8 @@ impl ModelLoader {
         });
     }
 
-    /// Returns whether the bytes came from the cache.
-    async fn fetch_and_upload(self, manifest: ModelManifest) -> Result<bool, String> {
+    /// Returns whether the bytes came from the cache, and the engine's wasm memory.
+    async fn fetch_and_upload(self, manifest: ModelManifest) -> Result<(bool, u64), String> {
         let engine = self
             .engine
             .get_untracked()
@@ -157,8 +160,9 @@ impl ModelLoader {
         // Let the page paint "Uploading" before the synchronous upload.
         crate::browser_storage::next_frame().await;
         let model = LoadedModel::load(engine, manifest, bytes).await?;
+        let engine_memory_bytes = model.engine_memory_bytes;
         loaded_model::install(model);
-        Ok(from_cache)
+        Ok((from_cache, engine_memory_bytes))
     }
 }
 
@@ -336,11 +340,12 @@ pub fn ModelLoaderView() -> impl IntoView {
             <p data-testid="model-progress">"Verified; loading the weights into the engine…"</p>
         }
         .into_any(),
-        LoadPhase::Ready { version, from_cache, seconds } => view! {
-            <p class="ready" data-testid="model-ready" data-version=version.clone() data-from-cache=from_cache.to_string() data-seconds=seconds>
+        LoadPhase::Ready { version, from_cache, seconds, engine_memory_bytes } => view! {
+            <p class="ready" data-testid="model-ready" data-version=version.clone() data-from-cache=from_cache.to_string() data-seconds=seconds data-engine-memory-bytes=engine_memory_bytes>
                 {format!(
-                    "Ready: {version} ({} in {seconds:.1} s)",
-                    if from_cache { "from the browser cache" } else { "downloaded and verified" }
+                    "Ready: {version} ({} in {seconds:.1} s; the engine holds {})",
+                    if from_cache { "from the browser cache" } else { "downloaded and verified" },
+                    megabytes(engine_memory_bytes)
                 )}
             </p>
         }

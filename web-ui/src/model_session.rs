@@ -3,7 +3,7 @@
 //! and one KV-cached sequence that every reply reuses, so a follow-up turn only runs its new
 //! tokens.
 
-use std::io::Cursor;
+use std::io::{Read, Seek};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -48,10 +48,13 @@ pub struct GenerationStats {
 }
 
 impl ModelSession {
-    /// Reads `bytes` (a whole GGUF, named `source_name` in errors) into `engine`: its weights
+    /// Reads a whole GGUF from `reader` (named `source_name` in errors) into `engine`: its weights
     /// uploaded to this worker's GPU device, or kept in their blocks for the CPU engine.
-    pub async fn load(engine: Engine, source_name: &str, bytes: Vec<u8>) -> Result<Self, String> {
-        let mut reader = Cursor::new(bytes);
+    pub async fn load<R: Read + Seek>(
+        engine: Engine,
+        source_name: &str,
+        mut reader: R,
+    ) -> Result<Self, String> {
         let gguf = GgufModel::read(&mut reader, source_name).map_err(|e| e.to_string())?;
         let text = ModelText::from_gguf(&gguf).map_err(|e| e.to_string())?;
         let stop_tokens = text.stop_tokens();

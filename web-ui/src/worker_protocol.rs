@@ -34,7 +34,11 @@ pub enum ToWorker {
 pub enum FromWorker {
     /// The worker's wasm runs and it listens.
     Ready,
-    Loaded,
+    /// The model is loaded; the worker's wasm memory is now `memory_bytes` (the high-water
+    /// mark of the load: a wasm memory never shrinks).
+    Loaded {
+        memory_bytes: u64,
+    },
     LoadFailed {
         error: String,
     },
