@@ -58,9 +58,13 @@ impl BrowserCase {
 fn cases_and_inputs() -> (Vec<BrowserCase>, HashMap<String, Vec<f32>>) {
     let mut served_inputs = HashMap::new();
     let mut cases = Vec::new();
-    let norm_weight: Vec<f32> = noise(512, 11).iter().map(|w| 1.0 + w * 0.5).collect();
     for plan in PLANS {
         let folds_norms = plan.parse::<MatmulPlan>().unwrap().normalize_inputs;
+        let shapes = SHAPES.iter().map(|&(rows, tokens)| (rows, tokens, false));
+        let normalized = NORMALIZED_SHAPES
+            .iter()
+            .map(|&(rows, tokens)| (rows, tokens, true));
+        let shapes: Vec<_> = shapes.chain(normalized.filter(|_| folds_norms)).collect();
         for block_type in BlockType::ALL {
             // F32 and F16 rows that end inside a 32-column chunk.
             let cols = match block_type {
@@ -68,38 +72,35 @@ fn cases_and_inputs() -> (Vec<BrowserCase>, HashMap<String, Vec<f32>>) {
                 BlockType::F16 => 520,
                 _ => 512,
             };
-            for (rows, tokens) in SHAPES {
-                let xs = inputs(tokens, cols);
-                let xs_name = format!("{tokens}x{cols}");
-                cases.push(BrowserCase {
-                    plan,
-                    block_type,
-                    rows,
-                    cols,
-                    xs_name: xs_name.clone(),
-                    norm_weight: None,
-                    case: case(block_type, rows, cols, &xs),
-                });
-                served_inputs.insert(xs_name, xs.concat());
-            }
-            if !folds_norms || cols != 512 {
-                continue;
-            }
-            for (rows, tokens) in NORMALIZED_SHAPES {
-                // Token 0 all zero: eps keeps its norm finite, and it gives exactly 0.
+            for &(rows, tokens, normalized) in &shapes {
                 let mut xs = inputs(tokens, cols);
-                xs[0].fill(0.0);
-                let normed: Vec<Vec<f32>> =
-                    xs.iter().map(|x| rms_normed(x, &norm_weight)).collect();
-                let xs_name = format!("{tokens}x{cols}-first-zero");
+                let norm_weight = normalized.then(|| {
+                    noise(cols, 11)
+                        .iter()
+                        .map(|w| 1.0 + w * 0.5)
+                        .collect::<Vec<f32>>()
+                });
+                // Normalized: token 0 all zero, so eps keeps its norm finite (and it gives 0);
+                // the reference multiplies the normalized inputs.
+                let reference_xs = match &norm_weight {
+                    Some(weight) => {
+                        xs[0].fill(0.0);
+                        xs.iter().map(|x| rms_normed(x, weight)).collect()
+                    }
+                    None => xs.clone(),
+                };
+                let xs_name = format!(
+                    "{tokens}x{cols}{}",
+                    if normalized { "-first-zero" } else { "" }
+                );
                 cases.push(BrowserCase {
                     plan,
                     block_type,
                     rows,
                     cols,
                     xs_name: xs_name.clone(),
-                    norm_weight: Some(norm_weight.clone()),
-                    case: case(block_type, rows, cols, &normed),
+                    norm_weight,
+                    case: case(block_type, rows, cols, &reference_xs),
                 });
                 served_inputs.insert(xs_name, xs.concat());
             }
