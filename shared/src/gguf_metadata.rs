@@ -183,20 +183,24 @@ impl GgufModel {
         }
     }
 
+    /// Where tensor `name` is and what it holds; a missing one is an error naming it.
+    fn tensor_info(&self, name: &str) -> Result<&TensorInfo, GgufError> {
+        self.content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| GgufError::MissingTensor {
+                source_name: self.source_name.clone(),
+                tensor: name.to_string(),
+            })
+    }
+
     /// The raw bytes of tensor `name` (its GGUF encoding), read from `reader`.
     pub fn tensor_bytes<R: Read + Seek>(
         &self,
         reader: &mut R,
         name: &str,
     ) -> Result<Vec<u8>, GgufError> {
-        let info = self
-            .content
-            .tensor_infos
-            .get(name)
-            .ok_or_else(|| GgufError::MissingTensor {
-                source_name: self.source_name.clone(),
-                tensor: name.to_string(),
-            })?;
+        let info = self.tensor_info(name)?;
         let start = self.content.tensor_data_offset + info.offset;
         let mut bytes = vec![0u8; tensor_byte_len(info) as usize];
         reader
@@ -208,6 +212,43 @@ impl GgufModel {
                 reason: format!("reading tensor `{name}`: {e}"),
             })?;
         Ok(bytes)
+    }
+
+    /// Rows `first_row..first_row + rows` of matrix `name` (its first dimension counts the
+    /// rows), as the file stores them, into `out`: a piece of a large tensor without reading
+    /// all of it.
+    pub fn tensor_rows<R: Read + Seek>(
+        &self,
+        reader: &mut R,
+        name: &str,
+        first_row: usize,
+        rows: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), GgufError> {
+        let info = self.tensor_info(name)?;
+        let all_rows = info.shape.dims().first().copied().unwrap_or(1).max(1) as u64;
+        let row_bytes = tensor_byte_len(info) / all_rows;
+        let start = self.content.tensor_data_offset + info.offset + first_row as u64 * row_bytes;
+        let corrupt = |reason: String| GgufError::Corrupt {
+            source_name: self.source_name.clone(),
+            offset: start,
+            reason,
+        };
+        if (first_row + rows) as u64 > all_rows {
+            return Err(corrupt(format!(
+                "tensor `{name}` has {all_rows} rows, not {}",
+                first_row + rows
+            )));
+        }
+        out.resize(rows * row_bytes as usize, 0);
+        reader
+            .seek(std::io::SeekFrom::Start(start))
+            .and_then(|_| reader.read_exact(out))
+            .map_err(|e| {
+                corrupt(format!(
+                    "reading rows {first_row}.. of tensor `{name}`: {e}"
+                ))
+            })
     }
 
     /// `general.name`, when present.

@@ -53,6 +53,19 @@ impl<'a, R: Read + Seek> GgufTensors<'a, R> {
             .map_err(|e| EngineError::Unsupported(e.to_string()))
     }
 
+    /// Rows `first_row..first_row + rows` of matrix `name`'s bytes, into `out`.
+    pub fn rows(
+        &mut self,
+        name: &str,
+        first_row: usize,
+        rows: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        self.gguf
+            .tensor_rows(self.reader, name, first_row, rows, out)
+            .map_err(|e| EngineError::Unsupported(e.to_string()))
+    }
+
     /// The tensor's values as f32, whatever its type.
     pub fn f32_values(&mut self, name: &str) -> Result<Vec<f32>, EngineError> {
         let bytes = self.bytes(name)?;

@@ -11,6 +11,10 @@ use super::gpu_context::{EngineError, GpuContext};
 /// least one).
 const UPLOAD_PIECE_BYTES: usize = 8 << 20;
 
+/// Fills its `Vec` with the bytes of `rows` rows from `first_row` (arguments in that order)
+/// of GGUF tensor data, as the file stores them.
+pub type ReadRows<'a> = dyn FnMut(usize, usize, &mut Vec<u8>) -> Result<(), EngineError> + 'a;
+
 /// One buffer's worth of whole rows: their blocks' bulks and heads.
 pub struct MatrixChunk {
     pub bulk: wgpu::Buffer,
@@ -61,9 +65,25 @@ impl QuantizedMatrix {
         bytes: &[u8],
         max_chunk_bytes: u64,
     ) -> Result<Self, EngineError> {
-        checked_row_bytes(name, block_type, rows, cols, bytes)?;
+        let row_bytes = checked_row_bytes(name, block_type, rows, cols, bytes)?;
         let shape = (block_type, rows, cols);
-        Self::upload_rows(ctx, name, shape, bytes, max_chunk_bytes, false)
+        let mut read_rows = slice_rows(bytes, row_bytes);
+        Self::upload_rows(ctx, name, shape, &mut read_rows, max_chunk_bytes, false)
+    }
+
+    /// As `upload`, reading the GGUF tensor data a piece of rows at a time:
+    /// `read_rows(first_row, rows, out)` fills `out` with those rows' bytes. An upload then
+    /// never holds the whole tensor, only a piece (the browser's worker keeps its wasm memory
+    /// for good at its largest).
+    pub fn upload_streamed(
+        ctx: &GpuContext,
+        name: &str,
+        shape: (BlockType, usize, usize),
+        read_rows: &mut ReadRows<'_>,
+    ) -> Result<Self, EngineError> {
+        let (block_type, _, cols) = shape;
+        whole_blocks(name, block_type, cols)?;
+        Self::upload_rows(ctx, name, shape, read_rows, ctx.max_binding_bytes, false)
     }
 
     /// Uploads two `rows` × `cols` matrices of one block type (GGUF tensor data `pair`, named
@@ -88,16 +108,18 @@ impl QuantizedMatrix {
         }
         let name = format!("{} + {}", names[0], names[1]);
         let shape = (block_type, 2 * rows, cols);
-        Self::upload_rows(ctx, &name, shape, &interleaved, max_chunk_bytes, true)
+        let mut read_rows = slice_rows(&interleaved, row_bytes);
+        Self::upload_rows(ctx, &name, shape, &mut read_rows, max_chunk_bytes, true)
     }
 
-    /// Uploads checked tensor data of `shape` (block type, rows, columns) in chunks of whole
-    /// rows (whole row pairs with `row_pairs`).
+    /// Uploads tensor data of `shape` (block type, rows, columns; whole blocks per row),
+    /// read by `read_rows` a piece at a time, in chunks of whole rows (whole row pairs with
+    /// `row_pairs`).
     fn upload_rows(
         ctx: &GpuContext,
         name: &str,
         shape: (BlockType, usize, usize),
-        bytes: &[u8],
+        read_rows: &mut ReadRows<'_>,
         max_chunk_bytes: u64,
         row_pairs: bool,
     ) -> Result<Self, EngineError> {
@@ -118,6 +140,7 @@ impl QuantizedMatrix {
         let head_row_bytes = blocks_per_row * block_type.head_words() * 4;
         // Rows split into heads and bulks at a time: what the upload holds besides the tensor.
         let rows_per_piece = (UPLOAD_PIECE_BYTES / row_bytes.max(1)).max(1);
+        let mut piece = Vec::new();
         let mut chunks = Vec::new();
         let mut first_row = 0;
         while first_row < rows {
@@ -140,9 +163,15 @@ impl QuantizedMatrix {
             let mut row = 0;
             while row < chunk_rows {
                 let piece_rows = rows_per_piece.min(chunk_rows - row);
-                let start = (first_row + row) * row_bytes;
-                let (heads, bulk) =
-                    block_type.split_blocks(&bytes[start..start + piece_rows * row_bytes]);
+                read_rows(first_row + row, piece_rows, &mut piece)?;
+                if piece.len() != piece_rows * row_bytes {
+                    return Err(EngineError::Unsupported(format!(
+                        "tensor `{name}`: {} bytes for {piece_rows} rows of {row_bytes} from row {}",
+                        piece.len(),
+                        first_row + row
+                    )));
+                }
+                let (heads, bulk) = block_type.split_blocks(&piece);
                 let queue = &ctx.queue;
                 queue.write_buffer(&chunk.bulk, (row * bulk_row_bytes) as u64, &bulk);
                 if !heads.is_empty() {
@@ -180,6 +209,29 @@ impl QuantizedMatrix {
 
 /// The bytes of one row, after checking that `bytes` holds `rows` × `cols` weights of
 /// `block_type` in whole blocks.
+/// The bytes of one row of `cols` weights, which must fill whole blocks.
+fn whole_blocks(name: &str, block_type: BlockType, cols: usize) -> Result<usize, EngineError> {
+    let elements = block_type.block_elements();
+    if !cols.is_multiple_of(elements) {
+        return Err(EngineError::Unsupported(format!(
+            "tensor `{name}`: rows of {cols} weights do not fill whole {block_type:?} blocks of {elements}"
+        )));
+    }
+    Ok(cols / elements * block_type.block_bytes())
+}
+
+/// Reads pieces of rows out of tensor data already in memory.
+fn slice_rows(
+    bytes: &[u8],
+    row_bytes: usize,
+) -> impl FnMut(usize, usize, &mut Vec<u8>) -> Result<(), EngineError> + '_ {
+    move |first_row, rows, out| {
+        out.clear();
+        out.extend_from_slice(&bytes[first_row * row_bytes..(first_row + rows) * row_bytes]);
+        Ok(())
+    }
+}
+
 fn checked_row_bytes(
     name: &str,
     block_type: BlockType,
@@ -187,13 +239,7 @@ fn checked_row_bytes(
     cols: usize,
     bytes: &[u8],
 ) -> Result<usize, EngineError> {
-    let elements = block_type.block_elements();
-    if !cols.is_multiple_of(elements) {
-        return Err(EngineError::Unsupported(format!(
-            "tensor `{name}`: rows of {cols} weights do not fill whole {block_type:?} blocks of {elements}"
-        )));
-    }
-    let row_bytes = cols / elements * block_type.block_bytes();
+    let row_bytes = whole_blocks(name, block_type, cols)?;
     if bytes.len() != rows * row_bytes {
         return Err(EngineError::Unsupported(format!(
             "tensor `{name}`: {} bytes for {rows}×{cols} {block_type:?} weights, expected {}",

@@ -121,9 +121,13 @@ impl Qwen2Weights {
         let vector = |t: Tensors<'_, '_, R>, name: &str| -> Result<wgpu::Buffer, EngineError> {
             Ok(f32_buffer(name, &t.f32_values(name)?))
         };
+        // Read a piece of rows at a time: an output head is the largest tensor of a small
+        // model, and the browser's worker would keep its size in wasm memory for good.
         let matrix = |t: Tensors<'_, '_, R>, name: &str| -> Result<QuantizedMatrix, EngineError> {
-            let (block_type, rows, cols) = t.matrix_shape(name)?;
-            QuantizedMatrix::upload(ctx, name, block_type, rows, cols, &t.bytes(name)?)
+            let shape = t.matrix_shape(name)?;
+            QuantizedMatrix::upload_streamed(ctx, name, shape, &mut |first, rows, out| {
+                t.rows(name, first, rows, out)
+            })
         };
         let qkv = |t: Tensors<'_, '_, R>, names: [&str; 3]| -> Result<QkvProjection, EngineError> {
             let [q, k, v] = names;
