@@ -36,16 +36,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Lower-case hex sha256 of a JavaScript byte array, copied into wasm a slice at a time.
 pub fn sha256_hex_of_js(bytes: &Uint8Array) -> String {
     let mut hasher = Sha256::new();
-    let mut slice = Vec::new();
+    let mut scratch = Vec::new();
     let mut start = 0;
     while start < bytes.length() {
         let end = bytes.length().min(start + HASH_SLICE_BYTES);
-        slice.resize((end - start) as usize, 0);
-        bytes.subarray(start, end).copy_to(&mut slice);
-        hasher.update(&slice);
+        hash_js_bytes(&mut hasher, &bytes.subarray(start, end), &mut scratch);
         start = end;
     }
     hex(&hasher.finalize())
+}
+
+/// Adds a JavaScript byte array to `hasher` through `scratch`, a wasm copy of it.
+fn hash_js_bytes(hasher: &mut Sha256, bytes: &Uint8Array, scratch: &mut Vec<u8>) {
+    scratch.resize(bytes.length() as usize, 0);
+    bytes.copy_to(scratch);
+    hasher.update(&*scratch);
 }
 
 fn hex(digest: &[u8]) -> String {
@@ -186,9 +191,7 @@ impl Download {
                     file.size
                 ));
             }
-            self.chunk.resize(piece.length() as usize, 0);
-            piece.copy_to(&mut self.chunk);
-            self.hasher.update(&self.chunk);
+            hash_js_bytes(&mut self.hasher, &piece, &mut self.chunk);
             self.bytes.set(&piece, start);
             self.received = start + piece.length();
             let now = now_ms();

@@ -16,9 +16,10 @@ use crate::loaded_model::{self, LoadedModel};
 use crate::model_download::{self, DownloadProgress, sha256_hex_of_js};
 use crate::{model_cache, server_api};
 
-/// Largest GGUF a page loads: wasm32 memory is 4 GiB, and the engine's worker holds the
-/// file while it reads the weights (the page holds it in a JavaScript array, outside wasm
-/// memory, while it verifies and caches it, and then hands it to the worker).
+/// Largest GGUF a page loads: wasm32 memory is 4 GiB, and the CPU engine's worker keeps the
+/// weights, about the file's size, in its wasm memory (the page holds the file in a
+/// JavaScript array, outside wasm memory, while it verifies and caches it, and then hands it
+/// to the worker, which reads the weights out of it).
 const MAX_MODEL_BYTES: u64 = 1_900_000_000;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -31,6 +31,18 @@ pub struct CpuMatrix {
 }
 
 impl CpuMatrix {
+    /// A matrix of `shape` (block type, rows, columns) over `bytes`, its GGUF blocks.
+    fn new(shape: (BlockType, usize, usize), bytes: Arc<Vec<u8>>) -> Self {
+        let (block_type, rows, cols) = shape;
+        Self {
+            block_type,
+            rows,
+            cols,
+            bytes,
+            format: RowFormat::of(block_type),
+        }
+    }
+
     fn row_bytes(&self) -> usize {
         self.bytes.len() / self.rows
     }
@@ -127,14 +139,10 @@ impl CpuQwen2Weights {
         let mut tensors = GgufTensors::open(gguf, reader, "the CPU engine")?;
         let t = &mut tensors;
         let matrix = |t: &mut GgufTensors<'_, R>, name: &str| -> Result<CpuMatrix, EngineError> {
-            let (block_type, rows, cols) = t.matrix_shape(name)?;
-            Ok(CpuMatrix {
-                block_type,
-                rows,
-                cols,
-                bytes: Arc::new(t.bytes(name)?),
-                format: RowFormat::of(block_type),
-            })
+            Ok(CpuMatrix::new(
+                t.matrix_shape(name)?,
+                Arc::new(t.bytes(name)?),
+            ))
         };
         let mut layers = Vec::with_capacity(hp.block_count);
         for layer in 0..hp.block_count {
@@ -158,14 +166,10 @@ impl CpuQwen2Weights {
         let embedding = t.embedding()?;
         // Tied weights: the output head multiplies by the embedding table's own bytes.
         let output = if hp.tied_embeddings {
-            let (block_type, rows, cols) = t.matrix_shape("token_embd.weight")?;
-            CpuMatrix {
-                block_type,
-                rows,
-                cols,
-                bytes: embedding.shared_table(),
-                format: RowFormat::of(block_type),
-            }
+            CpuMatrix::new(
+                t.matrix_shape("token_embd.weight")?,
+                embedding.shared_table(),
+            )
         } else {
             matrix(t, "output.weight")?
         };

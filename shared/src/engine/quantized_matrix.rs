@@ -207,8 +207,6 @@ impl QuantizedMatrix {
     }
 }
 
-/// The bytes of one row, after checking that `bytes` holds `rows` × `cols` weights of
-/// `block_type` in whole blocks.
 /// The bytes of one row of `cols` weights, which must fill whole blocks.
 fn whole_blocks(name: &str, block_type: BlockType, cols: usize) -> Result<usize, EngineError> {
     let elements = block_type.block_elements();
@@ -232,6 +230,8 @@ fn slice_rows(
     }
 }
 
+/// The bytes of one row, after checking that `bytes` holds `rows` × `cols` weights of
+/// `block_type` in whole blocks.
 fn checked_row_bytes(
     name: &str,
     block_type: BlockType,
