@@ -9,6 +9,7 @@
 //! `dpo train` / `dpo eval` commands (`cli.rs`).
 
 pub mod base_model;
+pub mod causal_softmax;
 pub mod checkpoint;
 pub mod cli;
 pub mod dpo_batch;
@@ -27,6 +28,8 @@ pub mod token_layout;
 pub mod trainer;
 pub mod training_config;
 pub mod training_model;
+pub mod vector_math;
+pub mod vocabulary_kernels;
 pub mod vote_source;
 
 pub use lora::LoraConfig;

@@ -1,0 +1,199 @@
+//! The per-row work `vocabulary_logps.rs` does on each slice of the logits: each position's
+//! maximum, sum of `exp(z − max)` and sum of logits, and the softmax's share of the
+//! gradient, `−g · exp(z − logsumexp)`. On the CPU each is one pass per row with vectorized
+//! exponentials (`vector_math.rs`), rows spread over the cores, where candle's ops take four
+//! passes and a slice-sized tensor each; elsewhere (CUDA) they are those candle ops.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, D, Device, Layout, Result, Shape, Tensor};
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::vector_math::{exp_scaled_shifted, max_scaled};
+
+/// Per row of f32 `logits` `(positions, width)`: `(max, Σ exp(z − max), Σ z)`, each
+/// `(positions, 1)`.
+pub fn slice_statistics(logits: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    match logits.device() {
+        Device::Cpu => {
+            let stats = logits.contiguous()?.apply_op1_no_bwd(&SliceStatistics)?;
+            Ok((
+                stats.narrow(1, 0, 1)?,
+                stats.narrow(1, 1, 1)?,
+                stats.narrow(1, 2, 1)?,
+            ))
+        }
+        _ => {
+            let max = logits.max_keepdim(D::Minus1)?;
+            let sum = logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?;
+            Ok((max, sum, logits.sum_keepdim(D::Minus1)?))
+        }
+    }
+}
+
+/// `−grad · exp(logits − log_sum)` for f32 `logits` `(positions, width)`, `log_sum` and
+/// `grad` `(positions, 1)`: the softmax's part of the logits' gradient.
+pub fn softmax_spread(logits: &Tensor, log_sum: &Tensor, grad: &Tensor) -> Result<Tensor> {
+    match logits.device() {
+        Device::Cpu => logits.contiguous()?.apply_op3_no_bwd(
+            &log_sum.contiguous()?,
+            &grad.contiguous()?,
+            &SoftmaxSpread,
+        ),
+        _ => logits
+            .broadcast_sub(log_sum)?
+            .exp()?
+            .broadcast_mul(grad)?
+            .neg(),
+    }
+}
+
+/// The contiguous f32 values of a CPU tensor.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let all = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&all[start..end]),
+        None => candle_core::bail!("vocabulary kernels: a tensor is not contiguous"),
+    }
+}
+
+fn width(layout: &Layout) -> Result<usize> {
+    match layout.shape().dims() {
+        [_, width] => Ok((*width).max(1)),
+        dims => candle_core::bail!("vocabulary kernels: logits of shape {dims:?}"),
+    }
+}
+
+struct SliceStatistics;
+
+impl CustomOp1 for SliceStatistics {
+    fn name(&self) -> &'static str {
+        "vocabulary-slice-statistics"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let logits = values(storage, layout)?;
+        let width = width(layout)?;
+        let rows = logits.len() / width;
+        let mut stats = vec![0f32; rows * 3];
+        stats
+            .par_chunks_mut(3)
+            .zip(logits.par_chunks(width))
+            .for_each_init(
+                || vec![MaybeUninit::uninit(); width],
+                |scratch, (stats, row)| {
+                    let max = max_scaled(row, 1.0);
+                    stats[0] = max;
+                    stats[1] = exp_scaled_shifted(row, 1.0, max, scratch);
+                    stats[2] = row.iter().sum();
+                },
+            );
+        Ok((CpuStorage::F32(stats), Shape::from((rows, 3))))
+    }
+}
+
+struct SoftmaxSpread;
+
+impl CustomOp3 for SoftmaxSpread {
+    fn name(&self) -> &'static str {
+        "vocabulary-softmax-spread"
+    }
+
+    fn cpu_fwd(
+        &self,
+        logits: &CpuStorage,
+        logits_layout: &Layout,
+        log_sum: &CpuStorage,
+        log_sum_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let logits_values = values(logits, logits_layout)?;
+        let (log_sum, grad) = (values(log_sum, log_sum_layout)?, values(grad, grad_layout)?);
+        let width = width(logits_layout)?;
+        let mut out = Vec::with_capacity(logits_values.len());
+        out.spare_capacity_mut()
+            .par_chunks_mut(width)
+            .zip(logits_values.par_chunks(width))
+            .enumerate()
+            .for_each(|(row, (out, z))| {
+                exp_scaled_shifted(z, 1.0, log_sum[row], out);
+                let factor = -grad[row];
+                for o in out.iter_mut() {
+                    // SAFETY: `exp_scaled_shifted` wrote every element of `out`.
+                    o.write(unsafe { o.assume_init_read() } * factor);
+                }
+            });
+        // SAFETY: every row wrote each of its elements above.
+        unsafe { out.set_len(logits_values.len()) };
+        Ok((CpuStorage::F32(out), logits_layout.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Tensor {
+        let values: Vec<f32> = (0..7 * 300)
+            .map(|i| ((i * 53 % 211) as f32 - 105.0) * 0.21)
+            .collect();
+        Tensor::from_vec(values, (7, 300), &Device::Cpu).unwrap()
+    }
+
+    fn max_relative(a: &Tensor, b: &Tensor) -> f32 {
+        let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let difference = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        (difference / scale).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn the_cpu_statistics_are_candles() {
+        let logits = logits();
+        let (max, sum, total) = slice_statistics(&logits).unwrap();
+        let expected_max = logits.max_keepdim(1).unwrap();
+        let expected_sum = logits
+            .broadcast_sub(&expected_max)
+            .unwrap()
+            .exp()
+            .unwrap()
+            .sum_keepdim(1)
+            .unwrap();
+        assert_eq!(
+            max.to_vec2::<f32>().unwrap(),
+            expected_max.to_vec2::<f32>().unwrap()
+        );
+        assert!(max_relative(&sum, &expected_sum) < 1e-6);
+        assert!(max_relative(&total, &logits.sum_keepdim(1).unwrap()) < 1e-6);
+    }
+
+    #[test]
+    fn the_cpu_spread_is_candles() {
+        let logits = logits();
+        let log_sum = (logits.max_keepdim(1).unwrap() + 3.0).unwrap();
+        let grad = Tensor::from_vec(
+            vec![0.5f32, -1.0, 2.0, 0.0, 1.5, -0.25, 3.0],
+            (7, 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let expected = logits
+            .broadcast_sub(&log_sum)
+            .unwrap()
+            .exp()
+            .unwrap()
+            .broadcast_mul(&grad)
+            .unwrap()
+            .neg()
+            .unwrap();
+        let got = softmax_spread(&logits, &log_sum, &grad).unwrap();
+        assert!(max_relative(&got, &expected) < 1e-6);
+    }
+}
