@@ -9,6 +9,7 @@ pub mod export;
 pub mod fetch;
 pub mod logging;
 pub mod models_dir;
+pub mod process_allocator;
 pub mod serve;
 pub mod store;
 pub mod tensor_names;

@@ -4,7 +4,12 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use native_trainer::process_allocator::CountingAllocator;
 use native_trainer::{bench, campaign, chat, export, fetch, logging, serve, train};
+
+/// Counts live heap bytes for `dpo train --memory-profile`.
+#[global_allocator]
+static HEAP: CountingAllocator = CountingAllocator;
 
 #[derive(Parser)]
 #[command(
