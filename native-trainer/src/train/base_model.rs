@@ -1,8 +1,8 @@
 //! The model a run starts from, read from a GGUF file (dequantized, renamed by
 //! `gguf_import`) or a Hugging Face directory (`config.json`, `model.safetensors` or a sharded
 //! `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json` with its chat
-//! template or a `chat_template.jinja` beside it). Either way: transformers-named f32 tensors,
-//! the `Qwen2Config`, and the text side (tokenizer and chat template).
+//! template or a `chat_template.jinja` beside it). Either way: transformers-named tensors (f32,
+//! or the dtype asked for), the `Qwen2Config`, and the text side (tokenizer and chat template).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use shared::{ChatTemplate, GgufModel, ModelText, TextTokenizer};
 
 use super::gguf_import::load_tensors;
 use super::qwen2::Qwen2Config;
+use super::safetensors_reader::read_tensors;
 
 /// The chat template and special tokens as text, to write an HF `tokenizer_config.json`.
 #[derive(Debug, Clone)]
@@ -33,20 +34,32 @@ pub struct BaseModel {
 }
 
 impl BaseModel {
-    /// Reads a GGUF file or an HF model directory.
+    /// Reads a GGUF file or an HF model directory, weights in f32.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::load_as(path, device, DType::F32)
+    }
+
+    /// As `load`, with the weights in `dtype` (each tensor converted as it is read, so a load
+    /// never holds the model twice).
+    pub fn load_as(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
         if path.is_dir() {
-            Self::from_hf_dir(path, device)
+            Self::from_hf_dir(path, device, dtype)
         } else {
-            Self::from_gguf(path, device)
+            Self::from_gguf(path, device, dtype)
         }
     }
 
-    fn from_gguf(path: &Path, device: &Device) -> Result<Self> {
+    /// Lets go of the weights once a model holds what it needs of them (the tokenizer,
+    /// config and source stay for saving).
+    pub fn release_weights(&mut self) {
+        self.weights.clear();
+    }
+
+    fn from_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let gguf = GgufModel::open(path)?;
         let text = ModelText::from_gguf(&gguf)?;
         let mut file = std::fs::File::open(path)?;
-        let weights = load_tensors(&gguf, &mut file, DType::F32, device)?;
+        let weights = load_tensors(&gguf, &mut file, dtype, device)?;
         let token = |id: Option<u32>| id.and_then(|id| text.tokenizer.id_to_token(id));
         let tokenizer_settings = TokenizerSettings {
             chat_template: gguf.chat_template().map(str::to_string),
@@ -62,7 +75,7 @@ impl BaseModel {
         })
     }
 
-    fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+    fn from_hf_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let read_json = |name: &str| -> Result<Value> {
             let path = dir.join(name);
             let text = std::fs::read_to_string(&path)
@@ -101,11 +114,9 @@ impl BaseModel {
 
         let mut weights = HashMap::new();
         for shard in safetensors_files(dir)? {
-            let tensors = candle_core::safetensors::load(&shard, &Device::Cpu)
-                .with_context(|| format!("reading {}", shard.display()))?;
-            for (name, tensor) in tensors {
-                weights.insert(name, tensor.to_dtype(DType::F32)?.to_device(device)?);
-            }
+            read_tensors(&shard, dtype, device, |name, tensor| {
+                weights.insert(name, tensor);
+            })?;
         }
 
         let tokenizer_config = read_json("tokenizer_config.json")?;

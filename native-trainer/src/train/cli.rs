@@ -58,6 +58,11 @@ pub struct TrainArgs {
     /// checkpoint directory given. Steps, optimizer, schedule and data order continue exactly.
     #[arg(long, value_name = "CHECKPOINT", num_args = 0..=1, default_missing_value = LATEST)]
     pub resume: Option<PathBuf>,
+    /// Measure where the first optimizer step's memory goes (weights, the reference pass,
+    /// what autograd keeps by kind, the vocabulary, gradients, optimizer state): a table on
+    /// stderr and `memory_profile.json` in the output directory.
+    #[arg(long)]
+    pub memory_profile: bool,
 }
 
 /// `--resume` without a path.
@@ -101,6 +106,7 @@ impl TrainArgs {
 }
 
 pub fn run_train(args: &TrainArgs) -> Result<()> {
+    crate::process_allocator::keep_freed_memory();
     let config = args.settings()?;
     let resume = args.resume.as_ref().map(|path| {
         if path.as_os_str() == LATEST {
@@ -109,7 +115,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             Resume::Checkpoint(path.clone())
         }
     });
-    let outcome = train(&config, resume)?;
+    let outcome = train(&config, resume, args.memory_profile)?;
     let mut summary = serde_json::Map::new();
     summary.insert(
         "output_dir".into(),
@@ -158,6 +164,7 @@ pub struct EvalArgs {
 
 /// Scores `--data` and prints one JSON object of `eval_…` metrics as the last stdout line.
 pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    crate::process_allocator::keep_freed_memory();
     let mut overrides = flag_overrides(vec![
         ("beta", args.beta.map(toml::Value::Float)),
         (

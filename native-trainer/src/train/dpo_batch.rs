@@ -13,9 +13,11 @@ use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, dpo_loss};
+use super::memory_profile;
 use super::pair_tokens::PairTokens;
 use super::qwen2::{LayerTape, Qwen2};
 use super::token_layout::{Continuation, TokenLayout};
+use super::vocabulary_logps::vocabulary_logps;
 
 /// DPOConfig's `truncation_mode`: which end of a too-long sequence survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -238,16 +240,36 @@ impl DpoBatch {
     }
 
     /// Log-probs from the final hidden states of every slot: the head and the log-softmax
-    /// over the vocabulary (in f32) on the scored positions only.
+    /// over the vocabulary (in f32) on the scored positions only, a chunk of positions at a
+    /// time with the fused vocabulary op (`vocabulary_logps.rs`).
     fn score_hidden(&self, model: &Qwen2, hidden: &Tensor) -> Result<CompletionScores> {
+        let differentiable = hidden.track_op();
+        if differentiable {
+            memory_profile::mark("decoder layers");
+        }
         let selected = hidden.index_select(&self.scored_positions, 0)?;
-        let logits = model.logits(&selected)?.to_dtype(DType::F32)?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
-        let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;
+        let fused = model.fused_ops();
+        let (picked, position_mean_logits) = if fused.vocabulary {
+            let scores = vocabulary_logps(
+                &selected,
+                model.output_head(),
+                &self.scored_targets,
+                fused.chunk_bytes,
+            )?;
+            (scores.picked, scores.mean_logits)
+        } else {
+            let logits = model.logits(&selected)?.to_dtype(DType::F32)?;
+            let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
+            let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;
+            (picked, logits.detach().mean(1)?)
+        };
         let logps = self.position_rows.matmul(&picked)?.squeeze(1)?;
+        if differentiable {
+            memory_profile::mark("vocabulary: head, log-softmax, targets");
+        }
         Ok(CompletionScores {
             logps,
-            position_mean_logits: logits.detach().mean(1)?,
+            position_mean_logits,
         })
     }
 

@@ -107,6 +107,15 @@ impl LoraAdapter {
         })
     }
 
+    /// The same adapter, detached from autograd.
+    pub fn detached(&self) -> Self {
+        Self {
+            a: self.a.detach(),
+            b: self.b.detach(),
+            scale: self.scale,
+        }
+    }
+
     /// `(α / r) · x Aᵀ Bᵀ`.
     pub fn delta(&self, x: &Tensor) -> Result<Tensor> {
         let down = super::linear_product::linear_product(x, &self.a)?;

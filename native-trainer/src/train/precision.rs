@@ -34,3 +34,12 @@ impl Precision {
         }
     }
 }
+
+/// The dtype statistics and softmaxes run in: f32 for half-precision activations, else the
+/// activations' own.
+pub fn widened(dtype: DType) -> DType {
+    match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        other => other,
+    }
+}

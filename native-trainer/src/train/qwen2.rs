@@ -23,6 +23,12 @@
 //!
 //! Gradient checkpointing (`checkpointed_hidden_states`) keeps only each decoder layer's
 //! input; `LayerTape::backward` recomputes one layer at a time during the backward pass.
+//!
+//! Memory: autograd keeps every intermediate of a chain of primitives until the backward
+//! pass ends, so by default (`FusedOps::ALL`) RMSNorm, RoPE with attention, frozen linear
+//! layers with their bias and LoRA, and SwiGLU with the down projection each run as one op
+//! with its own backward pass (`fused_*.rs`, `rms_norm.rs`), which keeps only its inputs and
+//! output; `FusedOps::NONE` runs the chains above, which the tests compare against.
 
 use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
@@ -30,10 +36,17 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use shared::ModelHyperparameters;
 
+use super::fused_attention::{HeadShape, fused_attention};
+use super::fused_linear::{AdapterWeights, fused_linear};
+use super::fused_mlp::fused_gated_down;
+use super::fused_ops::FusedOps;
 use super::linear_product::linear_product;
 use super::lora::{LoraAdapter, LoraConfig};
 use super::optimization::add_gradients;
-use super::token_layout::TokenLayout;
+use super::precision::widened;
+use super::rms_norm::{fused_rms_norm, rms_norm};
+use super::rope::{Rotary, rotate};
+use super::token_layout::{RowSpan, TokenLayout};
 
 /// Whether a forward pass includes the LoRA adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +137,20 @@ impl Linear {
         })
     }
 
-    fn forward(&self, x: &Tensor, adapters: Adapters) -> Result<Tensor> {
+    /// `fused`: as one op (`fused_linear.rs`) when the weight and bias are frozen.
+    fn forward(&self, x: &Tensor, adapters: Adapters, fused: bool) -> Result<Tensor> {
+        let frozen = !self.weight.track_op() && !self.bias.as_ref().is_some_and(|b| b.track_op());
+        if fused && frozen {
+            let adapter = match adapters {
+                Adapters::On => self.lora.as_ref().map(|lora| AdapterWeights {
+                    a: &lora.a,
+                    b: &lora.b,
+                    scale: lora.scale,
+                }),
+                Adapters::Off => None,
+            };
+            return fused_linear(x, &self.weight, self.bias.as_ref(), adapter);
+        }
         let mut y = linear_product(x, &self.weight)?;
         if let (Some(lora), Adapters::On) = (&self.lora, adapters) {
             y = (y + lora.delta(x)?)?;
@@ -147,6 +173,15 @@ impl Linear {
         Ok(())
     }
 
+    fn detached(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+            lora: self.lora.as_ref().map(LoraAdapter::detached),
+        }
+    }
+
     /// The weight with any adapter folded in.
     fn merged_weight(&self) -> Result<Tensor> {
         match &self.lora {
@@ -160,82 +195,33 @@ fn norm_weight(vb: &VarBuilder, name: &str, size: usize) -> Result<Tensor> {
     vb.get_with_hints(size, &format!("{name}.weight"), Init::Const(1.0))
 }
 
-/// The dtype statistics and softmaxes run in: f32 for half-precision activations, else the
-/// activations' own.
-fn widened(dtype: DType) -> DType {
-    match dtype {
-        DType::BF16 | DType::F16 => DType::F32,
-        other => other,
-    }
-}
-
-/// RMSNorm with its statistics in f32 (or wider) whatever the compute dtype (as transformers'
-/// Qwen2).
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let wide = x.to_dtype(widened(x.dtype()))?;
-    let mean_square = wide.sqr()?.mean_keepdim(D::Minus1)?;
-    wide.broadcast_div(&(mean_square + eps)?.sqrt()?)?
-        .to_dtype(x.dtype())?
-        .broadcast_mul(&weight.to_dtype(x.dtype())?)
-}
-
-/// cos and sin of position × frequency, `(max_positions, head_dim / 2)`.
-struct Rotary {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rotary {
-    fn new(config: &Qwen2Config, dtype: DType, device: &Device) -> Result<Self> {
-        let dim = config.head_dim();
-        let inverse_frequencies: Vec<f64> = (0..dim / 2)
-            .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / dim as f64))
-            .collect();
-        let positions = config.max_position_embeddings.min(32_768);
-        let angles: Vec<f64> = (0..positions)
-            .flat_map(|p| inverse_frequencies.iter().map(move |f| p as f64 * f))
-            .collect();
-        let angles = Tensor::from_vec(angles, (positions, dim / 2), device)?;
-        Ok(Self {
-            cos: angles.cos()?.to_dtype(dtype)?,
-            sin: angles.sin()?.to_dtype(dtype)?,
-        })
-    }
-
-    /// cos and sin at each token's position, `(tokens, 1, head_dim / 2)` each, in `dtype`.
-    fn at(&self, positions: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.cos
-                .index_select(positions, 0)?
-                .unsqueeze(1)?
-                .to_dtype(dtype)?,
-            self.sin
-                .index_select(positions, 0)?
-                .unsqueeze(1)?
-                .to_dtype(dtype)?,
-        ))
-    }
-}
-
-/// Rotates `x` `(tokens, heads, head_dim)` by each token's `(cos, sin)` from `Rotary::at`.
-fn rotate(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
-    let dim = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, dim / 2)?;
-    let x2 = x.narrow(D::Minus1, dim / 2, dim / 2)?;
-    let rotated_1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-    let rotated_2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
-    Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
-}
-
-/// What every layer's attention needs to know about the batch's layout.
-struct AttentionContext<'a> {
+/// What every layer needs to know about the batch: its layout, each slot's rotation, which
+/// fused ops run, and the masks the unfused attention needs.
+struct BatchContext<'a> {
     layout: &'a TokenLayout,
     rotation: (Tensor, Tensor),
-    /// Additive causal mask of the primary rows, `(width, width)`, in the softmax's dtype.
+    fused: FusedOps,
+    /// Every row of `layout`, for the fused attention.
+    spans: Vec<RowSpan>,
+    /// Unfused attention only: the additive causal mask of the primary rows, `(width,
+    /// width)`, in the softmax's dtype; `TokenLayout::continuation_mask`; the parents.
+    masks: Option<AttentionMasks>,
+}
+
+struct AttentionMasks {
     causal: Tensor,
-    /// See `TokenLayout::continuation_mask`.
-    continuation_mask: Option<Tensor>,
+    continuation: Option<Tensor>,
     parents: Option<Tensor>,
+}
+
+impl BatchContext<'_> {
+    fn norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        if self.fused.rms_norm {
+            fused_rms_norm(x, weight, eps)
+        } else {
+            rms_norm(x, weight, eps)
+        }
+    }
 }
 
 struct Attention {
@@ -264,23 +250,42 @@ impl Attention {
     }
 
     /// `x`: `(tokens, hidden)` in the layout of `context`.
-    fn forward(
+    fn forward(&self, x: &Tensor, context: &BatchContext, adapters: Adapters) -> Result<Tensor> {
+        let fused = context.fused.linear;
+        let q = self.q_proj.forward(x, adapters, fused)?;
+        let k = self.k_proj.forward(x, adapters, fused)?;
+        let v = self.v_proj.forward(x, adapters, fused)?;
+        let attended = match &context.masks {
+            None => fused_attention(
+                (&q, &k, &v),
+                &context.rotation,
+                &context.spans,
+                HeadShape {
+                    heads: self.heads,
+                    kv_heads: self.kv_heads,
+                    head_dim: self.head_dim,
+                },
+                context.fused.chunk_bytes,
+            )?,
+            Some(masks) => self.unfused(q, k, v, context, masks)?,
+        };
+        self.o_proj.forward(&attended, adapters, fused)
+    }
+
+    /// RoPE and attention as candle primitives: `(tokens, heads × head_dim)`.
+    fn unfused(
         &self,
-        x: &Tensor,
-        context: &AttentionContext,
-        adapters: Adapters,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        context: &BatchContext,
+        masks: &AttentionMasks,
     ) -> Result<Tensor> {
-        let tokens = x.dim(0)?;
+        let tokens = q.dim(0)?;
         let heads_of = |y: Tensor, heads: usize| y.reshape((tokens, heads, self.head_dim));
-        let q = rotate(
-            &heads_of(self.q_proj.forward(x, adapters)?, self.heads)?,
-            &context.rotation,
-        )?;
-        let k = rotate(
-            &heads_of(self.k_proj.forward(x, adapters)?, self.kv_heads)?,
-            &context.rotation,
-        )?;
-        let v = heads_of(self.v_proj.forward(x, adapters)?, self.kv_heads)?;
+        let q = rotate(&heads_of(q, self.heads)?, &context.rotation)?;
+        let k = rotate(&heads_of(k, self.kv_heads)?, &context.rotation)?;
+        let v = heads_of(v, self.kv_heads)?;
         // `(rows, heads, width, head_dim)` views of a run of token slots.
         let rows_of = |t: &Tensor, start: usize, (rows, width): (usize, usize)| -> Result<Tensor> {
             let heads = t.dim(1)?;
@@ -296,12 +301,12 @@ impl Attention {
             &rows_of(&q, 0, primary)?,
             &self.repeat_kv(k_primary.clone())?,
             &self.repeat_kv(v_primary.clone())?,
-            &context.causal,
+            &masks.causal,
         )?];
         if let (Some(dims), Some(parents), Some(mask)) = (
             context.layout.continuation_dims()?,
-            &context.parents,
-            &context.continuation_mask,
+            &masks.parents,
+            &masks.continuation,
         ) {
             let keys = Tensor::cat(
                 &[
@@ -324,7 +329,7 @@ impl Attention {
                 mask,
             )?);
         }
-        self.o_proj.forward(&Tensor::cat(&outputs, 0)?, adapters)
+        Tensor::cat(&outputs, 0)
     }
 
     /// `softmax(q kᵀ / √d + mask) v` for `(rows, heads, queries, head_dim)` queries; returns
@@ -372,10 +377,15 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor, adapters: Adapters) -> Result<Tensor> {
-        let gated =
-            (self.gate_proj.forward(x, adapters)?.silu()? * self.up_proj.forward(x, adapters)?)?;
-        self.down_proj.forward(&gated, adapters)
+    fn forward(&self, x: &Tensor, adapters: Adapters, fused: FusedOps) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x, adapters, fused.linear)?;
+        let up = self.up_proj.forward(x, adapters, fused.linear)?;
+        let down = &self.down_proj;
+        let down_adapted = adapters == Adapters::On && down.lora.is_some();
+        if fused.mlp && !down_adapted && down.bias.is_none() && !down.weight.track_op() {
+            return fused_gated_down(&gate, &up, &down.weight);
+        }
+        down.forward(&(gate.silu()? * up)?, adapters, fused.linear)
     }
 }
 
@@ -392,19 +402,35 @@ impl Block {
     fn forward(
         &self,
         x: &Tensor,
-        context: &AttentionContext,
+        context: &BatchContext,
         adapters: Adapters,
         eps: f64,
     ) -> Result<Tensor> {
-        let attended =
-            self.attention
-                .forward(&rms_norm(x, &self.input_layernorm, eps)?, context, adapters)?;
-        let x = (x + attended)?;
-        let mixed = self.mlp.forward(
-            &rms_norm(&x, &self.post_attention_layernorm, eps)?,
-            adapters,
-        )?;
+        let normed = context.norm(x, &self.input_layernorm, eps)?;
+        let x = (x + self.attention.forward(&normed, context, adapters)?)?;
+        let normed = context.norm(&x, &self.post_attention_layernorm, eps)?;
+        let mixed = self.mlp.forward(&normed, adapters, context.fused)?;
         x + mixed
+    }
+
+    fn detached(&self) -> Self {
+        let (a, m) = (&self.attention, &self.mlp);
+        Self {
+            input_layernorm: self.input_layernorm.detach(),
+            attention: Attention {
+                q_proj: a.q_proj.detached(),
+                k_proj: a.k_proj.detached(),
+                v_proj: a.v_proj.detached(),
+                o_proj: a.o_proj.detached(),
+                ..*a
+            },
+            post_attention_layernorm: self.post_attention_layernorm.detach(),
+            mlp: Mlp {
+                gate_proj: m.gate_proj.detached(),
+                up_proj: m.up_proj.detached(),
+                down_proj: m.down_proj.detached(),
+            },
+        }
     }
 
     fn linears(&self) -> [&Linear; 7] {
@@ -444,6 +470,7 @@ pub struct Qwen2 {
     rotary: Rotary,
     /// The activations' dtype: f32, or bf16 / f16 under mixed precision.
     compute_dtype: DType,
+    fused: FusedOps,
 }
 
 impl Qwen2 {
@@ -483,7 +510,33 @@ impl Qwen2 {
             lm_head,
             rotary,
             compute_dtype: vb.dtype(),
+            fused: FusedOps::default(),
         })
+    }
+
+    /// Uses `fused` (every fused op by default; `FusedOps::NONE` for candle's primitives only).
+    pub fn set_fused_ops(&mut self, fused: FusedOps) {
+        self.fused = fused;
+    }
+
+    pub fn fused_ops(&self) -> FusedOps {
+        self.fused
+    }
+
+    /// The same model on the same storage with no trainable variable: its forward passes
+    /// build no autograd graph, so scoring without training (evaluation) keeps nothing for a
+    /// backward pass.
+    pub fn detached(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            embed_tokens: self.embed_tokens.detach(),
+            layers: self.layers.iter().map(Block::detached).collect(),
+            norm: self.norm.detach(),
+            lm_head: self.lm_head.as_ref().map(Tensor::detach),
+            rotary: self.rotary.clone(),
+            compute_dtype: self.compute_dtype,
+            fused: self.fused,
+        }
     }
 
     /// Runs the activations in `dtype` (bf16 or f16 for mixed precision; f32 by default, or
@@ -537,8 +590,12 @@ impl Qwen2 {
 
     /// The output head on hidden states `(…, hidden)` → `(…, vocab)`, in the compute dtype.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        linear_product(hidden, head)
+        linear_product(hidden, self.output_head())
+    }
+
+    /// The output head's weight, `(vocab, hidden)`: the embedding's when tied.
+    pub fn output_head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
     /// Attaches LoRA adapters to the `config.target_modules` of every layer, created under
@@ -594,28 +651,38 @@ impl Qwen2 {
             .to_dtype(self.compute_dtype)
     }
 
-    fn attention_context<'a>(&self, layout: &'a TokenLayout) -> Result<AttentionContext<'a>> {
+    fn batch_context<'a>(&self, layout: &'a TokenLayout) -> Result<BatchContext<'a>> {
         let device = self.embed_tokens.device();
         let (_, width) = layout.primary_dims()?;
-        Ok(AttentionContext {
+        let wide = widened(self.compute_dtype);
+        let masks = if self.fused.attention {
+            None
+        } else {
+            Some(AttentionMasks {
+                causal: causal_mask(width, wide, device)?,
+                continuation: layout.continuation_mask(wide, device)?,
+                parents: layout.parent_index(device)?,
+            })
+        };
+        Ok(BatchContext {
             layout,
             rotation: self
                 .rotary
                 .at(&layout.positions(device)?, self.compute_dtype)?,
-            causal: causal_mask(width, widened(self.compute_dtype), device)?,
-            continuation_mask: layout.continuation_mask(widened(self.compute_dtype), device)?,
-            parents: layout.parent_index(device)?,
+            fused: self.fused,
+            spans: layout.spans()?,
+            masks,
         })
     }
 
     fn run(&self, layout: &TokenLayout, adapters: Adapters) -> Result<Tensor> {
-        let context = self.attention_context(layout)?;
+        let context = self.batch_context(layout)?;
         let eps = self.config.rms_norm_eps;
         let mut x = self.embed(layout)?;
         for block in &self.layers {
             x = block.forward(&x, &context, adapters, eps)?;
         }
-        rms_norm(&x, &self.norm, eps)
+        context.norm(&x, &self.norm, eps)
     }
 
     /// As `layout_hidden_states` with the adapters, keeping only each decoder layer's input:
@@ -626,7 +693,7 @@ impl Qwen2 {
         &'a self,
         layout: &'a TokenLayout,
     ) -> Result<(Tensor, LayerTape<'a>)> {
-        let context = self.attention_context(layout)?;
+        let context = self.batch_context(layout)?;
         let eps = self.config.rms_norm_eps;
         let mut x = self.embed(layout)?.detach();
         let mut inputs = Vec::with_capacity(self.layers.len());
@@ -636,7 +703,7 @@ impl Qwen2 {
             x = output;
         }
         let top = Var::from_tensor(&x)?;
-        let hidden = rms_norm(top.as_tensor(), &self.norm, eps)?;
+        let hidden = context.norm(top.as_tensor(), &self.norm, eps)?;
         let tape = LayerTape {
             model: self,
             layout,
@@ -657,6 +724,14 @@ pub struct LayerTape<'a> {
 }
 
 impl LayerTape<'_> {
+    /// Bytes of the layer inputs the tape keeps.
+    pub fn saved_bytes(&self) -> usize {
+        self.inputs
+            .iter()
+            .map(|input| super::memory_profile::storage_bytes(input).1)
+            .sum()
+    }
+
     /// Adds to `grads` the gradients of `vars` through every decoder layer (and the token
     /// embedding), from the gradient `grads` holds for the last layer's output: each layer is
     /// run again from its saved input with a graph, and `sum(output · gradient)` is
@@ -666,7 +741,7 @@ impl LayerTape<'_> {
             return Ok(()); // Nothing reached the layers.
         };
         let model = self.model;
-        let context = model.attention_context(self.layout)?;
+        let context = model.batch_context(self.layout)?;
         let eps = model.config.rms_norm_eps;
         for (block, input) in model.layers.iter().zip(&self.inputs).rev() {
             let x = Var::from_tensor(input)?;

@@ -16,6 +16,26 @@ pub struct TokenLayout {
     pub continuation: Option<Continuation>,
 }
 
+/// One row of a layout as attention reads it: its queries are its own slots, its keys the
+/// slots of its parent's prefix (if any) followed by its own, causally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowSpan {
+    /// The row's first slot in the flat `(tokens, hidden)` matrix.
+    pub start: usize,
+    /// Its slots, padding included.
+    pub len: usize,
+    /// For a continuation row: its parent's index among the rows and how many of the
+    /// parent's leading slots it sees.
+    pub parent: Option<(usize, usize)>,
+}
+
+impl RowSpan {
+    /// How many of the parent's slots come before this row's own keys.
+    pub fn prefix_len(&self) -> usize {
+        self.parent.map_or(0, |(_, seen)| seen)
+    }
+}
+
 pub struct Continuation {
     /// `(rows, width)` token ids, right-padded.
     pub ids: Tensor,
@@ -43,6 +63,29 @@ impl TokenLayout {
             .as_ref()
             .map(|c| c.ids.dims2())
             .transpose()
+    }
+
+    /// Every row, primary rows first, in slot order.
+    pub fn spans(&self) -> Result<Vec<RowSpan>> {
+        let (rows, width) = self.primary_dims()?;
+        let mut spans: Vec<RowSpan> = (0..rows)
+            .map(|row| RowSpan {
+                start: row * width,
+                len: width,
+                parent: None,
+            })
+            .collect();
+        if let Some(c) = &self.continuation {
+            let (_, continuation_width) = c.ids.dims2()?;
+            for (row, (&parent, &seen)) in c.parents.iter().zip(&c.parent_lens).enumerate() {
+                spans.push(RowSpan {
+                    start: rows * width + row * continuation_width,
+                    len: continuation_width,
+                    parent: Some((parent, seen)),
+                });
+            }
+        }
+        Ok(spans)
     }
 
     /// Every token slot's id, primary rows first: `(tokens,)`.

@@ -18,13 +18,17 @@ use super::checkpoint::{
     ARGS_FILE, STATE_FILE, TrainerState, list_checkpoints, load_checkpoint, save_checkpoint,
 };
 use super::dpo_batch::{dpo_step, dpo_step_checkpointed};
+use super::memory_profile::{self as profile, storage_bytes};
 use super::metric_window::MetricWindow;
 use super::optimization::{TrainerOptimizer, accumulate, clip_gradient_norm, learning_rate_factor};
 use super::preference_data::PreferenceData;
+use super::qwen2::LayerTape;
 use super::training_config::{EvalStrategy, TrainingConfig};
 use super::training_model::TrainingModel;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// What `--memory-profile` writes into the output directory.
+pub const MEMORY_PROFILE_FILE: &str = "memory_profile.json";
 
 /// Where `--resume` continues from.
 #[derive(Debug, Clone)]
@@ -52,7 +56,16 @@ fn epoch_batches(pairs: usize, batch_size: usize, seed: u64, epoch: usize) -> Ve
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
-pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOutcome> {
+/// Runs the training `config` describes; `memory_profile` measures the first step's memory
+/// (`memory_profile.rs`) and writes it into the output directory.
+pub fn train(
+    config: &TrainingConfig,
+    resume: Option<Resume>,
+    memory_profile: bool,
+) -> Result<TrainOutcome> {
+    if memory_profile {
+        profile::start();
+    }
     let (model_path, data_path) = config.require_inputs()?;
     let device = config.device()?;
     let output_dir = config.output_dir.clone();
@@ -61,10 +74,18 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
 
     // Model and data.
     tracing::info!("loading {}", model_path.display());
-    let base = BaseModel::load(model_path, &device)?;
     let lora = config.lora_config().map_err(anyhow::Error::msg)?;
+    // Frozen LoRA weights are read straight into the compute dtype; full fine-tuning's
+    // trainable copies are f32.
+    let weights_dtype = match lora {
+        Some(_) => config.precision().compute_dtype(),
+        None => candle_core::DType::F32,
+    };
+    let mut base = BaseModel::load_as(model_path, &device, weights_dtype)?;
     let mut model = TrainingModel::new(&base, lora.as_ref(), config.seed, config.precision())?;
+    base.release_weights();
     let pad_id = base.pad_token_id();
+    profile::mark("model loaded (weights)");
     let mut train_data = PreferenceData::load(data_path, &base.text, config)?;
     let mut eval_data = match &config.eval_dataset_name {
         Some(path) => Some(PreferenceData::load(path, &base.text, config)?),
@@ -90,6 +111,7 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         }
         model.drop_reference();
     }
+    profile::mark("preference data tokenized");
 
     // Schedule.
     let batches_per_epoch = train_data
@@ -162,6 +184,7 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
 
     let started = std::time::Instant::now();
     let first_step = state.global_step;
+    let mut profiling = memory_profile;
     while state.global_step < max_steps {
         // The next accumulation group, within the current epoch.
         if state.next_batch >= batches.len() {
@@ -180,22 +203,37 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
         // Forward and backward over the group.
         let mut grads = None;
         for indices in group {
+            profile::mark("before the step");
             let (batch, reference) = train_data.batch(indices, &model, config, &device, pad_id)?;
+            profile::mark("reference pass");
             let (loss, metrics, tape) = if config.gradient_checkpointing {
                 dpo_step_checkpointed(&model.policy, &batch, &reference, &loss_config)?
             } else {
                 let (loss, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
                 (loss, metrics, None)
             };
+            let kept_inputs = tape.as_ref().map_or(0, LayerTape::saved_bytes);
+            profile::census(&loss, &model.policy.config, kept_inputs);
+            profile::mark("loss");
             let mut micro_grads = (loss / group.len() as f64)?.backward()?;
+            profile::mark("backward: loss to the last layer");
             if let Some(tape) = tape {
                 // Checkpointed: the layers' gradients, one recomputed layer at a time.
                 tape.backward(&mut micro_grads, &vars)?;
+                profile::mark("backward: decoder layers, recomputed");
             }
             accumulate(&mut grads, micro_grads, &vars)?;
             state.pending.record(&metrics);
         }
         let mut grads = grads.expect("a group has at least one batch");
+        if profiling {
+            profile::gradients(
+                vars.iter()
+                    .filter_map(|v| grads.get(v.as_tensor()))
+                    .map(|g| storage_bytes(g).1)
+                    .sum(),
+            );
+        }
         let grad_norm = clip_gradient_norm(&mut grads, &vars, config.max_grad_norm)?;
 
         // Update.
@@ -208,6 +246,19 @@ pub fn train(config: &TrainingConfig, resume: Option<Resume>) -> Result<TrainOut
             );
         optimizer.set_learning_rate(learning_rate);
         optimizer.step(&grads)?;
+        if profiling {
+            profile::mark("optimizer step (AdamW moments)");
+            drop(grads);
+            if let Some(recorded) = profile::finish() {
+                let table = profile::table(&recorded);
+                progress.suspend(|| eprintln!("memory profile of the first step:\n{table}"));
+                std::fs::write(
+                    output_dir.join(MEMORY_PROFILE_FILE),
+                    serde_json::to_string_pretty(&recorded)?,
+                )?;
+            }
+            profiling = false;
+        }
         state.global_step += 1;
         state.next_batch = group_end;
         state.optimizer_steps = optimizer.steps_taken();
@@ -361,9 +412,11 @@ pub fn evaluate(
     let mut window = MetricWindow::default();
     let indices: Vec<usize> = (0..data.pairs.len()).collect();
     let loss_config = config.loss_config();
+    // Scoring only: no graph, so nothing is kept for a backward pass.
+    let policy = model.policy.detached();
     for chunk in indices.chunks(config.per_device_eval_batch_size) {
         let (batch, reference) = data.batch(chunk, model, config, device, pad_id)?;
-        let (_, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
+        let (_, metrics) = dpo_step(&policy, &batch, &reference, &loss_config)?;
         window.record(&metrics);
     }
     Ok(window.means("eval_"))
