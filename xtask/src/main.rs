@@ -9,6 +9,9 @@
 //!   tok/s of every engine on the real model, as a table.
 //! - `bench-train`: DPO step time of `dpo train` and of TRL (through Python) on the same
 //!   models and data, as a table.
+//! - `bench-train-memory [FLAGS]`: peak memory and s/step of one LoRA DPO step of `dpo train`
+//!   beside TRL at 256 to 2,048 tokens, with and without gradient checkpointing, and where
+//!   our peak goes (`bench_train_memory.rs`).
 //! - `bench-export`: KL divergence and top-1 agreement of every `dpo export` preset against
 //!   the f32 model (and llama.cpp's own Q4_K_M, through Python), and export times for
 //!   Qwen2.5-1.5B's shapes (`native-trainer/benches/export_quality.rs`).
@@ -30,6 +33,7 @@
 
 mod bench;
 mod bench_train;
+mod bench_train_memory;
 mod cuda_build;
 mod gpu_bundle;
 mod gpu_engine_bundle;
@@ -73,6 +77,7 @@ fn run_command() -> Result<()> {
         "test" => test(&rest),
         "bench" => bench::run(&rest),
         "bench-train" => bench_train::run(&rest),
+        "bench-train-memory" => bench_train_memory::run(&rest),
         "bench-export" => bench_export(),
         "bench-browser" => bench_browser(),
         "build-cuda" => {
@@ -99,6 +104,7 @@ fn run_command() -> Result<()> {
                  test [TEST ARGS…]  fetch the test model and run every test (extra args go to cargo test)\n  \
                  bench [FLAGS]      prefill / decode tok/s of every engine on the real model\n  \
                  bench-train        DPO step time of `dpo train` beside TRL on the CPU\n  \
+                 bench-train-memory peak memory and s/step of one DPO step beside TRL, 256-2,048 tokens\n  \
                  bench-export       quantization error and export time of every `dpo export` preset\n  \
                  bench-browser      load time, first token and decode tok/s of the web app in headless Chromium\n  \
                  bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients\n  \
