@@ -383,7 +383,9 @@ fn assert_as_accurate(exact: &Step, chain: &Step, fused: &Step, checkpointed: bo
         "{what}: gradients off the f32 ones by {fused_total:.2e} fused, {chain_total:.2e} chained \
          (sum of relative errors)"
     );
-    println!("{what}: gradients off the f32 ones by {fused_total:.2e} fused, {chain_total:.2e} chained");
+    println!(
+        "{what}: gradients off the f32 ones by {fused_total:.2e} fused, {chain_total:.2e} chained"
+    );
 }
 
 #[test]

@@ -55,9 +55,9 @@ impl Backward for GatedDownBackward {
 /// `silu(gate) · up`: one pass on the CPU (`vector_math::swiglu`), candle's ops elsewhere.
 fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     match (gate.device(), gate.dtype()) {
-        (Device::Cpu, candle_core::DType::F32) => {
-            gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &Swiglu)
-        }
+        (Device::Cpu, candle_core::DType::F32) => gate
+            .contiguous()?
+            .apply_op2_no_bwd(&up.contiguous()?, &Swiglu),
         _ => gate.silu()? * up,
     }
 }
@@ -158,4 +158,3 @@ impl CustomOp3 for SwigluBackward {
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }
-

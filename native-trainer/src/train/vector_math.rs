@@ -63,7 +63,10 @@ pub fn max_scaled(values: &[f32], scale: f32) -> f32 {
                 }
             }
             let tail = chunks.remainder().iter().map(|&v| v * scale);
-            lanes.into_iter().chain(tail).fold(f32::NEG_INFINITY, f32::max)
+            lanes
+                .into_iter()
+                .chain(tail)
+                .fold(f32::NEG_INFINITY, f32::max)
         },
         values,
         scale
@@ -78,7 +81,11 @@ pub fn exp_scaled_shifted(
     shift: f32,
     out: &mut [MaybeUninit<f32>],
 ) -> f32 {
-    assert_eq!(values.len(), out.len(), "exp_scaled_shifted: lengths differ");
+    assert_eq!(
+        values.len(),
+        out.len(),
+        "exp_scaled_shifted: lengths differ"
+    );
     with_simd!(
         |values: &[f32], scale: f32, shift: f32, out: &mut [MaybeUninit<f32>]| -> f32 {
             let mut lanes = [0f32; 16];
@@ -108,7 +115,10 @@ pub fn exp_scaled_shifted(
 
 /// SwiGLU: `out[i] = silu(gate[i]) · up[i]`, `silu(g) = g / (1 + e⁻ᵍ)`.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
-    assert!(gate.len() == up.len() && up.len() == out.len(), "swiglu: lengths differ");
+    assert!(
+        gate.len() == up.len() && up.len() == out.len(),
+        "swiglu: lengths differ"
+    );
     with_simd!(
         |gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]| -> () {
             for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
@@ -132,7 +142,9 @@ pub fn swiglu_backward(
 ) {
     let n = grad.len();
     assert!(
-        [gate.len(), up.len(), gate_grad.len(), up_grad.len()].iter().all(|&l| l == n),
+        [gate.len(), up.len(), gate_grad.len(), up_grad.len()]
+            .iter()
+            .all(|&l| l == n),
         "swiglu_backward: lengths differ"
     );
     with_simd!(
