@@ -7,22 +7,26 @@
 //! passes (scale, mask, max, shift, exp, sum, divide), each allocating a chunk-sized tensor.
 //! Elsewhere (CUDA) they are those candle ops, with the mask as an additive −∞ tensor.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Device, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, D, DType, Device, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use super::vector_math::{exp_scaled_shifted, max_scaled};
 
-/// `softmax(scale · scores)` over each row's visible keys, 0 beyond them: `scores` f32
-/// `(…, queries, keys)`; query `i` sees keys `0..visible + i`.
+/// `softmax(scale · scores)` over each row's visible keys, 0 beyond them: `scores`
+/// `(…, queries, keys)`; query `i` sees keys `0..visible + i`. The one-pass kernel for f32 on
+/// the CPU, candle's ops for any other device or dtype.
 pub fn causal_softmax(scores: &Tensor, scale: f64, visible: usize) -> Result<Tensor> {
     let op = CausalSoftmax { scale, visible };
-    match scores.device() {
-        Device::Cpu => scores.contiguous()?.apply_op1_no_bwd(&op),
-        _ => op.with_candle_ops(scores),
+    if is_cpu_f32(scores) {
+        scores.contiguous()?.apply_op1_no_bwd(&op)
+    } else {
+        op.with_candle_ops(scores)
     }
 }
 
-/// The scores' gradient from the probabilities `P` and their gradient `dP` (f32, same shape):
+/// The scores' gradient from the probabilities `P` and their gradient `dP` (same shape):
 /// `scale · P ∘ (dP − rowsum(dP ∘ P))`.
 pub fn causal_softmax_backward(
     probabilities: &Tensor,
@@ -30,12 +34,18 @@ pub fn causal_softmax_backward(
     scale: f64,
 ) -> Result<Tensor> {
     let op = SoftmaxBackward { scale };
-    match probabilities.device() {
-        Device::Cpu => probabilities
+    if is_cpu_f32(probabilities) && probability_grad.dtype() == DType::F32 {
+        probabilities
             .contiguous()?
-            .apply_op2_no_bwd(&probability_grad.contiguous()?, &op),
-        _ => op.with_candle_ops(probabilities, probability_grad),
+            .apply_op2_no_bwd(&probability_grad.contiguous()?, &op)
+    } else {
+        op.with_candle_ops(probabilities, probability_grad)
     }
+}
+
+/// Whether the CPU kernels take `tensor`: f32 on the CPU.
+fn is_cpu_f32(tensor: &Tensor) -> bool {
+    matches!(tensor.device(), Device::Cpu) && tensor.dtype() == DType::F32
 }
 
 struct CausalSoftmax {
@@ -50,7 +60,9 @@ impl CausalSoftmax {
             [.., queries, keys] => (*queries, *keys),
             dims => candle_core::bail!("causal-softmax: scores of shape {dims:?}"),
         };
-        let mask = self.mask(queries, keys, scores.device())?;
+        let mask = self
+            .mask(queries, keys, scores.device())?
+            .to_dtype(scores.dtype())?;
         candle_nn::ops::softmax(&(scores * self.scale)?.broadcast_add(&mask)?, D::Minus1)
     }
 

@@ -52,6 +52,34 @@ impl Backward for GatedDownBackward {
     }
 }
 
+/// `silu(gate) · up` as one op with its own backward pass, for a down projection this op
+/// cannot take (trained, adapted or with a bias): the same SwiGLU values as
+/// `fused_gated_down`, so a policy whose down projection carries an adapter and its reference
+/// pass without one score with the same numbers, bit for bit.
+pub fn fused_swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let value = gated(&gate.detach(), &up.detach())?;
+    attach(value, &[gate, up], SwigluOpBackward)
+}
+
+struct SwigluOpBackward;
+
+impl Backward for SwigluOpBackward {
+    fn name(&self) -> &'static str {
+        "fused-swiglu"
+    }
+
+    fn backward(
+        &self,
+        args: &[&Tensor],
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let (gate, up) = (args[0].detach(), args[1].detach());
+        let (gate_grad, up_grad) = gated_backward(grad, &gate, &up)?;
+        Ok(vec![Some(gate_grad), Some(up_grad)])
+    }
+}
+
 /// `silu(gate) · up`: one pass on the CPU (`vector_math::swiglu`), candle's ops elsewhere.
 fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     match (gate.device(), gate.dtype()) {

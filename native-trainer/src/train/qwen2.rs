@@ -38,7 +38,7 @@ use shared::ModelHyperparameters;
 
 use super::fused_attention::{HeadShape, fused_attention};
 use super::fused_linear::{AdapterWeights, fused_linear};
-use super::fused_mlp::fused_gated_down;
+use super::fused_mlp::{fused_gated_down, fused_swiglu};
 use super::fused_ops::FusedOps;
 use super::linear_product::linear_product;
 use super::lora::{LoraAdapter, LoraConfig};
@@ -382,10 +382,13 @@ impl Mlp {
         let up = self.up_proj.forward(x, adapters, fused.linear)?;
         let down = &self.down_proj;
         let down_adapted = adapters == Adapters::On && down.lora.is_some();
-        if fused.mlp && !down_adapted && down.bias.is_none() && !down.weight.track_op() {
+        if !fused.mlp {
+            return down.forward(&(gate.silu()? * up)?, adapters, fused.linear);
+        }
+        if !down_adapted && down.bias.is_none() && !down.weight.track_op() {
             return fused_gated_down(&gate, &up, &down.weight);
         }
-        down.forward(&(gate.silu()? * up)?, adapters, fused.linear)
+        down.forward(&fused_swiglu(&gate, &up)?, adapters, fused.linear)
     }
 }
 

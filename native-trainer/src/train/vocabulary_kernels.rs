@@ -4,7 +4,9 @@
 //! exponentials (`vector_math.rs`), rows spread over the cores, where candle's ops take four
 //! passes and a slice-sized tensor each; elsewhere (CUDA) they are those candle ops.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, D, Device, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, D, DType, Device, Layout, Result, Shape, Tensor,
+};
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
@@ -14,8 +16,8 @@ use super::vector_math::{exp_scaled_shifted, max_scaled};
 /// Per row of f32 `logits` `(positions, width)`: `(max, Σ exp(z − max), Σ z)`, each
 /// `(positions, 1)`.
 pub fn slice_statistics(logits: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    match logits.device() {
-        Device::Cpu => {
+    match (logits.device(), logits.dtype()) {
+        (Device::Cpu, DType::F32) => {
             let stats = logits.contiguous()?.apply_op1_no_bwd(&SliceStatistics)?;
             Ok((
                 stats.narrow(1, 0, 1)?,
@@ -34,8 +36,8 @@ pub fn slice_statistics(logits: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
 /// `−grad · exp(logits − log_sum)` for f32 `logits` `(positions, width)`, `log_sum` and
 /// `grad` `(positions, 1)`: the softmax's part of the logits' gradient.
 pub fn softmax_spread(logits: &Tensor, log_sum: &Tensor, grad: &Tensor) -> Result<Tensor> {
-    match logits.device() {
-        Device::Cpu => logits.contiguous()?.apply_op3_no_bwd(
+    match (logits.device(), logits.dtype(), grad.dtype()) {
+        (Device::Cpu, DType::F32, DType::F32) => logits.contiguous()?.apply_op3_no_bwd(
             &log_sum.contiguous()?,
             &grad.contiguous()?,
             &SoftmaxSpread,
