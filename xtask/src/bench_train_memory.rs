@@ -552,26 +552,27 @@ fn print_profiles(rows: &[(usize, bool, Option<Run>, Option<Run>)]) {
         );
     }
     println!(
-        "\n`kept by the layers`: what autograd keeps for the backward pass when the loss is computed, by kind:\n"
+        "\n`kept for backward`: what autograd keeps for the backward pass when the loss is computed, by kind:\n"
     );
     for (length, checkpointed, _, ours) in rows {
-        if let Some(kinds) = ours
-            .as_ref()
-            .and_then(|o| o.profile.as_ref())
-            .and_then(|p| p["saved_for_backward"].as_object())
-        {
-            let parts: Vec<String> = kinds
-                .iter()
-                .map(|(kind, bytes)| {
-                    format!("{kind} {:.0} MB", bytes.as_f64().unwrap_or(0.0) / 1e6)
-                })
-                .collect();
+        if let Some(profile) = ours.as_ref().and_then(|o| o.profile.as_ref()) {
             println!(
                 "- {length} tokens, checkpointing {checkpointed}: {}",
-                parts.join("; ")
+                kept_by_kind(profile)
             );
         }
     }
+}
+
+/// A profile's tensors kept for the backward pass, by kind: `kind 12 MB; …`.
+fn kept_by_kind(profile: &Value) -> String {
+    let parts: Vec<String> = profile["saved_for_backward"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(kind, bytes)| format!("{kind} {:.0} MB", bytes.as_f64().unwrap_or(0.0) / 1e6))
+        .collect();
+    parts.join("; ")
 }
 
 /// Qwen2.5-1.5B's shapes (random weights), 4 pairs of 512 + 512 tokens, checkpointed.
@@ -641,13 +642,11 @@ fn qwen_1_5b(
     }
     if let Some(profile) = ours.as_ref().and_then(|o| o.profile.as_ref()) {
         println!(
-            "\n`dpo train --memory-profile` (heap MB): {}",
-            serde_json::to_string(&profile["saved_for_backward"])?
-        );
-        println!(
-            "weights {:.0} MB, heap peak {:.0} MB",
+            "\n`dpo train --memory-profile`: weights {:.0} MB, heap peak {:.0} MB; kept for \
+             backward: {}",
             profile["marks"][1]["live"].as_f64().unwrap_or(0.0) / 1e6,
-            profile["peak"].as_f64().unwrap_or(0.0) / 1e6
+            profile["peak"].as_f64().unwrap_or(0.0) / 1e6,
+            kept_by_kind(profile)
         );
     }
     Ok(())
