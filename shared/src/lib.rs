@@ -4,6 +4,7 @@
 //! the server and the browser app read models, tokenize, render chat prompts and exchange
 //! preference pairs with one and the same code.
 
+pub mod api;
 pub mod chat_message;
 pub mod chat_template;
 pub mod cpu_engine;

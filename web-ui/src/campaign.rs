@@ -8,7 +8,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde::Deserialize;
+use shared::api::CampaignInfo;
 
 use crate::browser_storage;
 use crate::server_api;
@@ -43,48 +43,6 @@ fn accept_invite_link() {
     );
     if let Ok(history) = window.history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&clean));
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct InvitedAnnotator {
-    pub name: Option<String>,
-    /// `valid`, `revoked`, `unknown` or `missing`.
-    pub status: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-pub struct PromptProgress {
-    pub prompts: u64,
-    pub complete: u64,
-    pub labels: u64,
-    pub labels_wanted: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CampaignInfo {
-    /// `open` or `invite`.
-    pub access: String,
-    /// Under invite access: who this browser's token belongs to.
-    pub annotator: Option<InvitedAnnotator>,
-    pub guidelines: Option<String>,
-    pub own_prompts: bool,
-    pub battle_share: f64,
-    pub prompts: PromptProgress,
-}
-
-impl CampaignInfo {
-    /// Why this browser may not label, if it may not.
-    pub fn sign_in_problem(&self) -> Option<&'static str> {
-        if self.access != "invite" {
-            return None;
-        }
-        match self.annotator.as_ref().map(|a| a.status.as_str()) {
-            Some("valid") => None,
-            Some("revoked") => Some("Your invite has been revoked; ask the campaign's lead."),
-            Some("unknown") => Some("This invite is not known to the server; ask for a new link."),
-            _ => Some("This server labels by invitation: open the invite link you were sent."),
-        }
     }
 }
 

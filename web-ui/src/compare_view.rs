@@ -16,6 +16,7 @@
 use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use shared::api::NextPrompt;
 use shared::engine::StopHandle;
 use shared::preference_pair::PAIR_SCHEMA_VERSION;
 use shared::{Candidate, ChatMessage, ModelManifest, PreferencePair, Role, SamplingParams, Vote};
@@ -29,7 +30,7 @@ use crate::guidelines_view::{GuidelinesOverlay, GuidelinesSection};
 use crate::loaded_model::{self, LoadedModel};
 use crate::markdown_view::Markdown;
 use crate::model_loader::{LoadPhase, ModelLoader, load_battle_opponent};
-use crate::server_api::{self, ServedPrompt};
+use crate::server_api;
 use crate::vote_queue::VoteQueue;
 
 /// Temperature of the sampled side when the settings ask for greedy decoding.
@@ -51,7 +52,7 @@ enum PromptSource {
     /// No prompt set on the server: the labeller writes the prompt.
     Own,
     Loading,
-    Served(ServedPrompt),
+    Served(NextPrompt),
     /// The prompt set has nothing left for this annotator.
     NoneLeft,
     Failed(String),

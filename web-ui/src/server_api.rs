@@ -5,8 +5,8 @@
 //! `Authorization` header.
 
 use js_sys::Promise;
-use serde::Deserialize;
 use shared::ModelManifest;
+use shared::api::{ApiError, CampaignInfo, ModelList, NextPrompt};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
@@ -36,11 +36,6 @@ pub fn js_error_text(error: &JsValue) -> String {
         return String::from(error.message());
     }
     error.as_string().unwrap_or_else(|| format!("{error:?}"))
-}
-
-#[derive(Deserialize)]
-struct ModelList {
-    versions: Vec<ModelManifest>,
 }
 
 /// The versions the server offers, oldest first.
@@ -102,26 +97,17 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| format!("{url}: unexpected answer: {e}"))
 }
 
-pub async fn campaign(token: Option<&str>) -> Result<crate::campaign::CampaignInfo, String> {
+pub async fn campaign(token: Option<&str>) -> Result<CampaignInfo, String> {
     get_json("/api/campaign", token)
         .await?
         .ok_or_else(|| "/api/campaign: empty answer".to_string())
-}
-
-/// A prompt of the campaign's prompt set, handed to this annotator.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ServedPrompt {
-    pub id: String,
-    pub conversation: Vec<shared::ChatMessage>,
-    /// The two answers' seeds (the same for every annotator of this prompt).
-    pub seeds: [u64; 2],
 }
 
 /// The next prompt for this annotator, or `None` when none is left for them.
 pub async fn next_prompt(
     token: Option<&str>,
     annotator: &str,
-) -> Result<Option<ServedPrompt>, String> {
+) -> Result<Option<NextPrompt>, String> {
     let url = format!(
         "/api/prompts/next?annotator={}",
         String::from(js_sys::encode_uri_component(annotator))
@@ -151,15 +137,5 @@ pub async fn post_pair(json: &str, token: Option<&str>) -> Result<Submission, St
 
 /// The `field: reason` of the server's error body, or the body itself.
 pub fn error_reason(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            let error = v.get("error")?;
-            Some(format!(
-                "{}: {}",
-                error.get("field")?.as_str()?,
-                error.get("reason")?.as_str()?
-            ))
-        })
-        .unwrap_or_else(|| body.to_string())
+    ApiError::describe(body)
 }

@@ -6,20 +6,10 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
-use clap::ValueEnum;
-use serde::Serialize;
+use shared::api::AccessMode;
 
 use crate::store::PairStore;
 use crate::store::annotator_records::{TokenCheck, token_hash};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccessMode {
-    /// Anonymous labelling: anyone who can reach the server may vote.
-    Open,
-    /// Only invited annotators, each with their bearer token.
-    Invite,
-}
 
 /// Why a request may not label: its status and reason.
 pub type Refusal = (StatusCode, &'static str);

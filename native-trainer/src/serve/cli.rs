@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use shared::api::AccessMode;
 use shared::trl_rows::TrlStyle;
 
-use super::annotator_access::AccessMode;
 use super::commit_queue::CommitQueue;
 use super::http_api::{AppState, chat_template_of, router};
 use super::model_catalog::ModelCatalog;
@@ -53,7 +53,7 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
     /// Who may label: `open` (anyone who reaches the server, pseudonymous) or `invite`
     /// (annotators from `dpo annotators add`, each with their bearer token).
-    #[arg(long, value_enum, default_value = "open")]
+    #[arg(long, default_value = "open", value_parser = access_values())]
     pub access: AccessMode,
     /// Labelling guidelines (Markdown) the app shows before the first vote and from its help.
     #[arg(long, value_name = "FILE.md")]
@@ -212,4 +212,11 @@ pub fn run_pairs(command: &PairsCommand) -> Result<()> {
         serde_json::json!({ "pairs": pairs, "rows": rows, "out": args.out })
     );
     Ok(())
+}
+
+/// `--access`: `open` or `invite`, listed in `--help`.
+fn access_values() -> impl clap::builder::TypedValueParser<Value = AccessMode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["open", "invite"])
+        .map(|value| value.parse().expect("a listed value parses"))
 }

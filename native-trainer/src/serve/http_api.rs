@@ -35,12 +35,15 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use shared::api::{
+    AccessMode, ApiError, CampaignInfo, InviteStatus, InvitedAnnotator, ModelList, NextPrompt,
+    PairReceipt,
+};
 use shared::trl_rows::TrlStyle;
 use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::annotator_access::{AccessMode, bearer_token, invited_annotator};
+use super::annotator_access::{bearer_token, invited_annotator};
 use super::commit_queue::CommitQueue;
 use super::compressed_files::CompressedFiles;
 use super::dashboard_data::dashboard_data;
@@ -100,8 +103,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// A JSON error response naming the field at fault.
 fn error(status: StatusCode, field: &str, reason: impl Into<String>) -> Response {
-    let body = json!({ "error": { "field": field, "reason": reason.into() } });
-    (status, axum::Json(body)).into_response()
+    (status, axum::Json(ApiError::new(field, reason))).into_response()
 }
 
 fn too_many(retry_after: std::time::Duration, who: &str) -> Response {
@@ -220,12 +222,20 @@ async fn submit_pair(
     match state.queue.submit(pair, canonical).await {
         Ok(InsertOutcome::Created(id)) => (
             StatusCode::CREATED,
-            axum::Json(json!({ "id": id, "idempotency_key": key })),
+            axum::Json(PairReceipt {
+                id,
+                idempotency_key: key,
+                replayed: false,
+            }),
         )
             .into_response(),
         Ok(InsertOutcome::Replayed(id)) => (
             StatusCode::OK,
-            axum::Json(json!({ "id": id, "idempotency_key": key, "replayed": true })),
+            axum::Json(PairReceipt {
+                id,
+                idempotency_key: key,
+                replayed: true,
+            }),
         )
             .into_response(),
         Ok(InsertOutcome::KeyReused(_)) => error(
@@ -248,7 +258,10 @@ async fn submit_pair(
 }
 
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({ "versions": state.catalog.versions() })).into_response()
+    axum::Json(ModelList {
+        versions: state.catalog.versions(),
+    })
+    .into_response()
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
@@ -319,12 +332,12 @@ async fn next_prompt(
     let lease_ms = state.prompt_lease.as_millis() as i64;
     match tokio::task::spawn_blocking(move || store.next_prompt(&annotator, now_ms, lease_ms)).await
     {
-        Ok(Ok(Some(prompt))) => axum::Json(json!({
-            "id": prompt.id,
-            "conversation": prompt.conversation,
-            "seeds": prompt_seeds(&prompt.id),
-            "lease_seconds": state.prompt_lease.as_secs(),
-        }))
+        Ok(Ok(Some(prompt))) => axum::Json(NextPrompt {
+            seeds: prompt_seeds(&prompt.id),
+            id: prompt.id,
+            conversation: prompt.conversation,
+            lease_seconds: state.prompt_lease.as_secs(),
+        })
         .into_response(),
         Ok(Ok(None)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => {
@@ -343,16 +356,17 @@ fn is_plain_id(id: &str) -> bool {
 }
 
 async fn campaign(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let invited = |name, status| Some(InvitedAnnotator { name, status });
     let annotator = match (state.access, bearer_token(&headers)) {
         (AccessMode::Invite, Some(_)) => {
             match invited_annotator(state.access, &state.store, &headers).await {
-                Ok(name) => json!({ "name": name, "status": "valid" }),
-                Err((StatusCode::FORBIDDEN, _)) => json!({ "name": null, "status": "revoked" }),
-                Err(_) => json!({ "name": null, "status": "unknown" }),
+                Ok(name) => invited(name, InviteStatus::Valid),
+                Err((StatusCode::FORBIDDEN, _)) => invited(None, InviteStatus::Revoked),
+                Err(_) => invited(None, InviteStatus::Unknown),
             }
         }
-        (AccessMode::Invite, None) => json!({ "name": null, "status": "missing" }),
-        (AccessMode::Open, _) => json!(null),
+        (AccessMode::Invite, None) => invited(None, InviteStatus::Missing),
+        (AccessMode::Open, _) => None,
     };
     let store = state.store.clone();
     let progress = tokio::task::spawn_blocking(move || store.prompt_progress())
@@ -360,14 +374,14 @@ async fn campaign(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    axum::Json(json!({
-        "access": state.access,
-        "annotator": annotator,
-        "guidelines": state.guidelines,
-        "own_prompts": state.allow_own_prompts || progress.prompts == 0,
-        "battle_share": battle_share(&state),
-        "prompts": progress,
-    }))
+    axum::Json(CampaignInfo {
+        access: state.access,
+        annotator,
+        guidelines: state.guidelines.clone(),
+        own_prompts: state.allow_own_prompts || progress.prompts == 0,
+        battle_share: battle_share(&state),
+        prompts: progress,
+    })
     .into_response()
 }
 

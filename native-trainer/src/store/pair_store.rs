@@ -12,7 +12,9 @@ use serde::Serialize;
 use shared::PreferencePair;
 
 use super::annotator_records::{AnnotatorRecord, TokenCheck};
-use super::prompt_set::{NewPrompt, PromptImport, PromptProgress, ServedPrompt};
+use shared::api::PromptProgress;
+
+use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt};
 
 /// What happened to one submitted pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,9 @@ use time::format_description::well_known::Rfc3339;
 use super::annotator_records::{AnnotatorRecord, TokenCheck};
 use super::migrations::{MIGRATIONS, VERSIONS_TABLE};
 use super::pair_store::{InsertOutcome, PairStats, PairStore, PromptRefusal, stats_from_counts};
-use super::prompt_set::{NewPrompt, PromptImport, PromptProgress, ServedPrompt, conversation_key};
+use shared::api::PromptProgress;
+
+use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
 
 /// The advisory lock that serialises handing out prompts across servers on one database.
 const PROMPT_LEASE_LOCK: i64 = 0x6470_6f5f_6c65_6173;

@@ -30,16 +30,6 @@ pub struct PromptImport {
     pub duplicates: u64,
 }
 
-/// Labelling progress over the whole prompt set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct PromptProgress {
-    pub prompts: u64,
-    /// Prompts with all the labels they want.
-    pub complete: u64,
-    pub labels: u64,
-    pub labels_wanted: u64,
-}
-
 /// Two conversations are the same prompt when their roles match and their texts match after
 /// trimming and collapsing runs of whitespace.
 pub fn conversation_key(conversation: &[ChatMessage]) -> String {

@@ -13,7 +13,9 @@ use time::format_description::well_known::Rfc3339;
 use super::annotator_records::{AnnotatorRecord, TokenCheck};
 use super::migrations::{MIGRATIONS, VERSIONS_TABLE};
 use super::pair_store::{InsertOutcome, PairStats, PairStore, PromptRefusal, stats_from_counts};
-use super::prompt_set::{NewPrompt, PromptImport, PromptProgress, ServedPrompt, conversation_key};
+use shared::api::PromptProgress;
+
+use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
 
 pub struct SqlitePairStore {
     connection: Mutex<Connection>,

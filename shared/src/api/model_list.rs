@@ -1,0 +1,10 @@
+//! `GET /api/models`: the served model versions' manifests, oldest first.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelManifest;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub versions: Vec<ModelManifest>,
+}
