@@ -6,92 +6,63 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde_json::Value;
+use shared::api::{CurvePoint, Dashboard};
 
 use crate::server_api;
 use crate::svg_plots::{bar_chart, interval_chart, line_chart};
 
-fn number(value: &Value) -> Option<f64> {
-    value.as_f64()
+fn figure(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.3}"))
 }
 
-fn figure(value: &Value) -> String {
-    number(value).map_or_else(|| "-".into(), |v| format!("{v:.3}"))
-}
-
-fn plots(data: &Value) -> AnyView {
-    let rows = |key: &str| data[key].as_array().cloned().unwrap_or_default();
-    let per_day: Vec<(String, f64)> = rows("labels_per_day")
+fn plots(data: &Dashboard) -> AnyView {
+    let per_day: Vec<(String, f64)> = data
+        .labels_per_day
         .iter()
-        .map(|r| {
-            (
-                r["day"].as_str().unwrap_or("").to_string(),
-                number(&r["labels"]).unwrap_or(0.0),
-            )
-        })
+        .map(|r| (r.day.clone(), r.labels as f64))
         .collect();
-    let per_annotator: Vec<(String, f64)> = rows("labels_per_annotator")
+    let per_annotator: Vec<(String, f64)> = data
+        .labels_per_annotator
         .iter()
-        .map(|r| {
-            (
-                r["annotator"].as_str().unwrap_or("").to_string(),
-                number(&r["labels"]).unwrap_or(0.0),
-            )
-        })
+        .map(|r| (r.annotator.clone(), r.labels as f64))
         .collect();
-    let agreement = &data["agreement"];
-    let majority: Vec<(String, f64)> = agreement["majority"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, m)| {
-            let compared = number(&m["compared"])?;
-            (compared > 0.0).then(|| {
-                (
-                    name.clone(),
-                    number(&m["agreeing"]).unwrap_or(0.0) / compared,
-                )
-            })
-        })
-        .collect();
-    let ratings: Vec<(String, f64, f64, f64)> = rows("versions")
+    let agreement = &data.agreement;
+    let majority: Vec<(String, f64)> = agreement
+        .majority
         .iter()
-        .filter_map(|v| {
-            Some((
-                v["version"].as_str()?.to_string(),
-                number(&v["rating"])?,
-                number(&v["rating_low"])?,
-                number(&v["rating_high"])?,
-            ))
-        })
+        .filter_map(|(name, m)| Some((name.clone(), m.share()?)))
         .collect();
-    let curves = |metric: &str| -> Vec<(String, Vec<(f64, f64)>)> {
-        rows("training")
+    let ratings: Vec<(String, f64, f64, f64)> = data
+        .versions
+        .iter()
+        .filter_map(|v| Some((v.version.clone(), v.rating?, v.rating_low?, v.rating_high?)))
+        .collect();
+    let curves = |metric: fn(&CurvePoint) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
+        data.training
             .iter()
             .map(|run| {
-                let points = run["points"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| Some((number(&p["step"])?, number(&p[metric])?)))
+                let points = run
+                    .points
+                    .iter()
+                    .filter_map(|p| Some((p.step as f64, metric(p)?)))
                     .collect();
-                (run["version"].as_str().unwrap_or("").to_string(), points)
+                (run.version.clone(), points)
             })
             .collect()
     };
-    let prompts = &data["prompts"];
-    let cohen = agreement["cohen"].as_array().cloned().unwrap_or_default();
+    let prompts = &data.prompts;
+    let cohen = agreement.cohen.clone();
     view! {
         <p data-testid="dashboard-summary">
             {format!(
                 "{} labels · prompt set: {} of {} prompts complete, {} of {} labels · Fleiss' kappa {} over {} comparisons",
-                data["labels"],
-                prompts["complete"],
-                prompts["prompts"],
-                prompts["labels"],
-                prompts["labels_wanted"],
-                figure(&agreement["fleiss_kappa"]),
-                agreement["fleiss_comparisons"],
+                data.labels,
+                prompts.complete,
+                prompts.prompts,
+                prompts.labels,
+                prompts.labels_wanted,
+                figure(agreement.fleiss_kappa),
+                agreement.fleiss_comparisons,
             )}
         </p>
         <div class="plots">
@@ -99,17 +70,17 @@ fn plots(data: &Value) -> AnyView {
             {bar_chart("Labels per annotator", "plot-labels-per-annotator", per_annotator, None)}
             {bar_chart("Agreement with the majority", "plot-agreement", majority, Some(1.0))}
             {interval_chart("Rating per version (Bradley–Terry, 95% interval)", "plot-ratings", ratings)}
-            {line_chart("Training loss per round", "plot-training-loss", curves("loss"))}
-            {line_chart("rewards/accuracies per round", "plot-training-accuracies", curves("rewards/accuracies"))}
+            {line_chart("Training loss per round", "plot-training-loss", curves(|p| p.loss))}
+            {line_chart("rewards/accuracies per round", "plot-training-accuracies", curves(|p| p.rewards_accuracies))}
         </div>
         <table data-testid="cohen-kappa">
             <thead><tr><th>"Annotators"</th><th>"Shared comparisons"</th><th>"Cohen's kappa"</th></tr></thead>
             <tbody>
                 {cohen.into_iter().map(|c| view! {
                     <tr>
-                        <td>{format!("{} · {}", c["first"].as_str().unwrap_or(""), c["second"].as_str().unwrap_or(""))}</td>
-                        <td>{c["shared_comparisons"].to_string()}</td>
-                        <td>{figure(&c["kappa"])}</td>
+                        <td>{format!("{} · {}", c.first, c.second)}</td>
+                        <td>{c.shared_comparisons.to_string()}</td>
+                        <td>{figure(c.kappa)}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
@@ -121,7 +92,7 @@ fn plots(data: &Value) -> AnyView {
 #[component]
 pub fn DashboardView() -> impl IntoView {
     let token = RwSignal::new(String::new());
-    let data = RwSignal::new(None::<Value>);
+    let data = RwSignal::new(None::<Dashboard>);
     let error = RwSignal::new(None::<String>);
     let open = move || {
         let admin = token.get_untracked();

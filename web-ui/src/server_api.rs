@@ -6,7 +6,7 @@
 
 use js_sys::Promise;
 use shared::ModelManifest;
-use shared::api::{ApiError, CampaignInfo, ModelList, NextPrompt};
+use shared::api::{ApiError, CampaignInfo, Dashboard, ModelList, NextPrompt};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestInit, Response};
@@ -116,7 +116,7 @@ pub async fn next_prompt(
 }
 
 /// The admin dashboard's figures.
-pub async fn dashboard(admin_token: &str) -> Result<serde_json::Value, String> {
+pub async fn dashboard(admin_token: &str) -> Result<Dashboard, String> {
     get_json("/api/admin/dashboard", Some(admin_token))
         .await?
         .ok_or_else(|| "/api/admin/dashboard: empty answer".to_string())

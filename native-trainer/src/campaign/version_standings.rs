@@ -2,24 +2,10 @@
 //! the dashboard show it: its Bradley–Terry rating with the 95% interval and the battles
 //! behind it, and its win rate against the version it was trained from.
 
-use serde::Serialize;
+use shared::api::VersionStanding;
 use shared::{ModelManifest, PreferencePair};
 
 use super::version_ratings::{battles, rate_versions, win_rate_against};
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VersionStanding {
-    pub version: String,
-    pub parent_version: Option<String>,
-    /// `None` until the version has fought a battle.
-    pub rating: Option<f64>,
-    pub rating_low: Option<f64>,
-    pub rating_high: Option<f64>,
-    pub battles: usize,
-    /// Points per battle against the parent (ties half).
-    pub win_rate_vs_parent: Option<f64>,
-    pub battles_vs_parent: usize,
-}
 
 /// One standing per version, in the order given (oldest first).
 pub fn version_standings(

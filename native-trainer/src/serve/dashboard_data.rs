@@ -7,17 +7,14 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use shared::api::{AnnotatorLabels, CurvePoint, Dashboard, DayLabels, TrainingCurve};
 
 use super::model_catalog::ModelCatalog;
 use crate::campaign::version_standings::version_standings;
 use crate::store::PairStore;
 use crate::store::annotator_agreement::agreement;
 
-/// The metrics a training curve shows, under TRL's names.
-const CURVE_METRICS: [&str; 2] = ["loss", "rewards/accuracies"];
-
-pub fn dashboard_data(store: &dyn PairStore, catalog: &ModelCatalog) -> Result<Value> {
+pub fn dashboard_data(store: &dyn PairStore, catalog: &ModelCatalog) -> Result<Dashboard> {
     let pairs = store.all_pairs()?;
     let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
     let mut per_annotator: BTreeMap<&str, u64> = BTreeMap::new();
@@ -27,33 +24,45 @@ pub fn dashboard_data(store: &dyn PairStore, catalog: &ModelCatalog) -> Result<V
         *per_annotator.entry(pair.annotator_id.as_str()).or_default() += 1;
     }
     let versions = catalog.versions();
-    let training: Vec<Value> = versions
+    let training = versions
         .iter()
         .filter_map(|manifest| {
             let file = catalog.file(&manifest.version, "metrics.jsonl")?;
             let text = std::fs::read_to_string(&file.path).ok()?;
-            let points: Vec<Value> = text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .filter(|line| line.get("step").is_some() && line.get("loss").is_some())
-                .map(|line| {
-                    let mut point = json!({ "step": line["step"] });
-                    for metric in CURVE_METRICS {
-                        point[metric] = line.get(metric).cloned().unwrap_or(Value::Null);
-                    }
-                    point
-                })
-                .collect();
-            Some(json!({ "version": manifest.version, "points": points }))
+            Some(TrainingCurve {
+                version: manifest.version.clone(),
+                points: text.lines().filter_map(curve_point).collect(),
+            })
         })
         .collect();
-    Ok(json!({
-        "labels": pairs.len(),
-        "labels_per_day": per_day.iter().map(|(day, n)| json!({"day": day, "labels": n})).collect::<Vec<_>>(),
-        "labels_per_annotator": per_annotator.iter().map(|(a, n)| json!({"annotator": a, "labels": n})).collect::<Vec<_>>(),
-        "prompts": store.prompt_progress()?,
-        "agreement": agreement(&pairs),
-        "versions": version_standings(&versions, &pairs),
-        "training": training,
-    }))
+    Ok(Dashboard {
+        labels: pairs.len() as u64,
+        labels_per_day: per_day
+            .into_iter()
+            .map(|(day, labels)| DayLabels { day, labels })
+            .collect(),
+        labels_per_annotator: per_annotator
+            .into_iter()
+            .map(|(annotator, labels)| AnnotatorLabels {
+                annotator: annotator.to_string(),
+                labels,
+            })
+            .collect(),
+        prompts: store.prompt_progress()?,
+        agreement: agreement(&pairs),
+        versions: version_standings(&versions, &pairs),
+        training,
+    })
+}
+
+/// A `metrics.jsonl` line's point on the curves, if it is a logged training step (it has a
+/// `step` and a `loss`).
+fn curve_point(line: &str) -> Option<CurvePoint> {
+    let line: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).ok()?;
+    let metric = |name: &str| line.get(name).and_then(serde_json::Value::as_f64);
+    Some(CurvePoint {
+        step: line.get("step")?.as_u64()?,
+        loss: Some(metric("loss")?),
+        rewards_accuracies: metric("rewards/accuracies"),
+    })
 }

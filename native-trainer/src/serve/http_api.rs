@@ -37,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use shared::api::{
     AccessMode, ApiError, CampaignInfo, InviteStatus, InvitedAnnotator, ModelList, NextPrompt,
-    PairReceipt,
+    PairReceipt, StatsReport,
 };
 use shared::trl_rows::TrlStyle;
 use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
@@ -266,14 +266,12 @@ async fn list_models(State(state): State<Arc<AppState>>) -> Response {
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
     let worker = state.clone();
-    let figures = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
-        let counts = worker.store.stats()?;
-        let progress = worker.store.prompt_progress()?;
-        let standings = version_standings(&worker.catalog.versions(), &worker.store.all_pairs()?);
-        let mut figures = serde_json::to_value(counts)?;
-        figures["prompts"] = serde_json::to_value(progress)?;
-        figures["versions"] = serde_json::to_value(standings)?;
-        Ok(figures)
+    let figures = tokio::task::spawn_blocking(move || -> anyhow::Result<StatsReport> {
+        Ok(StatsReport {
+            pairs: worker.store.stats()?,
+            prompts: worker.store.prompt_progress()?,
+            versions: version_standings(&worker.catalog.versions(), &worker.store.all_pairs()?),
+        })
     })
     .await;
     match figures {

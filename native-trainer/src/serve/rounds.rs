@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use shared::ModelManifest;
 
 use super::model_catalog::ModelCatalog;
-use crate::campaign::version_standings::{VersionStanding, version_standings};
+use shared::api::VersionStanding;
+
+use crate::campaign::version_standings::version_standings;
 use crate::store::open_store;
 
 #[derive(Args, Debug)]

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use shared::api::{AgreementReport, CohenKappa, MajorityAgreement};
 use shared::{PreferencePair, Vote};
 
 use super::vote_selection::comparison_key;
@@ -35,36 +35,6 @@ fn category(pair: &PreferencePair) -> usize {
         Vote::Tie => 2,
         Vote::BothBad => 3,
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CohenKappa {
-    pub first: String,
-    pub second: String,
-    pub shared_comparisons: usize,
-    pub kappa: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-pub struct MajorityAgreement {
-    /// Labels compared with a strict majority of the others.
-    pub compared: usize,
-    pub agreeing: usize,
-}
-
-impl MajorityAgreement {
-    pub fn share(&self) -> Option<f64> {
-        (self.compared > 0).then(|| self.agreeing as f64 / self.compared as f64)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct AgreementReport {
-    pub cohen: Vec<CohenKappa>,
-    /// Comparisons with two or more labels.
-    pub fleiss_comparisons: usize,
-    pub fleiss_kappa: Option<f64>,
-    pub majority: BTreeMap<String, MajorityAgreement>,
 }
 
 /// Each comparison's labels: annotator → category (first label per annotator).

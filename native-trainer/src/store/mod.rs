@@ -18,5 +18,5 @@ pub mod sqlite_store;
 pub mod store_url;
 pub mod vote_selection;
 
-pub use pair_store::{InsertOutcome, PairStats, PairStore, PromptRefusal};
+pub use pair_store::{InsertOutcome, PairStore, PromptRefusal};
 pub use store_url::{is_store_url, open_store};

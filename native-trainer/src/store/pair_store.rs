@@ -5,14 +5,11 @@
 //! the prompt's own conversation. The same stores keep the prompt sets (with leases on
 //! handed-out prompts) and the invited annotators.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
-use serde::Serialize;
 use shared::PreferencePair;
 
 use super::annotator_records::{AnnotatorRecord, TokenCheck};
-use shared::api::PromptProgress;
+use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt};
 
@@ -50,16 +47,6 @@ impl PromptRefusal {
             PromptRefusal::Complete => "this prompt has all the labels it wants",
         }
     }
-}
-
-/// Counts for `GET /api/stats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PairStats {
-    pub total: u64,
-    /// Per vote (`a`, `b`, `tie`, `both_bad`).
-    pub by_vote: BTreeMap<String, u64>,
-    /// Per model version: pairs with a candidate from it, per vote.
-    pub by_model_version: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 pub trait PairStore: Send + Sync + 'static {

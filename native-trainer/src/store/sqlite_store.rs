@@ -12,8 +12,8 @@ use time::format_description::well_known::Rfc3339;
 
 use super::annotator_records::{AnnotatorRecord, TokenCheck};
 use super::migrations::{MIGRATIONS, VERSIONS_TABLE};
-use super::pair_store::{InsertOutcome, PairStats, PairStore, PromptRefusal, stats_from_counts};
-use shared::api::PromptProgress;
+use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_counts};
+use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
 
