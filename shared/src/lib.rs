@@ -28,7 +28,7 @@ pub use gguf_metadata::{Architecture, GgufError, GgufModel, ModelHyperparameters
 pub use gguf_vocabulary::GgufVocabulary;
 pub use model_manifest::{ManifestFile, ModelManifest, TrainingRunSummary};
 pub use model_text::ModelText;
-pub use pair_limits::{PairLimits, ValidationError};
+pub use pair_limits::{PairLimits, PairRejection, ValidationError};
 pub use preference_pair::{Candidate, ModelRef, PreferencePair, Vote};
 pub use sampling::SamplingParams;
 pub use seeded_rng::SplitMix64;

@@ -47,7 +47,49 @@ impl ValidationError {
     }
 }
 
+/// A submitted pair refused, with the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairRejection {
+    /// Not the JSON of a pair (HTTP 400).
+    Malformed(ValidationError),
+    /// A pair outside the limits (HTTP 422).
+    Invalid(ValidationError),
+}
+
+impl PairRejection {
+    pub fn error(&self) -> &ValidationError {
+        match self {
+            Self::Malformed(error) | Self::Invalid(error) => error,
+        }
+    }
+}
+
 impl PairLimits {
+    /// Reads a submitted pair as `POST /api/pairs` does: the JSON (a malformed document's error
+    /// says where), the invited annotator in place of the body's when the server names one,
+    /// then these limits.
+    pub fn read_submission(
+        &self,
+        text: &str,
+        invited_annotator: Option<String>,
+    ) -> Result<PreferencePair, PairRejection> {
+        let mut pair: PreferencePair = serde_json::from_str(text).map_err(|e| {
+            PairRejection::Malformed(ValidationError::new(
+                "$",
+                format!(
+                    "invalid pair at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            ))
+        })?;
+        if let Some(name) = invited_annotator {
+            pair.annotator_id = name;
+        }
+        self.validate(&pair).map_err(PairRejection::Invalid)?;
+        Ok(pair)
+    }
+
     /// Checks every field; returns the first problem found, in document order.
     pub fn validate(&self, pair: &PreferencePair) -> Result<(), ValidationError> {
         if !(OLDEST_PAIR_SCHEMA_VERSION..=PAIR_SCHEMA_VERSION).contains(&pair.schema_version) {

@@ -88,19 +88,14 @@ pub struct PreferencePair {
 }
 
 impl PreferencePair {
-    /// Parses and validates a JSON document; errors name the field at fault.
-    pub fn from_json(text: &str) -> Result<Self, crate::pair_limits::ValidationError> {
-        let pair: PreferencePair = serde_json::from_str(text).map_err(|e| {
-            crate::pair_limits::ValidationError::new(
-                "$",
-                format!(
-                    "invalid JSON at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        crate::pair_limits::PairLimits::default().validate(&pair)?;
-        Ok(pair)
+    /// The comparison this pair labels: its prompt and its two candidate texts, in either
+    /// order. Labels with one key judged the same two answers to the same prompt.
+    pub fn comparison_key(&self) -> String {
+        let mut texts = [
+            self.candidate_a.text.as_str(),
+            self.candidate_b.text.as_str(),
+        ];
+        texts.sort();
+        serde_json::to_string(&(&self.conversation, texts)).expect("strings serialize")
     }
 }

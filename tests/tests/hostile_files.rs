@@ -24,7 +24,8 @@ use native_trainer::train::base_model::BaseModel;
 use native_trainer::train::preference_file::read_preference_file;
 use shared::gguf_header_check::{FieldKind, check_header};
 use shared::{
-    Candidate, ChatMessage, GgufModel, ModelRef, ModelText, PreferencePair, SamplingParams, Vote,
+    Candidate, ChatMessage, GgufModel, ModelRef, ModelText, PairLimits, PreferencePair,
+    SamplingParams, Vote,
 };
 
 #[global_allocator]
@@ -363,7 +364,7 @@ fn mutated_pair_json_is_refused_with_a_field_or_accepted_never_crash() {
         voted_at: time::macros::datetime!(2026-11-01 10:00:09 UTC),
     };
     let original = serde_json::to_string(&pair).unwrap();
-    let baseline = PreferencePair::from_json(&original);
+    let baseline = PairLimits::default().read_submission(&original, None);
     let started = Instant::now();
     let (mut refused, mut accepted) = (0, 0);
     const CASES: u64 = 10_000;
@@ -374,13 +375,16 @@ fn mutated_pair_json_is_refused_with_a_field_or_accepted_never_crash() {
         let what = format!("pair JSON seed {seed} ({mutation:?})");
         let outcome = run_case(&what, bytes.len(), || {
             let text = String::from_utf8_lossy(&bytes);
-            PreferencePair::from_json(&text)
+            PairLimits::default().read_submission(&text, None)
         });
         match outcome {
             Ok(_) => accepted += 1,
-            Err(error) => {
+            Err(rejection) => {
                 refused += 1;
-                assert!(!error.field.is_empty(), "{what}: the error names no field");
+                assert!(
+                    !rejection.error().field.is_empty(),
+                    "{what}: the error names no field"
+                );
             }
         }
     }

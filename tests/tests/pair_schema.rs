@@ -3,8 +3,8 @@
 
 use shared::trl_rows::{preferences, to_trl_rows};
 use shared::{
-    Candidate, ChatMessage, ChatTemplate, ModelRef, PairLimits, PreferencePair, SamplingParams,
-    TrlRow, TrlStyle, Vote,
+    Candidate, ChatMessage, ChatTemplate, ModelRef, PairLimits, PairRejection, PreferencePair,
+    SamplingParams, TrlRow, TrlStyle, Vote,
 };
 use time::macros::datetime;
 
@@ -62,23 +62,31 @@ fn json_round_trip_uses_snake_case_votes_and_rfc3339_times() {
         !json.contains("edited_answer"),
         "absent edit is omitted: {json}"
     );
-    let parsed = PreferencePair::from_json(&json).unwrap();
+    let parsed = PairLimits::default().read_submission(&json, None).unwrap();
     assert_eq!(parsed, original);
+}
+
+/// The refusal of a document that is not a pair (`400`).
+fn submission_error(text: &str) -> shared::ValidationError {
+    match PairLimits::default().read_submission(text, None) {
+        Err(PairRejection::Malformed(error)) => error,
+        other => panic!("expected a malformed-pair refusal, got {other:?}"),
+    }
 }
 
 #[test]
 fn malformed_json_and_unknown_fields_are_rejected_with_a_location() {
-    let error = PreferencePair::from_json("{\"schema_version\": 1,").unwrap_err();
+    let error = submission_error("{\"schema_version\": 1,");
     assert!(error.reason.contains("line 1"), "{error}");
 
     let mut value = serde_json::to_value(pair(Vote::A)).unwrap();
     value["vote"] = "c".into();
-    let error = PreferencePair::from_json(&value.to_string()).unwrap_err();
+    let error = submission_error(&value.to_string());
     assert!(error.reason.contains("unknown variant `c`"), "{error}");
 
     let mut value = serde_json::to_value(pair(Vote::A)).unwrap();
     value["surprise"] = 1.into();
-    let error = PreferencePair::from_json(&value.to_string()).unwrap_err();
+    let error = submission_error(&value.to_string());
     assert!(error.reason.contains("surprise"), "{error}");
 }
 

@@ -40,7 +40,7 @@ use shared::api::{
     PairReceipt, StatsReport,
 };
 use shared::trl_rows::TrlStyle;
-use shared::{ChatTemplate, GgufModel, PairLimits, PreferencePair};
+use shared::{ChatTemplate, GgufModel, PairLimits, PairRejection};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::annotator_access::{bearer_token, invited_annotator};
@@ -154,30 +154,19 @@ async fn submit_pair(
             );
         }
     };
-    let mut pair = match serde_json::from_str::<PreferencePair>(text) {
+    let pair = match PairLimits::default().read_submission(text, invited) {
         Ok(pair) => pair,
-        Err(e) => {
+        Err(PairRejection::Malformed(malformed)) => {
+            return error(StatusCode::BAD_REQUEST, &malformed.field, malformed.reason);
+        }
+        Err(PairRejection::Invalid(invalid)) => {
             return error(
-                StatusCode::BAD_REQUEST,
-                "$",
-                format!(
-                    "invalid pair at line {} column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &invalid.field,
+                invalid.reason,
             );
         }
     };
-    if let Some(name) = invited {
-        pair.annotator_id = name;
-    }
-    if let Err(invalid) = PairLimits::default().validate(&pair) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &invalid.field,
-            invalid.reason,
-        );
-    }
     if pair.prompt_id.is_none() && !own_prompts_allowed(&state).await {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,5 +1,5 @@
 //! How far annotators agree, over comparisons labelled more than once (the same prompt and
-//! the same two answers, `vote_selection::comparison_key`; a served prompt's fixed seeds make
+//! the same two answers, `PreferencePair::comparison_key`; a served prompt's fixed seeds make
 //! its labels such repeats). A label's category is which of the two texts won — the first or
 //! the second in sorted order, so the random sides do not matter — or tie, or both bad; an
 //! annotator's later labels of a comparison they labelled before are left out.
@@ -17,8 +17,6 @@ use std::collections::BTreeMap;
 
 use shared::api::{AgreementReport, CohenKappa, MajorityAgreement};
 use shared::{PreferencePair, Vote};
-
-use super::vote_selection::comparison_key;
 
 const CATEGORIES: usize = 4;
 
@@ -42,7 +40,7 @@ fn labelled_comparisons(pairs: &[PreferencePair]) -> Vec<BTreeMap<String, usize>
     let mut comparisons: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for pair in pairs {
         comparisons
-            .entry(comparison_key(pair))
+            .entry(pair.comparison_key())
             .or_default()
             .entry(pair.annotator_id.clone())
             .or_insert_with(|| category(pair));

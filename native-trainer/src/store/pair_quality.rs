@@ -15,7 +15,7 @@ use shared::PreferencePair;
 
 use super::annotator_agreement::agreement as annotator_agreement;
 use super::store_url::open_store;
-use super::vote_selection::{comparison_key, label_outcome};
+use super::vote_selection::label_outcome;
 
 #[derive(Args, Debug)]
 pub struct PairQualityArgs {
@@ -47,7 +47,7 @@ pub fn run(args: &PairQualityArgs) -> Result<()> {
             .entry(pair.vote.as_str())
             .or_default() += 1;
         comparisons
-            .entry(comparison_key(pair))
+            .entry(pair.comparison_key())
             .or_default()
             .push(pair);
     }

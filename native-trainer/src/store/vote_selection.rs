@@ -103,16 +103,6 @@ pub fn label_outcome(pair: &PreferencePair) -> (String, Option<String>) {
     (winner, pair.edited_answer.clone())
 }
 
-/// The comparison a pair labels: its prompt and its two candidate texts, in either order.
-pub fn comparison_key(pair: &PreferencePair) -> String {
-    let mut texts = [
-        pair.candidate_a.text.as_str(),
-        pair.candidate_b.text.as_str(),
-    ];
-    texts.sort();
-    serde_json::to_string(&(&pair.conversation, texts)).expect("strings serialize")
-}
-
 /// The pairs to train on, in storage order (one per comparison), and how they were chosen.
 pub fn select_votes(
     pairs: Vec<PreferencePair>,
@@ -159,9 +149,9 @@ pub fn select_votes(
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     let mut order = Vec::new();
     for (index, pair) in matching.iter().enumerate() {
-        let members = groups.entry(comparison_key(pair)).or_default();
+        let members = groups.entry(pair.comparison_key()).or_default();
         if members.is_empty() {
-            order.push(comparison_key(pair));
+            order.push(pair.comparison_key());
         }
         members.push(index);
     }
