@@ -13,7 +13,7 @@ use serde_json::Value;
 use shared::{ChatTemplate, GgufModel, ModelText, TextTokenizer};
 
 use super::gguf_import::load_tensors;
-use super::qwen2::Qwen2Config;
+use super::qwen2_config::Qwen2Config;
 use super::safetensors_reader::read_tensors;
 
 /// The chat template and special tokens as text, to write an HF `tokenizer_config.json`.

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Storage, Tensor};
 use serde::Serialize;
 
-use super::qwen2::Qwen2Config;
+use super::qwen2_config::Qwen2Config;
 use crate::process_allocator::{live_bytes, peak_bytes, reset_peak};
 
 static RECORDING: AtomicBool = AtomicBool::new(false);

@@ -30,6 +30,7 @@ pub mod precision;
 pub mod preference_data;
 pub mod preference_file;
 pub mod qwen2;
+pub mod qwen2_config;
 pub mod rms_norm;
 pub mod rope;
 pub mod safetensors_reader;
@@ -44,4 +45,5 @@ pub mod vote_source;
 
 pub use fused_ops::FusedOps;
 pub use lora::LoraConfig;
-pub use qwen2::{Qwen2, Qwen2Config};
+pub use qwen2::Qwen2;
+pub use qwen2_config::Qwen2Config;

@@ -5,7 +5,7 @@
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::qwen2::Qwen2Config;
+use super::qwen2_config::Qwen2Config;
 
 /// cos and sin of position × frequency, `(max_positions, head_dim / 2)`.
 #[derive(Clone)]
