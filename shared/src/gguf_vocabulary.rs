@@ -6,13 +6,10 @@
 
 use serde_json::Value;
 
-use crate::tokenizer::{LLAMA3_PATTERN, QWEN2_PATTERN, TextTokenizer, TokenizerError};
-
-/// llama.cpp's `llama_token_type` values.
-pub const TOKEN_TYPE_NORMAL: i32 = 1;
-pub const TOKEN_TYPE_CONTROL: i32 = 3;
-pub const TOKEN_TYPE_USER_DEFINED: i32 = 4;
-pub const TOKEN_TYPE_UNUSED: i32 = 5;
+use crate::tokenizer::{
+    LLAMA3_PATTERN, QWEN2_PATTERN, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_UNUSED,
+    TOKEN_TYPE_USER_DEFINED, TextTokenizer, TokenizerError,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufVocabulary {
