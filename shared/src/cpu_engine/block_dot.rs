@@ -15,6 +15,7 @@
 //! | Q5_K | 176 / 256 | d, dmin, 12 scale bytes, qh[32] (bit s of byte l: weight l of sub-block s's fifth bit), 128 bytes as Q4_K |
 //! | Q6_K | 210 / 256 | ql[128], qh[64], 16 i8 scales (one per 16 weights), d f16; q = 6 bits − 32 |
 
+use super::block_fields::{BITS_TO_FIFTH, half, k_scale_min};
 use super::q8_activations::{Q8_BLOCK, Q8Block, dot_i8_half};
 use crate::engine::BlockType;
 
@@ -168,28 +169,6 @@ pub fn unpacked_dot(row: &[UnpackedBlock], xq: &[Q8Block]) -> f32 {
     total
 }
 
-/// f16 bits as f32 (subnormals included).
-pub fn f16_to_f32(bits: u16) -> f32 {
-    let sign = u32::from(bits >> 15) << 31;
-    let exponent = u32::from((bits >> 10) & 0x1F);
-    let mantissa = u32::from(bits & 0x3FF);
-    let magnitude = match (exponent, mantissa) {
-        (0, 0) => 0,
-        (0, m) => {
-            // Subnormal: m · 2^-24.
-            let value = m as f32 * f32::powi(2.0, -24);
-            return if sign == 0 { value } else { -value };
-        }
-        (0x1F, m) => (0xFF << 23) | (m << 13),
-        (e, m) => ((e + 112) << 23) | (m << 13),
-    };
-    f32::from_bits(sign | magnitude)
-}
-
-pub(super) fn half(bytes: &[u8], at: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
-}
-
 fn dot_f32(row: &[u8], x: &[f32]) -> f32 {
     let mut sums = [0f32; 8];
     for (chunk, xs) in row.chunks_exact(32).zip(x.chunks_exact(8)) {
@@ -251,22 +230,6 @@ fn unpack_q4_1(block: &[u8], out: &mut [UnpackedBlock]) {
     };
 }
 
-/// For each byte value, its 8 bits as 8 bytes of 0 or 16 (a fifth bit in place), so that a
-/// Q5_0 block's 32 fifth bits are spread with 4 lookups (llama.cpp's trick).
-pub(super) const BITS_TO_FIFTH: [[u8; 8]; 256] = {
-    let mut table = [[0u8; 8]; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let mut bit = 0;
-        while bit < 8 {
-            table[byte][bit] = (((byte >> bit) & 1) << 4) as u8;
-            bit += 1;
-        }
-        byte += 1;
-    }
-    table
-};
-
 fn unpack_q5_0(block: &[u8], out: &mut [UnpackedBlock]) {
     let d = half(block, 0);
     let mut quants = nibbles(&block[6..22]);
@@ -292,20 +255,6 @@ fn unpack_q8_0(block: &[u8], out: &mut [UnpackedBlock]) {
         scales: [d; 2],
         offset: 0.0,
     };
-}
-
-/// Sub-block `j`'s 6-bit scale and minimum from a K-quant block's 12 scale bytes.
-#[inline(always)]
-pub(super) fn k_scale_min(scales: &[u8], j: usize) -> (f32, f32) {
-    let (scale, min) = if j < 4 {
-        (scales[j] & 63, scales[j + 4] & 63)
-    } else {
-        (
-            (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4),
-            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
-        )
-    };
-    (f32::from(scale), f32::from(min))
 }
 
 /// Q4_K and Q5_K: 8 sub-blocks of 32; `high_bit(s, l)` is weight l of sub-block s's fifth

@@ -5,6 +5,7 @@
 //! natively). candle's `quantized_qwen2` is the reference it is tested against.
 
 pub mod block_dot;
+mod block_fields;
 pub mod cpu_qwen2;
 pub mod q8_activations;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

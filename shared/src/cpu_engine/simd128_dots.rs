@@ -12,7 +12,7 @@ use core::arch::wasm32::{
     v128_or,
 };
 
-use super::block_dot::{BITS_TO_FIFTH, half, k_scale_min};
+use super::block_fields::{BITS_TO_FIFTH, half, k_scale_min};
 use super::q8_activations::Q8Block;
 
 /// Σ w · x over 16 8-bit lanes.
