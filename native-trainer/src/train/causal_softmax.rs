@@ -7,11 +7,10 @@
 //! passes (scale, mask, max, shift, exp, sum, divide), each allocating a chunk-sized tensor.
 //! Elsewhere (CUDA) they are those candle ops, with the mask as an additive −∞ tensor.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, D, DType, Device, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_tensor::{contiguous_f32, is_cpu_f32};
 use super::vector_math::{exp_scaled_shifted, max_scaled};
 
 /// `softmax(scale · scores)` over each row's visible keys, 0 beyond them: `scores`
@@ -34,18 +33,13 @@ pub fn causal_softmax_backward(
     scale: f64,
 ) -> Result<Tensor> {
     let op = SoftmaxBackward { scale };
-    if is_cpu_f32(probabilities) && probability_grad.dtype() == DType::F32 {
+    if is_cpu_f32(probabilities) && is_cpu_f32(probability_grad) {
         probabilities
             .contiguous()?
             .apply_op2_no_bwd(&probability_grad.contiguous()?, &op)
     } else {
         op.with_candle_ops(probabilities, probability_grad)
     }
-}
-
-/// Whether the CPU kernels take `tensor`: f32 on the CPU.
-fn is_cpu_f32(tensor: &Tensor) -> bool {
-    matches!(tensor.device(), Device::Cpu) && tensor.dtype() == DType::F32
 }
 
 struct CausalSoftmax {
@@ -83,22 +77,13 @@ impl CausalSoftmax {
     }
 }
 
-/// The contiguous f32 values of a CPU tensor.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let all = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => candle_core::bail!("causal-softmax: the scores are not contiguous"),
-    }
-}
-
 impl CustomOp1 for CausalSoftmax {
     fn name(&self) -> &'static str {
         "causal-softmax"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let scores = values(storage, layout)?;
+        let scores = contiguous_f32(storage, layout, "causal-softmax")?;
         let shape = layout.shape();
         let (queries, keys) = match shape.dims() {
             [.., queries, keys] => (*queries, *keys),
@@ -153,7 +138,10 @@ impl CustomOp2 for SoftmaxBackward {
         g_storage: &CpuStorage,
         g_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (probabilities, grads) = (values(p_storage, p_layout)?, values(g_storage, g_layout)?);
+        let (probabilities, grads) = (
+            contiguous_f32(p_storage, p_layout, "causal-softmax-backward")?,
+            contiguous_f32(g_storage, g_layout, "causal-softmax-backward")?,
+        );
         let keys = *p_layout.shape().dims().last().unwrap_or(&1);
         let scale = self.scale as f32;
         let mut out = vec![0f32; probabilities.len()];

@@ -9,9 +9,10 @@
 //! holds `H` and the two gradients, where candle's ops would hold six more tensors of the
 //! MLP's width at once.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_tensor::{contiguous_f32, is_cpu_f32};
 use super::custom_backward::{Backward, attach};
 use super::linear_product::linear_product;
 use super::vector_math::{swiglu, swiglu_backward};
@@ -82,11 +83,11 @@ impl Backward for SwigluOpBackward {
 
 /// `silu(gate) · up`: one pass on the CPU (`vector_math::swiglu`), candle's ops elsewhere.
 fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    match (gate.device(), gate.dtype()) {
-        (Device::Cpu, candle_core::DType::F32) => gate
-            .contiguous()?
-            .apply_op2_no_bwd(&up.contiguous()?, &Swiglu),
-        _ => gate.silu()? * up,
+    if is_cpu_f32(gate) {
+        gate.contiguous()?
+            .apply_op2_no_bwd(&up.contiguous()?, &Swiglu)
+    } else {
+        gate.silu()? * up
     }
 }
 
@@ -94,7 +95,7 @@ fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 /// holds the two results and nothing else; candle's ops elsewhere (the formula of candle's
 /// own silu backward, intermediates dropped as soon as they are used).
 fn gated_backward(grad: &Tensor, gate: &Tensor, up: &Tensor) -> Result<(Tensor, Tensor)> {
-    if let (Device::Cpu, candle_core::DType::F32) = (gate.device(), gate.dtype()) {
+    if is_cpu_f32(gate) {
         let both = grad.contiguous()?.apply_op3_no_bwd(
             &gate.contiguous()?,
             &up.contiguous()?,
@@ -109,15 +110,6 @@ fn gated_backward(grad: &Tensor, gate: &Tensor, up: &Tensor) -> Result<(Tensor, 
     drop((silu, sigmoid));
     let gate_grad = ((grad * up)? * slope)?;
     Ok((gate_grad, up_grad))
-}
-
-/// The contiguous f32 values of a CPU tensor.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let all = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => candle_core::bail!("swiglu: a tensor is not contiguous"),
-    }
 }
 
 /// Rows of work for the threads.
@@ -137,7 +129,10 @@ impl CustomOp2 for Swiglu {
         up: &CpuStorage,
         up_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (gate, up) = (values(gate, gate_layout)?, values(up, up_layout)?);
+        let (gate, up) = (
+            contiguous_f32(gate, gate_layout, "swiglu")?,
+            contiguous_f32(up, up_layout, "swiglu")?,
+        );
         let mut out = Vec::with_capacity(gate.len());
         out.spare_capacity_mut()
             .par_chunks_mut(PIECE)
@@ -166,8 +161,11 @@ impl CustomOp3 for SwigluBackward {
         up: &CpuStorage,
         up_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let grad = values(grad, grad_layout)?;
-        let (gate, up) = (values(gate, gate_layout)?, values(up, up_layout)?);
+        let grad = contiguous_f32(grad, grad_layout, "swiglu")?;
+        let (gate, up) = (
+            contiguous_f32(gate, gate_layout, "swiglu")?,
+            contiguous_f32(up, up_layout, "swiglu")?,
+        );
         let n = grad.len();
         let mut out: Vec<f32> = Vec::with_capacity(2 * n);
         let (gate_grads, up_grads) = out.spare_capacity_mut().split_at_mut(n);

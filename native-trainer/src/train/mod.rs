@@ -12,6 +12,7 @@ pub mod base_model;
 pub mod causal_softmax;
 pub mod checkpoint;
 pub mod cli;
+pub mod cpu_tensor;
 pub mod custom_backward;
 pub mod dpo_batch;
 pub mod dpo_loss;

@@ -4,59 +4,45 @@
 //! exponentials (`vector_math.rs`), rows spread over the cores, where candle's ops take four
 //! passes and a slice-sized tensor each; elsewhere (CUDA) they are those candle ops.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, D, DType, Device, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, D, Layout, Result, Shape, Tensor};
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::cpu_tensor::{contiguous_f32, is_cpu_f32};
 use super::vector_math::{exp_scaled_shifted, max_scaled};
 
 /// Per row of f32 `logits` `(positions, width)`: `(max, Σ exp(z − max), Σ z)`, each
 /// `(positions, 1)`.
 pub fn slice_statistics(logits: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    match (logits.device(), logits.dtype()) {
-        (Device::Cpu, DType::F32) => {
-            let stats = logits.contiguous()?.apply_op1_no_bwd(&SliceStatistics)?;
-            Ok((
-                stats.narrow(1, 0, 1)?,
-                stats.narrow(1, 1, 1)?,
-                stats.narrow(1, 2, 1)?,
-            ))
-        }
-        _ => {
-            let max = logits.max_keepdim(D::Minus1)?;
-            let sum = logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?;
-            Ok((max, sum, logits.sum_keepdim(D::Minus1)?))
-        }
+    if is_cpu_f32(logits) {
+        let stats = logits.contiguous()?.apply_op1_no_bwd(&SliceStatistics)?;
+        return Ok((
+            stats.narrow(1, 0, 1)?,
+            stats.narrow(1, 1, 1)?,
+            stats.narrow(1, 2, 1)?,
+        ));
     }
+    let max = logits.max_keepdim(D::Minus1)?;
+    let sum = logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?;
+    Ok((max, sum, logits.sum_keepdim(D::Minus1)?))
 }
 
 /// `−grad · exp(logits − log_sum)` for f32 `logits` `(positions, width)`, `log_sum` and
 /// `grad` `(positions, 1)`: the softmax's part of the logits' gradient.
 pub fn softmax_spread(logits: &Tensor, log_sum: &Tensor, grad: &Tensor) -> Result<Tensor> {
-    match (logits.device(), logits.dtype(), grad.dtype()) {
-        (Device::Cpu, DType::F32, DType::F32) => logits.contiguous()?.apply_op3_no_bwd(
+    if is_cpu_f32(logits) && is_cpu_f32(grad) {
+        return logits.contiguous()?.apply_op3_no_bwd(
             &log_sum.contiguous()?,
             &grad.contiguous()?,
             &SoftmaxSpread,
-        ),
-        _ => logits
-            .broadcast_sub(log_sum)?
-            .exp()?
-            .broadcast_mul(grad)?
-            .neg(),
+        );
     }
-}
-
-/// The contiguous f32 values of a CPU tensor.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let all = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => candle_core::bail!("vocabulary kernels: a tensor is not contiguous"),
-    }
+    logits
+        .broadcast_sub(log_sum)?
+        .exp()?
+        .broadcast_mul(grad)?
+        .neg()
 }
 
 fn width(layout: &Layout) -> Result<usize> {
@@ -74,7 +60,7 @@ impl CustomOp1 for SliceStatistics {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let logits = values(storage, layout)?;
+        let logits = contiguous_f32(storage, layout, "vocabulary-kernels")?;
         let width = width(layout)?;
         let rows = logits.len() / width;
         let mut stats = vec![0f32; rows * 3];
@@ -110,8 +96,11 @@ impl CustomOp3 for SoftmaxSpread {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let logits_values = values(logits, logits_layout)?;
-        let (log_sum, grad) = (values(log_sum, log_sum_layout)?, values(grad, grad_layout)?);
+        let logits_values = contiguous_f32(logits, logits_layout, "vocabulary-kernels")?;
+        let (log_sum, grad) = (
+            contiguous_f32(log_sum, log_sum_layout, "vocabulary-kernels")?,
+            contiguous_f32(grad, grad_layout, "vocabulary-kernels")?,
+        );
         let width = width(logits_layout)?;
         let mut out = Vec::with_capacity(logits_values.len());
         out.spare_capacity_mut()
@@ -134,6 +123,8 @@ impl CustomOp3 for SoftmaxSpread {
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Device;
+
     use super::*;
 
     fn logits() -> Tensor {
