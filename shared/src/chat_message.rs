@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who spoke a turn. Serialized in lower case, as chat templates and TRL expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -29,6 +30,7 @@ impl std::fmt::Display for Role {
 
 /// A single message: `{"role": "user", "content": "..."}`, the shape of TRL's conversational rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     pub role: Role,

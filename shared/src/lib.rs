@@ -12,6 +12,7 @@ pub mod engine;
 pub mod gguf_header_check;
 pub mod gguf_metadata;
 pub mod gguf_vocabulary;
+pub mod json_integer;
 pub mod model_manifest;
 pub mod model_text;
 pub mod pair_limits;

@@ -15,6 +15,7 @@ pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelManifest {
     pub format_version: u32,
     /// This model version's id (unique among a server's versions).
@@ -40,6 +41,7 @@ pub struct ModelManifest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestFile {
     /// Relative to the manifest's directory, `/`-separated.
     pub path: String,
@@ -50,6 +52,7 @@ pub struct ManifestFile {
 
 /// What a reader of the model card or the server wants to know about a DPO run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrainingRunSummary {
     /// `dpo`.
     pub method: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::chat_message::ChatMessage;
+use crate::json_integer::whole_number;
 use crate::sampling::SamplingParams;
 
 /// Version of this schema; bumped on any change. Version 2 added `prompt_id`; pairs of
@@ -15,6 +16,7 @@ pub const OLDEST_PAIR_SCHEMA_VERSION: u32 = 1;
 
 /// Which of the two candidates the annotator preferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Vote {
     /// Candidate A is better.
@@ -40,36 +42,48 @@ impl Vote {
 
 /// The exact model that produced a candidate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelRef {
     /// The serving manifest's version id.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
     pub version: String,
     /// Lower-case hex sha256 of the GGUF file.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub sha256: String,
 }
 
 /// One generated answer and how it was generated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Candidate {
     pub text: String,
     pub model: ModelRef,
     pub sampling: SamplingParams,
+    #[serde(deserialize_with = "whole_number")]
     pub seed: u64,
 }
 
 /// A labelled comparison of two answers to the same conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PreferencePair {
+    /// `OLDEST_PAIR_SCHEMA_VERSION` to `PAIR_SCHEMA_VERSION`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2))]
+    #[serde(deserialize_with = "whole_number")]
     pub schema_version: u32,
     /// Chosen by the client; a retried submission with the same key is stored once.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:-]{8,128}$"))]
     pub idempotency_key: String,
     /// Pseudonymous: a random id per labeller, never a name or e-mail.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
     pub annotator_id: String,
     /// The served prompt this pair labels (from a prompt set, `dpo prompts import`); `None`
     /// when the annotator wrote the prompt. A pair naming a prompt carries its conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
     pub prompt_id: Option<String>,
     /// The prompt: the turns before the answers, ending with a user turn.
     pub conversation: Vec<ChatMessage>,

@@ -2,19 +2,34 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json_integer::whole_number;
+
 /// How tokens were (or will be) drawn. `temperature == 0` means greedy decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SamplingParams {
+    /// In [0, 10].
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10))]
     pub temperature: f32,
     /// Nucleus sampling threshold in (0, 1]; 1 disables it.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 1))]
     pub top_p: f32,
     /// Keep only the k most likely tokens; 0 disables it.
+    #[serde(deserialize_with = "whole_number")]
     pub top_k: u32,
-    /// llama.cpp-style repetition penalty; 1 disables it.
+    /// llama.cpp-style repetition penalty; 1 disables it. Above 0, at most f32's largest.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(exclusive_minimum = 0, maximum = 3.4028234663852886e38)
+    )]
     pub repeat_penalty: f32,
     /// How many recent tokens the repetition penalty looks at.
+    #[serde(deserialize_with = "whole_number")]
     pub repeat_last_n: u32,
+    /// At least 1.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[serde(deserialize_with = "whole_number")]
     pub max_new_tokens: u32,
 }
 

@@ -341,29 +341,51 @@ fn wllama_package() -> Result<PathBuf> {
     Ok(package)
 }
 
-/// A Python with the `gguf` package (llama.cpp's own GGUF reader) for the tests that check
-/// our exports with it: a virtual environment under target/, made once.
+/// The Python packages the tests run: llama.cpp's own GGUF reader (to check our exports with
+/// it) and schemathesis (to fuzz `dpo serve` against its OpenAPI document), pinned.
+const TEST_PYTHON_PACKAGES: [(&str, &str); 2] = [("gguf", "0.19.0"), ("schemathesis", "4.32.5")];
+
+/// A Python with [`TEST_PYTHON_PACKAGES`] for the tests: a virtual environment under target/,
+/// made once (and brought up to date when a pin changes).
 fn test_python() -> Result<PathBuf> {
     let venv = target_dir().join("test-python");
     let python = venv.join("bin").join("python");
-    let has_gguf = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import gguf"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    let has_all = |python: &Path| {
+        TEST_PYTHON_PACKAGES.iter().all(|(name, version)| {
+            Command::new(python)
+                .args(["-m", "pip", "show", name])
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success()
+                        && String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .any(|line| line == format!("Version: {version}"))
+                })
+        })
     };
-    if !has_gguf(&python) {
+    if !has_all(&python) {
+        let pins: Vec<String> = TEST_PYTHON_PACKAGES
+            .iter()
+            .map(|(name, version)| format!("{name}=={version}"))
+            .collect();
         eprintln!(
-            "xtask: installing the `gguf` Python package into {}",
+            "xtask: installing {} into {}",
+            pins.join(" "),
             venv.display()
         );
-        check(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        check(Command::new(&python).args(["-m", "pip", "install", "--quiet", "gguf==0.19.0"]))?;
-        if !has_gguf(&python) {
+        if !python.exists() {
+            check(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        check(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(&pins),
+        )?;
+        if !has_all(&python) {
             bail!(
-                "{} cannot import gguf after installing it",
-                python.display()
+                "{} lacks {} after installing them",
+                python.display(),
+                pins.join(" ")
             );
         }
     }

@@ -10,10 +10,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use shared::api::AccessMode;
 use shared::trl_rows::TrlStyle;
 
+use super::app_state::AppState;
 use super::commit_queue::CommitQueue;
-use super::http_api::{AppState, chat_template_of, router};
+use super::http_api::router;
 use super::model_catalog::ModelCatalog;
 use super::rate_limiter::RateLimiter;
+use super::trl_row_file::chat_template_of;
 use super::trl_row_file::{RowFormat, stored_rows, write_rows};
 use crate::store::open_store;
 use crate::store::pair_quality::{self, PairQualityArgs};

@@ -159,3 +159,10 @@ fn write_parquet(path: &Path, rows: &[TrlRow]) -> Result<()> {
     writer.close()?;
     Ok(())
 }
+
+/// The chat template stored in a GGUF (for standard TRL rows).
+pub fn chat_template_of(gguf: &std::path::Path) -> Result<ChatTemplate> {
+    let model = shared::GgufModel::open(gguf)?;
+    let text = shared::ModelText::from_gguf(&model)?;
+    Ok(text.template)
+}

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CampaignInfo {
     pub access: AccessMode,
     /// Under invite access: who this request's token belongs to (`None` under open access).
@@ -41,6 +42,7 @@ impl CampaignInfo {
 
 /// Who may label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccessMode {
     /// Anonymous labelling: anyone who can reach the server may vote.
@@ -63,12 +65,14 @@ impl std::str::FromStr for AccessMode {
 
 /// The annotator a request's invite token names, and the token's standing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvitedAnnotator {
     pub name: Option<String>,
     pub status: InviteStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InviteStatus {
     Valid,
@@ -81,6 +85,7 @@ pub enum InviteStatus {
 
 /// Labelling progress over the whole prompt set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PromptProgress {
     pub prompts: u64,
     /// Prompts with all the labels they want.

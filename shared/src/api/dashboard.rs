@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{AgreementReport, PromptProgress, VersionStanding};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dashboard {
     pub labels: u64,
     pub labels_per_day: Vec<DayLabels>,
@@ -18,6 +19,7 @@ pub struct Dashboard {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DayLabels {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
@@ -25,6 +27,7 @@ pub struct DayLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnnotatorLabels {
     pub annotator: String,
     pub labels: u64,
@@ -32,6 +35,7 @@ pub struct AnnotatorLabels {
 
 /// One published round's logged training steps, from the `metrics.jsonl` its export carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrainingCurve {
     pub version: String,
     pub points: Vec<CurvePoint>,
@@ -39,6 +43,7 @@ pub struct TrainingCurve {
 
 /// One logged step under TRL's metric names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CurvePoint {
     pub step: u64,
     pub loss: Option<f64>,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgreementReport {
     pub cohen: Vec<CohenKappa>,
     /// Comparisons with two or more labels.
@@ -16,6 +17,7 @@ pub struct AgreementReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CohenKappa {
     pub first: String,
     pub second: String,
@@ -24,6 +26,7 @@ pub struct CohenKappa {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MajorityAgreement {
     /// Labels compared with a strict majority of the others.
     pub compared: usize,

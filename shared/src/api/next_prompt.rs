@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::ChatMessage;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NextPrompt {
     pub id: String,
     pub conversation: Vec<ChatMessage>,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{PromptProgress, VersionStanding};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatsReport {
     #[serde(flatten)]
     pub pairs: PairStats,
@@ -17,6 +18,7 @@ pub struct StatsReport {
 
 /// The stored pairs' counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PairStats {
     pub total: u64,
     /// Per vote (`a`, `b`, `tie`, `both_bad`).
