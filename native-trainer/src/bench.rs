@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
-use shared::SamplingParams;
+use shared::generation::GeneratingSequence;
+use shared::{ModelText, SamplingParams};
 
-use crate::chat::{
-    CandleEngine, CpuEngine, EngineKind, Generator, WgpuEngine, language_model::LanguageModel,
-};
+use crate::chat::blocking_generation::generate;
+use crate::chat::native_engines::{load_cpu, load_wgpu};
+use crate::chat::{CandleSequence, EngineKind};
 
 /// Text repeated to build the benchmark prompt.
 const PROMPT_TEXT: &str = "The quick brown fox jumps over the lazy dog while the committee \
@@ -45,22 +46,31 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => crate::fetch::default_model(args.models_dir.as_deref())?,
     };
     let positions = args.prompt_tokens + args.decode_tokens as usize;
-    let (model, text, device): (Box<dyn LanguageModel>, _, String) = match args.engine {
+    match args.engine {
         EngineKind::Candle => {
-            let (engine, text) = CandleEngine::load(&model_path, args.cpu)?;
-            let device = engine.device_name();
-            (Box::new(engine), text, device)
+            let (sequence, text) = CandleSequence::load(&model_path, args.cpu)?;
+            let device = sequence.device_name();
+            bench(args, &model_path, sequence, &text, &device)
         }
         EngineKind::Wgpu => {
-            let (engine, text) = WgpuEngine::load(&model_path, positions)?;
-            let device = engine.adapter_name();
-            (Box::new(engine), text, device)
+            let (sequence, text, device) = load_wgpu(&model_path, positions)?;
+            bench(args, &model_path, sequence, &text, &device)
         }
         EngineKind::Cpu => {
-            let (engine, text) = CpuEngine::load(&model_path, positions)?;
-            (Box::new(engine), text, "CPU, one thread".to_string())
+            let (sequence, text) = load_cpu(&model_path, positions)?;
+            bench(args, &model_path, sequence, &text, "CPU, one thread")
         }
-    };
+    }
+}
+
+/// Prefills the benchmark prompt and decodes greedily on `sequence`; prints the JSON report.
+fn bench<S: GeneratingSequence>(
+    args: &BenchArgs,
+    model_path: &std::path::Path,
+    mut sequence: S,
+    text: &ModelText,
+    device: &str,
+) -> Result<()> {
     let mut prompt = Vec::new();
     let piece = text.tokenizer.encode(PROMPT_TEXT)?;
     while prompt.len() < args.prompt_tokens {
@@ -68,22 +78,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     prompt.truncate(args.prompt_tokens);
 
-    let mut generator = Generator::new(model, Vec::new());
     let sampling = SamplingParams {
         max_new_tokens: args.decode_tokens,
         ..SamplingParams::default()
     };
-    let stats = generator.generate(&prompt, &sampling, 0, &mut |_| Ok(true))?;
+    let stats = generate(&mut sequence, &prompt, sampling, 0, &[], &mut |_| Ok(true))?;
     let report = json!({
         "engine": format!("{:?}", args.engine).to_lowercase(),
         "device": device,
         "model": model_path.display().to_string(),
-        "prompt_tokens": stats.prefill_tokens,
-        "prefill_seconds": stats.prefill_seconds,
-        "prefill_tokens_per_second": stats.prefill_tokens as f64 / stats.prefill_seconds,
-        "decode_tokens": stats.generated_tokens,
-        "decode_seconds": stats.decode_seconds,
-        "decode_tokens_per_second": stats.generated_tokens as f64 / stats.decode_seconds,
+        "prompt_tokens": stats.prefilled_tokens,
+        "prefill_seconds": stats.first_token_ms / 1000.0,
+        "prefill_tokens_per_second": stats.prefill_tokens_per_second(),
+        // The first token comes with the prefill; decoding is every token after it.
+        "decode_tokens": stats.generated_tokens.saturating_sub(1),
+        "decode_seconds": stats.decode_ms / 1000.0,
+        "decode_tokens_per_second": stats.decode_tokens_per_second(),
     });
     println!("{report}");
     Ok(())

@@ -9,6 +9,7 @@ pub mod chat_message;
 pub mod chat_template;
 pub mod cpu_engine;
 pub mod engine;
+pub mod generation;
 pub mod gguf_header_check;
 pub mod gguf_metadata;
 pub mod gguf_vocabulary;

@@ -1,18 +1,25 @@
 //! Greedy generation against llama.cpp's recorded replies (fixtures written by
-//! `tests/fixtures/make_fixtures.py` and `make_export_fixtures.py`): identical prompt ids, and
-//! identical greedy replies on all fixture prompts but at most one. Where the two quantized
-//! arithmetics part ways, it must be at a near-tie: llama.cpp's token is among our top two and
-//! within a small logit margin of our pick — a divergence at a clear winner is a bug.
+//! `tests/fixtures/make_fixtures.py` and `make_export_fixtures.py`), through the loop every
+//! engine runs in the browser and in `dpo chat` (`shared::generation::TokenStream`): identical
+//! prompt ids, and identical greedy replies on all fixture prompts but at most one. Where the
+//! two quantized arithmetics part ways, it must be at a near-tie: llama.cpp's token is among
+//! our top two and within a small logit margin of our pick — a divergence at a clear winner is
+//! a bug.
 
-use native_trainer::chat::generator::Generator;
+use native_trainer::chat::blocking_generation::generate;
 use serde_json::Value;
+use shared::generation::GeneratingSequence;
 use shared::{ChatMessage, ModelText, SamplingParams};
 
 /// Largest logit gap between our pick and llama.cpp's that still counts as a near-tie.
 const NEAR_TIE_LOGIT_GAP: f32 = 0.5;
 
-/// Our greedy replies to `fixture`'s cases match llama.cpp's (see the module doc).
-pub fn assert_greedy_parity(mut engine: Generator, text: &ModelText, fixture: &Value) {
+/// Our greedy replies to `fixture`'s cases on `sequence` match llama.cpp's (see the module doc).
+pub fn assert_greedy_parity<S: GeneratingSequence>(
+    sequence: &mut S,
+    text: &ModelText,
+    fixture: &Value,
+) {
     let max_new_tokens = fixture["max_new_tokens"].as_u64().unwrap() as u32;
     let sampling = SamplingParams {
         max_new_tokens,
@@ -35,12 +42,18 @@ pub fn assert_greedy_parity(mut engine: Generator, text: &ModelText, fixture: &V
         );
 
         let mut reply = Vec::new();
-        engine
-            .generate(&prompt_ids, &sampling, 0, &mut |id| {
+        generate(
+            sequence,
+            &prompt_ids,
+            sampling,
+            0,
+            &text.stop_tokens(),
+            &mut |id| {
                 reply.push(id);
                 Ok(true)
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         let expected: Vec<u32> = serde_json::from_value(case["reply_ids"].clone()).unwrap();
         if reply != expected {
             let agree = reply
@@ -56,9 +69,10 @@ pub fn assert_greedy_parity(mut engine: Generator, text: &ModelText, fixture: &V
             // Look at our scores at the first differing position.
             let mut context = prompt_ids.clone();
             context.extend_from_slice(&reply[..agree]);
-            engine.reset();
-            engine.model.feed(&context, 0).unwrap();
-            let top = engine.model.next_token_scores(8, &[], 1.0).unwrap();
+            sequence.truncate(0);
+            pollster::block_on(sequence.reserve(context.len() + 1)).unwrap();
+            sequence.feed(&context).unwrap();
+            let top = pollster::block_on(sequence.next_token_scores(8, &[], 1.0)).unwrap();
             let (ours, theirs) = (reply[agree], expected[agree]);
             eprintln!("  at token {agree}: our top scores {top:?}, llama.cpp picked {theirs}");
             let rank = |token: u32| top.iter().position(|s| s.token == token);

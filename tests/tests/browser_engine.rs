@@ -15,9 +15,8 @@ use flywheel_tests::headless_chromium::HeadlessChromium;
 use flywheel_tests::page_server::{Page, PageServer};
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::web_bundle;
-use shared::engine::{
-    GeneratingSequence as _, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle,
-};
+use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
+use shared::generation::{StopHandle, TokenStream};
 use shared::{GgufModel, ModelText, SamplingParams};
 
 const PROMPT: [u32; 6] = [72, 101, 108, 108, 111, 44];
@@ -147,9 +146,15 @@ fn native_run(model: &[u8]) -> (Vec<(u32, f32)>, Vec<u32>) {
         max_new_tokens: MAX_NEW_TOKENS,
         ..SamplingParams::default()
     };
-    let mut stream =
-        pollster::block_on(sequence.generate(&PROMPT, sampling, 0, stop_tokens, StopHandle::new()))
-            .unwrap();
+    let mut stream = pollster::block_on(TokenStream::start(
+        &mut sequence,
+        &PROMPT,
+        sampling,
+        0,
+        stop_tokens,
+        StopHandle::new(),
+    ))
+    .unwrap();
     let mut tokens = Vec::new();
     while let Some(token) = pollster::block_on(stream.next_token()).unwrap() {
         tokens.push(token);

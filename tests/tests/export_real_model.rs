@@ -11,9 +11,8 @@ use std::process::Command;
 
 use flywheel_tests::llama_cpp_parity::assert_greedy_parity;
 use flywheel_tests::{dpo, fixture, real_model, sha256_hex};
-use native_trainer::chat::candle_engine::CandleEngine;
-use native_trainer::chat::generator::Generator;
-use native_trainer::chat::wgpu_engine::WgpuEngine;
+use native_trainer::chat::CandleSequence;
+use native_trainer::chat::native_engines::load_wgpu;
 use serde_json::Value;
 use shared::GgufModel;
 
@@ -58,18 +57,10 @@ fn the_q8_0_export_is_the_file_llama_cpp_ran_and_both_engines_reply_as_it_did() 
     );
     drop(bytes);
 
-    let (candle, text) = CandleEngine::load(&gguf, true).unwrap();
-    assert_greedy_parity(
-        Generator::new(Box::new(candle), text.stop_tokens()),
-        &text,
-        &fixture,
-    );
-    let (wgpu, text) = WgpuEngine::load(&gguf, 512).unwrap();
-    assert_greedy_parity(
-        Generator::new(Box::new(wgpu), text.stop_tokens()),
-        &text,
-        &fixture,
-    );
+    let (mut candle, text) = CandleSequence::load(&gguf, true).unwrap();
+    assert_greedy_parity(&mut candle, &text, &fixture);
+    let (mut wgpu, text, _) = load_wgpu(&gguf, 512).unwrap();
+    assert_greedy_parity(&mut wgpu, &text, &fixture);
 }
 
 #[test]

@@ -1,7 +1,7 @@
-//! Native greedy generation — with candle's `quantized_qwen2` and with our wgpu engine (on
-//! lavapipe in CI), both with our GGUF tokenizer and chat template — reproduces llama.cpp on
-//! the real model: identical prompt ids, and identical 32-token greedy replies on all fixture
-//! prompts but at most one. Where the two quantized
+//! Native greedy generation — with candle's `quantized_qwen2`, our wgpu engine (on lavapipe in
+//! CI) and our CPU engine, all with our GGUF tokenizer and chat template, all through the loop
+//! the browser runs (`TokenStream`) — reproduces llama.cpp on the real model: identical prompt
+//! ids, and identical 32-token greedy replies on all fixture prompts but at most one. Where the two quantized
 //! arithmetics part ways, it must be at a near-tie: llama.cpp's token is among our top two
 //! and within a small logit margin of our pick — a divergence at a clear winner is a bug.
 //! (Re-scoring the position with a batched forward can even flip the tie: decode and prefill
@@ -9,29 +9,32 @@
 
 use flywheel_tests::llama_cpp_parity::assert_greedy_parity;
 use flywheel_tests::{fixture, real_model};
-use native_trainer::chat::candle_engine::CandleEngine;
-use native_trainer::chat::generator::Generator;
-use native_trainer::chat::wgpu_engine::WgpuEngine;
+use native_trainer::chat::CandleSequence;
+use native_trainer::chat::blocking_generation::generate;
+use native_trainer::chat::native_engines::{load_cpu, load_wgpu};
 use shared::{ChatMessage, SamplingParams};
 
 #[test]
 fn candle_greedy_replies_match_llama_cpp() {
-    let (candle, text) = CandleEngine::load(&real_model(), true).unwrap();
-    let engine = Generator::new(Box::new(candle), text.stop_tokens());
-    assert_greedy_parity(engine, &text, &fixture("greedy_llama_cpp.json"));
+    let (mut candle, text) = CandleSequence::load(&real_model(), true).unwrap();
+    assert_greedy_parity(&mut candle, &text, &fixture("greedy_llama_cpp.json"));
 }
 
 #[test]
 fn wgpu_greedy_replies_match_llama_cpp() {
-    let (wgpu, text) = WgpuEngine::load(&real_model(), 512).unwrap();
-    let engine = Generator::new(Box::new(wgpu), text.stop_tokens());
-    assert_greedy_parity(engine, &text, &fixture("greedy_llama_cpp.json"));
+    let (mut wgpu, text, _) = load_wgpu(&real_model(), 512).unwrap();
+    assert_greedy_parity(&mut wgpu, &text, &fixture("greedy_llama_cpp.json"));
+}
+
+#[test]
+fn cpu_engine_greedy_replies_match_llama_cpp() {
+    let (mut cpu, text) = load_cpu(&real_model(), 512).unwrap();
+    assert_greedy_parity(&mut cpu, &text, &fixture("greedy_llama_cpp.json"));
 }
 
 #[test]
 fn sampling_is_deterministic_per_seed() {
-    let (candle, text) = CandleEngine::load(&real_model(), true).unwrap();
-    let mut engine = Generator::new(Box::new(candle), text.stop_tokens());
+    let (mut candle, text) = CandleSequence::load(&real_model(), true).unwrap();
     let prompt = text
         .template
         .render(
@@ -49,12 +52,18 @@ fn sampling_is_deterministic_per_seed() {
     };
     let mut run = |seed| {
         let mut out = Vec::new();
-        engine
-            .generate(&ids, &sampling, seed, &mut |id| {
+        generate(
+            &mut candle,
+            &ids,
+            sampling,
+            seed,
+            &text.stop_tokens(),
+            &mut |id| {
                 out.push(id);
                 Ok(true)
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         out
     };
     let first = run(7);

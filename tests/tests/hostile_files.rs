@@ -18,7 +18,7 @@ use flywheel_tests::file_mutation::{Mutation, Mutator, PatchedReader};
 use flywheel_tests::peak_memory::{CountingAllocator, one_test_at_a_time, peak_growth};
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, workspace_root};
-use native_trainer::chat::CandleEngine;
+use native_trainer::chat::CandleSequence;
 use native_trainer::export::export_source::ExportSource;
 use native_trainer::train::base_model::BaseModel;
 use native_trainer::train::preference_file::read_preference_file;
@@ -104,7 +104,7 @@ fn load_everywhere(path: &Path) -> Vec<(&'static str, Result<(), String>)> {
         ),
         (
             "candle engine",
-            CandleEngine::load(path, true).map(drop).map_err(err),
+            CandleSequence::load(path, true).map(drop).map_err(err),
         ),
         (
             "training import",

@@ -30,7 +30,8 @@ use flywheel_tests::dpo_server::DpoServer;
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, run_dpo, succeed, web_bundle, workspace_root};
 use serde_json::{Value, json};
-use shared::engine::{GeneratingSequence, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle};
+use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
+use shared::generation::{GeneratingSequence, StopHandle, TokenStream};
 use shared::{ChatMessage, GgufModel, ModelText, PreferencePair, Role, SamplingParams, Vote};
 
 /// SwiftShader compiles and runs every kernel on the CPU: generous, but a hang still fails.
@@ -234,7 +235,8 @@ fn reply_on<S: GeneratingSequence>(
         .encode(&text.template.render(conversation, true).unwrap())
         .unwrap();
     let mut sequence = open(&gguf, &mut reader);
-    let mut stream = pollster::block_on(sequence.generate(
+    let mut stream = pollster::block_on(TokenStream::start(
+        &mut sequence,
         &prompt,
         sampling,
         seed,

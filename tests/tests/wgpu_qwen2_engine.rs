@@ -30,9 +30,10 @@ use flywheel_tests::logit_comparison::{argmax, candle_logits, relative_rms_error
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
 use shared::engine::{
-    FeedForwardIn, GeneratingSequence as _, GpuContext, INITIAL_POSITIONS, KernelPlan,
-    MatmulLayout, MatmulPlan, QkvProjection, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
+    FeedForwardIn, GpuContext, INITIAL_POSITIONS, KernelPlan, MatmulLayout, MatmulPlan,
+    QkvProjection, Qwen2Sequence, Qwen2Weights,
 };
+use shared::generation::{StopHandle, StopReason, TokenStream};
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
 
@@ -196,7 +197,8 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
     let stop_tokens = text.stop_tokens();
     let alone = |question_tokens: &[u32]| {
         let mut sequence = Qwen2Sequence::new(&weights, 256).unwrap();
-        let mut stream = pollster::block_on(sequence.generate(
+        let mut stream = pollster::block_on(TokenStream::start(
+            &mut sequence,
             question_tokens,
             sampling,
             11,
@@ -215,7 +217,8 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
 
     let mut a = Qwen2Sequence::new(&weights, 256).unwrap();
     let mut b = Qwen2Sequence::new(&weights, 256).unwrap();
-    let mut stream_a = pollster::block_on(a.generate(
+    let mut stream_a = pollster::block_on(TokenStream::start(
+        &mut a,
         &first,
         sampling,
         11,
@@ -223,7 +226,8 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
         StopHandle::new(),
     ))
     .unwrap();
-    let mut stream_b = pollster::block_on(b.generate(
+    let mut stream_b = pollster::block_on(TokenStream::start(
+        &mut b,
         &second,
         sampling,
         11,
@@ -246,8 +250,15 @@ fn gpu_candidates_equal_the_cpu_selection_and_sequences_are_independent() {
 
     // A stop handle ends the stream before the next token.
     let stop = StopHandle::new();
-    let mut stream =
-        pollster::block_on(a.generate(&first, sampling, 11, stop_tokens, stop.clone())).unwrap();
+    let mut stream = pollster::block_on(TokenStream::start(
+        &mut a,
+        &first,
+        sampling,
+        11,
+        stop_tokens,
+        stop.clone(),
+    ))
+    .unwrap();
     assert_eq!(
         stream.prefilled_tokens(),
         1,
@@ -280,7 +291,8 @@ fn a_growing_sequence_keeps_its_cache_and_generates_what_one_allocated_ahead_doe
     };
     let stop_tokens = text.stop_tokens();
     let reply = |sequence: &mut Qwen2Sequence, prompt: &[u32]| {
-        let mut stream = pollster::block_on(sequence.generate(
+        let mut stream = pollster::block_on(TokenStream::start(
+            sequence,
             prompt,
             sampling,
             0,

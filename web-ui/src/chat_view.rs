@@ -4,11 +4,11 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::engine::StopHandle;
+use shared::generation::{GenerationStats, StopHandle, StopReason};
 use shared::{ChatMessage, Role};
 
 use crate::generation_settings::{GenerationSettings, SettingsPanel};
-use crate::loaded_model::{self, GenerationStats};
+use crate::loaded_model;
 use crate::markdown_view::Markdown;
 
 #[derive(Clone, Copy)]
@@ -218,15 +218,15 @@ pub fn ChatView() -> impl IntoView {
                     data-prompt-tokens=s.prompt_tokens
                     data-generated-tokens=s.generated_tokens
                     data-first-token-ms=s.first_token_ms
-                    data-decode-tokens-per-second=s.decode_tokens_per_second
+                    data-decode-tokens-per-second=s.decode_tokens_per_second()
                 >
                     {format!(
                         "{} tokens · {:.1} tok/s · first token after {:.2} s ({} prompt tokens){}",
                         s.generated_tokens,
-                        s.decode_tokens_per_second,
+                        s.decode_tokens_per_second(),
                         s.first_token_ms / 1000.0,
                         s.prompt_tokens,
-                        if s.stopped_by_user { " · stopped" } else { "" }
+                        if s.stop_reason == StopReason::Stopped { " · stopped" } else { "" }
                     )}
                 </span>
             }

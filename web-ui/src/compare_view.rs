@@ -17,7 +17,7 @@ use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::NextPrompt;
-use shared::engine::StopHandle;
+use shared::generation::StopHandle;
 use shared::preference_pair::PAIR_SCHEMA_VERSION;
 use shared::{Candidate, ChatMessage, ModelManifest, PreferencePair, Role, SamplingParams, Vote};
 use time::OffsetDateTime;

@@ -6,9 +6,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::{
-    GeneratingSequence as _, GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights, StopHandle,
-};
+use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights};
+use shared::generation::{StopHandle, TokenStream};
 use shared::{GgufModel, SamplingParams};
 use wasm_bindgen::prelude::*;
 
@@ -57,9 +56,15 @@ pub async fn greedy_tokens(
         max_new_tokens,
         ..SamplingParams::default()
     };
-    let mut stream = sequence
-        .generate(&prompt, sampling, 0, stop_tokens, StopHandle::new())
-        .await?;
+    let mut stream = TokenStream::start(
+        &mut sequence,
+        &prompt,
+        sampling,
+        0,
+        stop_tokens,
+        StopHandle::new(),
+    )
+    .await?;
     let mut tokens = Vec::new();
     while let Some(token) = stream.next_token().await? {
         tokens.push(token);

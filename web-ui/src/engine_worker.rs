@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use js_sys::Uint8Array;
-use shared::engine::StopHandle;
+use shared::generation::StopHandle;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::{Closure, wasm_bindgen};
 use wasm_bindgen_futures::spawn_local;

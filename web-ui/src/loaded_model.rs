@@ -10,10 +10,8 @@ use std::rc::Rc;
 
 use js_sys::Uint8Array;
 use leptos::task::spawn_local;
-use shared::engine::StopHandle;
+use shared::generation::{GenerationStats, StopHandle};
 use shared::{ChatMessage, ModelManifest, SamplingParams};
-
-pub use crate::model_session::GenerationStats;
 
 use crate::browser_storage::pause_ms;
 use crate::engine_choice::Engine;

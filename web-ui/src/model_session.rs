@@ -6,11 +6,10 @@
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::{
-    GeneratingSequence, GpuContext, Qwen2Sequence, Qwen2Weights, StopHandle, StopReason,
-    TokenStream,
+use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
+use shared::generation::{
+    EngineError, GeneratingSequence, GenerationStats, StatsRecorder, StopHandle, TokenStream,
 };
 use shared::{ChatMessage, GgufModel, ModelText, SamplingParams};
 
@@ -33,18 +32,6 @@ pub struct ModelSession {
 enum EngineSequence {
     Gpu(Box<Qwen2Sequence>),
     Cpu(CpuSequence),
-}
-
-/// What one generation took.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct GenerationStats {
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    /// From the request to the first token (prefill included).
-    pub first_token_ms: f64,
-    /// Tokens per second after the first.
-    pub decode_tokens_per_second: f64,
-    pub stopped_by_user: bool,
 }
 
 impl ModelSession {
@@ -132,77 +119,50 @@ impl ModelSession {
             }
             Ok(())
         };
-        let streamed = match &mut self.sequence {
+        let stats = match &mut self.sequence {
             EngineSequence::Gpu(sequence) => {
-                let stream = sequence
-                    .as_mut()
-                    .generate(&prompt, sampling, seed, stop_tokens, stop)
-                    .await;
-                stream_tokens(stream, false, &mut emit).await?
+                let stream = TokenStream::start(
+                    sequence.as_mut(),
+                    &prompt,
+                    sampling,
+                    seed,
+                    stop_tokens,
+                    stop,
+                )
+                .await;
+                stream_tokens(requested, stream, false, &mut emit).await?
             }
             EngineSequence::Cpu(sequence) => {
-                let stream = sequence
-                    .generate(&prompt, sampling, seed, stop_tokens, stop)
-                    .await;
-                stream_tokens(stream, true, &mut emit).await?
+                let stream =
+                    TokenStream::start(sequence, &prompt, sampling, seed, stop_tokens, stop).await;
+                stream_tokens(requested, stream, true, &mut emit).await?
             }
         };
-        let Streamed {
-            generated,
-            first_token_at,
-            stopped_by_user,
-        } = streamed;
         if let Some(rest) = decoder.finish().map_err(|e| e.to_string())? {
             on_text(&rest);
         }
-        let finished = now_ms();
-        let first = first_token_at.unwrap_or(finished);
-        let decode_seconds = (finished - first) / 1000.0;
-        let stats = GenerationStats {
-            prompt_tokens: prompt.len(),
-            generated_tokens: generated,
-            first_token_ms: first - requested,
-            decode_tokens_per_second: if generated > 1 && decode_seconds > 0.0 {
-                (generated - 1) as f64 / decode_seconds
-            } else {
-                0.0
-            },
-            stopped_by_user,
-        };
         let reply = decoder.text().map_err(|e| e.to_string())?;
         Ok((reply, stats))
     }
 }
 
-/// What streaming a reply gave.
-struct Streamed {
-    generated: usize,
-    first_token_at: Option<f64>,
-    stopped_by_user: bool,
-}
-
-/// Hands each token of `stream` to `emit`. With `yield_between_tokens` (the CPU engine, which
-/// never waits on anything) the worker gets a turn between tokens to read the page's messages,
-/// such as a stop.
+/// Hands each token of `stream` to `emit`, timing them from `requested_ms`. With `yield_between_tokens` (the CPU
+/// engine, which never waits on anything) the worker gets a turn between tokens to read the
+/// page's messages, such as a stop.
 async fn stream_tokens<S: GeneratingSequence>(
-    stream: Result<TokenStream<'_, S>, shared::engine::EngineError>,
+    requested_ms: f64,
+    stream: Result<TokenStream<'_, S>, EngineError>,
     yield_between_tokens: bool,
     emit: &mut dyn FnMut(u32) -> Result<(), String>,
-) -> Result<Streamed, String> {
+) -> Result<GenerationStats, String> {
+    let mut recorder = StatsRecorder::new(requested_ms);
     let mut stream = stream.map_err(|e| e.to_string())?;
-    let mut streamed = Streamed {
-        generated: 0,
-        first_token_at: None,
-        stopped_by_user: false,
-    };
     while let Some(token) = stream.next_token().await.map_err(|e| e.to_string())? {
-        streamed.generated += 1;
-        streamed.first_token_at.get_or_insert_with(now_ms);
+        recorder.token(now_ms());
         emit(token)?;
         if yield_between_tokens {
             next_frame().await;
         }
     }
-    streamed.stopped_by_user = stream.stop_reason() == Some(StopReason::Stopped);
-    Ok(streamed)
+    Ok(recorder.finish(&stream, now_ms()))
 }

@@ -5,11 +5,11 @@
 
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
+use shared::generation::GenerationStats;
 use shared::{ChatMessage, SamplingParams};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::engine_choice::Engine;
-use crate::model_session::GenerationStats;
 
 /// What the page asks of the worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,12 +2,13 @@
 //! streams the reply as text pieces and remembers it for the next turn.
 
 use anyhow::Result;
+use shared::generation::{GeneratingSequence, GenerationStats};
 use shared::{ChatMessage, ModelText, SamplingParams};
 
-use super::generator::{GenerationStats, Generator};
+use super::blocking_generation::generate;
 
-pub struct Conversation {
-    engine: Generator,
+pub struct Conversation<S: GeneratingSequence> {
+    sequence: S,
     text: ModelText,
     system: Option<String>,
     messages: Vec<ChatMessage>,
@@ -16,16 +17,16 @@ pub struct Conversation {
     turns: u64,
 }
 
-impl Conversation {
+impl<S: GeneratingSequence> Conversation<S> {
     pub fn new(
-        engine: Generator,
+        sequence: S,
         text: ModelText,
         system: Option<String>,
         sampling: SamplingParams,
         seed: u64,
     ) -> Self {
         Self {
-            engine,
+            sequence,
             text,
             system,
             messages: Vec::new(),
@@ -57,14 +58,20 @@ impl Conversation {
         let mut decoder = self.text.tokenizer.stream_decoder();
         // Each turn gets its own seed so that a multi-turn chat is reproducible as a whole.
         let seed = self.seed.wrapping_add(self.turns);
-        let result = self
-            .engine
-            .generate(&prompt_tokens, &self.sampling, seed, &mut |id| {
+        let stop_tokens = self.text.stop_tokens();
+        let result = generate(
+            &mut self.sequence,
+            &prompt_tokens,
+            self.sampling,
+            seed,
+            &stop_tokens,
+            &mut |id| {
                 if let Some(piece) = decoder.push(id)? {
                     on_text(&piece)?;
                 }
                 Ok(true)
-            });
+            },
+        );
         let stats = match result {
             Ok(stats) => stats,
             Err(error) => {
@@ -83,6 +90,6 @@ impl Conversation {
 
     pub fn reset(&mut self) {
         self.messages.clear();
-        self.engine.reset();
+        self.sequence.truncate(0);
     }
 }

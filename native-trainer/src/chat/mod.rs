@@ -2,25 +2,23 @@
 //! no question → an interactive multi-turn chat on stdin/stdout. Prompts are rendered with
 //! the model's own chat template and tokenized with the tokenizer built from the GGUF.
 
-pub mod candle_engine;
+pub mod blocking_generation;
+pub mod candle_sequence;
 pub mod conversation;
-pub mod cpu_engine;
-pub mod generator;
-pub mod language_model;
-pub mod wgpu_engine;
+pub mod model_file;
+pub mod native_engines;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use shared::SamplingParams;
+use shared::generation::GeneratingSequence;
+use shared::{ModelText, SamplingParams};
 
-pub use candle_engine::CandleEngine;
+pub use candle_sequence::CandleSequence;
 pub use conversation::Conversation;
-pub use cpu_engine::CpuEngine;
-pub use generator::Generator;
-pub use wgpu_engine::WgpuEngine;
+use native_engines::{CHAT_MAX_POSITIONS, load_cpu, load_wgpu};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
@@ -97,23 +95,32 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         Some(path) => path.clone(),
         None => crate::fetch::default_model(args.models_dir.as_deref())?,
     };
-    let (model, text): (Box<dyn language_model::LanguageModel>, _) = match args.engine {
+    match args.engine {
         EngineKind::Candle => {
-            let (engine, text) = CandleEngine::load(&model_path, args.cpu)?;
-            (Box::new(engine), text)
+            let (sequence, text) = CandleSequence::load(&model_path, args.cpu)?;
+            chat(args, &model_path, sequence, text, sampling)
         }
         EngineKind::Wgpu => {
-            let (engine, text) = WgpuEngine::load(&model_path, wgpu_engine::CHAT_MAX_POSITIONS)?;
-            (Box::new(engine), text)
+            let (sequence, text, _) = load_wgpu(&model_path, CHAT_MAX_POSITIONS)?;
+            chat(args, &model_path, sequence, text, sampling)
         }
         EngineKind::Cpu => {
-            let (engine, text) = CpuEngine::load(&model_path, wgpu_engine::CHAT_MAX_POSITIONS)?;
-            (Box::new(engine), text)
+            let (sequence, text) = load_cpu(&model_path, CHAT_MAX_POSITIONS)?;
+            chat(args, &model_path, sequence, text, sampling)
         }
-    };
-    let generator = Generator::new(model, text.stop_tokens());
+    }
+}
+
+/// One answer, or the interactive chat, on `sequence`.
+fn chat<S: GeneratingSequence>(
+    args: &ChatArgs,
+    model_path: &std::path::Path,
+    sequence: S,
+    text: ModelText,
+    sampling: SamplingParams,
+) -> Result<()> {
     let mut conversation =
-        Conversation::new(generator, text, args.system.clone(), sampling, args.seed);
+        Conversation::new(sequence, text, args.system.clone(), sampling, args.seed);
     if let Some(question) = &args.question {
         return answer_on_stdout(&mut conversation, question);
     }
@@ -146,7 +153,10 @@ pub fn run(args: &ChatArgs) -> Result<()> {
 }
 
 /// Streams the reply to `user_text` onto stdout, one piece at a time, then a newline.
-fn answer_on_stdout(conversation: &mut Conversation, user_text: &str) -> Result<()> {
+fn answer_on_stdout<S: GeneratingSequence>(
+    conversation: &mut Conversation<S>,
+    user_text: &str,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     conversation.reply(user_text, &mut |piece| {
         out.write_all(piece.as_bytes())?;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use super::block_dot::{RowFormat, unpacked_dot};
 use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
 use crate::engine::BlockType;
-use crate::engine::EngineError;
 use crate::engine::embedding_rows::EmbeddingRows;
 use crate::engine::gguf_tensors::GgufTensors;
-use crate::engine::token_stream::GeneratingSequence;
+use crate::generation::EngineError;
+use crate::generation::GeneratingSequence;
 use crate::gguf_metadata::{GgufModel, ModelHyperparameters};
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 

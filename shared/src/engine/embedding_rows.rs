@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, ggml_file::qtensor_from_ggml};
 
-use super::gpu_context::EngineError;
+use crate::generation::EngineError;
 
 pub struct EmbeddingRows {
     dtype: GgmlDType,

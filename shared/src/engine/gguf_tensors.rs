@@ -7,7 +7,7 @@ use std::io::{Read, Seek};
 
 use super::block_type::BlockType;
 use super::embedding_rows::{EmbeddingRows, dequantize_f32};
-use super::gpu_context::EngineError;
+use crate::generation::EngineError;
 use crate::gguf_metadata::{Architecture, GgufModel};
 
 pub struct GgufTensors<'a, R> {

@@ -1,32 +1,7 @@
 //! The GPU device the engine runs on: adapter selection, the adapter's own limits (so large
 //! storage bindings are available where the hardware has them), and optional features.
 
-use std::fmt;
-
-/// Errors from the GPU side, with what the user can do about them.
-#[derive(Debug)]
-pub enum EngineError {
-    NoAdapter(String),
-    Device(String),
-    Unsupported(String),
-    Readback(String),
-}
-
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EngineError::NoAdapter(reason) => write!(
-                f,
-                "no GPU adapter ({reason}); in a browser, WebGPU must be available and enabled"
-            ),
-            EngineError::Device(reason) => write!(f, "GPU device error: {reason}"),
-            EngineError::Unsupported(reason) => write!(f, "unsupported: {reason}"),
-            EngineError::Readback(reason) => write!(f, "reading GPU results failed: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for EngineError {}
+use crate::generation::EngineError;
 
 /// An open GPU device and what it can do. Cloning shares the device.
 #[derive(Clone)]

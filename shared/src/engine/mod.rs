@@ -4,7 +4,8 @@
 //!
 //! `Qwen2Weights` is loaded once; any number of `Qwen2Sequence`s run on it, each with its own
 //! KV cache. A sequence runs a prompt in batched steps and a reply one token per step, picks
-//! the sampler's candidates on the GPU, and streams tokens through `TokenStream`.
+//! the sampler's candidates on the GPU, and streams tokens through `crate::generation`'s
+//! `TokenStream`.
 
 pub mod block_type;
 pub mod embedding_rows;
@@ -19,11 +20,10 @@ pub mod qwen2_weights;
 pub mod readback;
 pub mod sampling_kernels;
 pub mod single_product;
-pub mod token_stream;
 pub mod vector_kernels;
 
 pub use block_type::BlockType;
-pub use gpu_context::{EngineError, GpuContext};
+pub use gpu_context::GpuContext;
 pub use kernel_plan::KernelPlan;
 pub use matmul_plan_name::PlanNameError;
 pub use quantized_matmul::{
@@ -34,4 +34,3 @@ pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{INITIAL_POSITIONS, MAX_STEP_TOKENS, Qwen2Sequence};
 pub use qwen2_weights::{FeedForwardIn, QkvProjection, Qwen2Weights};
 pub use single_product::{ProductInputs, run_single_product};
-pub use token_stream::{GeneratingSequence, StopHandle, StopReason, TokenStream};

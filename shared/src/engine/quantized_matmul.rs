@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
 use super::block_type::BlockType;
-use super::gpu_context::{EngineError, GpuContext};
+use super::gpu_context::GpuContext;
 use super::quantized_matrix::QuantizedMatrix;
+use crate::generation::EngineError;
 
 /// Invocations per workgroup (`@workgroup_size` in the kernels).
 const WORKGROUP_SIZE: usize = 64;

@@ -5,7 +5,8 @@
 //! one product then turns into silu(gate · x) · (up · x)).
 
 use super::block_type::BlockType;
-use super::gpu_context::{EngineError, GpuContext};
+use super::gpu_context::GpuContext;
+use crate::generation::EngineError;
 
 /// GGUF bytes of the rows an upload splits into heads and bulks at a time (whole rows, at
 /// least one).

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
-use super::gpu_context::EngineError;
 use super::quantized_matmul::{
     InputNorm, MatmulOperands, OutputColumns, PreparedMatmul, TokenCount,
 };
@@ -25,10 +24,11 @@ use super::quantized_matrix::QuantizedMatrix;
 use super::qwen2_weights::{FeedForwardIn, Qwen2Weights};
 use super::readback::{read_f32, read_u32};
 use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
-use super::token_stream::GeneratingSequence;
 use super::vector_kernels::{
     ATTENTION_SLICE_POSITIONS, Binding, Grid, PreparedOp, StepShape, VectorKernel,
 };
+use crate::generation::EngineError;
+use crate::generation::GeneratingSequence;
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 
 /// Most tokens one step runs; longer prompts take several steps.

@@ -11,12 +11,13 @@ use wgpu::util::DeviceExt;
 
 use super::embedding_rows::EmbeddingRows;
 use super::gguf_tensors::GgufTensors;
-use super::gpu_context::{EngineError, GpuContext};
+use super::gpu_context::GpuContext;
 use super::kernel_plan::KernelPlan;
 use super::quantized_matmul::QuantizedMatmulKernels;
 use super::quantized_matrix::QuantizedMatrix;
 use super::sampling_kernels::SamplingKernels;
 use super::vector_kernels::VectorKernels;
+use crate::generation::EngineError;
 use crate::gguf_metadata::{GgufModel, ModelHyperparameters};
 
 /// One transformer block's weights.

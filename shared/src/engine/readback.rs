@@ -1,7 +1,8 @@
 //! Copying results from the GPU back to the CPU, asynchronously (the browser cannot block);
 //! native callers drive the device while they wait.
 
-use super::gpu_context::{EngineError, GpuContext};
+use super::gpu_context::GpuContext;
+use crate::generation::EngineError;
 
 /// Reads `len` f32 values from the start of `buffer` (which needs `COPY_SRC` usage).
 pub async fn read_f32(

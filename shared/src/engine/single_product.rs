@@ -4,10 +4,11 @@
 
 use wgpu::util::DeviceExt as _;
 
-use super::gpu_context::{EngineError, GpuContext};
+use super::gpu_context::GpuContext;
 use super::quantized_matmul::{InputNorm, MatmulOperands, QuantizedMatmulKernels, TokenCount};
 use super::quantized_matrix::QuantizedMatrix;
 use super::readback::read_f32;
+use crate::generation::EngineError;
 
 /// What one product reads: `xs` holds `tokens` inputs of the matrix's columns, one after
 /// the other.

@@ -1,5 +1,7 @@
-//! The candle inference engine: candle-transformers' `quantized_qwen2` over a GGUF file, on
-//! the CPU (or CUDA with the `cuda` feature).
+//! candle-transformers' `quantized_qwen2` as a `GeneratingSequence`, on the CPU (or CUDA with
+//! the `cuda` feature), so that `dpo chat`, `dpo bench` and the llama.cpp parity tests run it
+//! through the same `TokenStream` as the browser's engines. Its KV cache can only be cleared,
+//! not cut: a truncation keeps the surviving tokens and runs them again with the next feed.
 
 use std::path::Path;
 use std::time::Instant;
@@ -7,21 +9,26 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
+use shared::generation::{EngineError, GeneratingSequence};
 use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{Architecture, ModelHyperparameters, ModelText, TokenScore};
 
-use super::language_model::{LanguageModel, open_model};
+use super::model_file::open_model;
 
-pub struct CandleEngine {
+pub struct CandleSequence {
     model: ModelWeights,
-    /// Logits after the last token fed.
-    logits: Vec<f32>,
     device: Device,
     hyperparameters: ModelHyperparameters,
+    /// The tokens the sequence holds, in order.
+    tokens: Vec<u32>,
+    /// How many of `tokens` are in candle's KV cache (the rest run with the next feed).
+    in_cache: usize,
+    /// Logits after the last token fed.
+    logits: Vec<f32>,
 }
 
-impl CandleEngine {
-    /// Loads a Qwen2 GGUF; returns the engine and the model's tokenizer and chat template.
+impl CandleSequence {
+    /// Loads a Qwen2 GGUF; returns the sequence and the model's tokenizer and chat template.
     pub fn load(path: &Path, force_cpu: bool) -> Result<(Self, ModelText)> {
         let started = Instant::now();
         let (mut file, gguf, text) = open_model(path)?;
@@ -43,19 +50,17 @@ impl CandleEngine {
             hyperparameters.vocab_size,
             started.elapsed().as_secs_f64()
         );
-        Ok((
-            Self {
-                model,
-                logits: Vec::new(),
-                device,
-                hyperparameters,
-            },
-            text,
-        ))
+        let sequence = Self {
+            model,
+            device,
+            hyperparameters,
+            tokens: Vec::new(),
+            in_cache: 0,
+            logits: Vec::new(),
+        };
+        Ok((sequence, text))
     }
-}
 
-impl CandleEngine {
     /// Where the model runs, for reports ("cpu", "cuda:0").
     pub fn device_name(&self) -> String {
         match self.device.location() {
@@ -64,36 +69,64 @@ impl CandleEngine {
             candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
         }
     }
-}
 
-impl LanguageModel for CandleEngine {
-    fn feed(&mut self, tokens: &[u32], position: usize) -> Result<()> {
+    fn forward(&mut self, tokens: &[u32], position: usize) -> candle_core::Result<Vec<f32>> {
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let logits = self.model.forward(&input, position)?;
-        self.logits = logits
+        self.model
+            .forward(&input, position)?
             .squeeze(0)?
             .to_dtype(candle_core::DType::F32)?
-            .to_vec1()?;
+            .to_vec1()
+    }
+}
+
+impl GeneratingSequence for CandleSequence {
+    fn max_positions(&self) -> usize {
+        self.hyperparameters.context_length
+    }
+
+    fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if len < self.in_cache {
+            self.model.clear_kv_cache();
+            self.in_cache = 0;
+        }
+        self.tokens.truncate(len);
+    }
+
+    async fn reserve(&mut self, _positions: usize) -> Result<(), EngineError> {
         Ok(())
     }
 
-    fn next_token_scores(
-        &mut self,
+    fn feed(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        self.tokens.extend_from_slice(tokens);
+        let run = self.tokens[self.in_cache..].to_vec();
+        if run.is_empty() {
+            return Ok(());
+        }
+        self.logits = self
+            .forward(&run, self.in_cache)
+            .map_err(|e| EngineError::Compute(e.to_string()))?;
+        self.in_cache = self.tokens.len();
+        Ok(())
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.hyperparameters.vocab_size
+    }
+
+    async fn next_token_scores(
+        &self,
         needed: usize,
         penalized: &[u32],
         penalty: f32,
-    ) -> Result<Vec<TokenScore>> {
+    ) -> Result<Vec<TokenScore>, EngineError> {
         let mut logits = self.logits.clone();
         apply_repetition_penalty(&mut logits, penalized, penalty);
         Ok(top_scores(&logits, needed))
-    }
-
-    fn clear_cache(&mut self) {
-        self.model.clear_kv_cache();
-    }
-
-    fn hyperparameters(&self) -> &ModelHyperparameters {
-        &self.hyperparameters
     }
 }
 
