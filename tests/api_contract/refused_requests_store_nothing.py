@@ -3,7 +3,7 @@
 After every answer to `POST /api/pairs` it asks `GET /api/stats` how many pairs are stored and
 compares that with the pairs the server said it stored (`201`, or `200` for a retry), counted
 by idempotency key so that schemathesis' replays while shrinking count once. Loaded by
-`tests/tests/api_contract.rs` through `SCHEMATHESIS_HOOKS`.
+`tests/tests/serving/api_contract.rs` through `SCHEMATHESIS_HOOKS`.
 """
 
 import json

@@ -38,6 +38,7 @@ mod cuda_build;
 mod gpu_bundle;
 mod gpu_engine_bundle;
 mod prerequisites;
+mod test_summary;
 mod web_bundle;
 
 use std::path::{Path, PathBuf};
@@ -465,44 +466,7 @@ fn test(test_args: &[String]) -> Result<()> {
         .env("DPO_WEB_BUNDLE", &bundle)
         .env("DPO_TEST_PYTHON", &python)
         .env("DPO_TEST_POSTGRES_URL", &postgres.url);
-    let result = run_tests_with_summary(&mut command);
+    let result = test_summary::run_tests_with_summary(&mut command);
     postgres.stop();
     result
-}
-
-/// Runs `cargo test`, echoing its output, and closes with one line totalling every test
-/// binary's `test result:` line: `summary: N passed, N failed, N skipped`.
-fn run_tests_with_summary(command: &mut Command) -> Result<()> {
-    eprintln!("xtask: running {command:?}");
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("spawning {command:?}"))?;
-    let stdout = child.stdout.take().context("cargo test stdout")?;
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-        let line = line?;
-        println!("{line}");
-        if let Some(counts) = line.strip_prefix("test result: ") {
-            for part in counts.split(['.', ';']) {
-                let mut words = part.split_whitespace();
-                if let (Some(n), Some(kind)) = (words.next(), words.next())
-                    && let Ok(n) = n.parse::<u64>()
-                {
-                    match kind {
-                        "passed" => passed += n,
-                        "failed" => failed += n,
-                        "ignored" => ignored += n,
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-    let status = child.wait()?;
-    println!("summary: {passed} passed, {failed} failed, {ignored} skipped");
-    if !status.success() {
-        bail!("cargo test failed with {status}");
-    }
-    Ok(())
 }

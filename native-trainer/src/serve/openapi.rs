@@ -2,7 +2,7 @@
 //! routes' own annotations (utoipa) and served at `GET /api/openapi.json` as this server runs
 //! it: under `--access open` an annotator names itself (`?annotator=`), under `--access
 //! invite` every labelling request needs the invite token. CI fuzzes the running server
-//! against it with schemathesis (`tests/tests/api_contract.rs`).
+//! against it with schemathesis (`tests/tests/serving/api_contract.rs`).
 
 use std::sync::Arc;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use flywheel_tests::file_mutation::{Mutation, Mutator, PatchedReader};
-use flywheel_tests::peak_memory::{CountingAllocator, one_test_at_a_time, peak_growth};
+use flywheel_tests::peak_memory::{one_test_at_a_time, peak_growth};
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, workspace_root};
 use native_trainer::chat::CandleSequence;
@@ -27,9 +27,6 @@ use shared::{
     Candidate, ChatMessage, GgufModel, ModelRef, ModelText, PairLimits, PreferencePair,
     SamplingParams, Vote,
 };
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// What a case may allocate at its peak: this many times the file's size, plus a fixed slack
 /// for the readers' own tables (a tokenizer, a tiny model's tensors).

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use flywheel_tests::peak_memory::{CountingAllocator, one_test_at_a_time, peak_growth};
+use flywheel_tests::peak_memory::{one_test_at_a_time, peak_growth};
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, run_dpo, succeed, tiny_qwen2_config, workspace_root};
 use native_trainer::train::base_model::BaseModel;
@@ -28,9 +28,6 @@ use native_trainer::train::pair_tokens::PairTokens;
 use native_trainer::train::precision::Precision;
 use native_trainer::train::training_model::TrainingModel;
 use native_trainer::train::{FusedOps, LoraConfig, Qwen2};
-
-#[global_allocator]
-static HEAP: CountingAllocator = CountingAllocator;
 
 fn pair(prompt: &[u32], chosen: &[u32], rejected: &[u32]) -> PairTokens {
     PairTokens {
