@@ -1,5 +1,7 @@
-//! The native half of the DPO flywheel, as a library behind the `dpo` binary: model fetching,
-//! native chat with the candle engine, and (as the project grows) training, export, serving.
+//! The native half of the DPO flywheel, as a library behind the `dpo` binary: model fetching
+//! (`fetch`), native chat and benchmarks on every engine (`chat`, `bench`), the pair store
+//! (`store`) and what its labels say (`label_analytics`), label campaigns (`campaign`), the
+//! preference-collection server (`serve`), DPO training (`train`) and export (`export`).
 
 pub mod bench;
 pub mod campaign;
@@ -7,10 +9,10 @@ pub mod chat;
 pub mod default_models;
 pub mod export;
 pub mod fetch;
+pub mod label_analytics;
 pub mod logging;
 pub mod models_dir;
 pub mod process_allocator;
 pub mod serve;
 pub mod store;
-pub mod tensor_names;
 pub mod train;

@@ -2,7 +2,7 @@
 //! end a turn. What chat, training-data preparation and the browser need besides the weights.
 
 use crate::chat_template::ChatTemplate;
-use crate::gguf_metadata::GgufModel;
+use crate::gguf::metadata::GgufModel;
 use crate::tokenizer::TextTokenizer;
 
 pub struct ModelText {

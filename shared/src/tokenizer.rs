@@ -13,7 +13,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
-use crate::gguf_metadata::{GgufError, MetadataReader};
+use crate::gguf::metadata::{GgufError, MetadataReader};
 
 /// llama.cpp's `llama_token_type` values.
 pub const TOKEN_TYPE_NORMAL: i32 = 1;

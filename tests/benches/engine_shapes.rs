@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p flywheel-tests --bench engine_shapes -- [--blocks N] [--prompt-tokens N]
 //! [--decode-tokens N] [--plans PLAN,PLAN,…] [--write-gguf PATH [--vocabulary GGUF]]` where a
-//! PLAN is `auto` (what the adapter gets) or a plan name (`shared::engine::matmul_plan_name`):
+//! PLAN is `auto` (what the adapter gets) or a plan name (`shared::wgpu_engine::matmul_plan_name`):
 //! `cpu`, `browser-cpu`, `gpu`, or `DECODE/BATCHEDxTILE` such as `lanes:16/tiled-f16x32`, with
 //! `+subgroups` for lane sums by subgroup shuffles (the adapter must offer subgroups that hold
 //! the lanes). `--write-gguf` also writes the generated model, with the `tokenizer.*` metadata
@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::quantized::gguf_file::{Content, Value};
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape_and_metadata};
 use shared::GgufModel;
-use shared::engine::{GpuContext, KernelPlan, MatmulPlan, Qwen2Sequence, Qwen2Weights};
+use shared::wgpu_engine::{GpuContext, KernelPlan, MatmulPlan, Qwen2Sequence, Qwen2Weights};
 
 struct Options {
     blocks: usize,

@@ -7,7 +7,7 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use shared::SplitMix64;
-use shared::gguf_header_check::{FieldKind, HeaderField};
+use shared::gguf::header_check::{FieldKind, HeaderField};
 
 /// One change to a file's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
-use shared::engine::{BlockType, ProductInputs};
+use shared::gguf::BlockType;
+use shared::wgpu_engine::ProductInputs;
 
 use crate::logit_comparison::noise;
 

@@ -6,8 +6,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights};
 use shared::generation::{StopHandle, TokenStream};
+use shared::wgpu_engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights};
 use shared::{GgufModel, SamplingParams};
 use wasm_bindgen::prelude::*;
 

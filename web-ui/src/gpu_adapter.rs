@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use shared::engine::GpuContext;
+use shared::wgpu_engine::GpuContext;
 
 thread_local! {
     static SUMMARY: RefCell<Option<AdapterSummary>> = const { RefCell::new(None) };

@@ -4,8 +4,9 @@
 
 use std::rc::Rc;
 
-use shared::engine::{
-    BlockType, GpuContext, MatmulPlan, ProductInputs, QuantizedMatmulKernels, QuantizedMatrix,
+use shared::gguf::BlockType;
+use shared::wgpu_engine::{
+    GpuContext, MatmulPlan, ProductInputs, QuantizedMatmulKernels, QuantizedMatrix,
     run_single_product,
 };
 use wasm_bindgen::prelude::*;
@@ -24,7 +25,7 @@ struct CompiledPlan {
 #[wasm_bindgen]
 impl MatmulProbe {
     /// Compiles the kernels of `plan` (a plan name: `cpu`, `browser-cpu`, `gpu`,
-    /// `lanes:16/tiledx8`, …; see `shared::engine::matmul_plan_name`) for every block type.
+    /// `lanes:16/tiledx8`, …; see `shared::wgpu_engine::matmul_plan_name`) for every block type.
     /// Rejects a plan the adapter cannot run (f16 tiles without shader-f16, subgroup sums
     /// without subgroups) or without WebGPU.
     #[wasm_bindgen(js_name = forPlan)]

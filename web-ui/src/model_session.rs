@@ -7,10 +7,10 @@ use std::io::{Read, Seek};
 use std::sync::Arc;
 
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 use shared::generation::{
     EngineError, GeneratingSequence, GenerationStats, StatsRecorder, StopHandle, TokenStream,
 };
+use shared::wgpu_engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 use shared::{ChatMessage, GgufModel, ModelText, SamplingParams};
 
 use crate::browser_storage::{next_frame, now_ms};

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::annotator_agreement::agreement;
+use crate::label_analytics::annotator_agreement::agreement;
 use crate::store::annotator_records::{new_token, token_hash};
 use crate::store::open_store;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use shared::ModelText;
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
+use shared::wgpu_engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 
 use super::model_file::open_model;
 

@@ -12,12 +12,14 @@ use anyhow::{Context, Result, bail};
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Value;
 use indicatif::{ProgressBar, ProgressStyle};
+use shared::gguf::Qwen2Tensor;
+use shared::gguf::qwen2_tensors::gguf_name;
 
 use super::export_source::ExportSource;
 use super::gguf_writer::{TensorEntry, WrittenFile, write_gguf};
 use super::quant_preset::{QuantPreset, TensorRole};
 use super::tensor_quantizer::tensor_bytes;
-use crate::tensor_names::gguf_name;
+
 use crate::train::Qwen2Config;
 
 /// ggml's quantization format version (`GGML_QNT_VERSION`).
@@ -143,15 +145,12 @@ fn expected_dims(config: &Qwen2Config, name: &str) -> Option<Vec<usize>> {
 
 /// llama.cpp's converter order: embeddings, the blocks in order, final norm, head.
 fn file_order(gguf_name: &str) -> (usize, usize, String) {
-    match gguf_name {
-        "token_embd.weight" => (0, 0, String::new()),
-        "output_norm.weight" => (2, 0, String::new()),
-        "output.weight" => (3, 0, String::new()),
-        _ => {
-            let rest = gguf_name.strip_prefix("blk.").unwrap_or(gguf_name);
-            let (layer, tensor) = rest.split_once('.').unwrap_or((rest, ""));
-            (1, layer.parse().unwrap_or(usize::MAX), tensor.to_string())
-        }
+    match Qwen2Tensor::from_gguf(gguf_name) {
+        Some((Qwen2Tensor::TokenEmbedding, _)) => (0, 0, String::new()),
+        Some((Qwen2Tensor::OutputNorm, _)) => (2, 0, String::new()),
+        Some((Qwen2Tensor::Output, _)) => (3, 0, String::new()),
+        Some((_, layer)) => (1, layer, gguf_name.to_string()),
+        None => (1, usize::MAX, gguf_name.to_string()),
     }
 }
 

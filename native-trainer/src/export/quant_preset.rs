@@ -19,6 +19,7 @@
 //! this path; Qwen2.5-1.5B's 1536 and 8960 fit.)
 
 use candle_core::quantized::GgmlDType;
+use shared::gguf::Qwen2Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QuantPreset {
@@ -128,8 +129,12 @@ impl QuantPreset {
     /// llama.cpp's choice for a matrix of a quantized preset, before any fallback.
     fn mixture_type(self, role: TensorRole) -> GgmlDType {
         let default = self.default_type();
-        let name = role.gguf_name;
-        let is_head = name == "output.weight" || (!role.has_output && name == "token_embd.weight");
+        let tensor = Qwen2Tensor::from_gguf(role.gguf_name);
+        let is_head = match tensor {
+            Some((Qwen2Tensor::Output, _)) => true,
+            Some((Qwen2Tensor::TokenEmbedding, _)) => !role.has_output,
+            _ => false,
+        };
         if is_head {
             return if default == GgmlDType::Q8_0 {
                 GgmlDType::Q8_0
@@ -138,23 +143,13 @@ impl QuantPreset {
             };
         }
         if self == QuantPreset::Q4KM
-            && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight"))
-            && layer_index(name).is_some_and(|i| use_more_bits(i, role.layer_count))
+            && let Some((Qwen2Tensor::AttnV | Qwen2Tensor::FfnDown, layer)) = tensor
+            && use_more_bits(layer, role.layer_count)
         {
             return GgmlDType::Q6K;
         }
         default
     }
-}
-
-/// The `N` of `blk.N.…`.
-fn layer_index(gguf_name: &str) -> Option<usize> {
-    gguf_name
-        .strip_prefix("blk.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// llama.cpp's layers that get more bits: the first and last eighth, and every third between.

@@ -17,8 +17,8 @@ use super::model_catalog::ModelCatalog;
 use super::rate_limiter::RateLimiter;
 use super::trl_row_file::chat_template_of;
 use super::trl_row_file::{RowFormat, stored_rows, write_rows};
+use crate::label_analytics::pair_quality::{self, PairQualityArgs};
 use crate::store::open_store;
-use crate::store::pair_quality::{self, PairQualityArgs};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -10,9 +10,9 @@ use anyhow::Result;
 use shared::api::{AnnotatorLabels, CurvePoint, Dashboard, DayLabels, TrainingCurve};
 
 use super::model_catalog::ModelCatalog;
-use crate::campaign::version_standings::version_standings;
+use crate::label_analytics::annotator_agreement::agreement;
+use crate::label_analytics::version_standings::version_standings;
 use crate::store::PairStore;
-use crate::store::annotator_agreement::agreement;
 
 pub fn dashboard_data(store: &dyn PairStore, catalog: &ModelCatalog) -> Result<Dashboard> {
     let pairs = store.all_pairs()?;

@@ -15,7 +15,7 @@ use shared::ModelManifest;
 use super::model_catalog::ModelCatalog;
 use shared::api::VersionStanding;
 
-use crate::campaign::version_standings::version_standings;
+use crate::label_analytics::version_standings::version_standings;
 use crate::store::open_store;
 
 #[derive(Args, Debug)]

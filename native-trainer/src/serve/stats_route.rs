@@ -10,7 +10,7 @@ use shared::api::{ApiError, StatsReport};
 
 use super::app_state::AppState;
 use super::error_response::error;
-use crate::campaign::version_standings::version_standings;
+use crate::label_analytics::version_standings::version_standings;
 
 #[utoipa::path(
     get,

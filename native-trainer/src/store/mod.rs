@@ -1,22 +1,16 @@
 //! The pair store, the one home of stored votes that `serve` (which writes them) and `train`
 //! (which learns from them) both use without importing each other: the storage trait
 //! (`pair_store.rs`), SQLite (`sqlite_store.rs`) and PostgreSQL (`postgres_store.rs`) behind
-//! it with one schema (`migrations.rs`), database URLs (`store_url.rs`), the selection of votes
-//! for a training run (`vote_selection.rs`) and the labels' quality figures (`pair_quality.rs`,
-//! `annotator_agreement.rs`);
-//! the records of label campaigns kept beside the pairs: prompt sets (`prompt_set.rs`) and
+//! it with one schema (`migrations.rs`) and database URLs (`store_url.rs`); the records of label campaigns kept beside the pairs: prompt sets (`prompt_set.rs`) and
 //! invited annotators (`annotator_records.rs`).
 
-pub mod annotator_agreement;
 pub mod annotator_records;
 pub mod migrations;
-pub mod pair_quality;
 pub mod pair_store;
 pub mod postgres_store;
 pub mod prompt_set;
 pub mod sqlite_store;
 pub mod store_url;
-pub mod vote_selection;
 
 pub use pair_store::{InsertOutcome, PairStore, PromptRefusal};
 pub use store_url::{is_store_url, open_store};

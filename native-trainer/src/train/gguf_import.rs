@@ -1,6 +1,6 @@
 //! A GGUF's weights as the training model's tensors: every tensor dequantized to the training
 //! dtype and renamed from llama.cpp's names to transformers' (`blk.3.attn_q.weight` →
-//! `model.layers.3.self_attn.q_proj.weight`, see `tensor_names`). Qwen2's GGUF tensors are not permuted (NeoX
+//! `model.layers.3.self_attn.q_proj.weight`, see `shared::gguf::qwen2_tensors`). Qwen2's GGUF tensors are not permuted (NeoX
 //! RoPE), so no reordering is needed.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use shared::GgufModel;
 
-use crate::tensor_names::transformers_name;
+use shared::gguf::qwen2_tensors::transformers_name;
 
 /// Every tensor of a validated qwen2 GGUF, dequantized to `dtype` on `device`, by transformers
 /// name.

@@ -1,6 +1,6 @@
 //! Training data straight from the vote store: `--data sqlite:PATH` or
 //! `--data postgres://…`, optionally with a query that selects the votes (see
-//! `store::vote_selection`). The whole string is the run's `dataset_name`, so the selection is
+//! `label_analytics::vote_selection`). The whole string is the run's `dataset_name`, so the selection is
 //! recorded with the run. What remains becomes TRL rows by the same conversion the exports
 //! use (`shared::trl_rows`): A/B votes; an ideal answer is `chosen` against the rejected candidate (both, for a tie or
 //! both-bad); ties and both-bad without one teach nothing.
@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use shared::{ChatTemplate, TrlStyle};
 
 use super::preference_file::PreferenceFile;
+use crate::label_analytics::vote_selection::{parse_vote_source, select_votes};
 use crate::store::open_store;
-use crate::store::vote_selection::{parse_vote_source, select_votes};
 
 /// Whether `data` names a vote store rather than a file.
 pub fn is_vote_store(data: &Path) -> bool {

@@ -3,7 +3,7 @@
 //! (`UnpackedBlock`) and multiplied by the 8-bit activations (`q8_activations`) in integers,
 //! scaled once per 16 or 32 weights; a batch of tokens unpacks each row once for all of them.
 //! F32 and F16 rows multiply the f32 activations. Block layouts (as in
-//! `engine/kernels/block_*.wgsl`):
+//! `wgpu_engine/kernels/block_*.wgsl`):
 //!
 //! | type | bytes / weights | layout |
 //! |---|---|---|
@@ -17,7 +17,7 @@
 
 use super::block_fields::{BITS_TO_FIFTH, half, k_scale_min};
 use super::q8_activations::{Q8_BLOCK, Q8Block, dot_i8_half};
-use crate::engine::BlockType;
+use crate::gguf::BlockType;
 
 /// 32 weights as 8-bit quants: w[i] = scales[i / 16] · quants[i] + offset.
 #[derive(Debug, Clone, Copy, PartialEq)]

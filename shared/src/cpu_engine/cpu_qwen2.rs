@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use super::block_dot::{RowFormat, unpacked_dot};
 use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
-use crate::engine::BlockType;
-use crate::engine::embedding_rows::EmbeddingRows;
-use crate::engine::gguf_tensors::GgufTensors;
 use crate::generation::EngineError;
 use crate::generation::GeneratingSequence;
-use crate::gguf_metadata::{GgufModel, ModelHyperparameters};
+use crate::gguf::BlockType;
+use crate::gguf::Qwen2Tensor;
+use crate::gguf::embedding_rows::EmbeddingRows;
+use crate::gguf::metadata::{GgufModel, ModelHyperparameters};
+use crate::gguf::tensor_reader::GgufTensors;
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
 
 /// A weight matrix in its GGUF blocks, row after row.
@@ -146,32 +147,32 @@ impl CpuQwen2Weights {
         };
         let mut layers = Vec::with_capacity(hp.block_count);
         for layer in 0..hp.block_count {
-            let name = |suffix: &str| format!("blk.{layer}.{suffix}");
+            let name = |tensor: Qwen2Tensor| tensor.gguf(layer);
             layers.push(CpuLayer {
-                attn_norm: t.f32_values(&name("attn_norm.weight"))?,
-                wq: matrix(t, &name("attn_q.weight"))?,
-                wk: matrix(t, &name("attn_k.weight"))?,
-                wv: matrix(t, &name("attn_v.weight"))?,
-                q_bias: t.f32_values(&name("attn_q.bias"))?,
-                k_bias: t.f32_values(&name("attn_k.bias"))?,
-                v_bias: t.f32_values(&name("attn_v.bias"))?,
-                wo: matrix(t, &name("attn_output.weight"))?,
-                ffn_norm: t.f32_values(&name("ffn_norm.weight"))?,
-                w_gate: matrix(t, &name("ffn_gate.weight"))?,
-                w_up: matrix(t, &name("ffn_up.weight"))?,
-                w_down: matrix(t, &name("ffn_down.weight"))?,
+                attn_norm: t.f32_values(&name(Qwen2Tensor::AttnNorm))?,
+                wq: matrix(t, &name(Qwen2Tensor::AttnQ))?,
+                wk: matrix(t, &name(Qwen2Tensor::AttnK))?,
+                wv: matrix(t, &name(Qwen2Tensor::AttnV))?,
+                q_bias: t.f32_values(&name(Qwen2Tensor::AttnQBias))?,
+                k_bias: t.f32_values(&name(Qwen2Tensor::AttnKBias))?,
+                v_bias: t.f32_values(&name(Qwen2Tensor::AttnVBias))?,
+                wo: matrix(t, &name(Qwen2Tensor::AttnOutput))?,
+                ffn_norm: t.f32_values(&name(Qwen2Tensor::FfnNorm))?,
+                w_gate: matrix(t, &name(Qwen2Tensor::FfnGate))?,
+                w_up: matrix(t, &name(Qwen2Tensor::FfnUp))?,
+                w_down: matrix(t, &name(Qwen2Tensor::FfnDown))?,
             });
         }
-        let output_norm = t.f32_values("output_norm.weight")?;
+        let output_norm = t.f32_values(Qwen2Tensor::OutputNorm.gguf_model())?;
         let embedding = t.embedding()?;
         // Tied weights: the output head multiplies by the embedding table's own bytes.
         let output = if hp.tied_embeddings {
             CpuMatrix::new(
-                t.matrix_shape("token_embd.weight")?,
+                t.matrix_shape(Qwen2Tensor::TokenEmbedding.gguf_model())?,
                 embedding.shared_table(),
             )
         } else {
-            matrix(t, "output.weight")?
+            matrix(t, Qwen2Tensor::Output.gguf_model())?
         };
         // Each pair of a head's values turns by position / frequency (NeoX RoPE).
         let rope_frequencies = (0..hp.head_dim / 2)

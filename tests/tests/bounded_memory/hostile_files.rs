@@ -22,7 +22,7 @@ use native_trainer::chat::CandleSequence;
 use native_trainer::export::export_source::ExportSource;
 use native_trainer::train::base_model::BaseModel;
 use native_trainer::train::preference_file::read_preference_file;
-use shared::gguf_header_check::{FieldKind, check_header};
+use shared::gguf::header_check::{FieldKind, check_header};
 use shared::{
     Candidate, ChatMessage, GgufModel, ModelRef, ModelText, PairLimits, PreferencePair,
     SamplingParams, Vote,

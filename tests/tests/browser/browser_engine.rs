@@ -15,8 +15,8 @@ use flywheel_tests::headless_chromium::HeadlessChromium;
 use flywheel_tests::page_server::{Page, PageServer};
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::web_bundle;
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 use shared::generation::{StopHandle, TokenStream};
+use shared::wgpu_engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 use shared::{GgufModel, ModelText, SamplingParams};
 
 const PROMPT: [u32; 6] = [72, 101, 108, 108, 111, 44];

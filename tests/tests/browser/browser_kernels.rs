@@ -15,12 +15,13 @@ use flywheel_tests::matmul_reference::{
 };
 use flywheel_tests::page_server::{Page, PageServer};
 use flywheel_tests::web_bundle;
-use shared::engine::{BlockType, MatmulLayout, MatmulPlan};
+use shared::gguf::BlockType;
+use shared::wgpu_engine::{MatmulLayout, MatmulPlan};
 
 /// SwiftShader compiles every kernel on the CPU: generous, but a hang still fails.
 const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Plan names (`shared::engine::matmul_plan_name`): what SwiftShader gets, the GPU plan, the
+/// Plan names (`shared::wgpu_engine::matmul_plan_name`): what SwiftShader gets, the GPU plan, the
 /// GPU plan with 8-token tiles, and with f16 tiles.
 const PLANS: [&str; 4] = [
     "browser-cpu",

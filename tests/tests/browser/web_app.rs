@@ -30,8 +30,8 @@ use flywheel_tests::dpo_server::DpoServer;
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, run_dpo, succeed, web_bundle, workspace_root};
 use serde_json::{Value, json};
-use shared::engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 use shared::generation::{GeneratingSequence, StopHandle, TokenStream};
+use shared::wgpu_engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 use shared::{ChatMessage, GgufModel, ModelText, PreferencePair, Role, SamplingParams, Vote};
 
 /// SwiftShader compiles and runs every kernel on the CPU: generous, but a hang still fails.

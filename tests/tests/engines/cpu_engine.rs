@@ -24,7 +24,7 @@ use flywheel_tests::tiny_gguf::TinyQwen2;
 use shared::cpu_engine::block_dot::{RowFormat, unpacked_dot};
 use shared::cpu_engine::q8_activations::quantize_q8;
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::engine::BlockType;
+use shared::gguf::BlockType;
 use shared::{GgufModel, ModelText};
 
 #[test]

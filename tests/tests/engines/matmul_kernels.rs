@@ -8,9 +8,10 @@ use flywheel_tests::logit_comparison::noise;
 use flywheel_tests::matmul_reference::{
     Added, assert_close, assert_within, case, inputs, rms_normed, seeded_case,
 };
-use shared::engine::readback::read_f32;
-use shared::engine::{
-    BlockType, GpuContext, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns,
+use shared::gguf::BlockType;
+use shared::wgpu_engine::readback::read_f32;
+use shared::wgpu_engine::{
+    GpuBlockLayout, GpuContext, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns,
     QuantizedMatmulKernels, QuantizedMatrix, TokenCount, run_single_product,
 };
 use wgpu::util::DeviceExt as _;

@@ -29,12 +29,12 @@ use candle_transformers::models::quantized_qwen2::ModelWeights;
 use flywheel_tests::logit_comparison::{argmax, candle_logits, relative_rms_error};
 use flywheel_tests::real_model;
 use flywheel_tests::shaped_gguf::{QWEN2_5_1_5B, qwen2_with_shape};
-use shared::engine::{
+use shared::generation::{StopHandle, StopReason, TokenStream};
+use shared::token_sampler::{apply_repetition_penalty, top_scores};
+use shared::wgpu_engine::{
     FeedForwardIn, GpuContext, INITIAL_POSITIONS, KernelPlan, MatmulLayout, MatmulPlan,
     QkvProjection, Qwen2Sequence, Qwen2Weights,
 };
-use shared::generation::{StopHandle, StopReason, TokenStream};
-use shared::token_sampler::{apply_repetition_penalty, top_scores};
 use shared::{GgufModel, ModelText, SamplingParams};
 
 /// Largest allowed |ours - candle| over all logits of a position.

@@ -19,12 +19,12 @@ use flywheel_tests::http_client::{HttpResponse, request};
 use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::served_versions::export_tiny_version;
 use flywheel_tests::{run_dpo, succeed};
-use native_trainer::campaign::version_ratings::{
+use native_trainer::label_analytics::annotator_agreement::agreement;
+use native_trainer::label_analytics::version_ratings::{
     battles, bradley_terry, rate_versions, win_rate_against,
 };
-use native_trainer::store::annotator_agreement::agreement;
+use native_trainer::label_analytics::vote_selection::{parse_vote_source, select_votes};
 use native_trainer::store::open_store;
-use native_trainer::store::vote_selection::{parse_vote_source, select_votes};
 use serde_json::{Value, json};
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
 

@@ -7,9 +7,7 @@
 //! the sampler's candidates on the GPU, and streams tokens through `crate::generation`'s
 //! `TokenStream`.
 
-pub mod block_type;
-pub mod embedding_rows;
-pub mod gguf_tensors;
+pub mod gpu_block_layout;
 pub mod gpu_context;
 pub mod kernel_plan;
 pub mod matmul_plan_name;
@@ -22,7 +20,7 @@ pub mod sampling_kernels;
 pub mod single_product;
 pub mod vector_kernels;
 
-pub use block_type::BlockType;
+pub use gpu_block_layout::GpuBlockLayout;
 pub use gpu_context::GpuContext;
 pub use kernel_plan::KernelPlan;
 pub use matmul_plan_name::PlanNameError;

@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use super::embedding_rows::EmbeddingRows;
-use super::gguf_tensors::GgufTensors;
 use super::gpu_context::GpuContext;
 use super::kernel_plan::KernelPlan;
 use super::quantized_matmul::QuantizedMatmulKernels;
@@ -18,7 +16,10 @@ use super::quantized_matrix::QuantizedMatrix;
 use super::sampling_kernels::SamplingKernels;
 use super::vector_kernels::VectorKernels;
 use crate::generation::EngineError;
-use crate::gguf_metadata::{GgufModel, ModelHyperparameters};
+use crate::gguf::Qwen2Tensor;
+use crate::gguf::embedding_rows::EmbeddingRows;
+use crate::gguf::metadata::{GgufModel, ModelHyperparameters};
+use crate::gguf::tensor_reader::GgufTensors;
 
 /// One transformer block's weights.
 pub struct LayerWeights {
@@ -184,29 +185,34 @@ impl Qwen2Weights {
         let t = &mut tensors;
         let mut layers = Vec::with_capacity(hp.block_count);
         for layer in 0..hp.block_count {
-            let name = |suffix: &str| format!("blk.{layer}.{suffix}");
-            let [q, k, v] = ["q", "k", "v"].map(|m| name(&format!("attn_{m}.weight")));
-            let [q_bias, k_bias, v_bias] = ["q", "k", "v"].map(|m| name(&format!("attn_{m}.bias")));
+            let name = |tensor: Qwen2Tensor| tensor.gguf(layer);
+            let [q, k, v] = [Qwen2Tensor::AttnQ, Qwen2Tensor::AttnK, Qwen2Tensor::AttnV].map(name);
+            let [q_bias, k_bias, v_bias] = [
+                Qwen2Tensor::AttnQBias,
+                Qwen2Tensor::AttnKBias,
+                Qwen2Tensor::AttnVBias,
+            ]
+            .map(name);
             layers.push(LayerWeights {
-                attn_norm: vector(t, &name("attn_norm.weight"))?,
+                attn_norm: vector(t, &name(Qwen2Tensor::AttnNorm))?,
                 qkv: qkv(t, [&q, &k, &v])?,
                 qkv_bias: qkv_bias(t, [&q_bias, &k_bias, &v_bias])?,
-                wo: matrix(t, &name("attn_output.weight"))?,
-                ffn_norm: vector(t, &name("ffn_norm.weight"))?,
-                ffn_in: feed_forward_in(t, &name("ffn_gate.weight"), &name("ffn_up.weight"))?,
-                w_down: matrix(t, &name("ffn_down.weight"))?,
+                wo: matrix(t, &name(Qwen2Tensor::AttnOutput))?,
+                ffn_norm: vector(t, &name(Qwen2Tensor::FfnNorm))?,
+                ffn_in: feed_forward_in(t, &name(Qwen2Tensor::FfnGate), &name(Qwen2Tensor::FfnUp))?,
+                w_down: matrix(t, &name(Qwen2Tensor::FfnDown))?,
             });
         }
-        let output_norm = vector(t, "output_norm.weight")?;
+        let output_norm = vector(t, Qwen2Tensor::OutputNorm.gguf_model())?;
         let embedding = t.embedding()?;
         // Tied weights: the output head is the embedding table, uploaded from the copy the
         // embedding keeps rather than read a second time.
         let output = if hp.tied_embeddings {
-            let name = "token_embd.weight";
+            let name = Qwen2Tensor::TokenEmbedding.gguf_model();
             let (block_type, rows, cols) = t.matrix_shape(name)?;
             QuantizedMatrix::upload(ctx, name, block_type, rows, cols, embedding.table_bytes())?
         } else {
-            matrix(t, "output.weight")?
+            matrix(t, Qwen2Tensor::Output.gguf_model())?
         };
         let mut block_types = vec![output.block_type];
         let mut row_pair_types = Vec::new();

@@ -5,10 +5,11 @@
 
 use std::io::{Read, Seek};
 
-use super::block_type::BlockType;
-use super::embedding_rows::{EmbeddingRows, dequantize_f32};
 use crate::generation::EngineError;
-use crate::gguf_metadata::{Architecture, GgufModel};
+use crate::gguf::Qwen2Tensor;
+use crate::gguf::block_type::BlockType;
+use crate::gguf::embedding_rows::{EmbeddingRows, dequantize_f32};
+use crate::gguf::metadata::{Architecture, GgufModel};
 
 pub struct GgufTensors<'a, R> {
     gguf: &'a GgufModel,
@@ -96,7 +97,7 @@ impl<'a, R: Read + Seek> GgufTensors<'a, R> {
 
     /// The token embedding, kept in its GGUF encoding.
     pub fn embedding(&mut self) -> Result<EmbeddingRows, EngineError> {
-        let name = "token_embd.weight";
+        let name = Qwen2Tensor::TokenEmbedding.gguf_model();
         let bytes = self.bytes(name)?;
         let dtype = self.gguf.content.tensor_infos[name].ggml_dtype;
         let hp = &self.gguf.hyperparameters;

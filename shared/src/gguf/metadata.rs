@@ -8,7 +8,8 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
 
-use crate::gguf_header_check::check_header;
+use crate::gguf::Qwen2Tensor;
+use crate::gguf::header_check::check_header;
 
 /// Longest context a model may declare: 2^20 positions (Qwen2.5's longest variants declare
 /// about a million).
@@ -446,23 +447,25 @@ fn read_hyperparameters(
     let source_name = md.source_name;
     let embedding = content
         .tensor_infos
-        .get("token_embd.weight")
+        .get(Qwen2Tensor::TokenEmbedding.gguf_model())
         .ok_or_else(|| GgufError::MissingTensor {
             source_name: source_name.to_string(),
-            tensor: "token_embd.weight".into(),
+            tensor: Qwen2Tensor::TokenEmbedding.gguf_model().into(),
         })?;
     let vocab_size = match embedding.shape.dims() {
         [vocab, width] if *width == embedding_length => *vocab,
         dims => {
             return Err(GgufError::WrongShape {
                 source_name: source_name.to_string(),
-                tensor: "token_embd.weight".into(),
+                tensor: Qwen2Tensor::TokenEmbedding.gguf_model().into(),
                 found: dims.to_vec(),
                 expected: vec![0, embedding_length],
             });
         }
     };
-    let tied_embeddings = !content.tensor_infos.contains_key("output.weight");
+    let tied_embeddings = !content
+        .tensor_infos
+        .contains_key(Qwen2Tensor::Output.gguf_model());
 
     Ok(ModelHyperparameters {
         architecture,
@@ -482,37 +485,28 @@ fn read_hyperparameters(
 
 /// Every tensor a transformer block needs, with its expected (rows, columns) shape.
 fn expected_tensors(hp: &ModelHyperparameters) -> Vec<(String, Vec<usize>)> {
-    let (d, ff, kv) = (
-        hp.embedding_length,
-        hp.feed_forward_length,
-        hp.head_count_kv * hp.head_dim,
-    );
-    let mut tensors = vec![("output_norm.weight".to_string(), vec![d])];
+    let mut tensors = vec![Qwen2Tensor::OutputNorm];
     if !hp.tied_embeddings {
-        tensors.push(("output.weight".into(), vec![hp.vocab_size, d]));
+        tensors.push(Qwen2Tensor::Output);
     }
-    for i in 0..hp.block_count {
-        let b = |name: &str| format!("blk.{i}.{name}");
-        tensors.extend([
-            (b("attn_norm.weight"), vec![d]),
-            (b("attn_q.weight"), vec![d, d]),
-            (b("attn_k.weight"), vec![kv, d]),
-            (b("attn_v.weight"), vec![kv, d]),
-            (b("attn_output.weight"), vec![d, d]),
-            (b("ffn_norm.weight"), vec![d]),
-            (b("ffn_gate.weight"), vec![ff, d]),
-            (b("ffn_up.weight"), vec![ff, d]),
-            (b("ffn_down.weight"), vec![d, ff]),
-        ]);
-        if hp.architecture == Architecture::Qwen2 {
-            tensors.extend([
-                (b("attn_q.bias"), vec![d]),
-                (b("attn_k.bias"), vec![kv]),
-                (b("attn_v.bias"), vec![kv]),
-            ]);
-        }
+    let mut named: Vec<(String, Vec<usize>)> = tensors
+        .into_iter()
+        .map(|t| (t.gguf_model().to_string(), t.shape(hp)))
+        .collect();
+    // Per layer: the matrices and norms, then the biases (Qwen2 has them, Llama not).
+    let with_biases = hp.architecture == Architecture::Qwen2;
+    let per_layer = Qwen2Tensor::PER_LAYER
+        .into_iter()
+        .filter(|t| !t.is_bias())
+        .chain(
+            Qwen2Tensor::PER_LAYER
+                .into_iter()
+                .filter(|t| with_biases && t.is_bias()),
+        );
+    for layer in 0..hp.block_count {
+        named.extend(per_layer.clone().map(|t| (t.gguf(layer), t.shape(hp))));
     }
-    tensors
+    named
 }
 
 /// Bytes a tensor's data occupies in the file: whole blocks of its GGML type.

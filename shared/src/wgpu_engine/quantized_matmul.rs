@@ -13,10 +13,11 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use super::block_type::BlockType;
+use super::gpu_block_layout::GpuBlockLayout;
 use super::gpu_context::GpuContext;
 use super::quantized_matrix::QuantizedMatrix;
 use crate::generation::EngineError;
+use crate::gguf::block_type::BlockType;
 
 /// Invocations per workgroup (`@workgroup_size` in the kernels).
 const WORKGROUP_SIZE: usize = 64;

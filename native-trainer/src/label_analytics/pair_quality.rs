@@ -14,8 +14,8 @@ use serde_json::json;
 use shared::PreferencePair;
 
 use super::annotator_agreement::agreement as annotator_agreement;
-use super::store_url::open_store;
 use super::vote_selection::label_outcome;
+use crate::store::store_url::open_store;
 
 #[derive(Args, Debug)]
 pub struct PairQualityArgs {

@@ -4,9 +4,10 @@
 //! type and shape can share one upload with their rows interleaved (SwiGLU's gate and up, which
 //! one product then turns into silu(gate · x) · (up · x)).
 
-use super::block_type::BlockType;
+use super::gpu_block_layout::GpuBlockLayout;
 use super::gpu_context::GpuContext;
 use crate::generation::EngineError;
+use crate::gguf::block_type::BlockType;
 
 /// GGUF bytes of the rows an upload splits into heads and bulks at a time (whole rows, at
 /// least one).
