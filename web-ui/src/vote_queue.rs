@@ -16,6 +16,15 @@ use crate::server_api::{self, error_reason};
 
 const PENDING_KEY: &str = "dpo.votes.pending";
 const REJECTED_KEY: &str = "dpo.votes.rejected";
+
+/// A vote the server refused, kept under `REJECTED_KEY` with the server's answer.
+#[derive(serde::Serialize)]
+struct RejectedVote<'a> {
+    /// The pair as it was submitted (JSON text).
+    pair: &'a str,
+    status: u16,
+    reason: &'a str,
+}
 const ACKNOWLEDGED_KEY: &str = "dpo.votes.acknowledged";
 const RETRY_EVERY: Duration = Duration::from_secs(3);
 
@@ -124,10 +133,12 @@ impl VoteQueue {
                 Ok(answer) => {
                     let reason = error_reason(&answer.body);
                     let mut rejected = read_list(REJECTED_KEY);
-                    rejected.push(
-                        serde_json::json!({ "pair": first, "status": answer.status, "reason": reason })
-                            .to_string(),
-                    );
+                    let record = RejectedVote {
+                        pair: &first,
+                        status: answer.status,
+                        reason: &reason,
+                    };
+                    rejected.push(serde_json::to_string(&record).expect("strings serialize"));
                     let _ = write_list(REJECTED_KEY, &rejected);
                     self.last_error.set(Some(format!(
                         "the server rejected a vote ({}: {reason}); it is kept under \
