@@ -10,6 +10,7 @@ pub mod browser_storage;
 pub mod campaign;
 pub mod chat_view;
 pub mod compare_view;
+pub mod comparison_state;
 pub mod dashboard_view;
 pub mod engine_choice;
 pub mod engine_probe;
