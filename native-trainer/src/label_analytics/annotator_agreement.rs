@@ -146,3 +146,43 @@ pub fn agreement(pairs: &[PreferencePair]) -> AgreementReport {
         majority,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::label_analytics::test_votes::three_raters;
+
+    #[test]
+    fn kappas_and_majority_agreement_match_values_computed_by_hand() {
+        let report = agreement(&three_raters());
+        let cohen: BTreeMap<(String, String), Option<f64>> = report
+            .cohen
+            .iter()
+            .map(|c| ((c.first.clone(), c.second.clone()), c.kappa))
+            .collect();
+        // r1·r2 over c1–c4: p_o = 3/4, p_e = ½·¼ + ¼·½ + ¼·¼ = 5/16 → κ = (3/4 − 5/16)/(11/16) = 7/11.
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(
+            close(cohen[&("r1".into(), "r2".into())], 7.0 / 11.0),
+            "{cohen:?}"
+        );
+        // r1·r3 share c2 only and disagree: p_o = 0, p_e = 0 → κ = 0; r2·r3 agree on their one
+        // comparison: p_e = 1, κ undefined.
+        assert!(close(cohen[&("r1".into(), "r3".into())], 0.0));
+        assert_eq!(cohen[&("r2".into(), "r3".into())], None);
+        // Fleiss over c1–c4: P = 1, 1/3, 1, 1 → P̄ = 5/6; shares 3/9, 4/9, 2/9 → P̄e = 29/81;
+        // κ = (5/6 − 29/81)/(52/81) = 231/312.
+        assert_eq!(report.fleiss_comparisons, 4);
+        assert!(
+            close(report.fleiss_kappa, 231.0 / 312.0),
+            "{:?}",
+            report.fleiss_kappa
+        );
+        // r1 loses the majority on c2 (3 of 4); r2 has no strict majority of others on c2 (3 of
+        // 3); r3's one repeated comparison has none either.
+        let majority = |r: &str| (report.majority[r].compared, report.majority[r].agreeing);
+        assert_eq!(majority("r1"), (4, 3));
+        assert_eq!(majority("r2"), (3, 3));
+        assert_eq!(report.majority["r3"].share(), None);
+    }
+}

@@ -11,3 +11,6 @@ pub mod pair_quality;
 pub mod version_ratings;
 pub mod version_standings;
 pub mod vote_selection;
+
+#[cfg(test)]
+mod test_votes;

@@ -206,3 +206,51 @@ pub fn win_rate_against(battles: &[Battle], version: &str, parent: &str) -> Opti
     }
     (count > 0).then(|| (points / count as f64, count))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::label_analytics::test_votes::{model, v2_beats_v1, vote};
+
+    #[test]
+    fn bradley_terry_ratings_and_win_rates_match_values_computed_by_hand() {
+        let fought = battles(&v2_beats_v1());
+        assert_eq!(fought.len(), 5);
+        // Two players: the MLE odds are the points ratio, 3.5 : 1.5, split around 1000.
+        let half_gap = 200.0 * (3.5f64 / 1.5).log10();
+        let ratings = bradley_terry(&fought);
+        assert!(
+            (ratings["v2"] - (1000.0 + half_gap)).abs() < 1e-6,
+            "{ratings:?}"
+        );
+        assert!(
+            (ratings["v1"] - (1000.0 - half_gap)).abs() < 1e-6,
+            "{ratings:?}"
+        );
+        assert_eq!(win_rate_against(&fought, "v2", "v1"), Some((0.7, 5)));
+        assert_eq!(win_rate_against(&fought, "v1", "v2"), Some((0.3, 5)));
+        let rated = rate_versions(&fought);
+        for version in ["v1", "v2"] {
+            let r = &rated[version];
+            assert_eq!(r.battles, 5);
+            assert!(r.low <= r.rating && r.rating <= r.high, "{r:?}");
+            assert!(
+                r.high - r.low > 50.0,
+                "five battles leave a wide interval: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn three_versions_on_a_cycle_with_equal_records_are_equal() {
+        let (v1, v2, v3) = (model("v1"), model("v2"), model("v3"));
+        let cycle = vec![
+            vote("c1", ("x", &v1), ("y", &v2), "a", Vote::A),
+            vote("c2", ("x", &v2), ("y", &v3), "a", Vote::A),
+            vote("c3", ("x", &v3), ("y", &v1), "a", Vote::A),
+        ];
+        for rating in bradley_terry(&battles(&cycle)).values() {
+            assert!((rating - 1000.0).abs() < 1e-6);
+        }
+    }
+}

@@ -193,3 +193,24 @@ pub fn select_votes(
     selection.kept = kept.len();
     (kept, selection)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::label_analytics::test_votes::three_raters;
+
+    #[test]
+    fn min_annotator_agreement_leaves_out_the_annotator_below_it() {
+        let (_, filter) = parse_vote_source("sqlite:x.db?min_annotator_agreement=0.8").unwrap();
+        let (kept, selection) = select_votes(three_raters(), &filter);
+        assert_eq!(
+            (
+                selection.low_agreement_labels,
+                selection.low_agreement_annotators
+            ),
+            (4, 1)
+        );
+        assert!(kept.iter().all(|p| p.annotator_id != "r1"));
+        assert!(parse_vote_source("sqlite:x.db?min_annotator_agreement=2").is_err());
+    }
+}

@@ -4,3 +4,4 @@ mod api_contract;
 mod dpo_serve;
 mod label_campaign;
 mod pair_schema;
+mod prompt_leases;
