@@ -13,6 +13,7 @@ pub mod kernel_plan;
 pub mod matmul_plan_name;
 pub mod quantized_matmul;
 pub mod quantized_matrix;
+pub mod qwen2_graph;
 pub mod qwen2_sequence;
 pub mod qwen2_weights;
 pub mod readback;

@@ -17,16 +17,11 @@ use std::sync::{Arc, Mutex};
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
-use super::quantized_matmul::{
-    InputNorm, MatmulOperands, OutputColumns, PreparedMatmul, TokenCount,
-};
-use super::quantized_matrix::QuantizedMatrix;
-use super::qwen2_weights::{FeedForwardIn, Qwen2Weights};
+use super::qwen2_graph::{Stage, StepBuffers, qwen2_stages, storage};
+use super::qwen2_weights::Qwen2Weights;
 use super::readback::{read_f32, read_u32};
 use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
-use super::vector_kernels::{
-    ATTENTION_SLICE_POSITIONS, Binding, Grid, PreparedOp, StepShape, VectorKernel,
-};
+use super::vector_kernels::{ATTENTION_SLICE_POSITIONS, StepShape};
 use crate::generation::EngineError;
 use crate::generation::GeneratingSequence;
 use crate::token_sampler::{TokenScore, apply_repetition_penalty, top_scores};
@@ -51,18 +46,6 @@ struct PenaltyParams {
     penalty: f32,
 }
 
-/// One entry of the recorded step, in execution order.
-enum Stage {
-    Matmul(PreparedMatmul),
-    Op(PreparedOp),
-    /// Attention: `whole`, or for decode steps past one slice of positions the split
-    /// attention and its merge, where the plan splits.
-    Attention {
-        whole: PreparedOp,
-        split: Option<[PreparedOp; 2]>,
-    },
-}
-
 pub struct Qwen2Sequence {
     weights: Arc<Qwen2Weights>,
     /// Positions the caches and scratch hold now.
@@ -74,20 +57,84 @@ pub struct Qwen2Sequence {
     cache_bytes_per_position: u64,
     /// Tokens whose keys and values are in the cache, in order.
     tokens: Vec<u32>,
-    hidden: wgpu::Buffer,
-    step: wgpu::Buffer,
-    logits: wgpu::Buffer,
+    buffers: StepBuffers,
+    /// The model's step, in execution order (`qwen2_graph.rs`).
     stages: Vec<Stage>,
+    sampling: SamplingBuffers,
+    /// The last recorded step, not yet submitted: it goes with whatever reads its logits.
+    pending_step: Mutex<Option<wgpu::CommandBuffer>>,
+}
+
+/// What the GPU's candidate selection reads and writes after a step: the penalized tokens and
+/// the penalty, the top candidates per slice of the vocabulary and overall.
+struct SamplingBuffers {
     penalty_ids: wgpu::Buffer,
     penalty_params: wgpu::Buffer,
     penalty_bind_group: wgpu::BindGroup,
     /// (slices, merge) bind groups for each of `SamplingKernels::top`.
     top_bind_groups: Vec<[wgpu::BindGroup; 2]>,
     top: wgpu::Buffer,
-    /// The last recorded step, not yet submitted: it goes with whatever reads its logits.
-    pending_step: Mutex<Option<wgpu::CommandBuffer>>,
-    // Activations and caches the bind groups refer to.
-    _buffers: Vec<wgpu::Buffer>,
+    // Buffers only the bind groups refer to.
+    _slices: wgpu::Buffer,
+    _vocab_params: wgpu::Buffer,
+}
+
+impl SamplingBuffers {
+    fn new(weights: &Qwen2Weights, logits: &wgpu::Buffer) -> Self {
+        let ctx = &weights.ctx;
+        let none = wgpu::BufferUsages::empty();
+        let penalty_ids = storage(ctx, "penalized tokens", MAX_PENALIZED_TOKENS, none);
+        let penalty_params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("penalty params"),
+            size: 8,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let slices = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("top candidates per slice"),
+            size: SamplingKernels::slice_buffer_bytes(),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let top = storage(
+            ctx,
+            "top candidates",
+            GPU_TOP_K * 2,
+            wgpu::BufferUsages::COPY_SRC,
+        );
+        let vocab_size = weights.hyperparameters.vocab_size as u32;
+        let vocab_params = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("vocab"),
+                contents: bytemuck::bytes_of(&[vocab_size, 0, 0, 0]),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]| {
+            ctx.bind_buffers("sampling", &pipeline.get_bind_group_layout(0), buffers)
+        };
+        let sampling = &weights.kernels.sampling;
+        let penalty_bind_group = bind(&sampling.penalty, &[logits, &penalty_ids, &penalty_params]);
+        let top_bind_groups = sampling
+            .top
+            .iter()
+            .map(|variant| {
+                [
+                    bind(&variant.slices, &[logits, &slices, &vocab_params]),
+                    bind(&variant.merge, &[&slices, &top]),
+                ]
+            })
+            .collect();
+        Self {
+            penalty_ids,
+            penalty_params,
+            penalty_bind_group,
+            top_bind_groups,
+            top,
+            _slices: slices,
+            _vocab_params: vocab_params,
+        }
+    }
 }
 
 impl Qwen2Sequence {
@@ -139,350 +186,43 @@ impl Qwen2Sequence {
     ) -> Result<Self, EngineError> {
         let ctx = &weights.ctx;
         let hp = &weights.hyperparameters;
-        let (d, ff, heads, kv_heads, head_dim) = (
-            hp.embedding_length,
-            hp.feed_forward_length,
-            hp.head_count,
-            hp.head_count_kv,
-            hp.head_dim,
-        );
+        let (d, head_dim) = (hp.embedding_length, hp.head_dim);
         if !head_dim.is_multiple_of(4) || !d.is_multiple_of(4) {
             return Err(EngineError::Unsupported(format!(
                 "the wgpu engine needs a head dimension and width divisible by 4 (got {head_dim} and {d})"
             )));
         }
-        let kv = kv_heads * head_dim;
-        let batch = MAX_STEP_TOKENS;
-        let storage = |label: &str, floats: usize, extra: wgpu::BufferUsages| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: (floats.max(1) * 4) as u64,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
-                mapped_at_creation: false,
-            })
+        let first_step = StepUniform {
+            position: 0,
+            tokens: 1,
         };
-        let none = wgpu::BufferUsages::empty();
-        let scores_floats = heads * batch * max_positions;
-        if (scores_floats * 4) as u64 > ctx.max_binding_bytes {
-            return Err(EngineError::Unsupported(format!(
-                "a context of {max_positions} tokens needs more attention scratch than one GPU buffer holds"
-            )));
-        }
-        let hidden = storage("hidden", batch * d, none);
-        let normed = storage("normed", batch * d, none);
-        // Q, K and V side by side per token, as the projections write them; the attention
-        // reads the positioned queries from `q`.
-        let qkv_width = d + 2 * kv;
-        let qkv = storage("qkv", batch * qkv_width, none);
-        let q = storage("q", batch * d, none);
-        let attn = storage("attention", batch * d, none);
-        let gate = storage("gate", batch * ff, none);
-        let up = storage("up", batch * ff, none);
-        let scores = storage("scores", scores_floats, none);
-        let final_normed = storage("final normed", d, none);
-        let logits = storage("logits", hp.vocab_size, wgpu::BufferUsages::COPY_SRC);
-        let step = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("step"),
-                contents: bytemuck::bytes_of(&StepUniform {
-                    position: 0,
-                    tokens: 1,
-                }),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            });
-
-        let kernels = &weights.kernels;
-        let params = |values: &[u32]| -> Binding<'_> {
-            Binding::Params(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        };
-        let bits = f32::to_bits;
-        let rms_norm = |input: &wgpu::Buffer,
-                        weight: &wgpu::Buffer,
-                        output: &wgpu::Buffer,
-                        last_only: bool| {
-            let bindings = [
-                Binding::Buffer(input),
-                Binding::Buffer(weight),
-                Binding::Buffer(output),
-                params(&[d as u32, bits(hp.rms_norm_eps), u32::from(last_only), 0]),
-                Binding::Buffer(&step),
-            ];
-            let grid = if last_only {
-                Grid::Fixed(1)
-            } else {
-                Grid::PerToken
-            };
-            Stage::Op(
-                kernels
-                    .ops
-                    .prepare(ctx, VectorKernel::RmsNorm, &bindings, grid),
-            )
-        };
-        let elementwise = |kernel: VectorKernel, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize| {
-            let bindings = [
-                Binding::Buffer(a),
-                Binding::Buffer(b),
-                params(&[n as u32]),
-                Binding::Buffer(&step),
-            ];
-            let grid = Grid::Elements {
-                per_token: n as u32,
-                size: 256,
-            };
-            Stage::Op(kernels.ops.prepare(ctx, kernel, &bindings, grid))
-        };
-        let rope_kv_store = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
-            let bindings = [
-                Binding::Buffer(&qkv),
-                Binding::Buffer(&q),
-                Binding::Buffer(k_cache),
-                Binding::Buffer(v_cache),
-                params(&[
-                    heads as u32,
-                    kv_heads as u32,
-                    head_dim as u32,
-                    bits(hp.rope_freq_base),
-                ]),
-                Binding::Buffer(&step),
-            ];
-            let grid = Grid::Elements {
-                per_token: ((heads + kv_heads) * head_dim / 2) as u32,
-                size: 64,
-            };
-            Stage::Op(
-                kernels
-                    .ops
-                    .prepare(ctx, VectorKernel::RopeKvStore, &bindings, grid),
-            )
-        };
-        // Split attention's partials: per head and slice of the context, a summary vec4 and
-        // the value sum.
-        let slots = max_positions.div_ceil(ATTENTION_SLICE_POSITIONS as usize);
-        let partials = storage("attention partials", heads * slots * (4 + head_dim), none);
-        let attention = |k_cache: &wgpu::Buffer, v_cache: &wgpu::Buffer| {
-            let scale = 1.0 / (head_dim as f32).sqrt();
-            let attention_params = || {
-                params(&[
-                    heads as u32,
-                    kv_heads as u32,
-                    max_positions as u32,
-                    bits(scale),
-                ])
-            };
-            let over_cache = |kernel, output, grid| {
-                let bindings = [
-                    Binding::Buffer(&q),
-                    Binding::Buffer(k_cache),
-                    Binding::Buffer(v_cache),
-                    Binding::Buffer(&scores),
-                    Binding::Buffer(output),
-                    attention_params(),
-                    Binding::Buffer(&step),
-                ];
-                kernels.ops.prepare(ctx, kernel, &bindings, grid)
-            };
-            let whole = over_cache(
-                VectorKernel::Attention,
-                &attn,
-                Grid::EachToken { x: heads as u32 },
-            );
-            let split = kernels.ops.split_attention.then(|| {
-                let merge_bindings = [
-                    Binding::Buffer(&partials),
-                    Binding::Buffer(&attn),
-                    attention_params(),
-                    Binding::Buffer(&step),
-                ];
-                [
-                    over_cache(
-                        VectorKernel::AttentionSplit,
-                        &partials,
-                        Grid::EachContextSlice { x: heads as u32 },
-                    ),
-                    kernels.ops.prepare(
-                        ctx,
-                        VectorKernel::AttentionMerge,
-                        &merge_bindings,
-                        Grid::Fixed(heads as u32),
-                    ),
-                ]
-            });
-            Stage::Attention { whole, split }
-        };
-        // `y = m · x (+ bias)`, into `y_columns` of y's rows if given; with `add_to_y`,
-        // `y += m · x` (the residual connections).
-        let matmul_into = |m: &QuantizedMatrix,
-                           x: &wgpu::Buffer,
-                           y: &wgpu::Buffer,
-                           bias: Option<&wgpu::Buffer>,
-                           add_to_y: bool,
-                           y_columns: Option<OutputColumns>,
-                           input_norm: Option<InputNorm<'_>>|
-         -> Result<Stage, EngineError> {
-            let operands = MatmulOperands {
-                x,
-                x_offset: 0,
-                x_stride: m.cols,
-                y,
-                bias,
-                add_to_y,
-                tokens: TokenCount::FromStep,
-                y_columns,
-                input_norm,
-            };
-            Ok(Stage::Matmul(
-                kernels.matmul.prepare(ctx, m, &operands, &step)?,
-            ))
-        };
-        let matmul =
-            |m: &QuantizedMatrix,
-             x: &wgpu::Buffer,
-             y: &wgpu::Buffer,
-             bias: Option<&wgpu::Buffer>,
-             add_to_y: bool| matmul_into(m, x, y, bias, add_to_y, None, None);
-        // The norms before the attention and the feed-forward block run inside the products
-        // that read them where the plan's products normalize their inputs (they then read
-        // `hidden`), else as a dispatch of their own writing `normed`.
-        let folds_norms = kernels.matmul.normalizes_inputs();
-        let normed_input = if folds_norms { &hidden } else { &normed };
-        let input_norm = |weight| {
-            folds_norms.then_some(InputNorm {
-                weight,
-                eps: hp.rms_norm_eps,
-            })
-        };
-
-        let mut stages = Vec::new();
-        let mut buffers = Vec::new();
-        // f16 caches take half the floats' bytes (kv is a multiple of 4).
-        let cache_floats = if kernels.ops.kv_cache_f16 {
+        let buffers = StepBuffers::new(
+            weights,
+            MAX_STEP_TOKENS,
+            max_positions,
+            bytemuck::bytes_of(&first_step),
+        )?;
+        // Each layer's key and value caches, copied out when the sequence grows; f16 caches
+        // take half the floats' bytes (the key width is a multiple of 4).
+        let kv = hp.head_count_kv * head_dim;
+        let cache_floats = if weights.kernels.ops.kv_cache_f16 {
             max_positions * kv / 2
         } else {
             max_positions * kv
         };
-        let mut caches = Vec::new();
-        for layer in &weights.layers {
-            // Copied out when the sequence grows.
-            let k_cache = storage("k cache", cache_floats, wgpu::BufferUsages::COPY_SRC);
-            let v_cache = storage("v cache", cache_floats, wgpu::BufferUsages::COPY_SRC);
-            // Attention block: one product for Q, K and V of one block type, or one each
-            // into its columns of the qkv rows.
-            if !folds_norms {
-                stages.push(rms_norm(&hidden, &layer.attn_norm, &normed, false));
-            }
-            let (input, norm) = (normed_input, input_norm(&layer.attn_norm));
-            let mut first = 0;
-            for m in layer.qkv.matrices() {
-                let columns = Some(OutputColumns {
-                    first,
-                    per_token: qkv_width,
-                });
-                let bias = Some(&layer.qkv_bias);
-                stages.push(matmul_into(m, input, &qkv, bias, false, columns, norm)?);
-                first += m.outputs();
-            }
-            stages.extend([
-                rope_kv_store(&k_cache, &v_cache),
-                attention(&k_cache, &v_cache),
-                matmul(&layer.wo, &attn, &hidden, None, true)?,
-            ]);
-            // SwiGLU feed-forward block: `gate` = silu(gate · x) · (up · x) of the normed x.
-            if !folds_norms {
-                stages.push(rms_norm(&hidden, &layer.ffn_norm, &normed, false));
-            }
-            let (input, norm) = (normed_input, input_norm(&layer.ffn_norm));
-            match &layer.ffn_in {
-                FeedForwardIn::GateUpPairs(pairs) => {
-                    stages.push(matmul_into(pairs, input, &gate, None, false, None, norm)?);
-                }
-                FeedForwardIn::Separate {
-                    gate: w_gate,
-                    up: w_up,
-                } => stages.extend([
-                    matmul_into(w_gate, input, &gate, None, false, None, norm)?,
-                    matmul_into(w_up, input, &up, None, false, None, norm)?,
-                    elementwise(VectorKernel::SiluMul, &gate, &up, ff),
-                ]),
-            }
-            stages.push(matmul(&layer.w_down, &gate, &hidden, None, true)?);
-            caches.push([k_cache, v_cache]);
-        }
-        // Only the last token's logits are needed.
-        stages.push(rms_norm(&hidden, &weights.output_norm, &final_normed, true));
-        let head = MatmulOperands {
-            x: &final_normed,
-            x_offset: 0,
-            x_stride: d,
-            y: &logits,
-            bias: None,
-            add_to_y: false,
-            tokens: TokenCount::Fixed(1),
-            y_columns: None,
-            input_norm: None,
-        };
-        stages.push(Stage::Matmul(kernels.matmul.prepare(
-            ctx,
-            &weights.output,
-            &head,
-            &step,
-        )?));
-
-        // Sampling: penalty in place, then the two top-K passes.
-        let penalty_ids = storage("penalized tokens", MAX_PENALIZED_TOKENS, none);
-        let penalty_params = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("penalty params"),
-            size: 8,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let slices = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("top candidates per slice"),
-            size: SamplingKernels::slice_buffer_bytes(),
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
-        let top = storage(
-            "top candidates",
-            GPU_TOP_K * 2,
-            wgpu::BufferUsages::COPY_SRC,
-        );
-        let vocab_params = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("vocab"),
-                contents: bytemuck::bytes_of(&[hp.vocab_size as u32, 0, 0, 0]),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let bind = |pipeline: &wgpu::ComputePipeline, buffers: &[&wgpu::Buffer]| {
-            ctx.bind_buffers("sampling", &pipeline.get_bind_group_layout(0), buffers)
-        };
-        let sampling = &kernels.sampling;
-        let penalty_bind_group = bind(&sampling.penalty, &[&logits, &penalty_ids, &penalty_params]);
-        let top_bind_groups = sampling
-            .top
+        let copied = wgpu::BufferUsages::COPY_SRC;
+        let caches: Vec<[wgpu::Buffer; 2]> = weights
+            .layers
             .iter()
-            .map(|variant| {
+            .map(|_| {
                 [
-                    bind(&variant.slices, &[&logits, &slices, &vocab_params]),
-                    bind(&variant.merge, &[&slices, &top]),
+                    storage(ctx, "k cache", cache_floats, copied),
+                    storage(ctx, "v cache", cache_floats, copied),
                 ]
             })
             .collect();
-
-        buffers.extend([
-            normed,
-            qkv,
-            q,
-            attn,
-            gate,
-            up,
-            scores,
-            partials,
-            final_normed,
-            slices,
-            vocab_params,
-        ]);
+        let stages = qwen2_stages(weights, &buffers, &caches, max_positions)?;
+        let sampling = SamplingBuffers::new(weights, &buffers.logits);
         Ok(Self {
             weights: Arc::clone(weights),
             capacity: max_positions,
@@ -490,17 +230,10 @@ impl Qwen2Sequence {
             caches,
             cache_bytes_per_position: (cache_floats / max_positions * 4) as u64,
             tokens: Vec::new(),
-            hidden,
-            step,
-            logits,
+            buffers,
             stages,
-            penalty_ids,
-            penalty_params,
-            penalty_bind_group,
-            top_bind_groups,
-            top,
+            sampling,
             pending_step: Mutex::new(None),
-            _buffers: buffers,
         })
     }
 
@@ -560,7 +293,13 @@ impl Qwen2Sequence {
             }
         }
         let logits_bytes = (self.weights.hyperparameters.vocab_size * 4) as u64;
-        encoder.copy_buffer_to_buffer(&self.logits, 0, &grown.logits, 0, logits_bytes);
+        encoder.copy_buffer_to_buffer(
+            &self.buffers.logits,
+            0,
+            &grown.buffers.logits,
+            0,
+            logits_bytes,
+        );
         ctx.queue.submit([encoder.finish()]);
         grown.tokens = std::mem::take(&mut self.tokens);
         *self = grown;
@@ -623,13 +362,13 @@ impl Qwen2Sequence {
         let ctx = &self.weights.ctx;
         let embedding = self.weights.embed(batch)?;
         ctx.queue
-            .write_buffer(&self.hidden, 0, bytemuck::cast_slice(&embedding));
+            .write_buffer(&self.buffers.hidden, 0, bytemuck::cast_slice(&embedding));
         let step = StepUniform {
             position: self.tokens.len() as u32,
             tokens: batch.len() as u32,
         };
         ctx.queue
-            .write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+            .write_buffer(&self.buffers.step, 0, bytemuck::bytes_of(&step));
         let kernels = &self.weights.kernels;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         {
@@ -668,7 +407,7 @@ impl Qwen2Sequence {
         self.submit_pending(Vec::new());
         read_f32(
             &self.weights.ctx,
-            &self.logits,
+            &self.buffers.logits,
             self.weights.hyperparameters.vocab_size,
         )
         .await
@@ -695,8 +434,10 @@ impl Qwen2Sequence {
                 return Ok(top_scores(&logits, needed));
             }
         };
-        let (top, [slices_bind_group, merge_bind_group]) =
-            (&sampling.top[variant], &self.top_bind_groups[variant]);
+        let (top, [slices_bind_group, merge_bind_group]) = (
+            &sampling.top[variant],
+            &self.sampling.top_bind_groups[variant],
+        );
         let penalized: Vec<u32> = penalized
             .iter()
             .copied()
@@ -709,16 +450,22 @@ impl Qwen2Sequence {
                 timestamp_writes: None,
             });
             if !penalized.is_empty() && penalty != 1.0 {
-                ctx.queue
-                    .write_buffer(&self.penalty_ids, 0, bytemuck::cast_slice(&penalized));
+                ctx.queue.write_buffer(
+                    &self.sampling.penalty_ids,
+                    0,
+                    bytemuck::cast_slice(&penalized),
+                );
                 let params = PenaltyParams {
                     count: penalized.len() as u32,
                     penalty,
                 };
-                ctx.queue
-                    .write_buffer(&self.penalty_params, 0, bytemuck::bytes_of(&params));
+                ctx.queue.write_buffer(
+                    &self.sampling.penalty_params,
+                    0,
+                    bytemuck::bytes_of(&params),
+                );
                 pass.set_pipeline(&sampling.penalty);
-                pass.set_bind_group(0, &self.penalty_bind_group, &[]);
+                pass.set_bind_group(0, &self.sampling.penalty_bind_group, &[]);
                 pass.dispatch_workgroups(penalized.len().div_ceil(64) as u32, 1, 1);
             }
             pass.set_pipeline(&top.slices);
@@ -729,7 +476,7 @@ impl Qwen2Sequence {
             pass.dispatch_workgroups(1, 1, 1);
         }
         self.submit_pending(vec![encoder.finish()]);
-        let pairs = read_u32(ctx, &self.top, top.k * 2).await?;
+        let pairs = read_u32(ctx, &self.sampling.top, top.k * 2).await?;
         Ok(pairs
             .chunks_exact(2)
             .filter(|pair| pair[0] != u32::MAX)
