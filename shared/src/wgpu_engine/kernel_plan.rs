@@ -5,7 +5,7 @@
 //! any adapter.
 
 use super::gpu_context::GpuContext;
-use super::quantized_matmul::MatmulPlan;
+use super::matmul_plan::MatmulPlan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelPlan {

@@ -7,7 +7,7 @@
 
 use std::str::FromStr;
 
-use super::quantized_matmul::{MatmulLayout, MatmulPlan};
+use super::matmul_plan::{MatmulLayout, MatmulPlan};
 
 /// A plan name that does not follow the grammar above, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,7 +10,9 @@
 pub mod gpu_block_layout;
 pub mod gpu_context;
 pub mod kernel_plan;
+pub mod matmul_plan;
 pub mod matmul_plan_name;
+pub mod matmul_source;
 pub mod quantized_matmul;
 pub mod quantized_matrix;
 pub mod qwen2_graph;
@@ -24,10 +26,10 @@ pub mod vector_kernels;
 pub use gpu_block_layout::GpuBlockLayout;
 pub use gpu_context::GpuContext;
 pub use kernel_plan::KernelPlan;
+pub use matmul_plan::{MatmulLayout, MatmulPlan};
 pub use matmul_plan_name::PlanNameError;
 pub use quantized_matmul::{
-    InputNorm, MatmulLayout, MatmulOperands, MatmulPlan, OutputColumns, QuantizedMatmulKernels,
-    TokenCount,
+    InputNorm, MatmulOperands, OutputColumns, QuantizedMatmulKernels, TokenCount,
 };
 pub use quantized_matrix::QuantizedMatrix;
 pub use qwen2_sequence::{INITIAL_POSITIONS, MAX_STEP_TOKENS, Qwen2Sequence};
