@@ -17,6 +17,8 @@ pub mod pair_limits;
 pub mod preference_pair;
 pub mod sampling;
 pub mod seeded_rng;
+#[cfg(test)]
+mod test_pairs;
 pub mod token_sampler;
 pub mod tokenizer;
 pub mod trl_rows;

@@ -259,3 +259,106 @@ impl PairLimits {
         Ok(chars)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_pairs::pair;
+    use crate::{ChatMessage, Vote};
+    use time::macros::datetime;
+
+    fn validation_error(pair: &PreferencePair) -> (String, String) {
+        let e = PairLimits::default().validate(pair).unwrap_err();
+        (e.field, e.reason)
+    }
+
+    /// The refusal of a document that is not a pair (`400`).
+    fn submission_error(text: &str) -> ValidationError {
+        match PairLimits::default().read_submission(text, None) {
+            Err(PairRejection::Malformed(error)) => error,
+            other => panic!("expected a malformed-pair refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_json_and_unknown_fields_are_rejected_with_a_location() {
+        let error = submission_error("{\"schema_version\": 1,");
+        assert!(error.reason.contains("line 1"), "{error}");
+
+        let mut value = serde_json::to_value(pair(Vote::A)).unwrap();
+        value["vote"] = "c".into();
+        let error = submission_error(&value.to_string());
+        assert!(error.reason.contains("unknown variant `c`"), "{error}");
+
+        let mut value = serde_json::to_value(pair(Vote::A)).unwrap();
+        value["surprise"] = 1.into();
+        let error = submission_error(&value.to_string());
+        assert!(error.reason.contains("surprise"), "{error}");
+    }
+
+    #[test]
+    fn validation_names_the_offending_field() {
+        let mut p = pair(Vote::A);
+        p.conversation[1].content = "x".repeat(32_001);
+        assert_eq!(validation_error(&p).0, "conversation[1].content");
+
+        let mut p = pair(Vote::A);
+        p.conversation.push(ChatMessage::assistant("trailing"));
+        assert_eq!(validation_error(&p).0, "conversation[2].role");
+
+        let mut p = pair(Vote::A);
+        p.conversation.insert(1, ChatMessage::system("late system"));
+        assert_eq!(validation_error(&p).0, "conversation[1].role");
+
+        let mut p = pair(Vote::A);
+        p.conversation = (0..65).map(|_| ChatMessage::user("hi")).collect();
+        assert_eq!(validation_error(&p).0, "conversation");
+
+        let mut p = pair(Vote::A);
+        p.idempotency_key = "short".into();
+        assert_eq!(validation_error(&p).0, "idempotency_key");
+
+        let mut p = pair(Vote::A);
+        p.annotator_id = "alice@example.com".into();
+        assert_eq!(validation_error(&p).0, "annotator_id");
+
+        let mut p = pair(Vote::A);
+        p.candidate_b.model.sha256 = "ABC".into();
+        assert_eq!(validation_error(&p).0, "candidate_b.model.sha256");
+
+        let mut p = pair(Vote::A);
+        p.candidate_a.sampling.top_p = 1.5;
+        let (field, reason) = validation_error(&p);
+        assert_eq!(field, "candidate_a.sampling");
+        assert!(reason.contains("top_p"));
+
+        let mut p = pair(Vote::A);
+        p.candidate_a.text = "nul\0byte".into();
+        assert_eq!(validation_error(&p).0, "candidate_a.text");
+
+        let mut p = pair(Vote::A);
+        p.edited_answer = Some("   ".into());
+        assert_eq!(validation_error(&p).0, "edited_answer");
+
+        let mut p = pair(Vote::A);
+        p.voted_at = datetime!(2026-11-26 09:00:00 UTC);
+        assert_eq!(validation_error(&p).0, "voted_at");
+
+        let mut p = pair(Vote::A);
+        p.schema_version = 3;
+        assert_eq!(validation_error(&p).0, "schema_version");
+
+        // Version 1 pairs are still read, but only version 2 names a served prompt.
+        let mut p = pair(Vote::A);
+        p.schema_version = 1;
+        assert!(PairLimits::default().validate(&p).is_ok());
+        p.prompt_id = Some("p-1".into());
+        assert_eq!(validation_error(&p).0, "prompt_id");
+        p.schema_version = 2;
+        assert!(PairLimits::default().validate(&p).is_ok());
+        p.prompt_id = Some("no spaces".into());
+        assert_eq!(validation_error(&p).0, "prompt_id");
+
+        assert!(PairLimits::default().validate(&pair(Vote::Tie)).is_ok());
+    }
+}

@@ -113,3 +113,27 @@ impl PreferencePair {
         serde_json::to_string(&(&self.conversation, texts)).expect("strings serialize")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PairLimits;
+    use crate::test_pairs::pair;
+
+    #[test]
+    fn json_round_trip_uses_snake_case_votes_and_rfc3339_times() {
+        let original = pair(Vote::BothBad);
+        let json = serde_json::to_string(&original).unwrap();
+        assert!(json.contains("\"vote\":\"both_bad\""), "{json}");
+        assert!(
+            json.contains("\"shown_at\":\"2026-11-26T10:00:00Z\""),
+            "{json}"
+        );
+        assert!(
+            !json.contains("edited_answer"),
+            "absent edit is omitted: {json}"
+        );
+        let parsed = PairLimits::default().read_submission(&json, None).unwrap();
+        assert_eq!(parsed, original);
+    }
+}

@@ -99,3 +99,68 @@ pub fn to_trl_rows(
             .collect()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Vote;
+    use crate::test_pairs::pair;
+
+    #[test]
+    fn votes_map_to_chosen_and_rejected() {
+        assert_eq!(preferences(&pair(Vote::A)), vec![("4", "5")]);
+        assert_eq!(preferences(&pair(Vote::B)), vec![("5", "4")]);
+        assert!(preferences(&pair(Vote::Tie)).is_empty());
+        assert!(preferences(&pair(Vote::BothBad)).is_empty());
+        let mut identical = pair(Vote::A);
+        identical.candidate_b.text = identical.candidate_a.text.clone();
+        assert!(
+            preferences(&identical).is_empty(),
+            "a vote between two identical answers teaches nothing"
+        );
+
+        let mut edited = pair(Vote::BothBad);
+        edited.edited_answer = Some("2+2 = 4".into());
+        assert_eq!(
+            preferences(&edited),
+            vec![("2+2 = 4", "4"), ("2+2 = 4", "5")]
+        );
+        edited.vote = Vote::A;
+        assert_eq!(preferences(&edited), vec![("2+2 = 4", "5")]);
+        edited.edited_answer = Some("5".into());
+        edited.vote = Vote::Tie;
+        assert_eq!(
+            preferences(&edited),
+            vec![("5", "4")],
+            "an edit equal to a candidate is not its own rival"
+        );
+    }
+
+    #[test]
+    fn trl_rows_have_trl_shapes() {
+        let template = ChatTemplate::new(None, "<|endoftext|>", "<|im_end|>").unwrap();
+        let rows = to_trl_rows(&pair(Vote::B), TrlStyle::Conversational, &template).unwrap();
+        assert_eq!(
+            serde_json::to_value(&rows[0]).unwrap(),
+            serde_json::json!({
+                "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],
+                "chosen": [{"role": "assistant", "content": "5"}],
+                "rejected": [{"role": "assistant", "content": "4"}],
+            })
+        );
+        let rows = to_trl_rows(&pair(Vote::A), TrlStyle::Standard, &template).unwrap();
+        assert_eq!(
+            rows,
+            vec![TrlRow::Standard {
+                prompt: "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n".into(),
+                chosen: "4".into(),
+                rejected: "5".into(),
+            }]
+        );
+        assert!(
+            to_trl_rows(&pair(Vote::Tie), TrlStyle::Standard, &template)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
