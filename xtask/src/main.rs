@@ -37,6 +37,8 @@ mod bench_train_memory;
 mod cuda_build;
 mod gpu_bundle;
 mod gpu_engine_bundle;
+#[cfg(test)]
+mod import_cycles;
 mod prerequisites;
 mod test_summary;
 mod web_bundle;
