@@ -105,49 +105,23 @@ fn campaign_with_alice(dir: &Path) -> (String, String, PathBuf) {
     (db, token, guidelines)
 }
 
-#[test]
-fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_battles_and_the_lead_reads_the_dashboard()
- {
-    let dir = tempfile::tempdir().unwrap();
-    let models = v2_trained_from_v1(dir.path());
-    let (db, token, guidelines) = campaign_with_alice(dir.path());
-    let bundle = web_bundle();
-    let server = DpoServer::start(
-        &db,
-        &models,
-        &[
-            "--web-dir",
-            bundle.to_str().unwrap(),
-            "--access",
-            "invite",
-            "--guidelines",
-            guidelines.to_str().unwrap(),
-            "--battle-share",
-            "1",
-            "--admin-token",
-            "lead-secret-token",
-        ],
-    );
-
-    // The invite link signs the browser in and leaves the address bar at once.
-    let mut browser =
-        BrowserSession::open(&server.url(&format!("{WEBGPU_APP}#invite={token}")), true);
+/// The invite link signs the browser in as alice and leaves the address bar at once.
+fn signed_in_by_the_invite_link(browser: &mut BrowserSession, token: &str) {
     browser.wait_for_testid("signed-in-as", BROWSER_TIMEOUT);
     assert_eq!(browser.text("signed-in-as"), "Signed in as alice");
     let address = browser.evaluate("location.href").unwrap();
-    assert!(!address.as_str().unwrap().contains(&token), "{address}");
+    assert!(!address.as_str().unwrap().contains(token), "{address}");
     assert_eq!(
         browser
             .evaluate("localStorage.getItem('dpo.annotator-token')")
             .unwrap(),
         json!(token)
     );
-    // The newest version (v2) loads; battles bring in v1 beside it.
-    load_model(&mut browser);
-    assert!(browser.text("model-ready").contains("v2"));
-    set_field(&mut browser, "max-new-tokens", "12");
+}
 
-    // The guidelines come before the first vote; then the served prompt.
+/// The guidelines come before the first vote; then each served prompt is labelled, A better,
+/// until none is left; `?` shows the guidelines again.
+fn label_every_served_prompt(browser: &mut BrowserSession) {
     browser.click("mode-compare");
     let shown = browser.wait_for_testid("guidelines", BROWSER_TIMEOUT);
     assert!(
@@ -178,7 +152,7 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
             json!(true),
             "a campaign without --allow-own-prompts offers no prompt box"
         );
-        compare_served(&mut browser);
+        compare_served(browser);
         if round == 0 {
             browser.screenshot(&artifact("campaign-compare.png"));
         }
@@ -199,9 +173,11 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
     let help = browser.wait_for_testid("help-guidelines", BROWSER_TIMEOUT);
     assert!(help.contains("How to judge"), "{help}");
     browser.press_key("Escape");
+}
 
-    // Two pairs, by alice (from the token), one per served prompt, each a blind battle.
-    let pairs = stored_pairs(&db);
+/// Two pairs, by alice (from the token), one per served prompt, each a blind battle.
+fn two_battles_by_alice_are_stored(db: &str) {
+    let pairs = stored_pairs(db);
     assert_eq!(pairs.len(), 2);
     let mut ids: Vec<&str> = pairs
         .iter()
@@ -221,8 +197,10 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
             assert_eq!(pair.conversation[0].role, Role::System);
         }
     }
+}
 
-    // The lead's dashboard, behind the admin token, drawn as SVG.
+/// The lead's dashboard, behind the admin token, drawn as SVG from this origin alone.
+fn the_lead_reads_the_dashboard(browser: &mut BrowserSession) {
     browser.click("mode-dashboard");
     browser.type_into("admin-token", "lead-secret-token");
     browser.click("open-dashboard");
@@ -272,6 +250,42 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
         .unwrap();
     assert_eq!(resources, json!([]), "nothing from another origin");
     browser.screenshot(&artifact("campaign-dashboard.png"));
+}
+
+#[test]
+fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_battles_and_the_lead_reads_the_dashboard()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let models = v2_trained_from_v1(dir.path());
+    let (db, token, guidelines) = campaign_with_alice(dir.path());
+    let bundle = web_bundle();
+    let server = DpoServer::start(
+        &db,
+        &models,
+        &[
+            "--web-dir",
+            bundle.to_str().unwrap(),
+            "--access",
+            "invite",
+            "--guidelines",
+            guidelines.to_str().unwrap(),
+            "--battle-share",
+            "1",
+            "--admin-token",
+            "lead-secret-token",
+        ],
+    );
+
+    let mut browser =
+        BrowserSession::open(&server.url(&format!("{WEBGPU_APP}#invite={token}")), true);
+    signed_in_by_the_invite_link(&mut browser, &token);
+    // The newest version (v2) loads; battles bring in v1 beside it.
+    load_model(&mut browser);
+    assert!(browser.text("model-ready").contains("v2"));
+    set_field(&mut browser, "max-new-tokens", "12");
+    label_every_served_prompt(&mut browser);
+    two_battles_by_alice_are_stored(&db);
+    the_lead_reads_the_dashboard(&mut browser);
 
     // Without the admin token the dashboard stays shut.
     let refused = server.get("/api/admin/dashboard", &[]);
