@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
-use shared::generation::{StopHandle, TokenStream};
+use shared::generation::{StatsRecorder, StopHandle, TokenStream};
 use shared::wgpu_engine::{GpuContext, KernelPlan, Qwen2Sequence, Qwen2Weights};
 use shared::{GgufModel, SamplingParams};
 use wasm_bindgen::prelude::*;
@@ -134,7 +134,7 @@ pub fn cpu_next_token_scores(
         .collect())
 }
 
-/// As `greedyTokens`, on the CPU engine.
+/// As `greedyTokens`, on the CPU engine, through the same loop (`TokenStream`).
 #[wasm_bindgen(js_name = cpuGreedyTokens)]
 pub fn cpu_greedy_tokens(
     model: Vec<u8>,
@@ -143,23 +143,27 @@ pub fn cpu_greedy_tokens(
 ) -> Result<Vec<u32>, JsError> {
     let (weights, stop_tokens) = load_cpu(model)?;
     let mut sequence = CpuSequence::new(&weights, prompt.len() + max_new_tokens as usize);
-    sequence.feed(&prompt)?;
-    let mut tokens = Vec::new();
-    while tokens.len() < max_new_tokens as usize {
-        let next = sequence.next_token_scores(1, &[], 1.0)[0].token;
-        if stop_tokens.contains(&next) {
-            break;
+    let sampling = SamplingParams {
+        max_new_tokens,
+        ..SamplingParams::default()
+    };
+    let tokens = without_waiting(async {
+        let stop = StopHandle::new();
+        let mut stream =
+            TokenStream::start(&mut sequence, &prompt, sampling, 0, stop_tokens, stop).await?;
+        let mut tokens = Vec::new();
+        while let Some(token) = stream.next_token().await? {
+            tokens.push(token);
         }
-        tokens.push(next);
-        sequence.feed(&[next])?;
-    }
+        Ok::<_, shared::generation::EngineError>(tokens)
+    })?;
     Ok(tokens)
 }
 
 /// The CPU engine's speed on `prompt`, as `cargo xtask bench-browser` measures it beside
 /// wllama: `[load ms, prompt tokens, first token ms, decode tokens/s, generated tokens]`.
-/// Greedy, one thread; decoding stops at `max_new_tokens` or an end-of-turn token, and its
-/// speed counts the tokens after the first.
+/// Greedy, one thread, through the loop the app runs (`TokenStream`); decoding stops at
+/// `max_new_tokens` or an end-of-turn token, and its speed counts the tokens after the first.
 #[wasm_bindgen(js_name = cpuBenchmark)]
 pub fn cpu_benchmark(
     model: Vec<u8>,
@@ -171,28 +175,36 @@ pub fn cpu_benchmark(
     let (weights, stop_tokens) = load_cpu(model)?;
     let load_ms = now_ms() - started;
     let mut sequence = CpuSequence::new(&weights, prompt.len() + max_new_tokens as usize);
-    let started = now_ms();
-    sequence.feed(&prompt)?;
-    let mut next = sequence.next_token_scores(1, &[], 1.0)[0].token;
-    let first_token_ms = now_ms() - started;
-    let started = now_ms();
-    let mut generated = 1;
-    while generated < max_new_tokens && !stop_tokens.contains(&next) {
-        sequence.feed(&[next])?;
-        next = sequence.next_token_scores(1, &[], 1.0)[0].token;
-        generated += 1;
-    }
-    let decode_seconds = (now_ms() - started) / 1000.0;
-    let decode_tokens_per_second = if generated > 1 && decode_seconds > 0.0 {
-        f64::from(generated - 1) / decode_seconds
-    } else {
-        0.0
+    let sampling = SamplingParams {
+        max_new_tokens,
+        ..SamplingParams::default()
     };
+    let stats = without_waiting(async {
+        let mut recorder = StatsRecorder::new(now_ms());
+        let stop = StopHandle::new();
+        let mut stream =
+            TokenStream::start(&mut sequence, &prompt, sampling, 0, stop_tokens, stop).await?;
+        while stream.next_token().await?.is_some() {
+            recorder.token(now_ms());
+        }
+        Ok::<_, shared::generation::EngineError>(recorder.finish(&stream, now_ms()))
+    })?;
     Ok(vec![
         load_ms,
-        prompt.len() as f64,
-        first_token_ms,
-        decode_tokens_per_second,
-        f64::from(generated),
+        stats.prompt_tokens as f64,
+        stats.first_token_ms,
+        stats.decode_tokens_per_second(),
+        stats.generated_tokens as f64,
     ])
+}
+
+/// Runs a future of the CPU engine to its end on this thread: its sequence computes as it is
+/// asked and never waits, so one poll finishes it.
+fn without_waiting<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => unreachable!("the CPU engine never waits"),
+    }
 }
