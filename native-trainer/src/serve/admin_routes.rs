@@ -125,28 +125,31 @@ pub async fn export_pairs(
             );
         }
     };
-    let newest_gguf = state
-        .catalog
-        .versions()
-        .last()
-        .and_then(|m| state.catalog.file(&m.version, &m.gguf.path))
-        .map(|f| f.path);
-    if style == TrlStyle::Standard && newest_gguf.is_none() {
-        return error(
-            StatusCode::CONFLICT,
-            "style",
-            "standard rows need a served model's chat template: publish a version first, \
-             or ask for conversational rows",
-        );
-    }
+    // Standard rows render the prompt with the newest served model's chat template.
+    let template_gguf = match style {
+        TrlStyle::Conversational => None,
+        TrlStyle::Standard => {
+            let newest = state
+                .catalog
+                .versions()
+                .last()
+                .and_then(|m| state.catalog.file(&m.version, &m.gguf.path));
+            let Some(file) = newest else {
+                return error(
+                    StatusCode::CONFLICT,
+                    "style",
+                    "standard rows need a served model's chat template: publish a version \
+                     first, or ask for conversational rows",
+                );
+            };
+            Some(file.path)
+        }
+    };
     let store = state.store.clone();
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let template = match style {
-            TrlStyle::Standard => {
-                let gguf = newest_gguf.expect("checked above");
-                chat_template_of(&gguf)?
-            }
-            TrlStyle::Conversational => ChatTemplate::new(None, "", "")?,
+        let template = match template_gguf {
+            Some(gguf) => chat_template_of(&gguf)?,
+            None => ChatTemplate::new(None, "", "")?,
         };
         let (_, rows) = stored_rows(store.as_ref(), style, &template)?;
         json_lines(&rows)

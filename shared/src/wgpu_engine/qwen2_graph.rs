@@ -27,6 +27,14 @@ pub enum Stage {
     },
 }
 
+/// Where a step starts and how many tokens it runs: the kernels' `step` uniform.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepUniform {
+    pub position: u32,
+    pub tokens: u32,
+}
+
 /// The step's inputs and scratch: room for `batch` tokens of activations, the attention
 /// scores over `max_positions`, the last token's logits.
 pub struct StepBuffers {
@@ -70,7 +78,6 @@ impl StepBuffers {
         weights: &Qwen2Weights,
         batch: usize,
         max_positions: usize,
-        first_step: &[u8],
     ) -> Result<Self, EngineError> {
         let ctx = &weights.ctx;
         let hp = &weights.hyperparameters;
@@ -110,7 +117,10 @@ impl StepBuffers {
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("step"),
-                    contents: first_step,
+                    contents: bytemuck::bytes_of(&StepUniform {
+                        position: 0,
+                        tokens: 1,
+                    }),
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 }),
         })

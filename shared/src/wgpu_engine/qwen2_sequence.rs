@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
-use super::qwen2_graph::{Stage, StepBuffers, qwen2_stages, storage};
+use super::qwen2_graph::{Stage, StepBuffers, StepUniform, qwen2_stages, storage};
 use super::qwen2_weights::Qwen2Weights;
 use super::readback::{read_f32, read_u32};
 use super::sampling_kernels::{GPU_TOP_K, MAX_PENALIZED_TOKENS, SamplingKernels};
@@ -31,13 +31,6 @@ pub const MAX_STEP_TOKENS: usize = 64;
 
 /// Positions a growing sequence holds before its first `reserve` grows it.
 pub const INITIAL_POSITIONS: usize = 2048;
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct StepUniform {
-    position: u32,
-    tokens: u32,
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -192,16 +185,7 @@ impl Qwen2Sequence {
                 "the wgpu engine needs a head dimension and width divisible by 4 (got {head_dim} and {d})"
             )));
         }
-        let first_step = StepUniform {
-            position: 0,
-            tokens: 1,
-        };
-        let buffers = StepBuffers::new(
-            weights,
-            MAX_STEP_TOKENS,
-            max_positions,
-            bytemuck::bytes_of(&first_step),
-        )?;
+        let buffers = StepBuffers::new(weights, MAX_STEP_TOKENS, max_positions)?;
         // Each layer's key and value caches, copied out when the sequence grows; f16 caches
         // take half the floats' bytes (the key width is a multiple of 4).
         let kv = hp.head_count_kv * head_dim;

@@ -68,15 +68,7 @@ pub fn compare(browser: &mut BrowserSession) {
         } else {
             browser.click("send");
         }
-        browser.wait_for(
-            "both candidates",
-            &format!(
-                "{}?.dataset.done === 'true' && {}?.dataset.done === 'true'",
-                by_testid("candidate-a"),
-                by_testid("candidate-b")
-            ),
-            BROWSER_TIMEOUT,
-        );
+        wait_for_both_candidates(browser);
         let votable = browser
             .evaluate(&format!("{}.disabled === false", by_testid("vote-a")))
             .unwrap();
@@ -307,9 +299,8 @@ pub fn vote_a(browser: &mut BrowserSession, prompt: &str, acknowledged: usize) {
     );
 }
 
-/// Generates the two answers to the served prompt and waits for them.
-pub fn compare_served(browser: &mut BrowserSession) {
-    browser.click("send");
+/// Waits until both candidates of the compare view are generated.
+fn wait_for_both_candidates(browser: &mut BrowserSession) {
     browser.wait_for(
         "both candidates",
         &format!(
@@ -319,6 +310,12 @@ pub fn compare_served(browser: &mut BrowserSession) {
         ),
         BROWSER_TIMEOUT,
     );
+}
+
+/// Generates the two answers to the served prompt and waits for them.
+pub fn compare_served(browser: &mut BrowserSession) {
+    browser.click("send");
+    wait_for_both_candidates(browser);
     let error = browser.text("compare-error");
     assert!(error.is_empty(), "the comparison failed: {error}");
 }
