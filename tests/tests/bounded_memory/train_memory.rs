@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use flywheel_tests::logit_comparison::noise;
 use flywheel_tests::peak_memory::{one_test_at_a_time, peak_growth};
 use flywheel_tests::tiny_gguf::TinyQwen2;
 use flywheel_tests::{real_model, run_dpo, succeed, tiny_qwen2_config, workspace_root};
@@ -181,7 +182,10 @@ fn full_model(tied: bool) -> (Qwen2, Vec<(String, Var)>) {
     (model, vars)
 }
 
-/// A tiny model's weights, drawn as transformers initialises Qwen2.
+/// A tiny model's weights, the same in every run: norms at one (as transformers initialises
+/// Qwen2), every other tensor uniform with transformers' standard deviation, 0.02, from a
+/// seed per tensor (candle's own initialisation is unseeded, and the bf16 comparison's
+/// margins moved with it from run to run).
 fn tiny_weights() -> HashMap<String, Tensor> {
     let base = VarMap::new();
     Qwen2::new(
@@ -189,9 +193,22 @@ fn tiny_weights() -> HashMap<String, Tensor> {
         &VarBuilder::from_varmap(&base, DType::F32, &Device::Cpu),
     )
     .unwrap();
+    let half_width = 0.02 * 3f32.sqrt();
     named(&base)
         .into_iter()
-        .map(|(n, v)| (n, v.as_tensor().detach()))
+        .enumerate()
+        .map(|(index, (name, var))| {
+            let tensor = var.as_tensor().detach();
+            if name.contains("norm") {
+                return (name, tensor);
+            }
+            let values: Vec<f32> = noise(tensor.elem_count(), 1000 + index as u64)
+                .into_iter()
+                .map(|v| v * half_width)
+                .collect();
+            let tensor = Tensor::from_vec(values, tensor.shape(), &Device::Cpu).unwrap();
+            (name, tensor)
+        })
         .collect()
 }
 
