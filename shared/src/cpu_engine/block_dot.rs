@@ -16,78 +16,70 @@
 //! | Q6_K | 210 / 256 | ql[128], qh[64], 16 i8 scales (one per 16 weights), d f16; q = 6 bits − 32 |
 
 use super::block_fields::{BITS_TO_FIFTH, half, k_scale_min};
-use super::q8_activations::{Q8_BLOCK, Q8Block, dot_i8_half};
+use super::q8_activations::{Q8_BLOCK, Q8Block};
+use super::simd_level::SimdLevel;
+use super::unpacked_block::{RowDot, RowTotal, UnpackedBlock, UnpackedDot};
 use crate::gguf::BlockType;
-
-/// 32 weights as 8-bit quants: w[i] = scales[i / 16] · quants[i] + offset.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct UnpackedBlock {
-    pub quants: [i8; Q8_BLOCK],
-    pub scales: [f32; 2],
-    pub offset: f32,
-}
-
-impl UnpackedBlock {
-    const ZERO: Self = Self {
-        quants: [0; Q8_BLOCK],
-        scales: [0.0; 2],
-        offset: 0.0,
-    };
-
-    /// These 32 weights · the 32 activations `x`.
-    #[inline(always)]
-    pub fn dot(&self, x: &Q8Block) -> f32 {
-        let low = dot_i8_half(&self.quants, &x.quants, 0) as f32;
-        let high = dot_i8_half(&self.quants, &x.quants, 16) as f32;
-        x.scale * (self.scales[0] * low + self.scales[1] * high + self.offset * x.sum as f32)
-    }
-}
 
 /// How one block type's rows are multiplied.
 #[derive(Debug, Clone, Copy)]
 pub enum RowFormat {
     /// f32 or f16 values: multiplied by the f32 activations (`dot_f32`, `dot_f16`).
     Float(fn(row: &[u8], x: &[f32]) -> f32),
-    /// Quantized blocks of `bytes` bytes, each unpacked into `unpacked` 32-weight blocks;
-    /// `fused`, where there is one, multiplies a 32-weight block without unpacking it (the
-    /// same bits as unpacking it: `simd128_dots.rs`).
+    /// Quantized blocks of `bytes` bytes, each unpacked into `unpacked` 32-weight blocks.
+    /// `row_dot`, where the SIMD level has one, multiplies a row without unpacking it;
+    /// `unpacked_dot` multiplies an unpacked row. Both give the bits of the portable code.
     Quantized {
         bytes: usize,
         unpacked: usize,
         unpack: fn(block: &[u8], out: &mut [UnpackedBlock]),
-        fused: Option<FusedDot>,
+        row_dot: Option<RowDot>,
+        unpacked_dot: UnpackedDot,
     },
 }
 
-/// Adds one block times its activation blocks to `total`, 32 weights at a time.
-pub type FusedDot = fn(block: &[u8], x: &[Q8Block], total: &mut f32);
-
-/// The fused product of a block type, where this build has one.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn fused(block_type: BlockType) -> Option<FusedDot> {
-    use super::simd128_dots;
-    match block_type {
-        BlockType::Q4_0 => Some(simd128_dots::q4_0),
-        BlockType::Q5_0 => Some(simd128_dots::q5_0),
-        BlockType::Q8_0 => Some(simd128_dots::q8_0),
-        BlockType::Q4K => Some(simd128_dots::q4_k),
-        BlockType::Q6K => Some(simd128_dots::q6_k),
+/// The row product of a block type at `level`, where that level has one.
+fn row_dot(level: SimdLevel, block_type: BlockType) -> Option<RowDot> {
+    match level {
+        SimdLevel::Portable => None,
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        SimdLevel::Simd128 => super::simd128_dots::row_dot(block_type),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 | SimdLevel::Avx512Vnni => super::x86_dots::row_dot(level, block_type),
+        #[allow(unreachable_patterns)]
         _ => None,
     }
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn fused(_: BlockType) -> Option<FusedDot> {
-    None
+/// The unpacked-row product at `level`.
+fn unpacked_dot_at(level: SimdLevel) -> UnpackedDot {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(dot) = super::x86_dots::unpacked_dot(level) {
+        return dot;
+    }
+    let _ = level;
+    unpacked_dot
 }
 
 impl RowFormat {
+    /// The block type's products at the fastest level this CPU has.
     pub fn of(block_type: BlockType) -> Self {
+        Self::at_level(block_type, SimdLevel::detected())
+    }
+
+    /// The block type's products at `level`, which must be one of `SimdLevel::available()`.
+    pub fn at_level(block_type: BlockType, level: SimdLevel) -> Self {
+        assert!(
+            SimdLevel::available().contains(&level),
+            "this CPU has no {level} (it has {:?})",
+            SimdLevel::available()
+        );
         let quantized = |bytes, unpacked, unpack| Self::Quantized {
             bytes,
             unpacked,
             unpack,
-            fused: fused(block_type),
+            row_dot: row_dot(level, block_type),
+            unpacked_dot: unpacked_dot_at(level),
         };
         match block_type {
             BlockType::F32 => Self::Float(dot_f32),
@@ -109,34 +101,35 @@ impl RowFormat {
         match *self {
             Self::Float(dot) => dot(row, x),
             Self::Quantized {
-                bytes,
-                unpacked,
-                fused: Some(fused),
+                row_dot: Some(row_dot),
                 ..
-            } => {
-                let mut total = 0f32;
-                for (block, x) in row.chunks_exact(bytes).zip(xq.chunks_exact(unpacked)) {
-                    fused(block, x, &mut total);
-                }
-                total
-            }
+            } => row_dot(row, xq),
             Self::Quantized {
                 bytes,
                 unpacked,
                 unpack,
-                fused: None,
+                row_dot: None,
+                ..
             } => {
                 let mut blocks = [UnpackedBlock::ZERO; 8];
                 let blocks = &mut blocks[..unpacked];
-                let mut total = 0f32;
+                let mut total = RowTotal::default();
                 for (block, x) in row.chunks_exact(bytes).zip(xq.chunks_exact(unpacked)) {
                     unpack(block, blocks);
                     for (b, x) in blocks.iter().zip(x) {
-                        total += b.dot(x);
+                        total.add(b.dot(x));
                     }
                 }
-                total
+                total.sum()
             }
+        }
+    }
+
+    /// An unpacked row (from `unpack_row`) · x.
+    pub fn unpacked_dot(&self, row: &[UnpackedBlock], xq: &[Q8Block]) -> f32 {
+        match *self {
+            Self::Quantized { unpacked_dot, .. } => unpacked_dot(row, xq),
+            Self::Float(_) => unpacked_dot(row, xq),
         }
     }
 
@@ -160,13 +153,13 @@ impl RowFormat {
     }
 }
 
-/// An unpacked row · x.
+/// An unpacked row · x, portably.
 pub fn unpacked_dot(row: &[UnpackedBlock], xq: &[Q8Block]) -> f32 {
-    let mut total = 0f32;
+    let mut total = RowTotal::default();
     for (b, x) in row.iter().zip(xq) {
-        total += b.dot(x);
+        total.add(b.dot(x));
     }
-    total
+    total.sum()
 }
 
 fn dot_f32(row: &[u8], x: &[f32]) -> f32 {

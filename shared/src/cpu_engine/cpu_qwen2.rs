@@ -8,10 +8,13 @@
 //! per batch.
 
 use std::io::{Read, Seek};
+use std::ops::Range;
 use std::sync::Arc;
 
-use super::block_dot::{RowFormat, unpacked_dot};
+use super::block_dot::RowFormat;
 use super::q8_activations::{Q8_BLOCK, Q8Block, quantize_q8};
+use super::row_threads::RowThreads;
+use super::simd_level::SimdLevel;
 use crate::generation::EngineError;
 use crate::generation::GeneratingSequence;
 use crate::gguf::BlockType;
@@ -32,15 +35,16 @@ pub struct CpuMatrix {
 }
 
 impl CpuMatrix {
-    /// A matrix of `shape` (block type, rows, columns) over `bytes`, its GGUF blocks.
-    fn new(shape: (BlockType, usize, usize), bytes: Arc<Vec<u8>>) -> Self {
+    /// A matrix of `shape` (block type, rows, columns) over `bytes`, its GGUF blocks,
+    /// multiplied at `level`.
+    fn new(shape: (BlockType, usize, usize), bytes: Arc<Vec<u8>>, level: SimdLevel) -> Self {
         let (block_type, rows, cols) = shape;
         Self {
             block_type,
             rows,
             cols,
             bytes,
-            format: RowFormat::of(block_type),
+            format: RowFormat::at_level(block_type, level),
         }
     }
 
@@ -48,24 +52,57 @@ impl CpuMatrix {
         self.bytes.len() / self.rows
     }
 
-    /// `out[t][r] = row r · x[t]` for every token t of `inputs` (`+=` with `accumulate`).
-    /// A batch unpacks each quantized row once for all its tokens.
-    fn multiply(&self, inputs: &Inputs, out: &mut [f32], accumulate: bool) {
-        let row_bytes = self.row_bytes();
-        let mut unpacked = Vec::new();
-        for (r, row) in self.bytes.chunks_exact(row_bytes).enumerate() {
-            let batch = inputs.tokens > 1 && self.format.unpack_row(row, &mut unpacked);
-            for t in 0..inputs.tokens {
-                let value = if batch {
-                    unpacked_dot(&unpacked, &inputs.quantized[t])
-                } else {
-                    self.format.dot(row, inputs.token(t), &inputs.quantized[t])
-                };
-                let slot = &mut out[t * self.rows + r];
-                *slot = if accumulate { *slot + value } else { value };
+    /// `out[t][r] = row r · x[t]` for every token t of `inputs` (`+=` with `accumulate`),
+    /// the rows split over `threads`.
+    fn multiply(&self, inputs: &Inputs, out: &mut [f32], accumulate: bool, threads: &RowThreads) {
+        let tokens = inputs.tokens;
+        for (rows, values) in threads.map_rows(self.rows, |rows| self.multiply_rows(rows, inputs)) {
+            for (r, row_values) in rows.zip(values.chunks_exact(tokens)) {
+                for (t, &value) in row_values.iter().enumerate() {
+                    let slot = &mut out[t * self.rows + r];
+                    *slot = if accumulate { *slot + value } else { value };
+                }
             }
         }
     }
+
+    /// Rows `rows` times every token: `[row][token]`. A batch unpacks each quantized row once
+    /// for all its tokens.
+    fn multiply_rows(&self, rows: Range<usize>, inputs: &Inputs) -> Vec<f32> {
+        let row_bytes = self.row_bytes();
+        let mut unpacked = Vec::new();
+        let mut values = Vec::with_capacity(rows.len() * inputs.tokens);
+        for r in rows {
+            // Four rows ahead: the prefetchers stop at page boundaries, and a decode step
+            // streams every matrix once.
+            prefetch(self.bytes.get((r + 4) * row_bytes..(r + 5) * row_bytes));
+            let row = &self.bytes[r * row_bytes..(r + 1) * row_bytes];
+            let batch = inputs.tokens > 1 && self.format.unpack_row(row, &mut unpacked);
+            for t in 0..inputs.tokens {
+                values.push(if batch {
+                    self.format.unpacked_dot(&unpacked, &inputs.quantized[t])
+                } else {
+                    self.format.dot(row, inputs.token(t), &inputs.quantized[t])
+                });
+            }
+        }
+        values
+    }
+}
+
+/// Asks the CPU to fetch `bytes` into its caches (x86-64; a no-op elsewhere).
+#[inline(always)]
+fn prefetch(bytes: Option<&[u8]>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(bytes) = bytes {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        for line in bytes.chunks(64) {
+            // SAFETY: a prefetch reads nothing and cannot fault; the address is in `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// A batch of activations, as f32 and as 8-bit blocks (zero-padded to whole blocks).
@@ -119,8 +156,28 @@ struct CpuLayer {
     w_down: CpuMatrix,
 }
 
+/// How the CPU engine runs on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSettings {
+    /// The block products' instructions (default: the fastest this CPU has).
+    pub simd: SimdLevel,
+    /// Threads multiplying each matrix's rows (natively; the browser runs one).
+    pub threads: usize,
+}
+
+impl Default for CpuSettings {
+    fn default() -> Self {
+        Self {
+            simd: SimdLevel::detected(),
+            threads: 1,
+        }
+    }
+}
+
 pub struct CpuQwen2Weights {
     pub hyperparameters: ModelHyperparameters,
+    pub settings: CpuSettings,
+    threads: RowThreads,
     layers: Vec<CpuLayer>,
     output_norm: Vec<f32>,
     output: CpuMatrix,
@@ -130,12 +187,31 @@ pub struct CpuQwen2Weights {
 }
 
 impl CpuQwen2Weights {
-    /// Reads the weights of a validated Qwen2 GGUF. A tensor the engine cannot run (unknown
-    /// block type, missing, wrong shape) is an error naming it.
+    /// Reads the weights of a validated Qwen2 GGUF, for one thread at the fastest SIMD level.
+    /// A tensor the engine cannot run (unknown block type, missing, wrong shape) is an error
+    /// naming it.
     pub fn load<R: Read + Seek>(
         gguf: &GgufModel,
         reader: &mut R,
     ) -> Result<Arc<Self>, EngineError> {
+        Self::load_with(gguf, reader, CpuSettings::default())
+    }
+
+    /// As `load`, run as `settings` say.
+    pub fn load_with<R: Read + Seek>(
+        gguf: &GgufModel,
+        reader: &mut R,
+        settings: CpuSettings,
+    ) -> Result<Arc<Self>, EngineError> {
+        if !SimdLevel::available().contains(&settings.simd) {
+            return Err(EngineError::Unsupported(format!(
+                "this CPU has no {} (it has {:?})",
+                settings.simd,
+                SimdLevel::available()
+            )));
+        }
+        let threads = RowThreads::new(settings.threads)?;
+        let level = settings.simd;
         let hp = gguf.hyperparameters.clone();
         let mut tensors = GgufTensors::open(gguf, reader, "the CPU engine")?;
         let t = &mut tensors;
@@ -143,6 +219,7 @@ impl CpuQwen2Weights {
             Ok(CpuMatrix::new(
                 t.matrix_shape(name)?,
                 Arc::new(t.bytes(name)?),
+                level,
             ))
         };
         let mut layers = Vec::with_capacity(hp.block_count);
@@ -170,6 +247,7 @@ impl CpuQwen2Weights {
             CpuMatrix::new(
                 t.matrix_shape(Qwen2Tensor::TokenEmbedding.gguf_model())?,
                 embedding.shared_table(),
+                level,
             )
         } else {
             matrix(t, Qwen2Tensor::Output.gguf_model())?
@@ -180,6 +258,8 @@ impl CpuQwen2Weights {
             .collect();
         Ok(Arc::new(Self {
             hyperparameters: hp,
+            settings,
+            threads,
             layers,
             output_norm,
             output,
@@ -275,6 +355,7 @@ impl CpuSequence {
         }
         let weights = Arc::clone(&self.weights);
         let hp = &weights.hyperparameters;
+        let threads = &weights.threads;
         let (d, ff) = (hp.embedding_length, hp.feed_forward_length);
         let (heads, kv_heads, head_dim) = (hp.head_count, hp.head_count_kv, hp.head_dim);
         let kv = kv_heads * head_dim;
@@ -294,7 +375,7 @@ impl CpuSequence {
                 (&layer.wk, &layer.k_bias, &mut k),
                 (&layer.wv, &layer.v_bias, &mut v),
             ] {
-                m.multiply(&inputs, out, false);
+                m.multiply(&inputs, out, false, threads);
                 for row in out.chunks_exact_mut(m.rows) {
                     row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
                 }
@@ -313,18 +394,18 @@ impl CpuSequence {
             );
             layer
                 .wo
-                .multiply(&Inputs::new(&attended, d), &mut hidden, true);
+                .multiply(&Inputs::new(&attended, d), &mut hidden, true, threads);
 
             rms_norm(&hidden, &layer.ffn_norm, hp.rms_norm_eps, &mut normed);
             let inputs = Inputs::new(&normed, d);
-            layer.w_gate.multiply(&inputs, &mut gate, false);
-            layer.w_up.multiply(&inputs, &mut up, false);
+            layer.w_gate.multiply(&inputs, &mut gate, false, threads);
+            layer.w_up.multiply(&inputs, &mut up, false, threads);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
             layer
                 .w_down
-                .multiply(&Inputs::new(&gate, ff), &mut hidden, true);
+                .multiply(&Inputs::new(&gate, ff), &mut hidden, true, threads);
         }
         let last = &hidden[(n - 1) * d..];
         let mut final_normed = vec![0f32; d];
@@ -335,9 +416,12 @@ impl CpuSequence {
             &mut final_normed,
         );
         self.logits = vec![0f32; weights.output.rows];
-        weights
-            .output
-            .multiply(&Inputs::new(&final_normed, d), &mut self.logits, false);
+        weights.output.multiply(
+            &Inputs::new(&final_normed, d),
+            &mut self.logits,
+            false,
+            threads,
+        );
         self.tokens.extend_from_slice(tokens);
         Ok(())
     }

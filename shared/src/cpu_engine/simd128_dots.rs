@@ -4,7 +4,8 @@
 //! `BITS_TO_FIFTH` lookups, and products of sign-extended 16-bit lanes summed pairwise
 //! (`i32x4.dot_i16x8_s`). Each adds to `total`, 32 weights at a time, exactly what
 //! `UnpackedBlock::dot` gives for the unpacked block (the same integer sums, the same float
-//! expression, in the same order), so a token gives the same bits alone as in a batch.
+//! expression, into the same `RowTotal` lanes), so a token gives the same bits alone as in a
+//! batch.
 
 use core::arch::wasm32::{
     i8x16_shl, i8x16_splat, i8x16_sub, i16x8_extend_high_i8x16, i16x8_extend_low_i8x16, i32x4_add,
@@ -14,6 +15,33 @@ use core::arch::wasm32::{
 
 use super::block_fields::{BITS_TO_FIFTH, half, k_scale_min};
 use super::q8_activations::Q8Block;
+use super::unpacked_block::{RowDot, RowTotal, block_value};
+use crate::gguf::BlockType;
+
+/// The row product of `block_type`, where it has one: each block's product below, in order.
+pub fn row_dot(block_type: BlockType) -> Option<RowDot> {
+    /// A row of `BYTES`-byte blocks of `UNPACKED` activation blocks each, block by block.
+    #[inline(always)]
+    fn rows<const BYTES: usize, const UNPACKED: usize>(
+        row: &[u8],
+        xq: &[Q8Block],
+        block: fn(&[u8], &[Q8Block], &mut RowTotal),
+    ) -> f32 {
+        let mut total = RowTotal::default();
+        for (bytes, x) in row.chunks_exact(BYTES).zip(xq.chunks_exact(UNPACKED)) {
+            block(bytes, x, &mut total);
+        }
+        total.sum()
+    }
+    Some(match block_type {
+        BlockType::Q4_0 => |row, xq| rows::<18, 1>(row, xq, q4_0),
+        BlockType::Q5_0 => |row, xq| rows::<22, 1>(row, xq, q5_0),
+        BlockType::Q8_0 => |row, xq| rows::<34, 1>(row, xq, q8_0),
+        BlockType::Q4K => |row, xq| rows::<144, 8>(row, xq, q4_k),
+        BlockType::Q6K => |row, xq| rows::<210, 8>(row, xq, q6_k),
+        _ => return None,
+    })
+}
 
 /// Σ w · x over 16 8-bit lanes.
 #[inline(always)]
@@ -46,16 +74,10 @@ fn activations(x: &Q8Block) -> (v128, v128) {
     (load16(bytes, 0), load16(bytes, 16))
 }
 
-/// `UnpackedBlock::dot` of a block with one scale `d` and `offset`, given its halves' sums.
+/// `block_value` of a block with one scale `d` and `offset`, given its halves' sums.
 #[inline(always)]
 fn scaled(d: f32, offset: f32, low: i32, high: i32, x: &Q8Block) -> f32 {
-    scaled_halves([d, d], offset, low, high, x)
-}
-
-/// As `scaled`, with a scale per half (Q6_K).
-#[inline(always)]
-fn scaled_halves(scales: [f32; 2], offset: f32, low: i32, high: i32, x: &Q8Block) -> f32 {
-    x.scale * (scales[0] * low as f32 + scales[1] * high as f32 + offset * x.sum as f32)
+    block_value([d, d], offset, low, high, x)
 }
 
 /// The low and high nibbles of 16 bytes: weights 0..16 and 16..32.
@@ -65,23 +87,23 @@ fn nibbles(bytes: &[u8], at: usize) -> (v128, v128) {
     (v128_and(packed, u8x16_splat(0x0F)), u8x16_shr(packed, 4))
 }
 
-pub fn q8_0(block: &[u8], x: &[Q8Block], total: &mut f32) {
+fn q8_0(block: &[u8], x: &[Q8Block], total: &mut RowTotal) {
     let x = &x[0];
     let (x0, x1) = activations(x);
     let (low, high) = (dot16(load16(block, 2), x0), dot16(load16(block, 18), x1));
-    *total += scaled(half(block, 0), 0.0, low, high, x);
+    total.add(scaled(half(block, 0), 0.0, low, high, x));
 }
 
-pub fn q4_0(block: &[u8], x: &[Q8Block], total: &mut f32) {
+fn q4_0(block: &[u8], x: &[Q8Block], total: &mut RowTotal) {
     let x = &x[0];
     let (x0, x1) = activations(x);
     let (w0, w1) = nibbles(block, 2);
     let d = half(block, 0);
-    *total += scaled(d, -8.0 * d, dot16(w0, x0), dot16(w1, x1), x);
+    total.add(scaled(d, -8.0 * d, dot16(w0, x0), dot16(w1, x1), x));
 }
 
 /// Q4_K: 4 groups of 32 bytes, each holding two sub-blocks (low and high nibbles).
-pub fn q4_k(block: &[u8], x: &[Q8Block], total: &mut f32) {
+fn q4_k(block: &[u8], x: &[Q8Block], total: &mut RowTotal) {
     let (d, dmin) = (half(block, 0), half(block, 2));
     let scales = &block[4..16];
     for group in 0..4 {
@@ -96,12 +118,18 @@ pub fn q4_k(block: &[u8], x: &[Q8Block], total: &mut f32) {
             let (scale, min) = k_scale_min(scales, s);
             let xs = &x[s];
             let (x0, x1) = activations(xs);
-            *total += scaled(d * scale, -dmin * min, dot16(w0, x0), dot16(w1, x1), xs);
+            total.add(scaled(
+                d * scale,
+                -dmin * min,
+                dot16(w0, x0),
+                dot16(w1, x1),
+                xs,
+            ));
         }
     }
 }
 
-pub fn q5_0(block: &[u8], x: &[Q8Block], total: &mut f32) {
+fn q5_0(block: &[u8], x: &[Q8Block], total: &mut RowTotal) {
     let x = &x[0];
     let (x0, x1) = activations(x);
     let (w0, w1) = nibbles(block, 6);
@@ -114,13 +142,13 @@ pub fn q5_0(block: &[u8], x: &[Q8Block], total: &mut f32) {
     let w0 = v128_or(w0, fifth(block[2], block[3]));
     let w1 = v128_or(w1, fifth(block[4], block[5]));
     let d = half(block, 0);
-    *total += scaled(d, -16.0 * d, dot16(w0, x0), dot16(w1, x1), x);
+    total.add(scaled(d, -16.0 * d, dot16(w0, x0), dot16(w1, x1), x));
 }
 
 /// Q6_K: two halves of 128 weights; in each, 16 lanes l of the low bytes `ql` and high bytes
 /// `qh` give weights l, l + 32, l + 64 and l + 96 (low nibbles of ql[l] and ql[l + 32], then
 /// their high nibbles; qh's bit pairs 0-1, 2-3, 4-5, 6-7), each 6-bit value minus 32.
-pub fn q6_k(block: &[u8], x: &[Q8Block], total: &mut f32) {
+fn q6_k(block: &[u8], x: &[Q8Block], total: &mut RowTotal) {
     let d = half(block, 208);
     let scales = &block[192..208];
     let (mask_low, mask_high) = (u8x16_splat(0x0F), u8x16_splat(0x30));
@@ -158,7 +186,7 @@ pub fn q6_k(block: &[u8], x: &[Q8Block], total: &mut f32) {
                 d * f32::from(scales[2 * s + 1] as i8),
             ];
             let (low, high) = (dot16(first[part], x0), dot16(second[part], x1));
-            *total += scaled_halves(sub_scales, 0.0, low, high, xs);
+            total.add(block_value(sub_scales, 0.0, low, high, xs));
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod chat_template_parity;
 mod cpu_engine;
+mod cpu_simd_levels;
 mod dpo_chat_cli;
 mod gguf_errors;
 mod greedy_parity;
