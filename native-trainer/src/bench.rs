@@ -10,8 +10,10 @@ use shared::generation::GeneratingSequence;
 use shared::{ModelText, SamplingParams};
 
 use crate::chat::blocking_generation::generate;
+use crate::chat::engine_choice::{choose_engine, cpu_threads};
 use crate::chat::native_engines::{load_cpu, load_wgpu};
 use crate::chat::{CandleSequence, EngineKind};
+use shared::cpu_engine::SimdLevel;
 
 /// Text repeated to build the benchmark prompt.
 const PROMPT_TEXT: &str = "The quick brown fox jumps over the lazy dog while the committee \
@@ -24,15 +26,19 @@ pub struct BenchArgs {
     pub model: Option<PathBuf>,
     #[arg(long, env = crate::models_dir::MODELS_DIR_ENV, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = EngineKind::Wgpu)]
-    pub engine: EngineKind,
+    /// Inference engine (default: the one `dpo chat` picks for this machine).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
+    /// Threads of the CPU engine (default: this machine's physical cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
     /// Prompt length in tokens (prefill throughput).
     #[arg(long, default_value_t = 512)]
     pub prompt_tokens: usize,
     /// Tokens generated greedily after the prompt (decode throughput); end-of-turn is ignored.
     #[arg(long, default_value_t = 128)]
     pub decode_tokens: u32,
-    /// Run the candle engine on the CPU even when built with CUDA.
+    /// Keep GPUs out of it: the CPU engine by default, candle on the CPU when built with CUDA.
     #[arg(long)]
     pub cpu: bool,
 }
@@ -46,55 +52,75 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => crate::fetch::default_model(args.models_dir.as_deref())?,
     };
     let positions = args.prompt_tokens + args.decode_tokens as usize;
-    match args.engine {
+    let engine = choose_engine(args.engine, args.cpu);
+    let run = Run {
+        args,
+        engine,
+        model_path: &model_path,
+    };
+    match engine {
         EngineKind::Candle => {
             let (sequence, text) = CandleSequence::load(&model_path, args.cpu)?;
             let device = sequence.device_name();
-            bench(args, &model_path, sequence, &text, &device)
+            run.bench(sequence, &text, &device, None)
         }
         EngineKind::Wgpu => {
             let (sequence, text, device) = load_wgpu(&model_path, positions)?;
-            bench(args, &model_path, sequence, &text, &device)
+            run.bench(sequence, &text, &device, None)
         }
         EngineKind::Cpu => {
-            let (sequence, text) = load_cpu(&model_path, positions)?;
-            bench(args, &model_path, sequence, &text, "CPU, one thread")
+            let threads = cpu_threads(args.threads.map(usize::from));
+            let (sequence, text) = load_cpu(&model_path, positions, threads)?;
+            let device = format!("CPU, {}", SimdLevel::detected());
+            run.bench(sequence, &text, &device, Some(threads))
         }
     }
 }
 
-/// Prefills the benchmark prompt and decodes greedily on `sequence`; prints the JSON report.
-fn bench<S: GeneratingSequence>(
-    args: &BenchArgs,
-    model_path: &std::path::Path,
-    mut sequence: S,
-    text: &ModelText,
-    device: &str,
-) -> Result<()> {
-    let mut prompt = Vec::new();
-    let piece = text.tokenizer.encode(PROMPT_TEXT)?;
-    while prompt.len() < args.prompt_tokens {
-        prompt.extend_from_slice(&piece);
-    }
-    prompt.truncate(args.prompt_tokens);
+/// One benchmark: what was asked, and the engine chosen.
+struct Run<'a> {
+    args: &'a BenchArgs,
+    engine: EngineKind,
+    model_path: &'a std::path::Path,
+}
 
-    let sampling = SamplingParams {
-        max_new_tokens: args.decode_tokens,
-        ..SamplingParams::default()
-    };
-    let stats = generate(&mut sequence, &prompt, sampling, 0, &[], &mut |_| Ok(true))?;
-    let report = json!({
-        "engine": format!("{:?}", args.engine).to_lowercase(),
-        "device": device,
-        "model": model_path.display().to_string(),
-        "prompt_tokens": stats.prefilled_tokens,
-        "prefill_seconds": stats.first_token_ms / 1000.0,
-        "prefill_tokens_per_second": stats.prefill_tokens_per_second(),
-        // The first token comes with the prefill; decoding is every token after it.
-        "decode_tokens": stats.generated_tokens.saturating_sub(1),
-        "decode_seconds": stats.decode_ms / 1000.0,
-        "decode_tokens_per_second": stats.decode_tokens_per_second(),
-    });
-    println!("{report}");
-    Ok(())
+impl Run<'_> {
+    /// Prefills the benchmark prompt and decodes greedily on `sequence` (on `threads` CPU threads,
+    /// where the engine has them); prints the JSON report.
+    fn bench<S: GeneratingSequence>(
+        &self,
+        mut sequence: S,
+        text: &ModelText,
+        device: &str,
+        threads: Option<usize>,
+    ) -> Result<()> {
+        let args = self.args;
+        let mut prompt = Vec::new();
+        let piece = text.tokenizer.encode(PROMPT_TEXT)?;
+        while prompt.len() < args.prompt_tokens {
+            prompt.extend_from_slice(&piece);
+        }
+        prompt.truncate(args.prompt_tokens);
+
+        let sampling = SamplingParams {
+            max_new_tokens: args.decode_tokens,
+            ..SamplingParams::default()
+        };
+        let stats = generate(&mut sequence, &prompt, sampling, 0, &[], &mut |_| Ok(true))?;
+        let report = json!({
+            "engine": self.engine.name(),
+            "device": device,
+            "threads": threads,
+            "model": self.model_path.display().to_string(),
+            "prompt_tokens": stats.prefilled_tokens,
+            "prefill_seconds": stats.first_token_ms / 1000.0,
+            "prefill_tokens_per_second": stats.prefill_tokens_per_second(),
+            // The first token comes with the prefill; decoding is every token after it.
+            "decode_tokens": stats.generated_tokens.saturating_sub(1),
+            "decode_seconds": stats.decode_ms / 1000.0,
+            "decode_tokens_per_second": stats.decode_tokens_per_second(),
+        });
+        println!("{report}");
+        Ok(())
+    }
 }

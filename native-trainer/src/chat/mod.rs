@@ -5,6 +5,7 @@
 pub mod blocking_generation;
 pub mod candle_sequence;
 pub mod conversation;
+pub mod engine_choice;
 pub mod model_file;
 pub mod native_engines;
 
@@ -18,6 +19,7 @@ use shared::{ModelText, SamplingParams};
 
 pub use candle_sequence::CandleSequence;
 pub use conversation::Conversation;
+use engine_choice::{choose_engine, cpu_threads};
 use native_engines::{CHAT_MAX_POSITIONS, load_cpu, load_wgpu};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,6 +30,17 @@ pub enum EngineKind {
     Wgpu,
     /// The integer-kernel CPU engine (the one browsers without a usable GPU run).
     Cpu,
+}
+
+impl EngineKind {
+    /// The name `--engine` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Candle => "candle",
+            Self::Wgpu => "wgpu",
+            Self::Cpu => "cpu",
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -64,10 +77,14 @@ pub struct ChatArgs {
     /// Random seed for sampling (the same seed gives the same reply).
     #[arg(long, default_value_t = 299_792_458)]
     pub seed: u64,
-    /// Inference engine.
-    #[arg(long, value_enum, default_value_t = EngineKind::Candle)]
-    pub engine: EngineKind,
-    /// Run the candle engine on the CPU even when built with CUDA.
+    /// Inference engine (default: the fastest here — candle on CUDA when built with it and a
+    /// GPU answers, else wgpu on a hardware GPU, else the CPU engine; the log says which).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
+    /// Threads of the CPU engine (default: this machine's physical cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Keep GPUs out of it: the CPU engine by default, candle on the CPU when built with CUDA.
     #[arg(long)]
     pub cpu: bool,
 }
@@ -95,7 +112,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         Some(path) => path.clone(),
         None => crate::fetch::default_model(args.models_dir.as_deref())?,
     };
-    match args.engine {
+    match choose_engine(args.engine, args.cpu) {
         EngineKind::Candle => {
             let (sequence, text) = CandleSequence::load(&model_path, args.cpu)?;
             chat(args, &model_path, sequence, text, sampling)
@@ -105,7 +122,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             chat(args, &model_path, sequence, text, sampling)
         }
         EngineKind::Cpu => {
-            let (sequence, text) = load_cpu(&model_path, CHAT_MAX_POSITIONS)?;
+            let threads = cpu_threads(args.threads.map(usize::from));
+            let (sequence, text) = load_cpu(&model_path, CHAT_MAX_POSITIONS, threads)?;
             chat(args, &model_path, sequence, text, sampling)
         }
     }

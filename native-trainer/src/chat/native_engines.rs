@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use shared::ModelText;
-use shared::cpu_engine::{CpuQwen2Weights, CpuSequence};
+use shared::cpu_engine::{CpuQwen2Weights, CpuSequence, CpuSettings};
 use shared::wgpu_engine::{GpuContext, Qwen2Sequence, Qwen2Weights};
 
 use super::model_file::open_model;
@@ -35,14 +35,24 @@ pub fn load_wgpu(path: &Path, max_positions: usize) -> Result<(Qwen2Sequence, Mo
     Ok((sequence, text, adapter))
 }
 
-/// Loads the model for the CPU engine with a sequence of up to `max_positions`.
-pub fn load_cpu(path: &Path, max_positions: usize) -> Result<(CpuSequence, ModelText)> {
+/// Loads the model for the CPU engine on `threads` threads, at the fastest SIMD level this CPU
+/// has, with a sequence of up to `max_positions`.
+pub fn load_cpu(
+    path: &Path,
+    max_positions: usize,
+    threads: usize,
+) -> Result<(CpuSequence, ModelText)> {
     let started = Instant::now();
     let (mut file, gguf, text) = open_model(path)?;
-    let weights = CpuQwen2Weights::load(&gguf, &mut file)?;
+    let settings = CpuSettings {
+        threads,
+        ..CpuSettings::default()
+    };
+    let weights = CpuQwen2Weights::load_with(&gguf, &mut file, settings)?;
     tracing::info!(
-        "loaded {} for the CPU engine in {:.1}s",
+        "loaded {} for the CPU engine ({}, {threads} threads) in {:.1}s",
         gguf.source_name,
+        settings.simd,
         started.elapsed().as_secs_f64()
     );
     Ok((CpuSequence::new(&weights, max_positions), text))

@@ -17,9 +17,48 @@ fn the_wgpu_engine_answers_paris_too() {
     assert_answers_paris("wgpu");
 }
 
+#[test]
+fn the_cpu_engine_answers_paris_on_two_threads() {
+    let stderr = assert_answers_paris_with(&["--engine", "cpu", "--threads", "2"]);
+    assert!(stderr.contains("2 threads"), "{stderr}");
+}
+
+/// Without `--engine`, `dpo chat` says which engine it picked and why; on a machine whose only
+/// GPU adapter is a software one (lavapipe here) or that has none, that is the CPU engine on
+/// the physical cores.
+#[test]
+fn without_an_engine_named_it_picks_one_for_the_machine_and_says_why() {
+    let stderr = assert_answers_paris_with(&[]);
+    let choice = stderr
+        .lines()
+        .find(|line| line.contains("engine: "))
+        .unwrap_or_else(|| panic!("no engine choice in the log: {stderr}"));
+    if choice.contains("software adapter") || choice.contains("no GPU adapter") {
+        assert!(choice.contains("the CPU engine"), "{choice}");
+        let cores = num_cpus::get_physical();
+        assert!(
+            stderr.contains(&format!("{cores} threads")),
+            "expected the CPU engine on {cores} threads: {stderr}"
+        );
+    } else {
+        assert!(
+            choice.contains("hardware GPU") || choice.contains("CUDA"),
+            "{choice}"
+        );
+    }
+}
+
 fn assert_answers_paris(engine: &str) {
+    assert_answers_paris_with(&["--engine", engine]);
+}
+
+/// `dpo chat` with `flags` answers the quick start's question with Paris on stdout; returns
+/// its log.
+fn assert_answers_paris_with(flags: &[&str]) -> String {
     let output = dpo()
-        .args(["chat", "--engine", engine, "--model"])
+        .arg("chat")
+        .args(flags)
+        .arg("--model")
         .arg(real_model())
         .args([
             "What is the capital of France? Answer in one word.",
@@ -35,6 +74,7 @@ fn assert_answers_paris(engine: &str) {
         stderr.contains("tok/s"),
         "expected generation stats on stderr, got {stderr}"
     );
+    stderr.into_owned()
 }
 
 #[test]

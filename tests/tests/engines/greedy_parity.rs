@@ -28,7 +28,8 @@ fn wgpu_greedy_replies_match_llama_cpp() {
 
 #[test]
 fn cpu_engine_greedy_replies_match_llama_cpp() {
-    let (mut cpu, text) = load_cpu(&real_model(), 512).unwrap();
+    // Two threads: the rows of every product split over them.
+    let (mut cpu, text) = load_cpu(&real_model(), 512, 2).unwrap();
     assert_greedy_parity(&mut cpu, &text, &fixture("greedy_llama_cpp.json"));
 }
 
