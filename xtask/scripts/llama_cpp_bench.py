@@ -1,5 +1,6 @@
 """llama.cpp's CPU speed on a GGUF, for `cargo xtask bench`: prefill of a PROMPT_TOKENS-token
-prompt and greedy decode of DECODE_TOKENS tokens, printed as one JSON object.
+prompt and greedy decode of DECODE_TOKENS tokens on THREADS threads (default 2), printed as one
+JSON object.
 
 Needs llama-cpp-python (pip install llama-cpp-python==0.3.36); not used at run time."""
 
@@ -24,8 +25,9 @@ def _model_params_without_extra_buffers():
 llama_cpp_c.llama_model_default_params = _model_params_without_extra_buffers
 
 model_path, prompt_tokens, decode_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 llm = llama_cpp.Llama(model_path, n_ctx=prompt_tokens + decode_tokens + 8, n_batch=512,
-                      n_threads=2, verbose=False)
+                      n_threads=threads, n_threads_batch=threads, verbose=False)
 text = ("The quick brown fox jumps over the lazy dog while the committee reviews the quarterly "
         "report on renewable energy, transport and housing. ")
 tokens = []
@@ -44,6 +46,7 @@ decode_seconds = time.perf_counter() - started
 print(json.dumps({
     "engine": "llama.cpp",
     "device": f"cpu ({llama_cpp.__version__})",
+    "threads": threads,
     "prompt_tokens": prompt_tokens,
     "prefill_tokens_per_second": prompt_tokens / prefill_seconds,
     "decode_tokens": decode_tokens,

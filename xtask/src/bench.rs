@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: prefill and decode throughput on the real model for every engine —
-//! our wgpu engine, our CPU engine (one thread), candle on the CPU, and llama.cpp on the CPU
-//! (through llama-cpp-python,
-//! when installed) — printed as one table. A benchmark, not a test: nothing here can fail
-//! on speed.
+//! our wgpu engine, our CPU engine at one thread and on every physical core, candle on the
+//! CPU, and llama.cpp on the CPU at the same thread counts (through llama-cpp-python, when
+//! installed) — printed as one table with each row's threads. A benchmark, not a test:
+//! nothing here can fail on speed.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,26 +50,43 @@ pub fn run(args: &[String]) -> Result<()> {
         options.prompt_tokens.to_string(),
         options.decode_tokens.to_string(),
     );
+    let cores = num_cpus::get_physical().max(1);
+    let thread_counts: Vec<usize> = if cores > 1 { vec![1, cores] } else { vec![1] };
     let mut rows = Vec::new();
-    for engine in ["wgpu", "cpu", "candle"] {
+    let mut runs: Vec<(&str, Option<usize>)> = vec![("wgpu", None)];
+    runs.extend(thread_counts.iter().map(|&threads| ("cpu", Some(threads))));
+    runs.push(("candle", None));
+    for (engine, threads) in runs {
         eprintln!("xtask: benchmarking {engine}");
         let mut command = Command::new(&dpo);
         command
             .args(["bench", "--engine", engine, "--model"])
             .arg(&model)
             .args(["--prompt-tokens", &prompt, "--decode-tokens", &decode]);
+        if let Some(threads) = threads {
+            command.args(["--threads", &threads.to_string()]);
+        }
         rows.push(last_json_line(&mut command)?);
     }
-    eprintln!("xtask: benchmarking llama.cpp (llama-cpp-python)");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = workspace_root().join("xtask/scripts/llama_cpp_bench.py");
-    let mut command = Command::new(python);
-    command.arg(script).arg(&model).args([&prompt, &decode]);
-    match last_json_line(&mut command) {
-        Ok(row) => rows.push(row),
-        Err(error) => eprintln!(
-            "xtask: llama.cpp skipped ({error:#}); `pip install llama-cpp-python==0.3.36` adds it"
-        ),
+    for threads in thread_counts {
+        eprintln!("xtask: benchmarking llama.cpp (llama-cpp-python), {threads} threads");
+        let mut command = Command::new(&python);
+        command
+            .arg(&script)
+            .arg(&model)
+            .args([&prompt, &decode, &threads.to_string()]);
+        match last_json_line(&mut command) {
+            Ok(row) => rows.push(row),
+            Err(error) => {
+                eprintln!(
+                    "xtask: llama.cpp skipped ({error:#}); `pip install \
+                     llama-cpp-python==0.3.36` adds it"
+                );
+                break;
+            }
+        }
     }
     print_table(&model, &options, &rows);
     Ok(())
@@ -96,15 +113,22 @@ fn print_table(model: &Path, options: &Options, rows: &[Value]) {
         options.decode_tokens
     );
     println!(
-        "| {:<10} | {:<44} | {:>15} | {:>14} |",
-        "engine", "device", "prefill tok/s", "decode tok/s"
+        "| {:<10} | {:<44} | {:>7} | {:>15} | {:>14} |",
+        "engine", "device", "threads", "prefill tok/s", "decode tok/s"
     );
-    println!("|{:-<12}|{:-<46}|{:->17}|{:->16}|", "", "", "", "");
+    println!(
+        "|{:-<12}|{:-<46}|{:->9}|{:->17}|{:->16}|",
+        "", "", "", "", ""
+    );
     for row in rows {
+        let threads = row["threads"]
+            .as_u64()
+            .map_or_else(|| "-".to_string(), |t| t.to_string());
         println!(
-            "| {:<10} | {:<44} | {:>15.1} | {:>14.1} |",
+            "| {:<10} | {:<44} | {:>7} | {:>15.1} | {:>14.1} |",
             row["engine"].as_str().unwrap_or("?"),
             row["device"].as_str().unwrap_or("?"),
+            threads,
             row["prefill_tokens_per_second"]
                 .as_f64()
                 .unwrap_or(f64::NAN),
