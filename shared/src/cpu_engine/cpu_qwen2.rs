@@ -391,6 +391,7 @@ impl CpuSequence {
                 [heads, kv_heads, head_dim],
                 start,
                 &mut attended,
+                threads,
             );
             layer
                 .wo
@@ -459,7 +460,8 @@ fn rope(x: &mut [f32], heads: usize, first_position: usize, frequencies: &[f32])
 }
 
 /// Causal grouped-query attention of the batch's queries (token t at `first_position + t`)
-/// over the cached keys and values, which already hold the batch's own.
+/// over the cached keys and values, which already hold the batch's own; the heads split over
+/// `threads` (each head computed as on one thread).
 fn attend(
     q: &[f32],
     keys: &[f32],
@@ -467,41 +469,65 @@ fn attend(
     [heads, kv_heads, head_dim]: [usize; 3],
     first_position: usize,
     out: &mut [f32],
+    threads: &RowThreads,
+) {
+    let tokens = q.len() / (heads * head_dim);
+    let parts = threads.map_rows(heads, |range| {
+        let mut part = vec![0f32; tokens * range.len() * head_dim];
+        for (t, token_part) in part.chunks_exact_mut(range.len() * head_dim).enumerate() {
+            for (head, output) in range.clone().zip(token_part.chunks_exact_mut(head_dim)) {
+                let query = &q[(t * heads + head) * head_dim..][..head_dim];
+                let position = [first_position + t, head];
+                attend_head(
+                    query,
+                    keys,
+                    values,
+                    [kv_heads, head_dim, heads],
+                    position,
+                    output,
+                );
+            }
+        }
+        part
+    });
+    for (range, part) in parts {
+        let width = range.len() * head_dim;
+        for (t, token_part) in part.chunks_exact(width).enumerate() {
+            let at = (t * heads + range.start) * head_dim;
+            out[at..at + width].copy_from_slice(token_part);
+        }
+    }
+}
+
+/// One head's attention for the query at `position`, over the positions up to it.
+fn attend_head(
+    query: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    [kv_heads, head_dim, heads]: [usize; 3],
+    [position, head]: [usize; 2],
+    output: &mut [f32],
 ) {
     let kv = kv_heads * head_dim;
-    let group = heads / kv_heads;
+    let offset = (head / (heads / kv_heads)) * head_dim;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut scores = Vec::new();
-    for (t, (query, output)) in q
-        .chunks_exact(heads * head_dim)
-        .zip(out.chunks_exact_mut(heads * head_dim))
-        .enumerate()
-    {
-        let positions = first_position + t + 1;
-        for (head, (qh, oh)) in query
-            .chunks_exact(head_dim)
-            .zip(output.chunks_exact_mut(head_dim))
-            .enumerate()
-        {
-            let offset = (head / group) * head_dim;
-            scores.clear();
-            scores.extend((0..positions).map(|s| {
-                let key = &keys[s * kv + offset..s * kv + offset + head_dim];
-                qh.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
-            }));
-            let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0;
-            for score in &mut scores {
-                *score = (*score - largest).exp();
-                total += *score;
-            }
-            oh.fill(0.0);
-            for (s, p) in scores.iter().enumerate() {
-                let value = &values[s * kv + offset..s * kv + offset + head_dim];
-                for (o, v) in oh.iter_mut().zip(value) {
-                    *o += p / total * v;
-                }
-            }
+    let mut scores: Vec<f32> = (0..=position)
+        .map(|s| {
+            let key = &keys[s * kv + offset..s * kv + offset + head_dim];
+            query.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
+        })
+        .collect();
+    let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for score in &mut scores {
+        *score = (*score - largest).exp();
+        total += *score;
+    }
+    output.fill(0.0);
+    for (s, p) in scores.iter().enumerate() {
+        let value = &values[s * kv + offset..s * kv + offset + head_dim];
+        for (o, v) in output.iter_mut().zip(value) {
+            *o += p / total * v;
         }
     }
 }

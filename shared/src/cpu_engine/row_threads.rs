@@ -1,7 +1,7 @@
-//! The CPU engine's threads: natively, a matrix's rows are split into ranges that a pool of
-//! threads (rayon) multiplies at once; every row is computed by the same code whichever
-//! thread takes it, so any thread count gives the same bits. In the browser the engine runs
-//! on the page's one thread.
+//! The CPU engine's threads: natively, a matrix's rows (and attention's heads) are split into
+//! ranges that a pool of threads (rayon) computes at once; every row is computed by the same
+//! code whichever thread takes it, so any thread count gives the same bits. In the browser the
+//! engine runs on the page's one thread.
 
 use std::ops::Range;
 
