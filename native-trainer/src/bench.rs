@@ -13,7 +13,6 @@ use crate::chat::blocking_generation::generate;
 use crate::chat::engine_choice::{choose_engine, cpu_threads};
 use crate::chat::native_engines::{load_cpu, load_wgpu};
 use crate::chat::{CandleSequence, EngineKind};
-use shared::cpu_engine::SimdLevel;
 
 /// Text repeated to build the benchmark prompt.
 const PROMPT_TEXT: &str = "The quick brown fox jumps over the lazy dog while the committee \
@@ -71,8 +70,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         EngineKind::Cpu => {
             let threads = cpu_threads(args.threads.map(usize::from));
             let (sequence, text) = load_cpu(&model_path, positions, threads)?;
-            let device = format!("CPU, {}", SimdLevel::detected());
-            run.bench(sequence, &text, &device, Some(threads))
+            let settings = sequence.settings();
+            let device = format!("CPU, {}", settings.simd);
+            run.bench(sequence, &text, &device, Some(settings.threads))
         }
     }
 }

@@ -128,7 +128,12 @@ impl RowFormat {
     /// An unpacked row (from `unpack_row`) · x.
     pub fn unpacked_dot(&self, row: &[UnpackedBlock], xq: &[Q8Block]) -> f32 {
         match *self {
-            Self::Quantized { unpacked_dot, .. } => unpacked_dot(row, xq),
+            Self::Quantized {
+                unpacked_dot: at_level,
+                ..
+            } => at_level(row, xq),
+            // Float rows are never unpacked (`unpack_row`); the portable product is right for
+            // any unpacked row.
             Self::Float(_) => unpacked_dot(row, xq),
         }
     }

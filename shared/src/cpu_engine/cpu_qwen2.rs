@@ -300,6 +300,11 @@ impl CpuSequence {
         self.max_positions
     }
 
+    /// How its weights run: SIMD level and threads.
+    pub fn settings(&self) -> CpuSettings {
+        self.weights.settings
+    }
+
     /// The tokens in the cache, in order.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
@@ -474,6 +479,7 @@ fn attend(
     let tokens = q.len() / (heads * head_dim);
     let parts = threads.map_rows(heads, |range| {
         let mut part = vec![0f32; tokens * range.len() * head_dim];
+        let mut scores = Vec::new();
         for (t, token_part) in part.chunks_exact_mut(range.len() * head_dim).enumerate() {
             for (head, output) in range.clone().zip(token_part.chunks_exact_mut(head_dim)) {
                 let query = &q[(t * heads + head) * head_dim..][..head_dim];
@@ -484,7 +490,7 @@ fn attend(
                     values,
                     [kv_heads, head_dim, heads],
                     position,
-                    output,
+                    (&mut scores, output),
                 );
             }
         }
@@ -499,27 +505,27 @@ fn attend(
     }
 }
 
-/// One head's attention for the query at `position`, over the positions up to it.
+/// One head's attention for the query at `position`, over the positions up to it, into
+/// `output`; `scores` is scratch space, reused from head to head.
 fn attend_head(
     query: &[f32],
     keys: &[f32],
     values: &[f32],
     [kv_heads, head_dim, heads]: [usize; 3],
     [position, head]: [usize; 2],
-    output: &mut [f32],
+    (scores, output): (&mut Vec<f32>, &mut [f32]),
 ) {
     let kv = kv_heads * head_dim;
     let offset = (head / (heads / kv_heads)) * head_dim;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let mut scores: Vec<f32> = (0..=position)
-        .map(|s| {
-            let key = &keys[s * kv + offset..s * kv + offset + head_dim];
-            query.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
-        })
-        .collect();
+    scores.clear();
+    scores.extend((0..=position).map(|s| {
+        let key = &keys[s * kv + offset..s * kv + offset + head_dim];
+        query.iter().zip(key).map(|(a, b)| a * b).sum::<f32>() * scale
+    }));
     let largest = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut total = 0.0;
-    for score in &mut scores {
+    for score in scores.iter_mut() {
         *score = (*score - largest).exp();
         total += *score;
     }

@@ -22,14 +22,20 @@ pub enum SimdLevel {
 }
 
 impl SimdLevel {
-    /// The fastest level this CPU runs (looked up once).
+    /// The fastest level this CPU runs.
     pub fn detected() -> Self {
-        static DETECTED: OnceLock<SimdLevel> = OnceLock::new();
-        *DETECTED.get_or_init(|| Self::available().last().copied().unwrap_or(Self::Portable))
+        *Self::available()
+            .last()
+            .expect("Portable is always available")
     }
 
-    /// Every level this CPU runs, slowest first (`Portable` always).
-    pub fn available() -> Vec<Self> {
+    /// Every level this CPU runs, slowest first (`Portable` always); looked up once.
+    pub fn available() -> &'static [Self] {
+        static AVAILABLE: OnceLock<Vec<SimdLevel>> = OnceLock::new();
+        AVAILABLE.get_or_init(Self::look_up)
+    }
+
+    fn look_up() -> Vec<Self> {
         let mut levels = vec![Self::Portable];
         if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
             levels.push(Self::Simd128);

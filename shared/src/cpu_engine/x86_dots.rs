@@ -233,73 +233,75 @@ unsafe fn nibbles32(bytes: &[u8], high: bool) -> __m256i {
 /// found. K-quant rows are rows of 32-weight sub-blocks: sub-block i is block i / 8's s = i % 8.
 macro_rules! kernels {
     ($features:literal, $pairs:ty) => {
+        /// Q4_0, Q4_1 and Q5_0: 32 weights per block, one f16 scale `d` at byte 0, the low
+        /// and high nibbles of the 16 bytes at `quants_at`, plus `fifths(block)` (Q5_0) or
+        /// nothing; `offset(block, d)` is the block's offset.
         #[target_feature(enable = $features)]
-        unsafe fn q4_0_kernel(row: &[u8], xq: &[Q8Block]) -> f32 {
-            let block = |i: usize| &row[18 * i..18 * i + 18];
+        #[inline]
+        unsafe fn nibble_kernel(
+            row: &[u8],
+            xq: &[Q8Block],
+            bytes: usize,
+            quants_at: usize,
+            fifths: impl Fn(&[u8]) -> __m256i,
+            offset: impl Fn(&[u8], f32) -> f32,
+        ) -> f32 {
+            let block = |i: usize| &row[bytes * i..bytes * (i + 1)];
             // SAFETY: the features are enabled in this function.
             unsafe {
                 row_sum(
-                    row.len() / 18,
-                    xq,
-                    |i| <$pairs>::unsigned(nibbles16(&block(i)[2..]), activations(&xq[i])),
-                    |i| {
-                        let d = half(block(i), 0);
-                        BlockScales {
-                            scales: [d, d],
-                            offset: -8.0 * d,
-                        }
-                    },
-                )
-            }
-        }
-
-        #[target_feature(enable = $features)]
-        unsafe fn q4_1_kernel(row: &[u8], xq: &[Q8Block]) -> f32 {
-            let block = |i: usize| &row[20 * i..20 * i + 20];
-            // SAFETY: the features are enabled in this function.
-            unsafe {
-                row_sum(
-                    row.len() / 20,
-                    xq,
-                    |i| <$pairs>::unsigned(nibbles16(&block(i)[4..]), activations(&xq[i])),
-                    |i| {
-                        let d = half(block(i), 0);
-                        BlockScales {
-                            scales: [d, d],
-                            offset: half(block(i), 2),
-                        }
-                    },
-                )
-            }
-        }
-
-        #[target_feature(enable = $features)]
-        unsafe fn q5_0_kernel(row: &[u8], xq: &[Q8Block]) -> f32 {
-            let block = |i: usize| &row[22 * i..22 * i + 22];
-            let fifth = |byte: u8| i64::from_le_bytes(BITS_TO_FIFTH[usize::from(byte)]);
-            // SAFETY: the features are enabled in this function.
-            unsafe {
-                row_sum(
-                    row.len() / 22,
+                    row.len() / bytes,
                     xq,
                     |i| {
-                        let bytes = block(i);
-                        let fifths = _mm256_set_epi64x(
-                            fifth(bytes[5]),
-                            fifth(bytes[4]),
-                            fifth(bytes[3]),
-                            fifth(bytes[2]),
-                        );
-                        let w = _mm256_or_si256(nibbles16(&bytes[6..]), fifths);
+                        let b = block(i);
+                        let w = _mm256_or_si256(nibbles16(&b[quants_at..]), fifths(b));
                         <$pairs>::unsigned(w, activations(&xq[i]))
                     },
                     |i| {
                         let d = half(block(i), 0);
                         BlockScales {
                             scales: [d, d],
-                            offset: -16.0 * d,
+                            offset: offset(block(i), d),
                         }
                     },
+                )
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn q4_0_kernel(row: &[u8], xq: &[Q8Block]) -> f32 {
+            // SAFETY: the features are enabled in this function.
+            unsafe { nibble_kernel(row, xq, 18, 2, |_| _mm256_setzero_si256(), |_, d| -8.0 * d) }
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn q4_1_kernel(row: &[u8], xq: &[Q8Block]) -> f32 {
+            // SAFETY: the features are enabled in this function.
+            unsafe {
+                nibble_kernel(
+                    row,
+                    xq,
+                    20,
+                    4,
+                    |_| _mm256_setzero_si256(),
+                    |b, _| half(b, 2),
+                )
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        unsafe fn q5_0_kernel(row: &[u8], xq: &[Q8Block]) -> f32 {
+            // Weight j's fifth bit is bit j of the u32 at byte 2: 16 where set.
+            let fifth = |byte: u8| i64::from_le_bytes(BITS_TO_FIFTH[usize::from(byte)]);
+            // SAFETY: the features are enabled in this function.
+            unsafe {
+                nibble_kernel(
+                    row,
+                    xq,
+                    22,
+                    6,
+                    |b| _mm256_set_epi64x(fifth(b[5]), fifth(b[4]), fifth(b[3]), fifth(b[2])),
+                    |_, d| -16.0 * d,
                 )
             }
         }

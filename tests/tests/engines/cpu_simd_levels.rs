@@ -100,7 +100,7 @@ fn every_simd_level_gives_the_portable_bits_for_every_block_type() {
                     .chunks_exact(row_bytes)
                     .map(|row| portable.dot(row, &x, &xq))
                     .collect();
-                for &level in &levels {
+                for &level in levels {
                     let format = RowFormat::at_level(block_type, level);
                     let (mut alone, mut batched) = (Vec::new(), Vec::new());
                     for row in bytes.chunks_exact(row_bytes) {
@@ -151,8 +151,8 @@ fn same_logits_everywhere(what: &str, bytes: &[u8], prompt: &[u32], steps: &[u32
     };
     let want = logits_at(bytes, reference, prompt, steps);
     let mut settings: Vec<CpuSettings> = SimdLevel::available()
-        .into_iter()
-        .map(|simd| CpuSettings { simd, threads: 1 })
+        .iter()
+        .map(|&simd| CpuSettings { simd, threads: 1 })
         .collect();
     settings.extend([2, 3].map(|threads| CpuSettings {
         simd: SimdLevel::detected(),
