@@ -1,22 +1,35 @@
 //! How model versions compare in blind battles (pairs whose two candidates came from two
 //! different versions): each version's Bradley–Terry rating on the Elo scale (1000 is the
-//! geometric mean strength; 400 points is 10:1 odds), fitted by Hunter's MM iterations, with
-//! a 95% percentile-bootstrap interval over the battles; and a version's win rate against
-//! its parent. A `tie` or `both_bad` vote counts as half a win for each side.
+//! geometric mean strength; 400 points is 10:1 odds) with a 95% interval, and a version's win
+//! rate against its parent with its exact interval. A `tie` or `both_bad` vote counts as half
+//! a win for each side.
+//!
+//! The ratings are the posterior mode under a Normal prior of [`PRIOR_SD`] Elo points on each
+//! version's strength (Glicko's deviation for an unrated player), found by Newton's method, and
+//! the interval is ±1.96 posterior standard deviations of the rating relative to the mean
+//! (Laplace's approximation: the inverse Hessian of the log posterior). Maximum likelihood with
+//! a bootstrap, as before, sent a one-sided record (35 wins of 35) to the ±2400 cap with an
+//! interval of zero width; with the prior every record has a finite rating and an interval
+//! that narrows only as battles accumulate. `tests/fixtures/make_rating_fixtures.py` computes
+//! the same quantities with scipy as the independent reference.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use shared::seeded_rng::SplitMix64;
 use shared::{PreferencePair, Vote};
 
-/// Bootstrap resamples behind each interval.
-pub const BOOTSTRAP_ROUNDS: usize = 1000;
-/// Fixed, so the same votes always give the same interval.
-const BOOTSTRAP_SEED: u64 = 0x05ee_dba7_71e5;
-/// Strength floor (relative to the geometric mean) for a version that never won: keeps its
-/// rating finite (1000 − 2400) instead of running off to minus infinity.
-const MIN_STRENGTH: f64 = 1e-6;
+use super::binomial_interval::clopper_pearson;
+
+/// The prior's standard deviation of a version's rating, in Elo points.
+pub const PRIOR_SD: f64 = 350.0;
+/// The normal quantile of a two-sided 95% interval.
+const Z_95: f64 = 1.959_963_984_540_054;
+/// The reference values `make_rating_fixtures.py` computed with scipy.
+#[cfg(test)]
+pub const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/version_ratings.json"
+);
 
 /// One blind battle: `score` is what `first` earned (1, 0, or ½ for a tie).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,18 +60,18 @@ pub fn battles(pairs: &[PreferencePair]) -> Vec<Battle> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VersionRating {
     pub rating: f64,
-    /// 2.5th and 97.5th percentiles of the bootstrap ratings.
+    /// The 95% interval: ±1.96 posterior standard deviations.
     pub low: f64,
     pub high: f64,
     pub battles: usize,
 }
 
-/// Bradley–Terry ratings of every version that fought: the maximum-likelihood strengths
-/// (ties as half wins), as `1000 + 400·log10(strength / geometric mean)`.
+/// Bradley–Terry ratings of every version that fought (the posterior modes).
 pub fn bradley_terry(battles: &[Battle]) -> BTreeMap<String, f64> {
-    let (names, indexed) = indexed_battles(battles);
-    let ratings = fit(names.len(), &indexed);
-    names.into_iter().zip(ratings).collect()
+    rate_versions(battles)
+        .into_iter()
+        .map(|(version, rated)| (version, rated.rating))
+        .collect()
 }
 
 /// The versions that fought (sorted) and each battle as (first, second, score) indices.
@@ -81,107 +94,139 @@ fn indexed_battles(battles: &[Battle]) -> (Vec<String>, Vec<(usize, usize, f64)>
     (names, indexed)
 }
 
-/// Hunter's MM iterations for `n` players; their ratings on the Elo scale.
-fn fit(n: usize, battles: &[(usize, usize, f64)]) -> Vec<f64> {
-    let mut wins = vec![0.0f64; n];
-    let mut games = vec![vec![0.0f64; n]; n];
-    for &(i, j, score) in battles {
-        wins[i] += score;
-        wins[j] += 1.0 - score;
-        games[i][j] += 1.0;
-        games[j][i] += 1.0;
+/// Elo points per unit of natural log-odds.
+fn elo_per_log_odds() -> f64 {
+    400.0 / std::f64::consts::LN_10
+}
+
+/// The log posterior's gradient and negated Hessian at `strength` (log-odds units).
+fn gradient_and_information(
+    strength: &[f64],
+    battles: &[(usize, usize, f64)],
+    prior_precision: f64,
+) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let n = strength.len();
+    let mut gradient: Vec<f64> = strength.iter().map(|s| -s * prior_precision).collect();
+    let mut information = vec![vec![0.0; n]; n];
+    for (i, row) in information.iter_mut().enumerate() {
+        row[i] = prior_precision;
     }
-    let mut strength = vec![1.0f64; n];
-    for _ in 0..2_000 {
-        let mut next: Vec<f64> = (0..n)
-            .map(|i| {
-                let denominator: f64 = (0..n)
-                    .filter(|&j| games[i][j] > 0.0)
-                    .map(|j| games[i][j] / (strength[i] + strength[j]))
-                    .sum();
-                if denominator > 0.0 {
-                    (wins[i] / denominator).max(MIN_STRENGTH)
-                } else {
-                    strength[i]
-                }
-            })
-            .collect();
-        // Normalised over the players that fought (in a bootstrap resample some did not).
-        let active: Vec<usize> = (0..n)
-            .filter(|&i| games[i].iter().any(|&g| g > 0.0))
-            .collect();
-        let log_mean =
-            active.iter().map(|&i| next[i].ln()).sum::<f64>() / active.len().max(1) as f64;
-        for &i in &active {
-            next[i] = (next[i] / log_mean.exp()).max(MIN_STRENGTH);
+    for &(i, j, score) in battles {
+        let p = 1.0 / (1.0 + (strength[j] - strength[i]).exp());
+        gradient[i] += score - p;
+        gradient[j] -= score - p;
+        let w = p * (1.0 - p);
+        information[i][i] += w;
+        information[j][j] += w;
+        information[i][j] -= w;
+        information[j][i] -= w;
+    }
+    (gradient, information)
+}
+
+/// The posterior mode of the strengths (log-odds units, mean 0) and the covariance of each
+/// strength's distance from the mean, by Newton's method (the log posterior is concave).
+fn fit(n: usize, battles: &[(usize, usize, f64)]) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let prior_precision = (elo_per_log_odds() / PRIOR_SD).powi(2);
+    let mut strength = vec![0.0f64; n];
+    for _ in 0..100 {
+        let (gradient, information) = gradient_and_information(&strength, battles, prior_precision);
+        let step = solve(&information, &gradient);
+        for (s, d) in strength.iter_mut().zip(&step) {
+            // Bounded steps keep Newton stable far from the mode (one-sided records).
+            *s += d.clamp(-2.0, 2.0);
         }
-        let change = next
-            .iter()
-            .zip(&strength)
-            .map(|(a, b)| (a.ln() - b.ln()).abs())
-            .fold(0.0, f64::max);
-        strength = next;
-        if change < 1e-10 {
+        if step.iter().all(|d| d.abs() < 1e-12) {
             break;
         }
     }
-    strength
-        .iter()
-        .map(|s| 1000.0 + 400.0 * s.log10())
+    let (_, information) = gradient_and_information(&strength, battles, prior_precision);
+    let covariance = invert(&information);
+    // Only differences are identified: the ratings are relative to their mean.
+    let mean_row: Vec<f64> = (0..n)
+        .map(|j| covariance.iter().map(|row| row[j]).sum::<f64>() / n as f64)
+        .collect();
+    let mean_all = mean_row.iter().sum::<f64>() / n as f64;
+    let centred = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| covariance[i][j] - mean_row[i] - mean_row[j] + mean_all)
+                .collect()
+        })
+        .collect();
+    (strength, centred)
+}
+
+/// `matrix · x = rhs` for a symmetric positive definite `matrix` (Cholesky).
+fn solve(matrix: &[Vec<f64>], rhs: &[f64]) -> Vec<f64> {
+    let lower = cholesky(matrix);
+    let n = rhs.len();
+    let mut y = vec![0.0; n];
+    for i in 0..n {
+        y[i] = (rhs[i] - (0..i).map(|k| lower[i][k] * y[k]).sum::<f64>()) / lower[i][i];
+    }
+    let mut x = vec![0.0; n];
+    for i in (0..n).rev() {
+        x[i] = (y[i] - (i + 1..n).map(|k| lower[k][i] * x[k]).sum::<f64>()) / lower[i][i];
+    }
+    x
+}
+
+fn cholesky(matrix: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = matrix.len();
+    let mut lower = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..=i {
+            let sum = matrix[i][j] - (0..j).map(|k| lower[i][k] * lower[j][k]).sum::<f64>();
+            lower[i][j] = if i == j {
+                sum.max(f64::MIN_POSITIVE).sqrt()
+            } else {
+                sum / lower[j][j]
+            };
+        }
+    }
+    lower
+}
+
+fn invert(matrix: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let n = matrix.len();
+    let columns: Vec<Vec<f64>> = (0..n)
+        .map(|j| {
+            solve(
+                matrix,
+                &(0..n)
+                    .map(|i| f64::from(u8::from(i == j)))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    (0..n)
+        .map(|i| (0..n).map(|j| columns[j][i]).collect())
         .collect()
 }
 
-/// Ratings with 95% bootstrap intervals and the battles behind each.
+/// Ratings with 95% intervals and the battles behind each.
 pub fn rate_versions(battles: &[Battle]) -> BTreeMap<String, VersionRating> {
     let (names, indexed) = indexed_battles(battles);
-    let point = fit(names.len(), &indexed);
+    let (strength, covariance) = fit(names.len(), &indexed);
     let mut fought = vec![0usize; names.len()];
     for &(i, j, _) in &indexed {
         fought[i] += 1;
         fought[j] += 1;
     }
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(BOOTSTRAP_ROUNDS); names.len()];
-    let mut rng = SplitMix64(BOOTSTRAP_SEED);
-    let mut resample = Vec::with_capacity(indexed.len());
-    for _ in 0..if indexed.is_empty() {
-        0
-    } else {
-        BOOTSTRAP_ROUNDS
-    } {
-        resample.clear();
-        resample
-            .extend((0..indexed.len()).map(|_| indexed[rng.below(indexed.len() as u64) as usize]));
-        let mut present = vec![false; names.len()];
-        for &(i, j, _) in &resample {
-            present[i] = true;
-            present[j] = true;
-        }
-        // A version absent from a resample has no rating in it (not the mean's 1000).
-        for (version, rating) in fit(names.len(), &resample).into_iter().enumerate() {
-            if present[version] {
-                samples[version].push(rating);
-            }
-        }
-    }
+    let scale = elo_per_log_odds();
     names
         .into_iter()
         .enumerate()
         .map(|(i, version)| {
-            let mut draws = std::mem::take(&mut samples[i]);
-            draws.sort_by(f64::total_cmp);
-            let percentile = |q: f64| {
-                if draws.is_empty() {
-                    point[i]
-                } else {
-                    draws[((draws.len() - 1) as f64 * q).round() as usize]
-                }
-            };
+            let rating = 1000.0 + strength[i] * scale;
+            let half_width = Z_95 * covariance[i][i].max(0.0).sqrt() * scale;
             (
                 version,
                 VersionRating {
-                    rating: point[i],
-                    low: percentile(0.025),
-                    high: percentile(0.975),
+                    rating,
+                    low: rating - half_width,
+                    high: rating + half_width,
                     battles: fought[i],
                 },
             )
@@ -189,9 +234,18 @@ pub fn rate_versions(battles: &[Battle]) -> BTreeMap<String, VersionRating> {
         .collect()
 }
 
-/// `version`'s share of the points in its battles against `parent` (ties half), and how
-/// many battles that is; `None` if they never met.
-pub fn win_rate_against(battles: &[Battle], version: &str, parent: &str) -> Option<(f64, usize)> {
+/// A version's record against another: its share of the points (ties half) with the exact
+/// 95% interval on the rate behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WinRate {
+    pub rate: f64,
+    pub low: f64,
+    pub high: f64,
+    pub battles: usize,
+}
+
+/// `version`'s record against `parent`; `None` if they never met.
+pub fn win_rate_against(battles: &[Battle], version: &str, parent: &str) -> Option<WinRate> {
     let mut points = 0.0;
     let mut count = 0;
     for battle in battles {
@@ -204,7 +258,15 @@ pub fn win_rate_against(battles: &[Battle], version: &str, parent: &str) -> Opti
         }
         count += 1;
     }
-    (count > 0).then(|| (points / count as f64, count))
+    (count > 0).then(|| {
+        let (low, high) = clopper_pearson(points, count as f64, 0.95);
+        WinRate {
+            rate: points / count as f64,
+            low,
+            high,
+            battles: count,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -212,30 +274,128 @@ mod tests {
     use super::*;
     use crate::label_analytics::test_votes::{model, v2_beats_v1, vote};
 
+    fn fixture() -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(FIXTURE).unwrap()).unwrap()
+    }
+
+    fn battle(first: &str, second: &str, score: f64) -> Battle {
+        Battle {
+            first: first.into(),
+            second: second.into(),
+            score,
+        }
+    }
+
     #[test]
-    fn bradley_terry_ratings_and_win_rates_match_values_computed_by_hand() {
+    fn ratings_and_intervals_match_scipys_posterior_on_every_record() {
+        let fixture = fixture();
+        assert_eq!(fixture["prior_sd_elo"], PRIOR_SD);
+        for (name, case) in fixture["ratings"].as_object().unwrap() {
+            let fought: Vec<Battle> = case["battles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    battle(
+                        b[0].as_str().unwrap(),
+                        b[1].as_str().unwrap(),
+                        b[2].as_f64().unwrap(),
+                    )
+                })
+                .collect();
+            let rated = rate_versions(&fought);
+            let expected = case["expected"].as_object().unwrap();
+            assert_eq!(rated.len(), expected.len(), "{name}");
+            for (version, want) in expected {
+                let got = &rated[version];
+                for (value, key) in [(got.rating, "rating"), (got.low, "low"), (got.high, "high")] {
+                    let want = want[key].as_f64().unwrap();
+                    // scipy's mode and finite-difference Hessian agree to ~1e-4 points.
+                    assert!(
+                        (value - want).abs() < 0.05,
+                        "{name} {version} {key}: {value} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_sided_record_is_finite_and_claims_no_more_than_its_battles_allow() {
+        let sweep = vec![battle("v1", "v0", 1.0); 35];
+        let rated = rate_versions(&sweep);
+        let (winner, loser) = (&rated["v1"], &rated["v0"]);
+        assert!(winner.rating.is_finite() && loser.rating.is_finite());
+        assert!(winner.high - winner.low > 100.0, "{winner:?}");
+        // 35 of 35 still allows a true win rate of 0.90 (exact interval): the intervals must
+        // admit a gap as small as 0.90's odds, 400·log10(9) ≈ 382 points.
+        assert!(
+            winner.low - loser.high < 400.0 * 9f64.log10(),
+            "{winner:?} {loser:?}"
+        );
+        let record = win_rate_against(&sweep, "v1", "v0").unwrap();
+        assert_eq!((record.rate, record.high, record.battles), (1.0, 1.0, 35));
+        assert!((record.low - 0.025f64.powf(1.0 / 35.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_interval_covers_the_true_gap_about_95_times_in_100() {
+        // Known answer: versions 0, 200 and −150 points from the first, 40 battles per pair,
+        // 400 simulated campaigns. The Laplace interval of each version's distance from the
+        // mean must cover the truth in about 95% of campaigns (binomial sd ≈ 1.1%).
+        let truth = [0.0f64, 200.0, -150.0];
+        let mean = truth.iter().sum::<f64>() / 3.0;
+        let mut rng = shared::seeded_rng::SplitMix64(7);
+        let (mut covered, mut total) = (0, 0);
+        for _ in 0..400 {
+            let mut fought = Vec::new();
+            for (i, j) in [(0, 1), (1, 2), (0, 2)] {
+                let p = 1.0 / (1.0 + 10f64.powf((truth[j] - truth[i]) / 400.0));
+                for _ in 0..40 {
+                    let score = f64::from(u8::from(rng.next_f64() < p));
+                    fought.push(battle(&format!("v{i}"), &format!("v{j}"), score));
+                }
+            }
+            let rated = rate_versions(&fought);
+            for (i, t) in truth.iter().enumerate() {
+                let r = &rated[&format!("v{i}")];
+                let true_rating = 1000.0 + t - mean;
+                covered += usize::from(r.low <= true_rating && true_rating <= r.high);
+                total += 1;
+            }
+        }
+        let coverage = covered as f64 / total as f64;
+        eprintln!("coverage of the 95% intervals: {coverage}");
+        assert!((0.92..=0.98).contains(&coverage), "coverage {coverage}");
+    }
+
+    #[test]
+    fn ratings_and_win_rates_of_a_hand_counted_record() {
         let fought = battles(&v2_beats_v1());
         assert_eq!(fought.len(), 5);
-        // Two players: the MLE odds are the points ratio, 3.5 : 1.5, split around 1000.
-        let half_gap = 200.0 * (3.5f64 / 1.5).log10();
+        // The mode solves 3.5 − 5·σ(Δ) = θ₂ / s² with θ₁ = −θ₂ and Δ = θ₂ − θ₁ (log-odds).
         let ratings = bradley_terry(&fought);
+        let theta = (ratings["v2"] - 1000.0) / elo_per_log_odds();
+        let prior_precision = (elo_per_log_odds() / PRIOR_SD).powi(2);
+        let p = 1.0 / (1.0 + (-2.0 * theta).exp());
         assert!(
-            (ratings["v2"] - (1000.0 + half_gap)).abs() < 1e-6,
+            (3.5 - 5.0 * p - theta * prior_precision).abs() < 1e-9,
             "{ratings:?}"
         );
-        assert!(
-            (ratings["v1"] - (1000.0 - half_gap)).abs() < 1e-6,
-            "{ratings:?}"
-        );
-        assert_eq!(win_rate_against(&fought, "v2", "v1"), Some((0.7, 5)));
-        assert_eq!(win_rate_against(&fought, "v1", "v2"), Some((0.3, 5)));
+        assert!((ratings["v1"] + ratings["v2"] - 2000.0).abs() < 1e-9);
+        // The prior pulls the gap below maximum likelihood's 400·log10(3.5 / 1.5).
+        let gap = ratings["v2"] - ratings["v1"];
+        assert!(gap > 0.0 && gap < 400.0 * (3.5f64 / 1.5).log10(), "{gap}");
+        let record = win_rate_against(&fought, "v2", "v1").unwrap();
+        assert_eq!((record.rate, record.battles), (0.7, 5));
+        assert_eq!(win_rate_against(&fought, "v1", "v2").unwrap().rate, 0.3);
         let rated = rate_versions(&fought);
         for version in ["v1", "v2"] {
             let r = &rated[version];
             assert_eq!(r.battles, 5);
-            assert!(r.low <= r.rating && r.rating <= r.high, "{r:?}");
+            assert!(r.low < r.rating && r.rating < r.high, "{r:?}");
             assert!(
-                r.high - r.low > 50.0,
+                r.high - r.low > 200.0,
                 "five battles leave a wide interval: {r:?}"
             );
         }

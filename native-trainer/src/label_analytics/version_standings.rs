@@ -1,6 +1,6 @@
 //! Where each served version stands after its battles, as `dpo rounds`, `GET /api/stats` and
 //! the dashboard show it: its Bradley–Terry rating with the 95% interval and the battles
-//! behind it, and its win rate against the version it was trained from.
+//! behind it, and its win rate against the version it was trained from with its exact interval.
 
 use shared::api::VersionStanding;
 use shared::{ModelManifest, PreferencePair};
@@ -29,8 +29,10 @@ pub fn version_standings(
                 rating_low: rating.map(|r| r.low),
                 rating_high: rating.map(|r| r.high),
                 battles: rating.map_or(0, |r| r.battles),
-                win_rate_vs_parent: against_parent.map(|(rate, _)| rate),
-                battles_vs_parent: against_parent.map_or(0, |(_, n)| n),
+                win_rate_vs_parent: against_parent.as_ref().map(|r| r.rate),
+                win_rate_low: against_parent.as_ref().map(|r| r.low),
+                win_rate_high: against_parent.as_ref().map(|r| r.high),
+                battles_vs_parent: against_parent.as_ref().map_or(0, |r| r.battles),
             }
         })
         .collect()

@@ -2,8 +2,9 @@
 //! oldest first, with the version it was trained from, the pairs labelled on it, its DPO
 //! run's final metrics under TRL's names (`loss`, `rewards/accuracies`, and the held-out
 //! `eval_rewards/accuracies`), its GGUF size and quantization, and how it fared in blind
-//! battles: its Bradley–Terry rating with the 95% bootstrap interval and the battles behind
-//! it, and its win rate against its parent. `--json` prints the rows as JSON Lines instead.
+//! battles: its Bradley–Terry rating with the 95% interval and the battles behind it, and its
+//! win rate against its parent with the exact 95% interval, and the promotion rule's verdict
+//! on that record (`promote`, `retire` or `keep_battling`). `--json` prints the rows as JSON Lines instead.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use shared::ModelManifest;
 use super::model_catalog::ModelCatalog;
 use shared::api::VersionStanding;
 
+use crate::label_analytics::promotion_rule::PromotionRule;
 use crate::label_analytics::version_standings::version_standings;
 use crate::store::open_store;
 
@@ -43,7 +45,13 @@ fn row(manifest: &ModelManifest, pairs: u64, standing: &VersionStanding) -> Valu
         "rating_high": standing.rating_high,
         "battles": standing.battles,
         "win_rate_vs_parent": standing.win_rate_vs_parent,
+        "win_rate_low": standing.win_rate_low,
+        "win_rate_high": standing.win_rate_high,
         "battles_vs_parent": standing.battles_vs_parent,
+        "verdict": standing.win_rate_vs_parent.map(|rate| {
+            let battles = standing.battles_vs_parent;
+            PromotionRule::default().verdict(rate * battles as f64, battles)
+        }),
         "version": manifest.version,
         "parent_version": manifest.parent_version,
         "created": manifest.created,
@@ -101,7 +109,8 @@ pub fn run(args: &RoundsArgs) -> Result<()> {
         ("quant", "quant"),
         ("rating (95% CI)", "rating"),
         ("battles", "battles"),
-        ("win rate vs parent", "win_rate_vs_parent"),
+        ("win rate vs parent (95% CI)", "win_rate_vs_parent"),
+        ("verdict", "verdict"),
     ];
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -120,9 +129,16 @@ pub fn run(args: &RoundsArgs) -> Result<()> {
                         (Some(r), Some(low), Some(high)) => format!("{r:.0} [{low:.0}, {high:.0}]"),
                         _ => "-".into(),
                     },
-                    "win_rate_vs_parent" => match row[key].as_f64() {
-                        Some(rate) => format!("{rate:.3} ({} battles)", row["battles_vs_parent"]),
-                        None => "-".into(),
+                    "win_rate_vs_parent" => match (
+                        row[key].as_f64(),
+                        row["win_rate_low"].as_f64(),
+                        row["win_rate_high"].as_f64(),
+                    ) {
+                        (Some(rate), Some(low), Some(high)) => format!(
+                            "{rate:.3} [{low:.3}, {high:.3}] ({} battles)",
+                            row["battles_vs_parent"]
+                        ),
+                        _ => "-".into(),
                     },
                     _ => cell(&row[key]),
                 })

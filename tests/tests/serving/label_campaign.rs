@@ -18,7 +18,7 @@ use flywheel_tests::dpo_server::DpoServer;
 use flywheel_tests::http_client::{HttpResponse, request};
 use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::served_versions::export_tiny_version;
-use flywheel_tests::{run_dpo, succeed};
+use flywheel_tests::{fixture, run_dpo, succeed};
 use native_trainer::store::open_store;
 use serde_json::{Value, json};
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
@@ -481,8 +481,9 @@ fn model(version: &str) -> ModelRef {
     }
 }
 
-/// `dpo rounds` on a real store and models directory prints the ratings and win rates the
-/// unit tests of `label_analytics::version_ratings` check by hand.
+/// `dpo rounds` on a real store and models directory prints the ratings scipy computes for the
+/// same record (`tests/fixtures/make_rating_fixtures.py`) and the win rate with its exact
+/// interval.
 #[test]
 fn dpo_rounds_prints_ratings_and_win_rates_computed_by_hand() {
     let (v1, v2) = (model("v1"), model("v2"));
@@ -496,8 +497,8 @@ fn dpo_rounds_prints_ratings_and_win_rates_computed_by_hand() {
         // Not a battle: both answers from v1.
         vote("q6", ("x", &v1), ("y", &v1), "carol", Vote::A),
     ];
-    // Two players: the MLE odds are the points ratio, 3.5 : 1.5, split around 1000.
-    let half_gap = 200.0 * (3.5f64 / 1.5).log10();
+    let reference = fixture("version_ratings.json");
+    let expected = &reference["ratings"]["three_wins_one_loss_one_tie"]["expected"]["v2"];
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     let served_v1 = export_tiny_version(&models, "v1", "q8_0", None);
@@ -532,9 +533,22 @@ fn dpo_rounds_prints_ratings_and_win_rates_computed_by_hand() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(rows[1]["version"], "v2");
-    assert!((rows[1]["rating"].as_f64().unwrap() - (1000.0 + half_gap)).abs() < 1e-6);
+    for key in ["rating", "low", "high"] {
+        let column = if key == "rating" {
+            "rating".to_string()
+        } else {
+            format!("rating_{key}")
+        };
+        let (got, want) = (
+            rows[1][&column].as_f64().unwrap(),
+            expected[key].as_f64().unwrap(),
+        );
+        assert!((got - want).abs() < 0.05, "{column}: {got} vs {want}");
+    }
     assert_eq!(rows[1]["win_rate_vs_parent"], 0.7);
     assert_eq!(rows[1]["battles_vs_parent"], 5);
+    // Five battles decide nothing under the promotion rule.
+    assert_eq!(rows[1]["verdict"], "keep_battling");
     assert_eq!(
         rows[0]["win_rate_vs_parent"],
         Value::Null,
@@ -544,7 +558,11 @@ fn dpo_rounds_prints_ratings_and_win_rates_computed_by_hand() {
         run_dpo(&["rounds", "--db", &db], &[("--models-dir", &models)]),
         "dpo rounds",
     );
-    assert!(table.contains("| 0.700 (5 battles) |"), "{table}");
+    // Clopper–Pearson for 3.5 of 5 (scipy): [0.209, 0.977].
+    assert!(
+        table.contains("| 0.700 [0.209, 0.977] (5 battles) |"),
+        "{table}"
+    );
 }
 
 /// `dpo pairs quality` prints the kappas and majority agreement the unit tests of
