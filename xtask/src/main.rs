@@ -75,7 +75,7 @@ fn run_command() -> Result<()> {
         "chat" => chat(&rest),
         "web-bundle" => {
             let wasm_bindgen = prerequisites::ensure(Job::Run)?;
-            web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen).map(drop)
+            web_bundle::build(&wasm_bindgen).map(drop)
         }
         "test" => test(&rest),
         "bench" => bench::run(&rest),
@@ -301,7 +301,7 @@ fn bench_browser() -> Result<()> {
     let wasm_bindgen = prerequisites::ensure(Job::Test)?;
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    let bundle = web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen)?;
+    let bundle = web_bundle::build(&wasm_bindgen)?;
     let wllama = wllama_package()?;
     check(
         cargo()
@@ -405,7 +405,7 @@ fn run(serve_args: &[String]) -> Result<()> {
     let wasm_bindgen = prerequisites::ensure(Job::Run)?;
     let dpo = dpo_binary()?;
     let model = fetch_model(&dpo)?;
-    let bundle = web_bundle::build(web_bundle::Profile::Release, &wasm_bindgen)?;
+    let bundle = web_bundle::build(&wasm_bindgen)?;
     let serve_dir = target_dir().join("serve");
     let models = serve_dir.join("models");
     check(
@@ -456,8 +456,7 @@ fn test(test_args: &[String]) -> Result<()> {
     let model = fetch_model(&dpo)?;
     let python = test_python()?;
     let postgres = TestPostgres::start()?;
-    check(cargo().args(["build", "--package", "shared", "--target", WASM_TARGET]))?;
-    let bundle = web_bundle::build(web_bundle::Profile::Dev, &wasm_bindgen)?;
+    let bundle = web_bundle::build(&wasm_bindgen)?;
     // Default members: every crate but the wasm-only web-ui, which was built above.
     let mut command = cargo();
     command

@@ -12,38 +12,28 @@ use anyhow::{Context, Result};
 
 use crate::{WASM_TARGET, cargo, check, target_dir, workspace_root};
 
-/// Which cargo profile the wasm is built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// The tests' build (shares the wasm32 build the checks made).
-    Dev,
-    /// What `cargo xtask run` serves: the `web-release` profile, optimised for size.
-    Release,
-}
-
-impl Profile {
-    fn dir(self) -> &'static str {
-        match self {
-            Profile::Dev => "debug",
-            Profile::Release => "web-release",
-        }
-    }
-}
+/// The cargo profile of the wasm: optimised for size (every labeller downloads it). The tests
+/// run this same bundle, so they check what `cargo xtask run` serves, and CI builds the web
+/// app once (a dev build with its opt-level-3 dependencies took three times as long here).
+const PROFILE: &str = "web-release";
 
 /// Builds the bundle with the `wasm_bindgen` CLI (see `prerequisites`) and returns its
 /// directory.
-pub fn build(profile: Profile, wasm_bindgen: &Path) -> Result<PathBuf> {
-    let mut build = cargo();
-    build.args(["build", "--package", "web-ui", "--target", WASM_TARGET]);
-    if profile == Profile::Release {
-        build.args(["--profile", "web-release"]);
-    }
-    check(&mut build)?;
+pub fn build(wasm_bindgen: &Path) -> Result<PathBuf> {
+    check(cargo().args([
+        "build",
+        "--package",
+        "web-ui",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        PROFILE,
+    ]))?;
     let wasm = target_dir()
         .join(WASM_TARGET)
-        .join(profile.dir())
+        .join(PROFILE)
         .join("web_ui.wasm");
-    let out = target_dir().join("web-bundle").join(profile.dir());
+    let out = target_dir().join("web-bundle").join(PROFILE);
     check(
         Command::new(wasm_bindgen)
             .args(["--target", "web", "--no-typescript", "--out-dir"])
