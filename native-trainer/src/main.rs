@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use native_trainer::process_allocator::CountingAllocator;
-use native_trainer::{bench, campaign, chat, export, fetch, logging, serve, train};
+use native_trainer::{bench, campaign, chat, export, fetch, flywheel, logging, serve, train};
 
 /// Counts live heap bytes for `dpo train --memory-profile`.
 #[global_allocator]
@@ -64,6 +64,11 @@ enum Command {
     /// The flywheel's rounds: every served version with its parent, the pairs labelled on
     /// it, its training metrics (held-out rewards/accuracies included), size and quant.
     Rounds(serve::rounds::RoundsArgs),
+    /// The served versions' roles: list them (default, candidates, each one's record against
+    /// its parent and the promotion rule's verdict), or make one a candidate, the default
+    /// (promote) or neither (retire).
+    #[command(subcommand)]
+    Versions(flywheel::versions_cli::VersionsCommand),
     /// Prompt sets to label: `dpo prompts import` adds prompts, each wanting N labels.
     #[command(subcommand)]
     Prompts(campaign::prompts_cli::PromptsCommand),
@@ -89,6 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::cli::run_serve(&args),
         Command::Pairs(command) => serve::cli::run_pairs(&command),
         Command::Rounds(args) => serve::rounds::run(&args),
+        Command::Versions(command) => flywheel::versions_cli::run(&command),
         Command::Prompts(command) => campaign::prompts_cli::run(&command),
         Command::Annotators(command) => campaign::annotators_cli::run(&command),
     };

@@ -117,14 +117,17 @@ impl CompareState {
         }
     }
 
-    /// Another served version for a blind battle, drawn with the campaign's battle share.
+    /// Another served version for a blind battle, drawn with the campaign's battle share: a
+    /// candidate while the server has any (they battle the default), else any other version.
     pub fn battle_opponent(&self, loader: ModelLoader, loaded: &str) -> Option<ModelManifest> {
         let share = self.campaign.info.get_untracked()?.battle_share;
+        let candidates = loader.candidates.get_untracked();
         let others: Vec<ModelManifest> = loader
             .versions
             .get_untracked()
             .into_iter()
             .filter(|m| m.version != loaded)
+            .filter(|m| candidates.is_empty() || candidates.contains(&m.version))
             .collect();
         if others.is_empty() || js_sys::Math::random() >= share {
             return None;

@@ -44,6 +44,8 @@ pub enum LoadPhase {
 #[derive(Debug, Clone, Copy)]
 pub struct ModelLoader {
     pub versions: RwSignal<Vec<ModelManifest>>,
+    /// Versions the server battles against the default (`dpo versions candidate`).
+    pub candidates: RwSignal<Vec<String>>,
     pub selected: RwSignal<Option<String>>,
     pub phase: RwSignal<LoadPhase>,
     pub adapter: RwSignal<Option<AdapterSummary>>,
@@ -54,10 +56,11 @@ pub struct ModelLoader {
 }
 
 impl ModelLoader {
-    /// Opens the GPU, lists the server's versions and loads the newest if it is cached.
+    /// Opens the GPU, lists the server's versions and loads the default if it is cached.
     pub fn start() -> Self {
         let loader = Self {
             versions: RwSignal::new(Vec::new()),
+            candidates: RwSignal::new(Vec::new()),
             selected: RwSignal::new(None),
             phase: RwSignal::new(LoadPhase::CheckingGpu),
             adapter: RwSignal::new(None),
@@ -75,8 +78,8 @@ impl ModelLoader {
                     return;
                 }
             }
-            let versions = match server_api::model_versions().await {
-                Ok(versions) => versions,
+            let list = match server_api::model_versions().await {
+                Ok(list) => list,
                 Err(error) => {
                     loader.phase.set(LoadPhase::Failed(format!(
                         "cannot list the server's models: {error}"
@@ -84,10 +87,17 @@ impl ModelLoader {
                     return;
                 }
             };
-            let newest = versions.last().cloned();
-            loader.versions.set(versions);
+            // The server's default (the newest version where the server names none).
+            let default = list
+                .default_version
+                .as_deref()
+                .and_then(|name| list.versions.iter().find(|m| m.version == name))
+                .or(list.versions.last())
+                .cloned();
+            loader.versions.set(list.versions);
+            loader.candidates.set(list.candidates);
             loader.phase.set(LoadPhase::Choosing);
-            let Some(newest) = newest else {
+            let Some(default) = default else {
                 loader.phase.set(LoadPhase::Failed(
                     "the server offers no model versions yet: publish one with `dpo publish` or \
                      `dpo export` into its --models-dir"
@@ -95,8 +105,8 @@ impl ModelLoader {
                 ));
                 return;
             };
-            loader.selected.set(Some(newest.version.clone()));
-            if model_cache::get_size(&newest.gguf.sha256).await == Some(newest.gguf.size) {
+            loader.selected.set(Some(default.version.clone()));
+            if model_cache::get_size(&default.gguf.sha256).await == Some(default.gguf.size) {
                 loader.load();
             }
         });

@@ -5,7 +5,6 @@
 //! `Authorization` header.
 
 use js_sys::Promise;
-use shared::ModelManifest;
 use shared::api::{ApiError, CampaignInfo, Dashboard, ModelList, NextPrompt};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -39,14 +38,13 @@ pub fn js_error_text(error: &JsValue) -> String {
 }
 
 /// The versions the server offers, oldest first.
-pub async fn model_versions() -> Result<Vec<ModelManifest>, String> {
+pub async fn model_versions() -> Result<ModelList, String> {
     let response = fetch("/api/models", &request_init("GET", None)?).await?;
     let body = text(&response).await?;
     if !response.ok() {
         return Err(format!("/api/models: HTTP {}: {body}", response.status()));
     }
     serde_json::from_str::<ModelList>(&body)
-        .map(|list| list.versions)
         .map_err(|e| format!("/api/models: unexpected answer: {e}"))
 }
 

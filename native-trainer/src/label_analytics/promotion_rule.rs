@@ -43,6 +43,16 @@ pub enum Verdict {
     KeepBattling,
 }
 
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Promote => "promote",
+            Verdict::Retire => "retire",
+            Verdict::KeepBattling => "keep_battling",
+        }
+    }
+}
+
 impl PromotionRule {
     /// How many times a campaign looks at the record.
     pub fn looks(&self) -> usize {
@@ -56,7 +66,7 @@ impl PromotionRule {
 
     /// Whether the record after `battles` is one the campaign looks at.
     pub fn is_look(&self, battles: usize) -> bool {
-        battles > 0 && (battles % self.look_every == 0 || battles >= self.battle_budget)
+        battles > 0 && (battles.is_multiple_of(self.look_every) || battles >= self.battle_budget)
     }
 
     /// The verdict on `points` won (ties half) of `battles` against the parent, judged now (a

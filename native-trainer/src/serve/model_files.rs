@@ -1,4 +1,4 @@
-//! The served model versions over HTTP: `GET /api/models`, their manifests, and `GET
+//! The served model versions over HTTP: `GET /api/models`, their manifests and roles, and `GET
 //! /models/{version}/{file}`, a file a manifest lists, with `ETag` = its sha256, one HTTP
 //! byte range, and long-lived cache headers.
 
@@ -15,19 +15,38 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::app_state::AppState;
 use super::error_response::error;
 use super::web_files::content_type;
+use crate::flywheel::version_roles::version_roles;
 
 #[utoipa::path(
     get,
     path = "/api/models",
     tag = "models",
-    summary = "The served model versions' manifests, oldest first",
-    responses((status = 200, description = "Every served version", body = ModelList))
+    summary = "The served model versions' manifests, oldest first, the default and candidates",
+    responses(
+        (status = 200, description = "Every served version and their roles", body = ModelList),
+        (status = 503, description = "The store failed; retry", body = ApiError),
+    )
 )]
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(ModelList {
-        versions: state.catalog.versions(),
+    let worker = state.clone();
+    let listed = tokio::task::spawn_blocking(move || -> anyhow::Result<ModelList> {
+        let versions = worker.catalog.versions();
+        let roles = version_roles(&versions, &worker.store.version_events()?);
+        Ok(ModelList {
+            versions,
+            default_version: roles.default_version,
+            candidates: roles.candidates,
+        })
     })
-    .into_response()
+    .await;
+    match listed {
+        Ok(Ok(list)) => axum::Json(list).into_response(),
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "$",
+            "model roles unavailable",
+        ),
+    }
 }
 
 #[utoipa::path(

@@ -85,6 +85,24 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE UNIQUE INDEX pairs_prompt_annotator ON pairs (prompt_id, annotator_id)
             WHERE prompt_id IS NOT NULL;",
     },
+    // The model versions' roles: one row per change (candidate, promoted, retired).
+    Migration {
+        version: 3,
+        sqlite: "CREATE TABLE version_events (
+            id INTEGER PRIMARY KEY,
+            version TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            recorded_at TEXT NOT NULL
+        );",
+        postgres: "CREATE TABLE version_events (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            version TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            recorded_at TEXT NOT NULL
+        );",
+    },
 ];
 
 /// The table both databases keep applied versions in.

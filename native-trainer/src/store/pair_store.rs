@@ -3,7 +3,7 @@
 //! retry (same key, same pair) from a key reused for a different pair. A pair that labels a
 //! served prompt is stored only while that prompt wants labels, once per annotator, with
 //! the prompt's own conversation. The same stores keep the prompt sets (with leases on
-//! handed-out prompts) and the invited annotators.
+//! handed-out prompts), the invited annotators and the versions' role changes.
 
 use anyhow::Result;
 use shared::PreferencePair;
@@ -12,6 +12,7 @@ use super::annotator_records::{AnnotatorRecord, TokenCheck};
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt};
+use super::version_events::{VersionEvent, VersionEventKind};
 
 /// What happened to one submitted pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,16 @@ pub trait PairStore: Send + Sync + 'static {
     /// Revokes `name`'s invite; `false` if there is no such annotator.
     fn revoke_annotator(&self, name: &str) -> Result<bool>;
     fn check_token(&self, token_sha256: &str) -> Result<TokenCheck>;
+
+    /// Records that `version` became `kind`, for `reason`, now.
+    fn record_version_event(
+        &self,
+        version: &str,
+        kind: VersionEventKind,
+        reason: &str,
+    ) -> Result<()>;
+    /// Every recorded role change, in the order they were recorded.
+    fn version_events(&self) -> Result<Vec<VersionEvent>>;
 }
 
 /// Stats from `(model_a, model_b, vote, count)` groups, as both stores query them.

@@ -18,6 +18,7 @@ use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_coun
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
+use super::version_events::{VersionEvent, VersionEventKind, event};
 
 /// The advisory lock that serialises handing out prompts across servers on one database.
 const PROMPT_LEASE_LOCK: i64 = 0x6470_6f5f_6c65_6173;
@@ -354,5 +355,39 @@ impl PairStore for PostgresPairStore {
             },
             None => TokenCheck::Unknown,
         })
+    }
+
+    fn record_version_event(
+        &self,
+        version: &str,
+        kind: VersionEventKind,
+        reason: &str,
+    ) -> Result<()> {
+        let mut client = self.client.lock().expect("store lock");
+        client.execute(
+            "INSERT INTO version_events (version, kind, reason, recorded_at) VALUES ($1, $2, $3, $4)",
+            &[
+                &version,
+                &kind.as_str(),
+                &reason,
+                &OffsetDateTime::now_utc().format(&Rfc3339)?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn version_events(&self) -> Result<Vec<VersionEvent>> {
+        let mut client = self.client.lock().expect("store lock");
+        client
+            .query(
+                "SELECT version, kind, reason, recorded_at FROM version_events ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                let kind: String = row.get(1);
+                event(row.get(0), &kind, row.get(2), row.get(3))
+            })
+            .collect()
     }
 }

@@ -16,6 +16,7 @@ use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_coun
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
+use super::version_events::{VersionEvent, VersionEventKind, event};
 
 pub struct SqlitePairStore {
     connection: Mutex<Connection>,
@@ -324,5 +325,43 @@ impl PairStore for SqlitePairStore {
             Some((name, Some(_))) => TokenCheck::Revoked(name),
             None => TokenCheck::Unknown,
         })
+    }
+
+    fn record_version_event(
+        &self,
+        version: &str,
+        kind: VersionEventKind,
+        reason: &str,
+    ) -> Result<()> {
+        let connection = self.connection.lock().expect("store lock");
+        connection.execute(
+            "INSERT INTO version_events (version, kind, reason, recorded_at) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                version,
+                kind.as_str(),
+                reason,
+                OffsetDateTime::now_utc().format(&Rfc3339)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn version_events(&self) -> Result<Vec<VersionEvent>> {
+        let connection = self.connection.lock().expect("store lock");
+        let mut query = connection
+            .prepare("SELECT version, kind, reason, recorded_at FROM version_events ORDER BY id")?;
+        let rows = query.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (version, kind, reason, recorded_at) = row?;
+            event(version, &kind, reason, recorded_at)
+        })
+        .collect()
     }
 }

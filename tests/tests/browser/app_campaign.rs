@@ -258,6 +258,14 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
     let dir = tempfile::tempdir().unwrap();
     let models = v2_trained_from_v1(dir.path());
     let (db, token, guidelines) = campaign_with_alice(dir.path());
+    // v2 battles as a candidate: the app loads the default, v1.
+    succeed(
+        run_dpo(
+            &["versions", "candidate", "v2", "--db", &db],
+            &[("--models-dir", &models)],
+        ),
+        "dpo versions candidate",
+    );
     let bundle = web_bundle();
     let server = DpoServer::start(
         &db,
@@ -279,9 +287,9 @@ fn an_invited_annotator_follows_the_guidelines_labels_served_prompts_in_blind_ba
     let mut browser =
         BrowserSession::open(&server.url(&format!("{WEBGPU_APP}#invite={token}")), true);
     signed_in_by_the_invite_link(&mut browser, &token);
-    // The newest version (v2) loads; battles bring in v1 beside it.
+    // The default (v1) loads, not the newer candidate; battles bring in v2 beside it.
     load_model(&mut browser);
-    assert!(browser.text("model-ready").contains("v2"));
+    assert!(browser.text("model-ready").contains("v1"));
     set_field(&mut browser, "max-new-tokens", "12");
     label_every_served_prompt(&mut browser);
     two_battles_by_alice_are_stored(&db);
