@@ -64,6 +64,10 @@ enum Command {
     /// The flywheel's rounds: every served version with its parent, the pairs labelled on
     /// it, its training metrics (held-out rewards/accuracies included), size and quant.
     Rounds(serve::rounds::RoundsArgs),
+    /// Turn the flywheel by itself, beside `dpo serve` on the same store and models
+    /// directory: train a round when the default version has enough new votes, publish it as
+    /// a candidate, and promote or retire candidates as their blind battles decide.
+    Flywheel(flywheel::flywheel_cli::FlywheelArgs),
     /// The served versions' roles: list them (default, candidates, each one's record against
     /// its parent and the promotion rule's verdict), or make one a candidate, the default
     /// (promote) or neither (retire).
@@ -94,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::cli::run_serve(&args),
         Command::Pairs(command) => serve::cli::run_pairs(&command),
         Command::Rounds(args) => serve::rounds::run(&args),
+        Command::Flywheel(args) => flywheel::flywheel_cli::run(&args),
         Command::Versions(command) => flywheel::versions_cli::run(&command),
         Command::Prompts(command) => campaign::prompts_cli::run(&command),
         Command::Annotators(command) => campaign::annotators_cli::run(&command),

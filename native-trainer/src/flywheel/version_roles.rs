@@ -33,7 +33,7 @@ pub fn version_roles(versions: &[ModelManifest], events: &[VersionEvent]) -> Ver
     let served = |version: &str| versions.iter().any(|m| m.version == version);
     let mut last: BTreeMap<&str, (usize, VersionEventKind)> = BTreeMap::new();
     for (order, event) in events.iter().enumerate() {
-        if served(&event.version) {
+        if event.kind.is_role() && served(&event.version) {
             last.insert(&event.version, (order, event.kind));
         }
     }
@@ -101,6 +101,7 @@ mod tests {
         VersionEvent {
             version: version.into(),
             kind,
+            parent_version: None,
             reason: "test".into(),
             recorded_at: "2026-12-07T10:00:00Z".into(),
         }
@@ -116,7 +117,7 @@ mod tests {
         (roles.default_version, roles.candidates)
     }
 
-    use VersionEventKind::{Candidate, Promoted, Retired};
+    use VersionEventKind::{Candidate, Promoted, Retired, RoundFailed, RoundStarted};
 
     #[test]
     fn without_role_changes_the_newest_version_is_the_default_as_before() {
@@ -157,9 +158,17 @@ mod tests {
         // A version published by hand after promotions does not displace the promoted one.
         let with_hand = ["v0", "v1", "v2", "v3"];
         assert_eq!(roles(&with_hand, &history).0, Some("v2".into()));
-        // Events about versions no longer served are ignored.
+        // Events about versions no longer served, and a round's own rows, are ignored.
         assert_eq!(
-            roles(&["v0", "v1"], &[("v1", Candidate), ("gone", Promoted)]),
+            roles(
+                &["v0", "v1"],
+                &[
+                    ("v1", RoundStarted),
+                    ("v1", Candidate),
+                    ("gone", Promoted),
+                    ("v0", RoundFailed)
+                ]
+            ),
             (Some("v0".into()), vec!["v1".into()])
         );
     }

@@ -15,7 +15,7 @@ use crate::label_analytics::promotion_rule::PromotionRule;
 use crate::label_analytics::version_standings::version_standings;
 use crate::serve::model_catalog::ModelCatalog;
 use crate::store::open_store;
-use crate::store::version_events::{VersionEvent, VersionEventKind};
+use crate::store::version_events::{NewVersionEvent, VersionEvent, VersionEventKind};
 
 #[derive(Subcommand, Debug)]
 pub enum VersionsCommand {
@@ -78,6 +78,7 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
     events.push(VersionEvent {
         version: args.version.clone(),
         kind,
+        parent_version: None,
         reason: args.reason.clone(),
         recorded_at: String::new(),
     });
@@ -92,7 +93,12 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
             args.version
         );
     }
-    store.record_version_event(&args.version, kind, &args.reason)?;
+    store.record_version_event(NewVersionEvent {
+        version: &args.version,
+        kind,
+        parent_version: None,
+        reason: &args.reason,
+    })?;
     let roles = version_roles(&versions, &store.version_events()?);
     tracing::info!(
         "{} is now {}; default {}, candidates [{}]",

@@ -85,22 +85,35 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE UNIQUE INDEX pairs_prompt_annotator ON pairs (prompt_id, annotator_id)
             WHERE prompt_id IS NOT NULL;",
     },
-    // The model versions' roles: one row per change (candidate, promoted, retired).
+    // The flywheel: one row per change of a version (round started or failed, candidate,
+    // promoted, retired), and the lease one `dpo flywheel` holds while it works.
     Migration {
         version: 3,
         sqlite: "CREATE TABLE version_events (
             id INTEGER PRIMARY KEY,
             version TEXT NOT NULL,
             kind TEXT NOT NULL,
+            parent_version TEXT,
             reason TEXT NOT NULL,
             recorded_at TEXT NOT NULL
+        );
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at_ms INTEGER NOT NULL
         );",
         postgres: "CREATE TABLE version_events (
             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             version TEXT NOT NULL,
             kind TEXT NOT NULL,
+            parent_version TEXT,
             reason TEXT NOT NULL,
             recorded_at TEXT NOT NULL
+        );
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at_ms BIGINT NOT NULL
         );",
     },
 ];

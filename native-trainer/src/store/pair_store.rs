@@ -12,7 +12,7 @@ use super::annotator_records::{AnnotatorRecord, TokenCheck};
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt};
-use super::version_events::{VersionEvent, VersionEventKind};
+use super::version_events::{NewVersionEvent, VersionEvent};
 
 /// What happened to one submitted pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,15 +80,15 @@ pub trait PairStore: Send + Sync + 'static {
     fn revoke_annotator(&self, name: &str) -> Result<bool>;
     fn check_token(&self, token_sha256: &str) -> Result<TokenCheck>;
 
-    /// Records that `version` became `kind`, for `reason`, now.
-    fn record_version_event(
-        &self,
-        version: &str,
-        kind: VersionEventKind,
-        reason: &str,
-    ) -> Result<()>;
-    /// Every recorded role change, in the order they were recorded.
+    /// Records a change of a version, now.
+    fn record_version_event(&self, event: NewVersionEvent<'_>) -> Result<()>;
+    /// Every recorded change, in the order they were recorded.
     fn version_events(&self) -> Result<Vec<VersionEvent>>;
+    /// Takes or renews the lease `name` for `owner` until `now_ms + lease_ms`; `false` while
+    /// another owner holds it unexpired.
+    fn try_lease(&self, name: &str, owner: &str, now_ms: i64, lease_ms: i64) -> Result<bool>;
+    /// Gives the lease back if `owner` holds it.
+    fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 }
 
 /// Stats from `(model_a, model_b, vote, count)` groups, as both stores query them.

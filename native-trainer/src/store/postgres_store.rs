@@ -18,7 +18,7 @@ use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_coun
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
-use super::version_events::{VersionEvent, VersionEventKind, event};
+use super::version_events::{NewVersionEvent, VersionEvent, event};
 
 /// The advisory lock that serialises handing out prompts across servers on one database.
 const PROMPT_LEASE_LOCK: i64 = 0x6470_6f5f_6c65_6173;
@@ -357,19 +357,16 @@ impl PairStore for PostgresPairStore {
         })
     }
 
-    fn record_version_event(
-        &self,
-        version: &str,
-        kind: VersionEventKind,
-        reason: &str,
-    ) -> Result<()> {
+    fn record_version_event(&self, event: NewVersionEvent<'_>) -> Result<()> {
         let mut client = self.client.lock().expect("store lock");
         client.execute(
-            "INSERT INTO version_events (version, kind, reason, recorded_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO version_events (version, kind, parent_version, reason, recorded_at)
+             VALUES ($1, $2, $3, $4, $5)",
             &[
-                &version,
-                &kind.as_str(),
-                &reason,
+                &event.version,
+                &event.kind.as_str(),
+                &event.parent_version,
+                &event.reason,
                 &OffsetDateTime::now_utc().format(&Rfc3339)?,
             ],
         )?;
@@ -380,14 +377,36 @@ impl PairStore for PostgresPairStore {
         let mut client = self.client.lock().expect("store lock");
         client
             .query(
-                "SELECT version, kind, reason, recorded_at FROM version_events ORDER BY id",
+                "SELECT version, kind, parent_version, reason, recorded_at FROM version_events
+                 ORDER BY id",
                 &[],
             )?
             .iter()
             .map(|row| {
                 let kind: String = row.get(1);
-                event(row.get(0), &kind, row.get(2), row.get(3))
+                event(row.get(0), &kind, row.get(2), row.get(3), row.get(4))
             })
             .collect()
+    }
+
+    fn try_lease(&self, name: &str, owner: &str, now_ms: i64, lease_ms: i64) -> Result<bool> {
+        let mut client = self.client.lock().expect("store lock");
+        let taken = client.execute(
+            "INSERT INTO leases (name, owner, expires_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner,
+                 expires_at_ms = EXCLUDED.expires_at_ms
+             WHERE leases.owner = EXCLUDED.owner OR leases.expires_at_ms <= $4",
+            &[&name, &owner, &(now_ms + lease_ms), &now_ms],
+        )?;
+        Ok(taken == 1)
+    }
+
+    fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let mut client = self.client.lock().expect("store lock");
+        client.execute(
+            "DELETE FROM leases WHERE name = $1 AND owner = $2",
+            &[&name, &owner],
+        )?;
+        Ok(())
     }
 }

@@ -16,7 +16,7 @@ use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_coun
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
-use super::version_events::{VersionEvent, VersionEventKind, event};
+use super::version_events::{NewVersionEvent, VersionEvent, event};
 
 pub struct SqlitePairStore {
     connection: Mutex<Connection>,
@@ -327,19 +327,16 @@ impl PairStore for SqlitePairStore {
         })
     }
 
-    fn record_version_event(
-        &self,
-        version: &str,
-        kind: VersionEventKind,
-        reason: &str,
-    ) -> Result<()> {
+    fn record_version_event(&self, event: NewVersionEvent<'_>) -> Result<()> {
         let connection = self.connection.lock().expect("store lock");
         connection.execute(
-            "INSERT INTO version_events (version, kind, reason, recorded_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO version_events (version, kind, parent_version, reason, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
-                version,
-                kind.as_str(),
-                reason,
+                event.version,
+                event.kind.as_str(),
+                event.parent_version,
+                event.reason,
                 OffsetDateTime::now_utc().format(&Rfc3339)?
             ],
         )?;
@@ -348,20 +345,44 @@ impl PairStore for SqlitePairStore {
 
     fn version_events(&self) -> Result<Vec<VersionEvent>> {
         let connection = self.connection.lock().expect("store lock");
-        let mut query = connection
-            .prepare("SELECT version, kind, reason, recorded_at FROM version_events ORDER BY id")?;
+        let mut query = connection.prepare(
+            "SELECT version, kind, parent_version, reason, recorded_at FROM version_events
+             ORDER BY id",
+        )?;
         let rows = query.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(2)?,
                 row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
             ))
         })?;
         rows.map(|row| {
-            let (version, kind, reason, recorded_at) = row?;
-            event(version, &kind, reason, recorded_at)
+            let (version, kind, parent, reason, recorded_at) = row?;
+            event(version, &kind, parent, reason, recorded_at)
         })
         .collect()
+    }
+
+    fn try_lease(&self, name: &str, owner: &str, now_ms: i64, lease_ms: i64) -> Result<bool> {
+        let connection = self.connection.lock().expect("store lock");
+        let taken = connection.execute(
+            "INSERT INTO leases (name, owner, expires_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,
+                 expires_at_ms = excluded.expires_at_ms
+             WHERE leases.owner = excluded.owner OR leases.expires_at_ms <= ?4",
+            params![name, owner, now_ms + lease_ms, now_ms],
+        )?;
+        Ok(taken == 1)
+    }
+
+    fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let connection = self.connection.lock().expect("store lock");
+        connection.execute(
+            "DELETE FROM leases WHERE name = ?1 AND owner = ?2",
+            params![name, owner],
+        )?;
+        Ok(())
     }
 }

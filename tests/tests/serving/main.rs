@@ -4,6 +4,7 @@
 
 mod api_contract;
 mod dpo_serve;
+mod flywheel_rounds;
 mod label_campaign;
 mod prompt_leases;
 mod version_roles;

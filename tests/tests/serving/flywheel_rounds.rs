@@ -1,0 +1,225 @@
+//! `dpo flywheel` on a real store and models directory with the tiny model: no round below
+//! `--min-votes`; at it, one round trains on the default's votes, records its rows and
+//! publishes a candidate whose parent is the default (the default does not move); a
+//! candidate that wins its battles is promoted and one that loses them retired, with the
+//! figures recorded; a flywheel never works while another holds the store's lease; a round a
+//! stopped flywheel left unfinished is recorded as failed. On SQLite and PostgreSQL.
+
+use std::path::Path;
+
+use flywheel_tests::postgres_database::fresh_postgres_database;
+use flywheel_tests::served_versions::export_tiny_version;
+use flywheel_tests::{run_dpo, succeed};
+use native_trainer::store::open_store;
+use native_trainer::store::version_events::{NewVersionEvent, VersionEventKind};
+use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
+
+/// A vote between an answer of `a` and one of `b` (on-policy when they are the same).
+fn vote(key: &str, a: &ModelRef, b: &ModelRef, vote: Vote) -> (PreferencePair, String) {
+    let candidate = |text: &str, model: &ModelRef, seed| Candidate {
+        text: text.into(),
+        model: model.clone(),
+        sampling: SamplingParams::default(),
+        seed,
+    };
+    let shown = time::OffsetDateTime::now_utc();
+    let pair = PreferencePair {
+        schema_version: 2,
+        idempotency_key: key.into(),
+        annotator_id: "anon-1".into(),
+        prompt_id: None,
+        conversation: vec![ChatMessage::user(format!("Question {key}: which colour?"))],
+        candidate_a: candidate("blue sky", a, 1),
+        candidate_b: candidate("red mud", b, 2),
+        vote,
+        edited_answer: None,
+        shown_at: shown,
+        voted_at: shown,
+    };
+    let json = serde_json::to_string(&pair).unwrap();
+    (pair, json)
+}
+
+/// `dpo flywheel --once` with the test's settings and `extra`; its stderr.
+fn flywheel_once(dir: &Path, db: &str, extra: &[&str]) -> String {
+    let config = dir.join("round.toml");
+    std::fs::write(
+        &config,
+        "max_steps = 2\nper_device_train_batch_size = 2\nlearning_rate = 1e-3\n",
+    )
+    .unwrap();
+    let mut args = vec!["flywheel", "--once", "--db", db, "--quant", "q8_0"];
+    args.extend_from_slice(&["--look-every", "10", "--battle-budget", "40"]);
+    args.extend_from_slice(extra);
+    let (_, stderr) = succeed(
+        run_dpo(
+            &args,
+            &[
+                ("--models-dir", &dir.join("models")),
+                ("--config", &config),
+                ("--work-dir", &dir.join("runs")),
+            ],
+        ),
+        "dpo flywheel --once",
+    );
+    stderr
+}
+
+fn events(db: &str) -> Vec<(String, &'static str)> {
+    open_store(db)
+        .unwrap()
+        .version_events()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.kind.as_str()))
+        .collect()
+}
+
+fn roles(db: &str, dir: &Path) -> String {
+    let (listing, _) = succeed(
+        run_dpo(
+            &["versions", "list", "--db", db],
+            &[("--models-dir", &dir.join("models"))],
+        ),
+        "dpo versions list",
+    );
+    listing
+}
+
+#[test]
+fn a_round_starts_at_min_votes_and_its_candidate_is_promoted_by_its_battles() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
+    let v0 = export_tiny_version(&dir.path().join("models"), "v0", "q8_0", None);
+    let store = open_store(&db).unwrap();
+    let on_policy: Vec<_> = (0..6)
+        .map(|i| vote(&format!("v0-{i}"), &v0, &v0, Vote::A))
+        .collect();
+    store.insert_batch(&on_policy).unwrap();
+
+    let stderr = flywheel_once(dir.path(), &db, &["--min-votes", "7"]);
+    assert!(stderr.contains("6 usable votes on v0"), "{stderr}");
+    assert!(events(&db).is_empty(), "no round below --min-votes");
+
+    flywheel_once(dir.path(), &db, &["--min-votes", "6"]);
+    assert_eq!(
+        events(&db),
+        [
+            ("v0-r1".to_string(), "round_started"),
+            ("v0-r1".to_string(), "candidate")
+        ]
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("models/v0-r1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["parent_version"], "v0");
+    assert_eq!(manifest["training"]["global_step"], 2);
+    let listing = roles(&db, dir.path());
+    assert!(listing.contains("| v0 | - | default |"), "{listing}");
+    assert!(listing.contains("| v0-r1 | v0 | candidate |"), "{listing}");
+
+    // While the candidate battles, no new round and no decision before the first look.
+    let r1 = ModelRef {
+        version: "v0-r1".into(),
+        sha256: manifest["gguf"]["sha256"].as_str().unwrap().into(),
+    };
+    let battles: Vec<_> = (0..9)
+        .map(|i| vote(&format!("battle-{i}"), &r1, &v0, Vote::A))
+        .collect();
+    store.insert_batch(&battles).unwrap();
+    flywheel_once(dir.path(), &db, &["--min-votes", "1"]);
+    assert_eq!(events(&db).len(), 2);
+
+    // The tenth battle is a look: 10 of 10 clears the corrected interval (4 looks: the
+    // lower end is 0.00625^(1/10) ≈ 0.60 > 0.5).
+    store
+        .insert_batch(&[vote("battle-9", &v0, &r1, Vote::B)])
+        .unwrap();
+    flywheel_once(dir.path(), &db, &["--min-votes", "100"]);
+    let recorded = open_store(&db).unwrap().version_events().unwrap();
+    let promoted = recorded.last().unwrap();
+    assert_eq!(
+        (promoted.version.as_str(), promoted.kind),
+        ("v0-r1", VersionEventKind::Promoted)
+    );
+    assert!(
+        promoted
+            .reason
+            .contains("won 10.0 of 10 battles against v0"),
+        "{}",
+        promoted.reason
+    );
+    let listing = roles(&db, dir.path());
+    assert!(listing.contains("| v0-r1 | v0 | default |"), "{listing}");
+}
+
+fn losing_candidates_retire_and_leases_and_stopped_rounds_hold(dir: &Path, db: &str) {
+    let models = dir.join("models");
+    let v0 = export_tiny_version(&models, "v0", "q8_0", None);
+    let v1 = export_tiny_version(&models, "v1", "q4_0", Some("v0"));
+    succeed(
+        run_dpo(
+            &["versions", "candidate", "v1", "--db", db],
+            &[("--models-dir", &models)],
+        ),
+        "dpo versions candidate",
+    );
+    let store = open_store(db).unwrap();
+
+    // Another flywheel's lease: this one does nothing, though the candidate lost 10 of 10.
+    let lost: Vec<_> = (0..10)
+        .map(|i| vote(&format!("lost-{i}"), &v1, &v0, Vote::B))
+        .collect();
+    store.insert_batch(&lost).unwrap();
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    assert!(
+        store
+            .try_lease("flywheel", "someone-else", now_ms, 60_000)
+            .unwrap()
+    );
+    let stderr = flywheel_once(dir, db, &[]);
+    assert!(stderr.contains("another dpo flywheel holds"), "{stderr}");
+    assert_eq!(events(db).len(), 1);
+    store.release_lease("flywheel", "someone-else").unwrap();
+
+    // A round a stopped flywheel left: recorded as failed, and the loss retires v1.
+    store
+        .record_version_event(NewVersionEvent {
+            version: "v0-r1",
+            kind: VersionEventKind::RoundStarted,
+            parent_version: Some("v0"),
+            reason: "6 usable votes on v0",
+        })
+        .unwrap();
+    flywheel_once(dir, db, &["--min-votes", "100"]);
+    let recorded = events(db);
+    assert!(
+        recorded.contains(&("v0-r1".to_string(), "round_failed")),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.last().unwrap(),
+        &("v1".to_string(), "retired"),
+        "{recorded:?}"
+    );
+    let listing = roles(db, dir);
+    assert!(listing.contains("| v0 | - | default |"), "{listing}");
+    assert!(listing.contains("| v1 | v0 | - |"), "{listing}");
+}
+
+#[test]
+fn losing_candidates_retire_and_leases_and_stopped_rounds_hold_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
+    losing_candidates_retire_and_leases_and_stopped_rounds_hold(dir.path(), &db);
+}
+
+#[test]
+fn losing_candidates_retire_and_leases_and_stopped_rounds_hold_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    losing_candidates_retire_and_leases_and_stopped_rounds_hold(
+        dir.path(),
+        &fresh_postgres_database(),
+    );
+}
