@@ -7,8 +7,8 @@
 //!    decision is recorded (`candidate_review.rs`);
 //! 3. with no candidate left, when the default version has at least `--min-votes` usable
 //!    votes (on-policy: both answers from it; after the agreement filter `dpo train` applies)
-//!    cast since its last round started, a round trains and publishes the next candidate
-//!    (`training_round.rs`).
+//!    cast since its last round that did not fail started, a round trains and publishes the
+//!    next candidate (`training_round.rs`).
 //!
 //! `--once` runs one tick and exits; otherwise a tick every `--poll-secs`.
 
@@ -64,9 +64,9 @@ pub struct FlywheelArgs {
     /// Seconds between ticks.
     #[arg(long, default_value_t = 60)]
     pub poll_secs: u64,
-    /// How long a tick may hold the lease before another flywheel may take it (a round's
-    /// training must fit).
-    #[arg(long, default_value_t = 6 * 3600)]
+    /// How long the lease outlives its last renewal (renewed every few seconds while a
+    /// round's steps run): a flywheel that stops is replaced by another after this long.
+    #[arg(long, default_value_t = 60)]
     pub lease_secs: u64,
     /// One tick, then exit.
     #[arg(long)]
@@ -84,9 +84,15 @@ pub fn run(args: &FlywheelArgs) -> Result<()> {
         OffsetDateTime::now_utc().unix_timestamp_nanos()
     );
     loop {
-        let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        if store.try_lease(LEASE, &owner, now_ms, args.lease_secs as i64 * 1000)? {
-            let ticked = tick(store.as_ref(), args);
+        let lease_ms = args.lease_secs as i64 * 1000;
+        let renew = || -> Result<()> {
+            if !store.try_lease(LEASE, &owner, now_ms(), lease_ms)? {
+                bail!("the flywheel's lease was taken by another flywheel");
+            }
+            Ok(())
+        };
+        if store.try_lease(LEASE, &owner, now_ms(), lease_ms)? {
+            let ticked = tick(store.as_ref(), args, &renew);
             store.release_lease(LEASE, &owner)?;
             ticked?;
         } else {
@@ -99,8 +105,16 @@ pub fn run(args: &FlywheelArgs) -> Result<()> {
     }
 }
 
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// One tick, under the lease.
-fn tick(store: &dyn PairStore, args: &FlywheelArgs) -> Result<()> {
+fn tick(
+    store: &dyn PairStore,
+    args: &FlywheelArgs,
+    renew_lease: &dyn Fn() -> Result<()>,
+) -> Result<()> {
     let catalog = ModelCatalog::new(&args.models_dir);
     let versions = catalog.versions();
     let events = store.version_events()?;
@@ -129,8 +143,16 @@ fn tick(store: &dyn PairStore, args: &FlywheelArgs) -> Result<()> {
                 && e.parent_version.as_deref() == Some(default.as_str())
         })
         .collect();
+    // Votes count from the start of the default's last round that did not fail.
+    let failed = |version: &str| {
+        events
+            .iter()
+            .any(|e| e.kind == VersionEventKind::RoundFailed && e.version == version)
+    };
     let since = rounds_from_default
-        .last()
+        .iter()
+        .rev()
+        .find(|e| !failed(&e.version))
         .map(|e| OffsetDateTime::parse(&e.recorded_at, &Rfc3339))
         .transpose()
         .context("a round's start time in the store")?;
@@ -164,6 +186,9 @@ fn tick(store: &dyn PairStore, args: &FlywheelArgs) -> Result<()> {
             full_fine_tuning: args.full_fine_tuning,
             quant: &args.quant,
             votes,
+            renew_lease,
+            // Three renewals per lease, at most every 5 s.
+            renew_every: Duration::from_millis((args.lease_secs * 1000 / 3).clamp(100, 5_000)),
         },
     )?;
     Ok(())

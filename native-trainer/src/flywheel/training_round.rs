@@ -1,7 +1,8 @@
 //! One training round: `dpo train` on the default version's votes (LoRA unless told
 //! otherwise, with the round's TRL config file), then `dpo export --publish` of the result as a
-//! new version whose parent is the default. Each step runs as a child `dpo` process, so a
-//! failure is a logged exit status, never a half-written state in this process. The round's
+//! new version whose parent is the default. Each step runs as a child `dpo` process (its output
+//! in `WORK_DIR/<version>.<step>.log`), so a failure is a logged exit status, never a
+//! half-written state in this process; while a child runs, the flywheel's lease is renewed. The round's
 //! rows go to the store in this order: `round_started`, then `candidate` *before* the files
 //! are published (so the new version is never, even for a moment, the newest version without
 //! a role, which would make it the default), or `round_failed` with the reason.
@@ -31,6 +32,9 @@ pub struct RoundPlan<'a> {
     pub quant: &'a str,
     /// How many usable votes started the round (for the record).
     pub votes: usize,
+    /// Renews the flywheel's lease; called every `renew_every` while a step runs.
+    pub renew_lease: &'a dyn Fn() -> Result<()>,
+    pub renew_every: std::time::Duration,
 }
 
 /// Runs the round; records its rows. `Ok(false)` when it failed (recorded as such).
@@ -93,7 +97,7 @@ fn train(plan: &RoundPlan<'_>, run_dir: &Path) -> Result<String> {
     if !plan.full_fine_tuning {
         command.arg("--use-peft");
     }
-    last_line_of(command, "dpo train")
+    last_line_of(plan, command, "train")
 }
 
 /// `dpo export --publish` of the run as the new version.
@@ -112,24 +116,42 @@ fn publish(plan: &RoundPlan<'_>, run_dir: &Path) -> Result<()> {
         ])
         .arg("--publish")
         .arg(plan.models_dir);
-    last_line_of(command, "dpo export").map(drop)
+    last_line_of(plan, command, "export").map(drop)
 }
 
-/// Runs `command`; its last stdout line, or an error with the end of its stderr.
-fn last_line_of(mut command: Command, what: &str) -> Result<String> {
-    let output = command
-        .output()
-        .with_context(|| format!("starting {what}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+/// Runs `command` as step `step`, renewing the lease while it runs; its last stdout line, or
+/// an error with the end of its log.
+fn last_line_of(plan: &RoundPlan<'_>, mut command: Command, step: &str) -> Result<String> {
+    std::fs::create_dir_all(plan.work_dir)
+        .with_context(|| format!("creating {}", plan.work_dir.display()))?;
+    let log = plan.work_dir.join(format!("{}.{step}.log", plan.version));
+    let out = plan.work_dir.join(format!("{}.{step}.out", plan.version));
+    let mut child = command
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .with_context(|| format!("starting dpo {step}"))?;
+    let mut since_renewal = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if since_renewal.elapsed() >= plan.renew_every {
+            (plan.renew_lease)()?;
+            since_renewal = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    if !status.success() {
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         bail!(
-            "{what} exited with {}: {}",
-            output.status,
+            "dpo {step} exited with {status} ({}): {}",
+            log.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         );
     }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    Ok(std::fs::read_to_string(&out)?
         .lines()
         .last()
         .unwrap_or_default()

@@ -3,7 +3,9 @@
 //! publishes a candidate whose parent is the default (the default does not move); a
 //! candidate that wins its battles is promoted and one that loses them retired, with the
 //! figures recorded; a flywheel never works while another holds the store's lease; a round a
-//! stopped flywheel left unfinished is recorded as failed. On SQLite and PostgreSQL.
+//! stopped flywheel left unfinished is recorded as failed; a flywheel killed (SIGKILL, with
+//! its training child) in the middle of a round is replaced once its lease lapses, and the
+//! round is trained again under a new id. On SQLite and PostgreSQL.
 
 use std::path::Path;
 
@@ -222,4 +224,93 @@ fn losing_candidates_retire_and_leases_and_stopped_rounds_hold_on_postgresql() {
         dir.path(),
         &fresh_postgres_database(),
     );
+}
+
+#[test]
+fn a_flywheel_killed_while_training_is_replaced_and_the_round_trained_again() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
+    let models = dir.path().join("models");
+    let v0 = export_tiny_version(&models, "v0", "q8_0", None);
+    let store = open_store(&db).unwrap();
+    let on_policy: Vec<_> = (0..4)
+        .map(|i| vote(&format!("v0-{i}"), &v0, &v0, Vote::A))
+        .collect();
+    store.insert_batch(&on_policy).unwrap();
+    // A round long enough to be killed in: a million steps of the tiny model.
+    let slow = dir.path().join("slow.toml");
+    std::fs::write(
+        &slow,
+        "max_steps = 1000000\nper_device_train_batch_size = 2\n",
+    )
+    .unwrap();
+    let mut flywheel = flywheel_tests::dpo()
+        .args([
+            "flywheel",
+            "--once",
+            "--min-votes",
+            "4",
+            "--lease-secs",
+            "4",
+            "--db",
+            &db,
+        ])
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--config")
+        .arg(&slow)
+        .arg("--work-dir")
+        .arg(dir.path().join("runs"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.path().join("runs/v0-r1.train.log").exists()
+        || std::fs::metadata(dir.path().join("runs/v0-r1.train.log"))
+            .unwrap()
+            .len()
+            == 0
+    {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the round never started training"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The machine stops: the flywheel and its training child, at once.
+    let group = flywheel.id() as i32;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{group}")])
+            .status()
+            .unwrap()
+            .success()
+    );
+    flywheel.wait().unwrap();
+    assert_eq!(events(&db), [("v0-r1".to_string(), "round_started")]);
+
+    // While the dead flywheel's lease lasts (4 s) nobody works; after it lapses the next one does.
+    let stderr = flywheel_once(dir.path(), &db, &["--min-votes", "4"]);
+    assert!(stderr.contains("another dpo flywheel holds"), "{stderr}");
+    std::thread::sleep(std::time::Duration::from_millis(4_500));
+    flywheel_once(dir.path(), &db, &["--min-votes", "4"]);
+    assert_eq!(
+        events(&db),
+        [
+            ("v0-r1".to_string(), "round_started"),
+            ("v0-r1".to_string(), "round_failed"),
+            ("v0-r2".to_string(), "round_started"),
+            ("v0-r2".to_string(), "candidate"),
+        ]
+    );
+    assert!(
+        !models.join("v0-r1").exists(),
+        "nothing of the killed round is served"
+    );
+    let listing = roles(&db, dir.path());
+    assert!(listing.contains("| v0-r2 | v0 | candidate |"), "{listing}");
 }
