@@ -52,6 +52,7 @@ fn plots(data: &Dashboard) -> AnyView {
     };
     let prompts = &data.prompts;
     let cohen = agreement.cohen.clone();
+    let history = data.history.clone();
     view! {
         <p data-testid="dashboard-summary">
             {format!(
@@ -81,6 +82,19 @@ fn plots(data: &Dashboard) -> AnyView {
                         <td>{format!("{} · {}", c.first, c.second)}</td>
                         <td>{c.shared_comparisons.to_string()}</td>
                         <td>{figure(c.kappa)}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+        <table data-testid="version-history">
+            <thead><tr><th>"When"</th><th>"Version"</th><th>"Change"</th><th>"Why"</th></tr></thead>
+            <tbody>
+                {history.into_iter().map(|change| view! {
+                    <tr>
+                        <td>{change.recorded_at.chars().take(19).collect::<String>()}</td>
+                        <td>{change.version}</td>
+                        <td>{change.kind.as_str().replace('_', " ")}</td>
+                        <td>{change.reason}</td>
                     </tr>
                 }).collect_view()}
             </tbody>

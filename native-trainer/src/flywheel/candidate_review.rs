@@ -10,7 +10,8 @@ use crate::label_analytics::binomial_interval::clopper_pearson;
 use crate::label_analytics::promotion_rule::{PromotionRule, Verdict};
 use crate::label_analytics::version_ratings::{Battle, battles, win_rate_against};
 use crate::store::PairStore;
-use crate::store::version_events::{NewVersionEvent, VersionEventKind};
+use crate::store::version_events::NewVersionChange;
+use shared::api::VersionChangeKind;
 
 /// What the review decided for one candidate.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,11 +66,11 @@ pub fn review_candidates(
             rule.interval_level() * 100.0,
         );
         let kind = match verdict {
-            Verdict::Promote => VersionEventKind::Promoted,
-            Verdict::Retire => VersionEventKind::Retired,
+            Verdict::Promote => VersionChangeKind::Promoted,
+            Verdict::Retire => VersionChangeKind::Retired,
             Verdict::KeepBattling => continue,
         };
-        store.record_version_event(NewVersionEvent {
+        store.record_version_event(NewVersionChange {
             version: candidate,
             kind,
             parent_version: Some(&parent),

@@ -26,8 +26,9 @@ use super::version_roles::version_roles;
 use crate::label_analytics::promotion_rule::PromotionRule;
 use crate::label_analytics::vote_selection::{VoteFilter, select_votes};
 use crate::serve::model_catalog::ModelCatalog;
-use crate::store::version_events::{NewVersionEvent, VersionEvent, VersionEventKind};
+use crate::store::version_events::NewVersionChange;
 use crate::store::{PairStore, open_store};
+use shared::api::{VersionChange, VersionChangeKind};
 
 /// The lease's name in the store.
 const LEASE: &str = "flywheel";
@@ -136,10 +137,10 @@ fn tick(
         tracing::info!("no default version to train from");
         return Ok(());
     };
-    let rounds_from_default: Vec<&VersionEvent> = events
+    let rounds_from_default: Vec<&VersionChange> = events
         .iter()
         .filter(|e| {
-            e.kind == VersionEventKind::RoundStarted
+            e.kind == VersionChangeKind::RoundStarted
                 && e.parent_version.as_deref() == Some(default.as_str())
         })
         .collect();
@@ -147,7 +148,7 @@ fn tick(
     let failed = |version: &str| {
         events
             .iter()
-            .any(|e| e.kind == VersionEventKind::RoundFailed && e.version == version)
+            .any(|e| e.kind == VersionChangeKind::RoundFailed && e.version == version)
     };
     let since = rounds_from_default
         .iter()
@@ -221,24 +222,24 @@ fn usable_votes(
 fn fail_unfinished_rounds(
     store: &dyn PairStore,
     versions: &[shared::ModelManifest],
-    events: &[VersionEvent],
+    events: &[VersionChange],
 ) -> Result<()> {
     for started in events
         .iter()
-        .filter(|e| e.kind == VersionEventKind::RoundStarted)
+        .filter(|e| e.kind == VersionChangeKind::RoundStarted)
     {
         let served = versions.iter().any(|m| m.version == started.version);
         let failed = events
             .iter()
-            .any(|e| e.kind == VersionEventKind::RoundFailed && e.version == started.version);
+            .any(|e| e.kind == VersionChangeKind::RoundFailed && e.version == started.version);
         if !served && !failed {
             tracing::warn!(
                 "the round for {} stopped before it published; recorded as failed",
                 started.version
             );
-            store.record_version_event(NewVersionEvent {
+            store.record_version_event(NewVersionChange {
                 version: &started.version,
-                kind: VersionEventKind::RoundFailed,
+                kind: VersionChangeKind::RoundFailed,
                 parent_version: started.parent_version.as_deref(),
                 reason: "interrupted: the flywheel stopped before the version was published",
             })?;

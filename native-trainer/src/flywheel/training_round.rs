@@ -13,7 +13,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::store::PairStore;
-use crate::store::version_events::{NewVersionEvent, VersionEventKind};
+use shared::api::VersionChangeKind;
+
+use crate::store::version_events::NewVersionChange;
 
 /// What a round needs to know.
 pub struct RoundPlan<'a> {
@@ -40,7 +42,7 @@ pub struct RoundPlan<'a> {
 /// Runs the round; records its rows. `Ok(false)` when it failed (recorded as such).
 pub fn run_round(store: &dyn PairStore, plan: &RoundPlan<'_>) -> Result<bool> {
     let record = |kind, reason: &str| {
-        store.record_version_event(NewVersionEvent {
+        store.record_version_event(NewVersionChange {
             version: &plan.version,
             kind,
             parent_version: Some(plan.parent),
@@ -48,7 +50,7 @@ pub fn run_round(store: &dyn PairStore, plan: &RoundPlan<'_>) -> Result<bool> {
         })
     };
     record(
-        VersionEventKind::RoundStarted,
+        VersionChangeKind::RoundStarted,
         &format!("{} usable votes on {}", plan.votes, plan.parent),
     )?;
     tracing::info!(
@@ -59,7 +61,7 @@ pub fn run_round(store: &dyn PairStore, plan: &RoundPlan<'_>) -> Result<bool> {
     );
     let run_dir = plan.work_dir.join(&plan.version);
     let trained = train(plan, &run_dir).and_then(|summary| {
-        record(VersionEventKind::Candidate, &format!("trained: {summary}"))?;
+        record(VersionChangeKind::Candidate, &format!("trained: {summary}"))?;
         publish(plan, &run_dir)
     });
     match trained {
@@ -74,7 +76,7 @@ pub fn run_round(store: &dyn PairStore, plan: &RoundPlan<'_>) -> Result<bool> {
         Err(error) => {
             let reason = format!("{error:#}");
             tracing::error!("round for {} failed: {reason}", plan.version);
-            record(VersionEventKind::RoundFailed, &reason)?;
+            record(VersionChangeKind::RoundFailed, &reason)?;
             Ok(false)
         }
     }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use shared::ModelManifest;
 
-use crate::store::version_events::{VersionEvent, VersionEventKind};
+use shared::api::{VersionChange, VersionChangeKind};
 
 /// The roles of the served versions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,9 +29,9 @@ pub struct VersionRoles {
 }
 
 /// The roles of `versions` (oldest first, as the catalog lists them) after `events`.
-pub fn version_roles(versions: &[ModelManifest], events: &[VersionEvent]) -> VersionRoles {
+pub fn version_roles(versions: &[ModelManifest], events: &[VersionChange]) -> VersionRoles {
     let served = |version: &str| versions.iter().any(|m| m.version == version);
-    let mut last: BTreeMap<&str, (usize, VersionEventKind)> = BTreeMap::new();
+    let mut last: BTreeMap<&str, (usize, VersionChangeKind)> = BTreeMap::new();
     for (order, event) in events.iter().enumerate() {
         if event.kind.is_role() && served(&event.version) {
             last.insert(&event.version, (order, event.kind));
@@ -40,12 +40,12 @@ pub fn version_roles(versions: &[ModelManifest], events: &[VersionEvent]) -> Ver
     let last_kind = |version: &str| last.get(version).map(|(_, kind)| *kind);
     let candidates: Vec<String> = versions
         .iter()
-        .filter(|m| last_kind(&m.version) == Some(VersionEventKind::Candidate))
+        .filter(|m| last_kind(&m.version) == Some(VersionChangeKind::Candidate))
         .map(|m| m.version.clone())
         .collect();
     let promoted = last
         .iter()
-        .filter(|(_, (_, kind))| *kind == VersionEventKind::Promoted)
+        .filter(|(_, (_, kind))| *kind == VersionChangeKind::Promoted)
         .max_by_key(|(_, (order, _))| *order)
         .map(|(version, _)| version.to_string());
     let never_a_candidate = |m: &&ModelManifest| !last.contains_key(m.version.as_str());
@@ -63,7 +63,7 @@ pub fn version_roles(versions: &[ModelManifest], events: &[VersionEvent]) -> Ver
                 .find(|m| {
                     !matches!(
                         last_kind(&m.version),
-                        Some(VersionEventKind::Candidate | VersionEventKind::Retired)
+                        Some(VersionChangeKind::Candidate | VersionChangeKind::Retired)
                     )
                 })
                 .map(|m| m.version.clone())
@@ -97,8 +97,8 @@ mod tests {
         .unwrap()
     }
 
-    fn event(version: &str, kind: VersionEventKind) -> VersionEvent {
-        VersionEvent {
+    fn event(version: &str, kind: VersionChangeKind) -> VersionChange {
+        VersionChange {
             version: version.into(),
             kind,
             parent_version: None,
@@ -109,15 +109,15 @@ mod tests {
 
     fn roles(
         versions: &[&str],
-        events: &[(&str, VersionEventKind)],
+        events: &[(&str, VersionChangeKind)],
     ) -> (Option<String>, Vec<String>) {
         let versions: Vec<ModelManifest> = versions.iter().map(|v| manifest(v)).collect();
-        let events: Vec<VersionEvent> = events.iter().map(|(v, k)| event(v, *k)).collect();
+        let events: Vec<VersionChange> = events.iter().map(|(v, k)| event(v, *k)).collect();
         let roles = version_roles(&versions, &events);
         (roles.default_version, roles.candidates)
     }
 
-    use VersionEventKind::{Candidate, Promoted, Retired, RoundFailed, RoundStarted};
+    use VersionChangeKind::{Candidate, Promoted, Retired, RoundFailed, RoundStarted};
 
     #[test]
     fn without_role_changes_the_newest_version_is_the_default_as_before() {

@@ -15,7 +15,8 @@ use crate::label_analytics::promotion_rule::PromotionRule;
 use crate::label_analytics::version_standings::version_standings;
 use crate::serve::model_catalog::ModelCatalog;
 use crate::store::open_store;
-use crate::store::version_events::{NewVersionEvent, VersionEvent, VersionEventKind};
+use crate::store::version_events::NewVersionChange;
+use shared::api::{VersionChange, VersionChangeKind};
 
 #[derive(Subcommand, Debug)]
 pub enum VersionsCommand {
@@ -53,9 +54,9 @@ pub struct ChangeArgs {
 pub fn run(command: &VersionsCommand) -> Result<()> {
     let (args, kind) = match command {
         VersionsCommand::List(args) => return list(args),
-        VersionsCommand::Candidate(args) => (args, VersionEventKind::Candidate),
-        VersionsCommand::Promote(args) => (args, VersionEventKind::Promoted),
-        VersionsCommand::Retire(args) => (args, VersionEventKind::Retired),
+        VersionsCommand::Candidate(args) => (args, VersionChangeKind::Candidate),
+        VersionsCommand::Promote(args) => (args, VersionChangeKind::Promoted),
+        VersionsCommand::Retire(args) => (args, VersionChangeKind::Retired),
     };
     let versions = ModelCatalog::new(&args.store.models_dir).versions();
     if !versions.iter().any(|m| m.version == args.version) {
@@ -75,7 +76,7 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
     let mut events = store.version_events()?;
     let was_default = version_roles(&versions, &events).default_version;
     // The change as it would be: the default may move off this version only onto another.
-    events.push(VersionEvent {
+    events.push(VersionChange {
         version: args.version.clone(),
         kind,
         parent_version: None,
@@ -83,7 +84,7 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
         recorded_at: String::new(),
     });
     let would_be = version_roles(&versions, &events).default_version;
-    if kind != VersionEventKind::Promoted
+    if kind != VersionChangeKind::Promoted
         && was_default.as_deref() == Some(args.version.as_str())
         && would_be.as_deref().is_none_or(|v| v == args.version)
     {
@@ -93,7 +94,7 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
             args.version
         );
     }
-    store.record_version_event(NewVersionEvent {
+    store.record_version_event(NewVersionChange {
         version: &args.version,
         kind,
         parent_version: None,

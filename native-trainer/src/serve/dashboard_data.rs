@@ -1,8 +1,8 @@
 //! The figures behind the admin dashboard (`GET /api/admin/dashboard`), which the app draws
 //! as SVG: labels per day and per annotator, prompt-set progress, agreement (Cohen's and
 //! Fleiss' kappa, agreement with the majority), each version's rating with its interval in
-//! round order, and each round's training curves (`loss`, `rewards/accuracies` per logged
-//! step) from the `metrics.jsonl` its export carries.
+//! round order, each round's training curves (`loss`, `rewards/accuracies` per logged step)
+//! from the `metrics.jsonl` its export carries, and the versions' recorded history.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +52,7 @@ pub fn dashboard_data(store: &dyn PairStore, catalog: &ModelCatalog) -> Result<D
         agreement: agreement(&pairs),
         versions: version_standings(&versions, &pairs),
         training,
+        history: store.version_events()?,
     })
 }
 

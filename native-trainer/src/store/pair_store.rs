@@ -12,7 +12,8 @@ use super::annotator_records::{AnnotatorRecord, TokenCheck};
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt};
-use super::version_events::{NewVersionEvent, VersionEvent};
+use super::version_events::NewVersionChange;
+use shared::api::VersionChange;
 
 /// What happened to one submitted pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +82,9 @@ pub trait PairStore: Send + Sync + 'static {
     fn check_token(&self, token_sha256: &str) -> Result<TokenCheck>;
 
     /// Records a change of a version, now.
-    fn record_version_event(&self, event: NewVersionEvent<'_>) -> Result<()>;
+    fn record_version_event(&self, event: NewVersionChange<'_>) -> Result<()>;
     /// Every recorded change, in the order they were recorded.
-    fn version_events(&self) -> Result<Vec<VersionEvent>>;
+    fn version_events(&self) -> Result<Vec<VersionChange>>;
     /// Takes or renews the lease `name` for `owner` until `now_ms + lease_ms`; `false` while
     /// another owner holds it unexpired.
     fn try_lease(&self, name: &str, owner: &str, now_ms: i64, lease_ms: i64) -> Result<bool>;

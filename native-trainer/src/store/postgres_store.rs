@@ -18,7 +18,8 @@ use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_coun
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
-use super::version_events::{NewVersionEvent, VersionEvent, event};
+use super::version_events::{NewVersionChange, event};
+use shared::api::VersionChange;
 
 /// The advisory lock that serialises handing out prompts across servers on one database.
 const PROMPT_LEASE_LOCK: i64 = 0x6470_6f5f_6c65_6173;
@@ -357,7 +358,7 @@ impl PairStore for PostgresPairStore {
         })
     }
 
-    fn record_version_event(&self, event: NewVersionEvent<'_>) -> Result<()> {
+    fn record_version_event(&self, event: NewVersionChange<'_>) -> Result<()> {
         let mut client = self.client.lock().expect("store lock");
         client.execute(
             "INSERT INTO version_events (version, kind, parent_version, reason, recorded_at)
@@ -373,7 +374,7 @@ impl PairStore for PostgresPairStore {
         Ok(())
     }
 
-    fn version_events(&self) -> Result<Vec<VersionEvent>> {
+    fn version_events(&self) -> Result<Vec<VersionChange>> {
         let mut client = self.client.lock().expect("store lock");
         client
             .query(

@@ -16,7 +16,8 @@ use super::pair_store::{InsertOutcome, PairStore, PromptRefusal, stats_from_coun
 use shared::api::{PairStats, PromptProgress};
 
 use super::prompt_set::{NewPrompt, PromptImport, ServedPrompt, conversation_key};
-use super::version_events::{NewVersionEvent, VersionEvent, event};
+use super::version_events::{NewVersionChange, event};
+use shared::api::VersionChange;
 
 pub struct SqlitePairStore {
     connection: Mutex<Connection>,
@@ -327,7 +328,7 @@ impl PairStore for SqlitePairStore {
         })
     }
 
-    fn record_version_event(&self, event: NewVersionEvent<'_>) -> Result<()> {
+    fn record_version_event(&self, event: NewVersionChange<'_>) -> Result<()> {
         let connection = self.connection.lock().expect("store lock");
         connection.execute(
             "INSERT INTO version_events (version, kind, parent_version, reason, recorded_at)
@@ -343,7 +344,7 @@ impl PairStore for SqlitePairStore {
         Ok(())
     }
 
-    fn version_events(&self) -> Result<Vec<VersionEvent>> {
+    fn version_events(&self) -> Result<Vec<VersionChange>> {
         let connection = self.connection.lock().expect("store lock");
         let mut query = connection.prepare(
             "SELECT version, kind, parent_version, reason, recorded_at FROM version_events

@@ -1,10 +1,11 @@
 //! `GET /api/admin/dashboard`: the figures the admin dashboard draws — labels per day and per
-//! annotator, prompt-set progress, agreement, each version's standing in round order and each
-//! round's training curves.
+//! annotator, prompt-set progress, agreement, each version's standing in round order, each
+//! round's training curves, and the versions' history (rounds started and failed, candidates,
+//! promotions and retirements with the figures behind them).
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgreementReport, PromptProgress, VersionStanding};
+use super::{AgreementReport, PromptProgress, VersionChange, VersionStanding};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -16,6 +17,8 @@ pub struct Dashboard {
     pub agreement: AgreementReport,
     pub versions: Vec<VersionStanding>,
     pub training: Vec<TrainingCurve>,
+    /// Every recorded change of a version, oldest first.
+    pub history: Vec<VersionChange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ mod model_list;
 mod next_prompt;
 mod pair_receipt;
 mod pair_stats;
+mod version_change;
 mod version_standing;
 
 pub use api_error::{ApiError, ErrorDetail};
@@ -27,4 +28,5 @@ pub use model_list::ModelList;
 pub use next_prompt::NextPrompt;
 pub use pair_receipt::PairReceipt;
 pub use pair_stats::{PairStats, StatsReport};
+pub use version_change::{VersionChange, VersionChangeKind};
 pub use version_standing::VersionStanding;

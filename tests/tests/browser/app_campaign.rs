@@ -205,6 +205,12 @@ fn the_lead_reads_the_dashboard(browser: &mut BrowserSession) {
     browser.type_into("admin-token", "lead-secret-token");
     browser.click("open-dashboard");
     browser.wait_for_testid("dashboard-summary", BROWSER_TIMEOUT);
+    // The versions' history: v2 made a candidate by hand before the campaign.
+    let history = browser.text("version-history");
+    assert!(
+        history.contains("v2") && history.contains("candidate") && history.contains("by hand"),
+        "{history}"
+    );
     let plots = browser
         .evaluate(
             "(() => Object.fromEntries(['plot-labels-per-day', 'plot-labels-per-annotator', 'plot-agreement', \

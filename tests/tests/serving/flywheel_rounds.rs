@@ -13,7 +13,8 @@ use flywheel_tests::postgres_database::fresh_postgres_database;
 use flywheel_tests::served_versions::export_tiny_version;
 use flywheel_tests::{run_dpo, succeed};
 use native_trainer::store::open_store;
-use native_trainer::store::version_events::{NewVersionEvent, VersionEventKind};
+use native_trainer::store::version_events::NewVersionChange;
+use shared::api::VersionChangeKind;
 use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
 
 /// A vote between an answer of `a` and one of `b` (on-policy when they are the same).
@@ -143,7 +144,7 @@ fn a_round_starts_at_min_votes_and_its_candidate_is_promoted_by_its_battles() {
     let promoted = recorded.last().unwrap();
     assert_eq!(
         (promoted.version.as_str(), promoted.kind),
-        ("v0-r1", VersionEventKind::Promoted)
+        ("v0-r1", VersionChangeKind::Promoted)
     );
     assert!(
         promoted
@@ -187,9 +188,9 @@ fn losing_candidates_retire_and_leases_and_stopped_rounds_hold(dir: &Path, db: &
 
     // A round a stopped flywheel left: recorded as failed, and the loss retires v1.
     store
-        .record_version_event(NewVersionEvent {
+        .record_version_event(NewVersionChange {
             version: "v0-r1",
-            kind: VersionEventKind::RoundStarted,
+            kind: VersionChangeKind::RoundStarted,
             parent_version: Some("v0"),
             reason: "6 usable votes on v0",
         })
