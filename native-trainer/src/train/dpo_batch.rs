@@ -12,7 +12,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, dpo_loss};
+use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, pair_losses, rewards};
 use super::memory_profile;
 use super::pair_tokens::PairTokens;
 use super::qwen2::{LayerTape, Qwen2};
@@ -370,45 +370,55 @@ fn dpo_objective(
         reference_chosen: &reference_chosen,
         reference_rejected: &reference_rejected,
     };
-    // Rewards always come from summed log-probs; IPO's loss from per-token averages.
-    let out = dpo_loss(config, &summed)?;
-    let mut loss = if config.loss_type == LossType::Ipo {
-        let lengths = batch.completion_lengths()?;
-        let (chosen_lengths, rejected_lengths) = batch.split(&lengths)?;
-        let averaged = [
-            (&chosen / &chosen_lengths)?,
-            (&rejected / &rejected_lengths)?,
-            (&reference_chosen / &chosen_lengths)?,
-            (&reference_rejected / &rejected_lengths)?,
-        ];
-        dpo_loss(
-            config,
-            &PairLogps {
-                chosen: &averaged[0],
-                rejected: &averaged[1],
-                reference_chosen: &averaged[2],
-                reference_rejected: &averaged[3],
-            },
-        )?
-        .loss
-    } else {
-        out.loss.clone()
+    // Rewards and most losses read summed log-probs; IPO and sigmoid_norm per-token averages;
+    // sft the chosen completions' mean token NLL.
+    let chosen_rewards = rewards(config, &chosen, &reference_chosen)?;
+    let rejected_rewards = rewards(config, &rejected, &reference_rejected)?;
+    let lengths = batch.completion_lengths()?;
+    let (chosen_lengths, rejected_lengths) = batch.split(&lengths)?;
+    let averaged_logps = [
+        (&chosen / &chosen_lengths)?,
+        (&rejected / &rejected_lengths)?,
+        (&reference_chosen / &chosen_lengths)?,
+        (&reference_rejected / &rejected_lengths)?,
+    ];
+    let averaged = PairLogps {
+        chosen: &averaged_logps[0],
+        rejected: &averaged_logps[1],
+        reference_chosen: &averaged_logps[2],
+        reference_rejected: &averaged_logps[3],
     };
+    let (chosen_mask, _) = batch.split(&batch.completion_mask)?;
+    let chosen_nll = (chosen.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
+    let mut loss: Option<Tensor> = None;
+    for (kind, weight) in config.losses.iter() {
+        let term = match kind {
+            LossType::Sft => chosen_nll.clone(),
+            kind if kind.uses_token_averages() => {
+                pair_losses(kind, config, &averaged)?.mean_all()?
+            }
+            kind => pair_losses(kind, config, &summed)?.mean_all()?,
+        };
+        let term = (term * weight)?;
+        loss = Some(match loss {
+            Some(sum) => (sum + term)?,
+            None => term,
+        });
+    }
+    let mut loss = loss.expect("a mix has a loss");
     let mut nll_loss = None;
     if let Some(alpha) = config.rpo_alpha {
-        let (chosen_mask, _) = batch.split(&batch.completion_mask)?;
-        let nll = (chosen.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
-        nll_loss = Some(scalar(&nll)?);
-        loss = (loss + (nll * alpha)?)?;
+        nll_loss = Some(scalar(&chosen_nll)?);
+        loss = (loss + (chosen_nll * alpha)?)?;
     }
 
     // Mean over completion positions of the mean logit over the vocabulary.
     let (logits_chosen, logits_rejected) = batch.side_means(&scores.position_mean_logits)?;
-    let margins = (&out.chosen_rewards - &out.rejected_rewards)?;
+    let margins = (&chosen_rewards - &rejected_rewards)?;
     let metrics = DpoMetrics {
         loss: scalar(&loss)?,
-        rewards_chosen: scalar(&out.chosen_rewards.mean_all()?)?,
-        rewards_rejected: scalar(&out.rejected_rewards.mean_all()?)?,
+        rewards_chosen: scalar(&chosen_rewards.mean_all()?)?,
+        rewards_rejected: scalar(&rejected_rewards.mean_all()?)?,
         rewards_accuracies: scalar(&margins.gt(0.0)?.to_dtype(margins.dtype())?.mean_all()?)?,
         rewards_margins: scalar(&margins.mean_all()?)?,
         logps_chosen: scalar(&chosen.detach().mean_all()?)?,

@@ -1,49 +1,154 @@
-//! TRL's DPO objective on sequence log-probabilities (`trl/trainer/dpo_trainer.py`,
-//! `dpo_loss`), with its metric names.
+//! TRL's DPO objectives on sequence log-probabilities (`trl/trainer/dpo_trainer.py`, the
+//! loop over `loss_type` in `_compute_loss`, TRL 1.16), with its metric names.
 //!
 //! With policy log-probs π_c, π_r of the chosen and rejected completions and the reference
-//! model's ρ_c, ρ_r (zero with `reference_free`), `h = (π_c − π_r) − (ρ_c − ρ_r)` and
-//! - sigmoid: `−log σ(βh)(1 − ε) − log σ(−βh) ε`   (ε = `label_smoothing`)
-//! - robust:  `(−log σ(βh)(1 − ε) + log σ(−βh) ε) / (1 − 2ε)`
-//! - hinge:   `max(0, 1 − βh)`
-//! - ipo:     `(h − 1/(2β))²`  (TRL feeds IPO length-averaged log-probs)
+//! model's ρ_c, ρ_r (zero with `reference_free`), the log-ratios `c = π_c − ρ_c`,
+//! `r = π_r − ρ_r` and `d = c − r`, σ the logistic function, per pair:
+//! - sigmoid: `−log σ(βd)(1 − ε) − log σ(−βd) ε`   (ε = `label_smoothing`)
+//! - robust: `(−log σ(βd)(1 − ε) + log σ(−βd) ε) / (1 − 2ε)`
+//! - hinge: `max(0, 1 − βd)`
+//! - ipo: `(d − 1/(2β))²` and sigmoid_norm: `−log σ(βd)`, both on per-token averages
+//! - exo_pair: `σ(βd)(log σ(βd) − log(1 − ε)) + σ(−βd)(log σ(−βd) − log ε)`
+//! - nca_pair: `−log σ(βc) − ½ log σ(−βc) − ½ log σ(−βr)`
+//! - bco_pair: `−log σ(βc) − log σ(−βr)`
+//! - sppo_hard: `(c − 1/(2β))² + (r + 1/(2β))²`
+//! - apo_zero: `1 − σ(βc) + σ(βr)`; apo_down: `σ(βc) + 1 − σ(β(c − r))`
+//! - discopop: with `x = βd`, `m = σ(x/τ)`: `−log σ(x)(1 − m) + e^{−x} m` (τ = `discopop_tau`)
+//! - sft: the chosen completions' mean token NLL (over all their tokens in the batch)
 //!
-//! The loss is the mean over pairs. Rewards are `β(π − ρ)`, detached from the graph.
+//! A list of losses is their weighted sum, each the mean over pairs (`loss_weights`, 1 each
+//! by default). Rewards are `β(π − ρ)` from summed log-probs, detached from the graph.
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// DPOConfig's `loss_type` values supported here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum LossType {
     #[default]
     Sigmoid,
     Robust,
     Hinge,
     Ipo,
+    ExoPair,
+    NcaPair,
+    BcoPair,
+    SppoHard,
+    ApoZero,
+    ApoDown,
+    Discopop,
+    Sft,
+    SigmoidNorm,
+}
+
+impl LossType {
+    pub const ALL: [LossType; 13] = [
+        Self::Sigmoid,
+        Self::Robust,
+        Self::Hinge,
+        Self::Ipo,
+        Self::ExoPair,
+        Self::NcaPair,
+        Self::BcoPair,
+        Self::SppoHard,
+        Self::ApoZero,
+        Self::ApoDown,
+        Self::Discopop,
+        Self::Sft,
+        Self::SigmoidNorm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sigmoid => "sigmoid",
+            Self::Robust => "robust",
+            Self::Hinge => "hinge",
+            Self::Ipo => "ipo",
+            Self::ExoPair => "exo_pair",
+            Self::NcaPair => "nca_pair",
+            Self::BcoPair => "bco_pair",
+            Self::SppoHard => "sppo_hard",
+            Self::ApoZero => "apo_zero",
+            Self::ApoDown => "apo_down",
+            Self::Discopop => "discopop",
+            Self::Sft => "sft",
+            Self::SigmoidNorm => "sigmoid_norm",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the loss reads per-token average log-probs instead of sums (TRL's IPO).
+    pub fn uses_token_averages(self) -> bool {
+        matches!(self, Self::Ipo | Self::SigmoidNorm)
+    }
+}
+
+/// A weighted list of losses, each type at most once (a list of every type fits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossMix {
+    entries: [(LossType, f64); LossType::ALL.len()],
+    len: usize,
+}
+
+impl LossMix {
+    pub fn one(loss: LossType) -> Self {
+        Self::new(&[(loss, 1.0)]).expect("one loss")
+    }
+
+    /// `losses` with their weights; an error names a type listed twice or an empty list.
+    pub fn new(losses: &[(LossType, f64)]) -> std::result::Result<Self, String> {
+        if losses.is_empty() {
+            return Err("loss_type: the list is empty".into());
+        }
+        let mut entries = [(LossType::Sigmoid, 0.0); LossType::ALL.len()];
+        for (i, &(loss, weight)) in losses.iter().enumerate() {
+            if losses[..i].iter().any(|(earlier, _)| *earlier == loss) {
+                return Err(format!("loss_type: `{}` is listed twice", loss.name()));
+            }
+            entries[i] = (loss, weight);
+        }
+        Ok(Self {
+            entries,
+            len: losses.len(),
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (LossType, f64)> + '_ {
+        self.entries[..self.len].iter().copied()
+    }
+
+    pub fn contains(&self, loss: LossType) -> bool {
+        self.iter().any(|(t, _)| t == loss)
+    }
 }
 
 /// The DPOConfig keys the loss reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DpoLossConfig {
-    pub loss_type: LossType,
+    pub losses: LossMix,
     pub beta: f64,
     pub label_smoothing: f64,
     pub reference_free: bool,
-    /// RPO: adds `rpo_alpha` × the chosen completions' mean token NLL to the loss.
+    /// RPO (TRL 0.2x): adds `rpo_alpha` × the chosen completions' mean token NLL to the loss.
     pub rpo_alpha: Option<f64>,
+    /// DiscoPOP's temperature τ.
+    pub discopop_tau: f64,
 }
 
 impl Default for DpoLossConfig {
     /// TRL's defaults: sigmoid loss, β = 0.1, no smoothing, with a reference model.
     fn default() -> Self {
         Self {
-            loss_type: LossType::Sigmoid,
+            losses: LossMix::one(LossType::Sigmoid),
             beta: 0.1,
             label_smoothing: 0.0,
             reference_free: false,
             rpo_alpha: None,
+            discopop_tau: 0.05,
         }
     }
 }
@@ -75,43 +180,107 @@ pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
     y.ge(20.0)?.where_cond(&y, &smooth)?.neg()
 }
 
-pub fn dpo_loss(config: &DpoLossConfig, logps: &PairLogps<'_>) -> Result<DpoLossOutput> {
+/// The per-pair losses of `loss` (any type but `sft`, which needs token log-probs) on `logps`.
+pub fn pair_losses(
+    loss: LossType,
+    config: &DpoLossConfig,
+    logps: &PairLogps<'_>,
+) -> Result<Tensor> {
     let beta = config.beta;
     let epsilon = config.label_smoothing;
-    let policy_ratio = (logps.chosen - logps.rejected)?;
-    let h = if config.reference_free {
-        policy_ratio
-    } else {
-        (policy_ratio - (logps.reference_chosen - logps.reference_rejected)?)?
+    let log_ratio = |policy: &Tensor, reference: &Tensor| -> Result<Tensor> {
+        if config.reference_free {
+            Ok(policy.clone())
+        } else {
+            policy - reference
+        }
     };
-    let scaled = (&h * beta)?;
-    let losses = match config.loss_type {
+    let c = log_ratio(logps.chosen, logps.reference_chosen)?;
+    let r = log_ratio(logps.rejected, logps.reference_rejected)?;
+    let scaled = ((&c - &r)? * beta)?;
+    let sigmoid = |x: &Tensor| log_sigmoid(x)?.exp();
+    match loss {
+        LossType::SigmoidNorm => log_sigmoid(&scaled)?.neg(),
         LossType::Sigmoid => {
             let agree = (log_sigmoid(&scaled)? * -(1.0 - epsilon))?;
             let disagree = (log_sigmoid(&scaled.neg()?)? * -epsilon)?;
-            (agree + disagree)?
+            agree + disagree
         }
         LossType::Robust => {
             let agree = (log_sigmoid(&scaled)? * -(1.0 - epsilon))?;
             let disagree = (log_sigmoid(&scaled.neg()?)? * epsilon)?;
-            ((agree + disagree)? / (1.0 - 2.0 * epsilon))?
+            (agree + disagree)? / (1.0 - 2.0 * epsilon)
         }
-        LossType::Hinge => (scaled.neg()? + 1.0)?.relu()?,
-        LossType::Ipo => (h - 1.0 / (2.0 * beta))?.sqr()?,
-    };
-    let rewards = |policy: &Tensor, reference: &Tensor| -> Result<Tensor> {
-        let difference = if config.reference_free {
-            policy.clone()
-        } else {
-            (policy - reference)?
-        };
-        difference.detach() * beta
-    };
+        LossType::Hinge => (scaled.neg()? + 1.0)?.relu(),
+        LossType::Ipo => ((&c - &r)? - 1.0 / (2.0 * beta))?.sqr(),
+        LossType::ExoPair => {
+            let (log_win, log_lose) = (log_sigmoid(&scaled)?, log_sigmoid(&scaled.neg()?)?);
+            let win = (log_win.exp()? * (log_win - (-epsilon).ln_1p())?)?;
+            let lose = (log_lose.exp()? * (log_lose - epsilon.ln())?)?;
+            win + lose
+        }
+        LossType::NcaPair => {
+            let (chosen, rejected) = ((&c * beta)?, (&r * beta)?);
+            let first = log_sigmoid(&chosen)?.neg()?;
+            let second = (log_sigmoid(&chosen.neg()?)? * -0.5)?;
+            let third = (log_sigmoid(&rejected.neg()?)? * -0.5)?;
+            (first + second)? + third
+        }
+        LossType::BcoPair => {
+            let chosen = log_sigmoid(&(&c * beta)?)?.neg()?;
+            let rejected = log_sigmoid(&(&r * -beta)?)?.neg()?;
+            chosen + rejected
+        }
+        LossType::SppoHard => {
+            let winner = (&c - 0.5 / beta)?.sqr()?;
+            let loser = (&r + 0.5 / beta)?.sqr()?;
+            winner + loser
+        }
+        LossType::ApoZero => {
+            let chosen = (sigmoid(&(&c * beta)?)?.neg()? + 1.0)?;
+            chosen + sigmoid(&(&r * beta)?)?
+        }
+        LossType::ApoDown => {
+            let chosen = sigmoid(&(&c * beta)?)?;
+            chosen + (sigmoid(&scaled)?.neg()? + 1.0)?
+        }
+        LossType::Discopop => {
+            let modulation = sigmoid(&(&scaled / config.discopop_tau)?)?;
+            let logistic = log_sigmoid(&scaled)?.neg()?;
+            let exponential = scaled.neg()?.exp()?;
+            let keep = (modulation.neg()? + 1.0)?;
+            (logistic * keep)? + (exponential * modulation)?
+        }
+        LossType::Sft => candle_core::bail!("sft needs the completions' token log-probs"),
+    }
+}
+
+/// The weighted sum of the mix's losses on `logps` as given (each the mean over pairs), and
+/// the rewards. `dpo_batch` passes per-token averages to the losses that read them.
+pub fn dpo_loss(config: &DpoLossConfig, logps: &PairLogps<'_>) -> Result<DpoLossOutput> {
+    let mut total: Option<Tensor> = None;
+    for (loss, weight) in config.losses.iter() {
+        let term = (pair_losses(loss, config, logps)?.mean_all()? * weight)?;
+        total = Some(match total {
+            Some(sum) => (sum + term)?,
+            None => term,
+        });
+    }
     Ok(DpoLossOutput {
-        loss: losses.mean_all()?,
-        chosen_rewards: rewards(logps.chosen, logps.reference_chosen)?,
-        rejected_rewards: rewards(logps.rejected, logps.reference_rejected)?,
+        loss: total.expect("a mix has a loss"),
+        chosen_rewards: rewards(config, logps.chosen, logps.reference_chosen)?,
+        rejected_rewards: rewards(config, logps.rejected, logps.reference_rejected)?,
     })
+}
+
+/// `β(π − ρ)` per pair (`βπ` reference-free), detached.
+pub fn rewards(config: &DpoLossConfig, policy: &Tensor, reference: &Tensor) -> Result<Tensor> {
+    let difference = if config.reference_free {
+        policy.clone()
+    } else {
+        (policy - reference)?
+    };
+    difference.detach() * config.beta
 }
 
 /// Sum over each sequence of the log-probability of its next tokens where `mask` is 1:

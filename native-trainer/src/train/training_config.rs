@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::dpo_batch::{Truncation, TruncationMode};
-use super::dpo_loss::{DpoLossConfig, LossType};
+use super::dpo_loss::{DpoLossConfig, LossMix, LossType};
 use super::lora::LoraConfig;
 use super::optimization::{AdamWParams, SchedulerType};
 use super::precision::Precision;
@@ -56,12 +56,22 @@ pub enum EvalStrategy {
     Epoch,
 }
 
-/// `loss_type` as DPOConfig takes it: a name, or a list of one name.
+/// `loss_type` as DPOConfig takes it: a name, or a list of names (weighted by
+/// `loss_weights`). Names are checked by `validate`, which names a bad one and the accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LossTypeSetting {
-    One(LossType),
-    List(Vec<LossType>),
+    One(String),
+    List(Vec<String>),
+}
+
+impl LossTypeSetting {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            Self::One(name) => vec![name.as_str()],
+            Self::List(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// `target_modules`: a list, or `"all-linear"`.
@@ -127,7 +137,11 @@ pub struct TrainingConfig {
     // DPOConfig
     pub beta: f64,
     pub loss_type: LossTypeSetting,
+    /// One weight per `loss_type` entry; all 1 when unset (TRL 1.x).
+    pub loss_weights: Option<Vec<f64>>,
     pub label_smoothing: f64,
+    /// DiscoPOP's temperature (TRL 1.x).
+    pub discopop_tau: f64,
     /// Longest prompt + completion in tokens; 0 keeps every token.
     pub max_length: usize,
     /// Longest prompt in tokens (its end is kept); 0 keeps every token.
@@ -208,7 +222,9 @@ impl Default for TrainingConfig {
             eval_strategy: EvalStrategy::No,
             eval_steps: None,
             beta: 0.1,
-            loss_type: LossTypeSetting::One(LossType::Sigmoid),
+            loss_type: LossTypeSetting::One("sigmoid".into()),
+            loss_weights: None,
+            discopop_tau: 0.05,
             label_smoothing: 0.0,
             max_length: 1024,
             max_prompt_length: 0,
@@ -359,12 +375,17 @@ impl TrainingConfig {
         {
             return Err(format!("rpo_alpha must be ≥ 0, got {alpha}"));
         }
-        if let LossTypeSetting::List(list) = &self.loss_type
-            && list.len() != 1
-        {
+        let losses = self.loss_mix()?;
+        if losses.contains(LossType::ExoPair) && self.label_smoothing == 0.0 {
+            return Err(
+                "loss_type exo_pair needs label_smoothing > 0 (the EXO paper recommends 1e-3)"
+                    .into(),
+            );
+        }
+        if !(self.discopop_tau.is_finite() && self.discopop_tau > 0.0) {
             return Err(format!(
-                "loss_type: combining losses is not supported; give one of sigmoid, robust, hinge, ipo (got {} entries)",
-                list.len()
+                "discopop_tau must be > 0, got {}",
+                self.discopop_tau
             ));
         }
         if self.eval_strategy != EvalStrategy::No && self.eval_dataset_name.is_none() {
@@ -389,13 +410,46 @@ impl TrainingConfig {
         Ok(())
     }
 
-    pub fn loss_config(&self) -> DpoLossConfig {
-        let loss_type = match &self.loss_type {
-            LossTypeSetting::One(kind) => *kind,
-            LossTypeSetting::List(list) => list.first().copied().unwrap_or_default(),
+    /// `loss_type` with `loss_weights`; an error names an unknown loss (with the accepted
+    /// ones), a repeated one, or weights that do not match the list.
+    pub fn loss_mix(&self) -> std::result::Result<LossMix, String> {
+        let names = self.loss_type.names();
+        let weights = match &self.loss_weights {
+            Some(weights) if weights.len() != names.len() => {
+                return Err(format!(
+                    "loss_weights has {} entries for {} loss_type entries",
+                    weights.len(),
+                    names.len()
+                ));
+            }
+            Some(weights) => weights.clone(),
+            None => vec![1.0; names.len()],
         };
+        let mut losses = Vec::new();
+        for (name, weight) in names.into_iter().zip(weights) {
+            let loss = LossType::from_name(name).ok_or_else(|| {
+                format!(
+                    "loss_type: unknown loss `{name}` (accepted: {}; not yet: aot, \
+                     aot_unpaired)",
+                    LossType::ALL.map(LossType::name).join(", ")
+                )
+            })?;
+            if !weight.is_finite() {
+                return Err(format!(
+                    "loss_weights: `{weight}` for {name} is not a number"
+                ));
+            }
+            losses.push((loss, weight));
+        }
+        LossMix::new(&losses)
+    }
+
+    pub fn loss_config(&self) -> DpoLossConfig {
         DpoLossConfig {
-            loss_type,
+            losses: self
+                .loss_mix()
+                .expect("validate() checked loss_type and loss_weights"),
+            discopop_tau: self.discopop_tau,
             beta: self.beta,
             label_smoothing: self.label_smoothing,
             reference_free: self.reference_free,

@@ -497,10 +497,25 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
 #[test]
 fn bad_settings_name_the_key() {
     let ws = Workspace::new();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["learning_rat=1e-5"], "unknown field `learning_rat`"),
         (&["beta=-1"], "beta must be > 0"),
-        (&["loss_type=\"exo_pair\""], "loss_type"),
+        (
+            &["loss_type=\"exo_pair\""],
+            "loss_type exo_pair needs label_smoothing > 0",
+        ),
+        (
+            &["loss_type=[\"apo_zeroo\"]"],
+            "loss_type: unknown loss `apo_zeroo` (accepted: sigmoid, robust, hinge, ipo, exo_pair",
+        ),
+        (
+            &["loss_type=[\"sigmoid\", \"sft\"]", "loss_weights=[1.0]"],
+            "loss_weights has 1 entries for 2 loss_type entries",
+        ),
+        (
+            &["loss_type=[\"sigmoid\", \"sigmoid\"]"],
+            "`sigmoid` is listed twice",
+        ),
         (
             &["lora_target_modules=[\"q_proj\",\"attn\"]"],
             "unknown module `attn`",
@@ -531,6 +546,42 @@ fn bad_settings_name_the_key() {
             stderr.contains(expected),
             "{settings:?}: expected `{expected}` in {stderr}"
         );
+    }
+}
+
+/// TRL 1.x's list form: MPO's three losses with their weights, and a one-entry list, train
+/// from the command line (their values are checked against TRL in `train_trl_parity.rs`).
+#[test]
+fn weighted_loss_lists_train_from_the_command_line() {
+    let ws = Workspace::new();
+    for (i, settings) in [
+        &[
+            "loss_type=[\"sigmoid\", \"bco_pair\", \"sft\"]",
+            "loss_weights=[0.8, 0.2, 1.0]",
+        ][..],
+        &["loss_type=[\"apo_zero\"]"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut args = vec!["train", "--max-steps", "2"];
+        for setting in settings {
+            args.extend(["--set", setting]);
+        }
+        let out = ws.path(&format!("run-{i}"));
+        succeed(
+            run_dpo(
+                &args,
+                &[
+                    ("--model", &ws.model()),
+                    ("--data", &ws.path("train.jsonl")),
+                    ("--output-dir", &out),
+                ],
+            ),
+            "dpo train with a loss list",
+        );
+        let logged = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert!(logged.contains("\"loss\""), "{logged}");
     }
 }
 

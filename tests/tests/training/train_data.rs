@@ -5,7 +5,9 @@
 
 use candle_core::{Device, Tensor};
 use native_trainer::train::dpo_batch::{DpoBatch, Truncation, TruncationMode, dpo_step};
-use native_trainer::train::dpo_loss::{DpoLossConfig, LossType, log_sigmoid, sequence_logps};
+use native_trainer::train::dpo_loss::{
+    DpoLossConfig, LossMix, LossType, log_sigmoid, sequence_logps,
+};
 use native_trainer::train::pair_tokens::PairTokens;
 use native_trainer::train::preference_file::parse_row;
 use native_trainer::train::{Qwen2, Qwen2Config};
@@ -234,7 +236,7 @@ fn rpo_adds_the_chosen_token_nll_and_ipo_averages_per_token() {
         &batch,
         &reference,
         &DpoLossConfig {
-            loss_type: LossType::Ipo,
+            losses: LossMix::one(LossType::Ipo),
             beta,
             ..DpoLossConfig::default()
         },

@@ -1,11 +1,11 @@
 //! TRL's DPO losses as written in `dpo_trainer.py`, evaluated here in f64 from the formulas
-//! (sigmoid with label smoothing, robust, hinge, IPO, reference-free), against our candle
-//! implementation; rewards are β(π − ρ) and carry no gradient; sequence log-probs score token
+//! (every sequence-level `loss_type` of TRL 1.16, sigmoid with 0.2x's label smoothing,
+//! reference-free, a weighted list), against our candle implementation; rewards are β(π − ρ) and carry no gradient; sequence log-probs score token
 //! i + 1 with position i's logits, completion tokens only.
 
 use candle_core::{Device, Tensor, Var};
 use native_trainer::train::dpo_loss::{
-    DpoLossConfig, LossType, PairLogps, dpo_loss, sequence_logps,
+    DpoLossConfig, LossMix, LossType, PairLogps, dpo_loss, sequence_logps,
 };
 
 const CHOSEN: [f64; 4] = [-12.0, -30.5, -3.25, -80.0];
@@ -17,20 +17,45 @@ fn log_sigmoid(x: f64) -> f64 {
     -(1.0 + (-x).exp()).ln()
 }
 
-/// TRL's per-pair loss, straight from its formulas.
-fn expected_loss(config: &DpoLossConfig, i: usize) -> f64 {
-    let mut h = CHOSEN[i] - REJECTED[i];
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// TRL's per-pair loss of `loss`, straight from its formulas (`dpo_trainer.py`, TRL 1.16;
+/// sigmoid keeps 0.2x's label smoothing).
+fn expected_loss(loss: LossType, config: &DpoLossConfig, i: usize) -> f64 {
+    let (mut c, mut r) = (CHOSEN[i], REJECTED[i]);
     if !config.reference_free {
-        h -= REFERENCE_CHOSEN[i] - REFERENCE_REJECTED[i];
+        c -= REFERENCE_CHOSEN[i];
+        r -= REFERENCE_REJECTED[i];
     }
+    let h = c - r;
     let (beta, e) = (config.beta, config.label_smoothing);
-    match config.loss_type {
+    match loss {
         LossType::Sigmoid => -log_sigmoid(beta * h) * (1.0 - e) - log_sigmoid(-beta * h) * e,
         LossType::Robust => {
             (-log_sigmoid(beta * h) * (1.0 - e) + log_sigmoid(-beta * h) * e) / (1.0 - 2.0 * e)
         }
         LossType::Hinge => (1.0 - beta * h).max(0.0),
         LossType::Ipo => (h - 1.0 / (2.0 * beta)).powi(2),
+        LossType::SigmoidNorm => -log_sigmoid(beta * h),
+        LossType::ExoPair => {
+            let (qw, ql) = (sigmoid(beta * h), sigmoid(-beta * h));
+            qw * (log_sigmoid(beta * h) - (1.0 - e).ln()) + ql * (log_sigmoid(-beta * h) - e.ln())
+        }
+        LossType::NcaPair => {
+            -log_sigmoid(beta * c) - 0.5 * log_sigmoid(-beta * c) - 0.5 * log_sigmoid(-beta * r)
+        }
+        LossType::BcoPair => -log_sigmoid(beta * c) - log_sigmoid(-beta * r),
+        LossType::SppoHard => (c - 0.5 / beta).powi(2) + (r + 0.5 / beta).powi(2),
+        LossType::ApoZero => 1.0 - sigmoid(beta * c) + sigmoid(beta * r),
+        LossType::ApoDown => sigmoid(beta * c) + 1.0 - sigmoid(beta * (c - r)),
+        LossType::Discopop => {
+            let x = beta * h;
+            let m = sigmoid(x / config.discopop_tau);
+            -log_sigmoid(x) * (1.0 - m) + (-x).exp() * m
+        }
+        LossType::Sft => unreachable!("sft reads token log-probs"),
     }
 }
 
@@ -40,33 +65,46 @@ fn tensor(values: &[f64]) -> Tensor {
 
 #[test]
 fn every_loss_type_matches_trls_formula() {
-    let configs = [
+    let one = |loss, adjust: fn(&mut DpoLossConfig)| {
+        let mut config = DpoLossConfig {
+            losses: LossMix::one(loss),
+            ..DpoLossConfig::default()
+        };
+        adjust(&mut config);
+        config
+    };
+    let mut configs = vec![
         DpoLossConfig::default(),
-        DpoLossConfig {
-            label_smoothing: 0.1,
-            beta: 0.5,
-            ..DpoLossConfig::default()
-        },
-        DpoLossConfig {
-            loss_type: LossType::Robust,
-            label_smoothing: 0.2,
-            ..DpoLossConfig::default()
-        },
-        DpoLossConfig {
-            loss_type: LossType::Hinge,
-            beta: 0.3,
-            ..DpoLossConfig::default()
-        },
-        DpoLossConfig {
-            loss_type: LossType::Ipo,
-            beta: 0.25,
-            ..DpoLossConfig::default()
-        },
+        one(LossType::Sigmoid, |c| {
+            c.label_smoothing = 0.1;
+            c.beta = 0.5;
+        }),
+        one(LossType::Robust, |c| c.label_smoothing = 0.2),
+        one(LossType::Hinge, |c| c.beta = 0.3),
+        one(LossType::Ipo, |c| c.beta = 0.25),
+        one(LossType::ExoPair, |c| c.label_smoothing = 1e-3),
+        one(LossType::Discopop, |c| c.discopop_tau = 0.5),
         DpoLossConfig {
             reference_free: true,
             ..DpoLossConfig::default()
         },
     ];
+    // Every loss at TRL's defaults (exo_pair needs label smoothing: above).
+    for loss in LossType::ALL {
+        if !matches!(loss, LossType::Sft | LossType::ExoPair) {
+            configs.push(one(loss, |_| {}));
+        }
+    }
+    // A weighted list: the sum of each loss's mean times its weight.
+    configs.push(DpoLossConfig {
+        losses: LossMix::new(&[
+            (LossType::Sigmoid, 0.8),
+            (LossType::BcoPair, 0.2),
+            (LossType::ApoZero, 1.5),
+        ])
+        .unwrap(),
+        ..DpoLossConfig::default()
+    });
     let (c, r, rc, rr) = (
         tensor(&CHOSEN),
         tensor(&REJECTED),
@@ -82,7 +120,13 @@ fn every_loss_type_matches_trls_formula() {
         };
         let out = dpo_loss(&config, &logps).unwrap();
         let ours: f64 = out.loss.to_scalar().unwrap();
-        let expected = (0..4).map(|i| expected_loss(&config, i)).sum::<f64>() / 4.0;
+        let expected: f64 = config
+            .losses
+            .iter()
+            .map(|(loss, weight)| {
+                weight * (0..4).map(|i| expected_loss(loss, &config, i)).sum::<f64>() / 4.0
+            })
+            .sum();
         assert!(
             (ours - expected).abs() <= 1e-12 * expected.abs().max(1.0),
             "{config:?}: ours {ours}, TRL's formula {expected}"

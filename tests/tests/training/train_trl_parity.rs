@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flywheel_tests::{fixture, real_model};
 use native_trainer::train::dpo_batch::{DpoBatch, dpo_step};
-use native_trainer::train::dpo_loss::DpoLossConfig;
+use native_trainer::train::dpo_loss::{DpoLossConfig, LossMix, LossType};
 use native_trainer::train::optimization::{AdamWParams, TrainerOptimizer};
 use native_trainer::train::pair_tokens::{PairTokens, tokenize_pair};
 use native_trainer::train::{Qwen2, Qwen2Config};
@@ -341,6 +341,78 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
                 close(chosen, metric("rewards/chosen"), 1e-2, 1e-3),
                 "{name}: rewards/chosen"
             );
+            optimizer.step(&grads).unwrap();
+        }
+    }
+}
+
+/// TRL 1.16's other losses (`tests/fixtures/make_dpo_loss_fixtures.py`): each `loss_type`
+/// alone, and MPO's weighted list, trained 10 full-batch steps from the same start on the
+/// standard pairs, give TRL's loss at every step (±2e-3 relative) and its reward metrics.
+#[test]
+fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
+    let pairs_fixture = fixture("dpo_trl.json");
+    let losses = fixture("dpo_trl_losses.json");
+    let config: Qwen2Config = serde_json::from_value(pairs_fixture["config"].clone()).unwrap();
+    let examples = pairs_fixture["datasets"]["standard"]["examples"]
+        .as_array()
+        .unwrap();
+    let batch = DpoBatch::collate(&fixture_pairs(examples), 0, None, &Device::Cpu).unwrap();
+    for (name, case) in losses["cases"].as_object().unwrap() {
+        let settings = &case["settings"];
+        let names: Vec<String> = serde_json::from_value(settings["loss_type"].clone()).unwrap();
+        let weights: Vec<f64> = match settings.get("loss_weights") {
+            Some(weights) => serde_json::from_value(weights.clone()).unwrap(),
+            None => vec![1.0; names.len()],
+        };
+        let mix: Vec<(LossType, f64)> = names
+            .iter()
+            .zip(weights)
+            .map(|(n, w)| (LossType::from_name(n).unwrap(), w))
+            .collect();
+        let loss_config = DpoLossConfig {
+            losses: LossMix::new(&mix).unwrap(),
+            beta: losses["beta"].as_f64().unwrap(),
+            label_smoothing: settings
+                .get("label_smoothing")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            ..DpoLossConfig::default()
+        };
+        let (reference, trainable, policy) = reference_and_policy(&config);
+        let reference_logps = batch.logps(&reference, false).unwrap();
+        let mut optimizer = TrainerOptimizer::new(
+            named_vars(&trainable),
+            AdamWParams {
+                learning_rate: losses["learning_rate"].as_f64().unwrap(),
+                ..AdamWParams::default()
+            },
+        )
+        .unwrap();
+        for (step, expected) in case["log_history"].as_array().unwrap().iter().enumerate() {
+            let (loss, metrics) =
+                dpo_step(&policy, &batch, &reference_logps, &loss_config).unwrap();
+            let grads = loss.backward().unwrap();
+            let ours = serde_json::to_value(&metrics).unwrap();
+            let step_name = format!("{name} step {}", step + 1);
+            eprintln!(
+                "{step_name}: loss {:.6} (TRL {:.6})",
+                metrics.loss,
+                expected["loss"].as_f64().unwrap()
+            );
+            for (key, relative, absolute) in [
+                ("loss", 2e-3, 1e-5),
+                ("rewards/chosen", 1e-2, 1e-3),
+                ("rewards/rejected", 1e-2, 1e-3),
+                ("rewards/margins", 1e-2, 1e-3),
+                ("logps/chosen", 1e-3, 1e-3),
+            ] {
+                let (a, b) = (ours[key].as_f64().unwrap(), expected[key].as_f64().unwrap());
+                assert!(
+                    close(a, b, relative, absolute),
+                    "{step_name}: {key} ours {a}, TRL {b}"
+                );
+            }
             optimizer.step(&grads).unwrap();
         }
     }
