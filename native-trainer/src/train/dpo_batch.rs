@@ -370,34 +370,25 @@ fn dpo_objective(
         reference_chosen: &reference_chosen,
         reference_rejected: &reference_rejected,
     };
-    // Rewards and most losses read summed log-probs; IPO and sigmoid_norm per-token averages;
-    // sft the chosen completions' mean token NLL.
+    // Rewards and the losses read summed log-probs (IPO and sigmoid_norm divide their scores by
+    // the completions' lengths); sft the chosen completions' mean token NLL.
     let chosen_rewards = rewards(config, &chosen, &reference_chosen)?;
     let rejected_rewards = rewards(config, &rejected, &reference_rejected)?;
     let lengths = batch.completion_lengths()?;
     let (chosen_lengths, rejected_lengths) = batch.split(&lengths)?;
-    let averaged_logps = [
-        (&chosen / &chosen_lengths)?,
-        (&rejected / &rejected_lengths)?,
-        (&reference_chosen / &chosen_lengths)?,
-        (&reference_rejected / &rejected_lengths)?,
-    ];
-    let averaged = PairLogps {
-        chosen: &averaged_logps[0],
-        rejected: &averaged_logps[1],
-        reference_chosen: &averaged_logps[2],
-        reference_rejected: &averaged_logps[3],
-    };
     let (chosen_mask, _) = batch.split(&batch.completion_mask)?;
     let chosen_nll = (chosen.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
     let mut loss: Option<Tensor> = None;
     for (kind, weight) in config.losses.iter() {
         let term = match kind {
             LossType::Sft => chosen_nll.clone(),
-            kind if kind.uses_token_averages() => {
-                pair_losses(kind, config, &averaged)?.mean_all()?
-            }
-            kind => pair_losses(kind, config, &summed)?.mean_all()?,
+            kind => pair_losses(
+                kind,
+                config,
+                &summed,
+                Some((&chosen_lengths, &rejected_lengths)),
+            )?
+            .mean_all()?,
         };
         let term = (term * weight)?;
         loss = Some(match loss {

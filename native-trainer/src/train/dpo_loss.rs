@@ -15,7 +15,11 @@
 //! - apo_zero: `1 − σ(βc) + σ(βr)`; apo_down: `σ(βc) + 1 − σ(β(c − r))`
 //! - discopop: with `x = βd`, `m = σ(x/τ)`: `−log σ(x)(1 − m) + e^{−x} m` (τ = `discopop_tau`)
 //! - sft: the chosen completions' mean token NLL (over all their tokens in the batch)
+//! - aot / aot_unpaired: sigmoid on `sort(π_c − π_r) − sort(ρ_c − ρ_r)` / `sort(c) − sort(r)`
+//!   (sorted over the batch)
 //!
+//! `f_divergence_type` replaces `c` and `r` in the first group's `d` by the divergence's
+//! scores (forward KL `1 − e^{−u}`, JS `log 2 + log σ(u)`, α `(e^{(α−1)u} − 1)/(α − 1)`).
 //! A list of losses is their weighted sum, each the mean over pairs (`loss_weights`, 1 each
 //! by default). Rewards are `β(π − ρ)` from summed log-probs, detached from the graph.
 
@@ -40,10 +44,12 @@ pub enum LossType {
     Discopop,
     Sft,
     SigmoidNorm,
+    Aot,
+    AotUnpaired,
 }
 
 impl LossType {
-    pub const ALL: [LossType; 13] = [
+    pub const ALL: [LossType; 15] = [
         Self::Sigmoid,
         Self::Robust,
         Self::Hinge,
@@ -57,6 +63,8 @@ impl LossType {
         Self::Discopop,
         Self::Sft,
         Self::SigmoidNorm,
+        Self::Aot,
+        Self::AotUnpaired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +82,8 @@ impl LossType {
             Self::Discopop => "discopop",
             Self::Sft => "sft",
             Self::SigmoidNorm => "sigmoid_norm",
+            Self::Aot => "aot",
+            Self::AotUnpaired => "aot_unpaired",
         }
     }
 
@@ -81,9 +91,72 @@ impl LossType {
         Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// Whether the loss reads per-token average log-probs instead of sums (TRL's IPO).
+    /// Whether the loss reads per-token average scores instead of sums (TRL's IPO).
     pub fn uses_token_averages(self) -> bool {
         matches!(self, Self::Ipo | Self::SigmoidNorm)
+    }
+
+    /// Whether an f-divergence other than reverse KL may replace its log-ratios (TRL's set).
+    pub fn takes_f_divergence(self) -> bool {
+        matches!(
+            self,
+            Self::Sigmoid
+                | Self::SigmoidNorm
+                | Self::Hinge
+                | Self::Ipo
+                | Self::ExoPair
+                | Self::Robust
+                | Self::Discopop
+                | Self::Sft
+        )
+    }
+}
+
+/// `f_divergence_type`: how a log-ratio `u = log(π/ρ)` becomes the score the pairwise losses
+/// compare (f′ of the divergence at `t = e^u`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum FDivergence {
+    /// `u` (standard DPO).
+    #[default]
+    ReverseKl,
+    /// `1 − e^{−u}`.
+    ForwardKl,
+    /// `log 2 + log σ(u)`.
+    JsDivergence,
+    /// `(e^{(α−1)u} − 1) / (α − 1)` (exponent clamped at 80, as TRL in f32); `u` at α = 1.
+    AlphaDivergence(f64),
+}
+
+impl FDivergence {
+    pub const NAMES: [&str; 4] = [
+        "reverse_kl",
+        "forward_kl",
+        "js_divergence",
+        "alpha_divergence",
+    ];
+
+    /// From TRL's `f_divergence_type` and `f_alpha_divergence_coef`.
+    pub fn from_name(name: &str, alpha: f64) -> Option<Self> {
+        Some(match name {
+            "reverse_kl" => Self::ReverseKl,
+            "forward_kl" => Self::ForwardKl,
+            "js_divergence" => Self::JsDivergence,
+            "alpha_divergence" => Self::AlphaDivergence(alpha),
+            _ => return None,
+        })
+    }
+
+    fn score(self, log_ratio: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::ReverseKl => Ok(log_ratio.clone()),
+            Self::ForwardKl => log_ratio.neg()?.exp()?.neg()? + 1.0,
+            Self::JsDivergence => log_sigmoid(log_ratio)? + std::f64::consts::LN_2,
+            Self::AlphaDivergence(alpha) if (alpha - 1.0).abs() < 1e-6 => Ok(log_ratio.clone()),
+            Self::AlphaDivergence(alpha) => {
+                let t = (log_ratio * (alpha - 1.0))?.minimum(80.0)?;
+                (t.exp()? - 1.0)? / (alpha - 1.0)
+            }
+        }
     }
 }
 
@@ -137,6 +210,7 @@ pub struct DpoLossConfig {
     pub rpo_alpha: Option<f64>,
     /// DiscoPOP's temperature τ.
     pub discopop_tau: f64,
+    pub f_divergence: FDivergence,
 }
 
 impl Default for DpoLossConfig {
@@ -149,6 +223,7 @@ impl Default for DpoLossConfig {
             reference_free: false,
             rpo_alpha: None,
             discopop_tau: 0.05,
+            f_divergence: FDivergence::ReverseKl,
         }
     }
 }
@@ -180,11 +255,14 @@ pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
     y.ge(20.0)?.where_cond(&y, &smooth)?.neg()
 }
 
-/// The per-pair losses of `loss` (any type but `sft`, which needs token log-probs) on `logps`.
+/// The per-pair losses of `loss` (any type but `sft`, which needs token log-probs) on summed
+/// `logps`; `lengths` (chosen, rejected completion tokens) divide the scores of the losses on
+/// per-token averages (as 1 when `None`).
 pub fn pair_losses(
     loss: LossType,
     config: &DpoLossConfig,
     logps: &PairLogps<'_>,
+    lengths: Option<(&Tensor, &Tensor)>,
 ) -> Result<Tensor> {
     let beta = config.beta;
     let epsilon = config.label_smoothing;
@@ -197,7 +275,18 @@ pub fn pair_losses(
     };
     let c = log_ratio(logps.chosen, logps.reference_chosen)?;
     let r = log_ratio(logps.rejected, logps.reference_rejected)?;
-    let scaled = ((&c - &r)? * beta)?;
+    // The pairwise losses compare the f-divergence's scores (the log-ratios under reverse KL).
+    let (mut chosen_score, mut rejected_score) = (
+        config.f_divergence.score(&c)?,
+        config.f_divergence.score(&r)?,
+    );
+    if let (true, Some((chosen_lengths, rejected_lengths))) = (loss.uses_token_averages(), lengths)
+    {
+        chosen_score = (chosen_score / chosen_lengths)?;
+        rejected_score = (rejected_score / rejected_lengths)?;
+    }
+    let d = (&chosen_score - &rejected_score)?;
+    let scaled = (&d * beta)?;
     let sigmoid = |x: &Tensor| log_sigmoid(x)?.exp();
     match loss {
         LossType::SigmoidNorm => log_sigmoid(&scaled)?.neg(),
@@ -212,7 +301,7 @@ pub fn pair_losses(
             (agree + disagree)? / (1.0 - 2.0 * epsilon)
         }
         LossType::Hinge => (scaled.neg()? + 1.0)?.relu(),
-        LossType::Ipo => ((&c - &r)? - 1.0 / (2.0 * beta))?.sqr(),
+        LossType::Ipo => (d - 1.0 / (2.0 * beta))?.sqr(),
         LossType::ExoPair => {
             let (log_win, log_lose) = (log_sigmoid(&scaled)?, log_sigmoid(&scaled.neg()?)?);
             let win = (log_win.exp()? * (log_win - (-epsilon).ln_1p())?)?;
@@ -251,6 +340,23 @@ pub fn pair_losses(
             let keep = (modulation.neg()? + 1.0)?;
             (logistic * keep)? + (exponential * modulation)?
         }
+        LossType::Aot | LossType::AotUnpaired => {
+            // Sorted over the batch: AOT aligns the quantiles of two distributions.
+            let sorted = |t: &Tensor| -> Result<Tensor> {
+                t.index_select(&t.detach().arg_sort_last_dim(true)?, 0)
+            };
+            let delta = if loss == LossType::Aot {
+                let policy = (logps.chosen - logps.rejected)?;
+                let reference = (logps.reference_chosen - logps.reference_rejected)?;
+                (sorted(&policy)? - sorted(&reference)?)?
+            } else {
+                (sorted(&c)? - sorted(&r)?)?
+            };
+            let scaled = (delta * beta)?;
+            let agree = (log_sigmoid(&scaled)? * -(1.0 - epsilon))?;
+            let disagree = (log_sigmoid(&scaled.neg()?)? * -epsilon)?;
+            agree + disagree
+        }
         LossType::Sft => candle_core::bail!("sft needs the completions' token log-probs"),
     }
 }
@@ -260,7 +366,7 @@ pub fn pair_losses(
 pub fn dpo_loss(config: &DpoLossConfig, logps: &PairLogps<'_>) -> Result<DpoLossOutput> {
     let mut total: Option<Tensor> = None;
     for (loss, weight) in config.losses.iter() {
-        let term = (pair_losses(loss, config, logps)?.mean_all()? * weight)?;
+        let term = (pair_losses(loss, config, logps, None)?.mean_all()? * weight)?;
         total = Some(match total {
             Some(sum) => (sum + term)?,
             None => term,

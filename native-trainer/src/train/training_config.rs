@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::dpo_batch::{Truncation, TruncationMode};
-use super::dpo_loss::{DpoLossConfig, LossMix, LossType};
+use super::dpo_loss::{DpoLossConfig, FDivergence, LossMix, LossType};
 use super::lora::LoraConfig;
 use super::optimization::{AdamWParams, SchedulerType};
 use super::precision::Precision;
@@ -142,6 +142,9 @@ pub struct TrainingConfig {
     pub label_smoothing: f64,
     /// DiscoPOP's temperature (TRL 1.x).
     pub discopop_tau: f64,
+    /// `reverse_kl` (standard DPO), `forward_kl`, `js_divergence` or `alpha_divergence`.
+    pub f_divergence_type: String,
+    pub f_alpha_divergence_coef: f64,
     /// Longest prompt + completion in tokens; 0 keeps every token.
     pub max_length: usize,
     /// Longest prompt in tokens (its end is kept); 0 keeps every token.
@@ -225,6 +228,8 @@ impl Default for TrainingConfig {
             loss_type: LossTypeSetting::One("sigmoid".into()),
             loss_weights: None,
             discopop_tau: 0.05,
+            f_divergence_type: "reverse_kl".into(),
+            f_alpha_divergence_coef: 0.5,
             label_smoothing: 0.0,
             max_length: 1024,
             max_prompt_length: 0,
@@ -382,6 +387,24 @@ impl TrainingConfig {
                     .into(),
             );
         }
+        let divergence = self.f_divergence()?;
+        if divergence != FDivergence::ReverseKl
+            && let Some((loss, _)) = losses.iter().find(|(loss, _)| !loss.takes_f_divergence())
+        {
+            return Err(format!(
+                "f_divergence_type = {} is only supported for the loss types {} (TRL's rule: the \
+                 reparameterization cancels only in the chosen-rejected difference); loss_type \
+                 has `{}`",
+                self.f_divergence_type,
+                LossType::ALL
+                    .into_iter()
+                    .filter(|t| t.takes_f_divergence())
+                    .map(LossType::name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                loss.name()
+            ));
+        }
         if !(self.discopop_tau.is_finite() && self.discopop_tau > 0.0) {
             return Err(format!(
                 "discopop_tau must be > 0, got {}",
@@ -429,8 +452,7 @@ impl TrainingConfig {
         for (name, weight) in names.into_iter().zip(weights) {
             let loss = LossType::from_name(name).ok_or_else(|| {
                 format!(
-                    "loss_type: unknown loss `{name}` (accepted: {}; not yet: aot, \
-                     aot_unpaired)",
+                    "loss_type: unknown loss `{name}` (accepted: {})",
                     LossType::ALL.map(LossType::name).join(", ")
                 )
             })?;
@@ -444,8 +466,24 @@ impl TrainingConfig {
         LossMix::new(&losses)
     }
 
+    /// `f_divergence_type` with its coefficient; an error names the accepted types.
+    pub fn f_divergence(&self) -> std::result::Result<FDivergence, String> {
+        FDivergence::from_name(&self.f_divergence_type, self.f_alpha_divergence_coef).ok_or_else(
+            || {
+                format!(
+                    "f_divergence_type: unknown `{}` (accepted: {})",
+                    self.f_divergence_type,
+                    FDivergence::NAMES.join(", ")
+                )
+            },
+        )
+    }
+
     pub fn loss_config(&self) -> DpoLossConfig {
         DpoLossConfig {
+            f_divergence: self
+                .f_divergence()
+                .expect("validate() checked f_divergence_type"),
             losses: self
                 .loss_mix()
                 .expect("validate() checked loss_type and loss_weights"),

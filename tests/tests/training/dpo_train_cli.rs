@@ -497,7 +497,18 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
 #[test]
 fn bad_settings_name_the_key() {
     let ws = Workspace::new();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &[
+                "loss_type=[\"bco_pair\"]",
+                "f_divergence_type=\"js_divergence\"",
+            ],
+            "f_divergence_type = js_divergence is only supported for the loss types sigmoid",
+        ),
+        (
+            &["f_divergence_type=\"kl\""],
+            "f_divergence_type: unknown `kl` (accepted: reverse_kl, forward_kl, js_divergence, alpha_divergence)",
+        ),
         (&["learning_rat=1e-5"], "unknown field `learning_rat`"),
         (&["beta=-1"], "beta must be > 0"),
         (

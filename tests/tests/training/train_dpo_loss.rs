@@ -55,6 +55,29 @@ fn expected_loss(loss: LossType, config: &DpoLossConfig, i: usize) -> f64 {
             let m = sigmoid(x / config.discopop_tau);
             -log_sigmoid(x) * (1.0 - m) + (-x).exp() * m
         }
+        LossType::Aot | LossType::AotUnpaired => {
+            // The i-th smallest against the i-th smallest, over the batch.
+            let sorted = |values: [f64; 4]| {
+                let mut values = values;
+                values.sort_by(f64::total_cmp);
+                values
+            };
+            let ratio = |free: bool, a: [f64; 4], b: [f64; 4]| -> [f64; 4] {
+                std::array::from_fn(|k| if free { a[k] } else { a[k] - b[k] })
+            };
+            let delta = if loss == LossType::Aot {
+                let policy = sorted(std::array::from_fn(|k| CHOSEN[k] - REJECTED[k]));
+                let reference = sorted(std::array::from_fn(|k| {
+                    REFERENCE_CHOSEN[k] - REFERENCE_REJECTED[k]
+                }));
+                policy[i] - reference[i]
+            } else {
+                let free = config.reference_free;
+                sorted(ratio(free, CHOSEN, REFERENCE_CHOSEN))[i]
+                    - sorted(ratio(free, REJECTED, REFERENCE_REJECTED))[i]
+            };
+            -log_sigmoid(beta * delta) * (1.0 - e) - log_sigmoid(-beta * delta) * e
+        }
         LossType::Sft => unreachable!("sft reads token log-probs"),
     }
 }

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flywheel_tests::{fixture, real_model};
 use native_trainer::train::dpo_batch::{DpoBatch, dpo_step};
-use native_trainer::train::dpo_loss::{DpoLossConfig, LossMix, LossType};
+use native_trainer::train::dpo_loss::{DpoLossConfig, FDivergence, LossMix, LossType};
 use native_trainer::train::optimization::{AdamWParams, TrainerOptimizer};
 use native_trainer::train::pair_tokens::{PairTokens, tokenize_pair};
 use native_trainer::train::{Qwen2, Qwen2Config};
@@ -347,8 +347,9 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
 }
 
 /// TRL 1.16's other losses (`tests/fixtures/make_dpo_loss_fixtures.py`): each `loss_type`
-/// alone, and MPO's weighted list, trained 10 full-batch steps from the same start on the
-/// standard pairs, give TRL's loss at every step (±2e-3 relative) and its reward metrics.
+/// alone, MPO's weighted list, and the f-divergences (forward KL, JS, α) on the losses that
+/// take them, trained 10 full-batch steps from the same start on the standard pairs, give
+/// TRL's loss at every step (±2e-3 relative) and its reward metrics.
 #[test]
 fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
     let pairs_fixture = fixture("dpo_trl.json");
@@ -377,6 +378,17 @@ fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
                 .get("label_smoothing")
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0),
+            f_divergence: FDivergence::from_name(
+                settings
+                    .get("f_divergence_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("reverse_kl"),
+                settings
+                    .get("f_alpha_divergence_coef")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.5),
+            )
+            .unwrap(),
             ..DpoLossConfig::default()
         };
         let (reference, trainable, policy) = reference_and_policy(&config);
