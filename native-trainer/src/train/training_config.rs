@@ -43,6 +43,40 @@ const IGNORED_KEYS: &[&str] = &[
     "dataset_train_split",
     "dataset_test_split",
     "optim",
+    // DPOConfig (TRL 1.x) keys that change memory or speed there, not the result.
+    "padding_free",
+    "pad_to_multiple_of",
+    "precompute_ref_batch_size",
+    "activation_offloading",
+    "model_init_kwargs",
+    "router_aux_loss_coef",
+    "pad_token",
+];
+
+/// DPOConfig (TRL 1.x) keys not implemented here, with their default (accepted, as a config
+/// TRL wrote lists them) and what they are; any other value is refused naming the key.
+const UNSUPPORTED_KEYS: &[(&str, Option<&str>, &str)] = &[
+    (
+        "ld_alpha",
+        None,
+        "LD-DPO's weight of the longer completion's tail",
+    ),
+    ("use_weighting", Some("false"), "WPO's weighting"),
+    (
+        "sync_ref_model",
+        Some("false"),
+        "TR-DPO's reference updates",
+    ),
+    (
+        "ref_model_mixup_alpha",
+        Some("0.6"),
+        "TR-DPO's mixing weight",
+    ),
+    (
+        "ref_model_sync_steps",
+        Some("512"),
+        "TR-DPO's update interval",
+    ),
 ];
 
 /// `eval_strategy`: when the eval split is scored.
@@ -299,6 +333,16 @@ impl TrainingConfig {
         for key in IGNORED_KEYS {
             if let Some(value) = table.remove(*key) {
                 tracing::warn!("{source}: `{key} = {value}` has no effect here; ignored");
+            }
+        }
+        for (key, default, what) in UNSUPPORTED_KEYS {
+            if let Some(value) = table.remove(*key)
+                && Some(value.to_string().as_str()) != *default
+            {
+                anyhow::bail!(
+                    "{source}: `{key} = {value}` ({what}, TRL 1.x) is not supported yet{}",
+                    default.map_or(String::new(), |d| format!("; only its default, {d}"))
+                );
             }
         }
         let config: Self = table
