@@ -57,12 +57,16 @@ def main():
     steps, batch = int(sys.argv[4]), int(sys.argv[5])
     workdir.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
-    for name, model_dir in hf_models(gguf_path, workdir):
+    # The objectives timed: DPO's sigmoid, and MPO's weighted list (TRL 1.x).
+    losses = [("sigmoid", dict(loss_type=["sigmoid"])),
+              ("mpo", dict(loss_type=["sigmoid", "bco_pair", "sft"], loss_weights=[0.8, 0.2, 1.0]))]
+    for (name, model_dir), (loss, loss_settings) in [(m, l) for m in hf_models(gguf_path, workdir) for l in losses]:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        args = DPOConfig(output_dir=str(workdir / f"trl-{name}"), beta=0.1, learning_rate=1e-4,
+        args = DPOConfig(output_dir=str(workdir / f"trl-{name}-{loss}"), beta=0.1, learning_rate=1e-4,
                          lr_scheduler_type="constant", per_device_train_batch_size=batch, max_steps=steps,
                          logging_steps=1, save_strategy="no", report_to=[], seed=42, use_cpu=True, bf16=False,
-                         fp16=False, gradient_checkpointing=False, model_init_kwargs={"dtype": torch.float32})
+                         fp16=False, gradient_checkpointing=False, model_init_kwargs={"dtype": torch.float32},
+                         **loss_settings)
         peft = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
                           task_type="CAUSAL_LM")
         trainer = DPOTrainer(model=str(model_dir), args=args, train_dataset=Dataset.from_list(rows),
@@ -71,6 +75,8 @@ def main():
         print(json.dumps({
             "trainer": f"TRL {trl.__version__} (transformers {transformers.__version__}, torch {torch.__version__})",
             "model": name,
+            "loss": loss,
+            "loss_settings": loss_settings,
             "model_dir": str(model_dir),
             "steps": steps,
             "train_runtime": result.metrics["train_runtime"],

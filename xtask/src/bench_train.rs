@@ -1,5 +1,6 @@
 //! `cargo xtask bench-train`: DPO training speed of `dpo train` beside TRL + PyTorch on the
-//! CPU, same models, data and settings, printed as one table. TRL's side runs
+//! CPU, same models, data and settings — DPO's sigmoid loss and MPO's weighted list
+//! (`["sigmoid", "bco_pair", "sft"]`, `[0.8, 0.2, 1.0]`) — printed as one table. TRL's side runs
 //! `xtask/scripts/trl_train_bench.py` (needs `pip install trl peft torch transformers
 //! datasets gguf`), which also writes the two Hugging Face directories both trainers read:
 //! a tiny Qwen2 with the real tokenizer, and the real 0.5B model dequantized. A benchmark,
@@ -46,9 +47,20 @@ pub fn run(_args: &[String]) -> Result<()> {
     let mut rows = Vec::new();
     for trl in trl_rows {
         let model_dir = trl["model_dir"].as_str().context("model_dir")?.to_string();
-        let name = trl["model"].as_str().unwrap_or("?").to_string();
+        let model_name = trl["model"].as_str().unwrap_or("?");
+        let loss = trl["loss"].as_str().unwrap_or("sigmoid");
+        let name = format!("{model_name}, {loss}");
         eprintln!("xtask: dpo train on {name}");
-        let out = workdir.join(format!("dpo-{name}"));
+        let out = workdir.join(format!("dpo-{model_name}-{loss}"));
+        // The same objective: TRL's loss_type list and weights as --set values.
+        let settings = &trl["loss_settings"];
+        let mut loss_args = vec![
+            "--set".to_string(),
+            format!("loss_type={}", settings["loss_type"]),
+        ];
+        if let Some(weights) = settings.get("loss_weights") {
+            loss_args.extend(["--set".to_string(), format!("loss_weights={weights}")]);
+        }
         let _ = std::fs::remove_dir_all(&out);
         let output = Command::new(&dpo)
             .args(["train", "--use-peft", "--model", &model_dir, "--data"])
@@ -73,6 +85,7 @@ pub fn run(_args: &[String]) -> Result<()> {
                 "--set",
                 "logging_steps=1",
             ])
+            .args(&loss_args)
             .stderr(Stdio::inherit())
             .output()?;
         anyhow::ensure!(output.status.success(), "dpo train failed on {name}");
@@ -96,14 +109,14 @@ pub fn run(_args: &[String]) -> Result<()> {
         data.display()
     );
     println!(
-        "| {:<13} | {:<58} | {:>10} | {:>10} |",
-        "model", "trainer", "s / step", "pairs / s"
+        "| {:<22} | {:<58} | {:>10} | {:>10} |",
+        "model, loss", "trainer", "s / step", "pairs / s"
     );
-    println!("|{:-<15}|{:-<60}|{:->12}|{:->12}|", "", "", "", "");
+    println!("|{:-<24}|{:-<60}|{:->12}|{:->12}|", "", "", "", "");
     let (steps, batch): (f64, f64) = (STEPS.parse()?, BATCH.parse()?);
     for (model, trainer, runtime) in rows {
         println!(
-            "| {model:<13} | {trainer:<58} | {:>10.2} | {:>10.2} |",
+            "| {model:<22} | {trainer:<58} | {:>10.2} | {:>10.2} |",
             runtime / steps,
             steps * batch / runtime
         );
