@@ -72,12 +72,18 @@ pub struct DpoBatch {
     scored_targets: Tensor,
     /// `(2 × pairs, scored)`: 1 where a scored position belongs to a row.
     position_rows: Tensor,
+    /// `position_rows` with LD-DPO's weights (`ld_alpha` on the positions past the shorter
+    /// completion of the pair), when set: what the sequence log-probs sum with.
+    length_weights: Option<Tensor>,
 }
 
 /// A model's scores of a batch's completions.
 pub struct CompletionScores {
-    /// Sum of the completion tokens' log-probs per sequence, `(2 × pairs,)`.
+    /// Sum of the completion tokens' log-probs per sequence, `(2 × pairs,)` (weighted by
+    /// LD-DPO's `ld_alpha` past the shorter completion, when set).
     pub logps: Tensor,
+    /// The plain sum (what `sft` and `rpo_alpha` average), `(2 × pairs,)`.
+    pub token_logps: Tensor,
     /// Mean logit over the vocabulary at each scored position, `(scored,)`, detached.
     pub position_mean_logits: Tensor,
 }
@@ -204,7 +210,42 @@ impl DpoBatch {
             scored_positions: Tensor::from_vec(positions, scored, device)?,
             scored_targets: Tensor::from_vec(targets, scored, device)?,
             position_rows: Tensor::from_vec(position_rows, (rows, scored), device)?,
+            length_weights: None,
         })
+    }
+
+    /// LD-DPO (`ld_alpha`, TRL 1.x): each sequence's log-probs sum the positions both
+    /// completions of its pair have (the shorter one's length) at weight 1 and the longer
+    /// one's tail at `alpha`.
+    pub fn desensitize_lengths(mut self, alpha: f64) -> Result<Self> {
+        let (rows, scored) = self.position_rows.dims2()?;
+        let owners: Vec<Vec<f32>> = self.position_rows.to_vec2()?;
+        let lengths: Vec<usize> = owners
+            .iter()
+            .map(|row| row.iter().filter(|&&v| v > 0.0).count())
+            .collect();
+        let mut weights = vec![0f32; rows * scored];
+        for (row, owned) in owners.iter().enumerate() {
+            let pair = row % self.pairs;
+            let shared = lengths[pair].min(lengths[pair + self.pairs]);
+            let mut position = 0;
+            for (column, &v) in owned.iter().enumerate() {
+                if v > 0.0 {
+                    position += 1;
+                    weights[row * scored + column] = if position <= shared {
+                        1.0
+                    } else {
+                        alpha as f32
+                    };
+                }
+            }
+        }
+        self.length_weights = Some(Tensor::from_vec(
+            weights,
+            (rows, scored),
+            self.position_rows.device(),
+        )?);
+        Ok(self)
     }
 
     /// `model`'s log-probs of the completions (differentiable when the model has
@@ -235,6 +276,7 @@ impl DpoBatch {
         let device = self.input_ids.device();
         Ok(CompletionScores {
             logps: Tensor::zeros(2 * self.pairs, DType::F32, device)?,
+            token_logps: Tensor::zeros(2 * self.pairs, DType::F32, device)?,
             position_mean_logits: Tensor::zeros(0, DType::F32, device)?,
         })
     }
@@ -263,12 +305,17 @@ impl DpoBatch {
             let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;
             (picked, logits.detach().mean(1)?)
         };
-        let logps = self.position_rows.matmul(&picked)?.squeeze(1)?;
+        let token_logps = self.position_rows.matmul(&picked)?.squeeze(1)?;
+        let logps = match &self.length_weights {
+            Some(weights) => weights.matmul(&picked)?.squeeze(1)?,
+            None => token_logps.clone(),
+        };
         if differentiable {
             memory_profile::mark("vocabulary: head, log-softmax, targets");
         }
         Ok(CompletionScores {
             logps,
+            token_logps,
             position_mean_logits,
         })
     }
@@ -377,7 +424,8 @@ fn dpo_objective(
     let lengths = batch.completion_lengths()?;
     let (chosen_lengths, rejected_lengths) = batch.split(&lengths)?;
     let (chosen_mask, _) = batch.split(&batch.completion_mask)?;
-    let chosen_nll = (chosen.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
+    let (chosen_tokens, _) = batch.split(&scores.token_logps)?;
+    let chosen_nll = (chosen_tokens.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
     let mut loss: Option<Tensor> = None;
     for (kind, weight) in config.losses.iter() {
         let term = match kind {

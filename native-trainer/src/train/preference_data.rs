@@ -86,7 +86,10 @@ impl PreferenceData {
         pad_id: u32,
     ) -> Result<(DpoBatch, Tensor)> {
         let pairs: Vec<PairTokens> = indices.iter().map(|&i| self.pairs[i].clone()).collect();
-        let batch = DpoBatch::collate(&pairs, pad_id, config.truncation(), device)?;
+        let mut batch = DpoBatch::collate(&pairs, pad_id, config.truncation(), device)?;
+        if let Some(alpha) = config.ld_alpha {
+            batch = batch.desensitize_lengths(alpha)?;
+        }
         let reference = if config.reference_free {
             Tensor::zeros(2 * pairs.len(), candle_core::DType::F32, device)?
         } else if let Some(stored) = &self.reference_logps {

@@ -56,11 +56,6 @@ const IGNORED_KEYS: &[&str] = &[
 /// DPOConfig (TRL 1.x) keys not implemented here, with their default (accepted, as a config
 /// TRL wrote lists them) and what they are; any other value is refused naming the key.
 const UNSUPPORTED_KEYS: &[(&str, Option<&str>, &str)] = &[
-    (
-        "ld_alpha",
-        None,
-        "LD-DPO's weight of the longer completion's tail",
-    ),
     ("use_weighting", Some("false"), "WPO's weighting"),
     (
         "sync_ref_model",
@@ -179,6 +174,8 @@ pub struct TrainingConfig {
     /// `reverse_kl` (standard DPO), `forward_kl`, `js_divergence` or `alpha_divergence`.
     pub f_divergence_type: String,
     pub f_alpha_divergence_coef: f64,
+    /// LD-DPO: the weight of the longer completion's tokens past the shorter one's length.
+    pub ld_alpha: Option<f64>,
     /// Longest prompt + completion in tokens; 0 keeps every token.
     pub max_length: usize,
     /// Longest prompt in tokens (its end is kept); 0 keeps every token.
@@ -264,6 +261,7 @@ impl Default for TrainingConfig {
             discopop_tau: 0.05,
             f_divergence_type: "reverse_kl".into(),
             f_alpha_divergence_coef: 0.5,
+            ld_alpha: None,
             label_smoothing: 0.0,
             max_length: 1024,
             max_prompt_length: 0,
@@ -448,6 +446,11 @@ impl TrainingConfig {
                     .join(", "),
                 loss.name()
             ));
+        }
+        if let Some(alpha) = self.ld_alpha
+            && !(0.0..=1.0).contains(&alpha)
+        {
+            return Err(format!("ld_alpha must be in [0, 1], got {alpha}"));
         }
         if !(self.discopop_tau.is_finite() && self.discopop_tau > 0.0) {
             return Err(format!(

@@ -497,7 +497,8 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
 #[test]
 fn bad_settings_name_the_key() {
     let ws = Workspace::new();
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
+        (&["ld_alpha=2.0"], "ld_alpha must be in [0, 1], got 2"),
         (
             &["use_weighting=true"],
             "`use_weighting = true` (WPO's weighting, TRL 1.x) is not supported yet; only its default, false",
@@ -564,8 +565,8 @@ fn bad_settings_name_the_key() {
     }
 }
 
-/// TRL 1.x's list form: MPO's three losses with their weights, and a one-entry list, train
-/// from the command line (their values are checked against TRL in `train_trl_parity.rs`).
+/// TRL 1.x's list form: MPO's three losses with their weights (and LD-DPO's `ld_alpha`), and
+/// a one-entry list, train from the command line (their values are checked against TRL in `train_trl_parity.rs`).
 #[test]
 fn weighted_loss_lists_train_from_the_command_line() {
     let ws = Workspace::new();
@@ -573,6 +574,7 @@ fn weighted_loss_lists_train_from_the_command_line() {
         &[
             "loss_type=[\"sigmoid\", \"bco_pair\", \"sft\"]",
             "loss_weights=[0.8, 0.2, 1.0]",
+            "ld_alpha=0.5",
         ][..],
         // As a TRL 1.x config lists them: defaults of keys not implemented, and keys that
         // change only memory there.

@@ -347,8 +347,8 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
 }
 
 /// TRL 1.16's other losses (`tests/fixtures/make_dpo_loss_fixtures.py`): each `loss_type`
-/// alone, MPO's weighted list, and the f-divergences (forward KL, JS, α) on the losses that
-/// take them, trained 10 full-batch steps from the same start on the standard pairs, give
+/// alone, MPO's weighted list, the f-divergences (forward KL, JS, α) on the losses that take
+/// them, and LD-DPO's `ld_alpha` (alone and with MPO's `sft`), trained 10 full-batch steps from the same start on the standard pairs, give
 /// TRL's loss at every step (±2e-3 relative) and its reward metrics.
 #[test]
 fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
@@ -358,9 +358,12 @@ fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
     let examples = pairs_fixture["datasets"]["standard"]["examples"]
         .as_array()
         .unwrap();
-    let batch = DpoBatch::collate(&fixture_pairs(examples), 0, None, &Device::Cpu).unwrap();
     for (name, case) in losses["cases"].as_object().unwrap() {
         let settings = &case["settings"];
+        let mut batch = DpoBatch::collate(&fixture_pairs(examples), 0, None, &Device::Cpu).unwrap();
+        if let Some(alpha) = settings.get("ld_alpha").and_then(Value::as_f64) {
+            batch = batch.desensitize_lengths(alpha).unwrap();
+        }
         let names: Vec<String> = serde_json::from_value(settings["loss_type"].clone()).unwrap();
         let weights: Vec<f64> = match settings.get("loss_weights") {
             Some(weights) => serde_json::from_value(weights.clone()).unwrap(),
