@@ -12,7 +12,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, pair_losses, rewards};
+use super::dpo_loss::{DpoLossConfig, LossType, PairLogps, pair_losses, rewards, weighted_sum};
 use super::memory_profile;
 use super::pair_tokens::PairTokens;
 use super::qwen2::{LayerTape, Qwen2};
@@ -426,25 +426,16 @@ fn dpo_objective(
     let (chosen_mask, _) = batch.split(&batch.completion_mask)?;
     let (chosen_tokens, _) = batch.split(&scores.token_logps)?;
     let chosen_nll = (chosen_tokens.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
-    let mut loss: Option<Tensor> = None;
-    for (kind, weight) in config.losses.iter() {
-        let term = match kind {
-            LossType::Sft => chosen_nll.clone(),
-            kind => pair_losses(
-                kind,
-                config,
-                &summed,
-                Some((&chosen_lengths, &rejected_lengths)),
-            )?
-            .mean_all()?,
-        };
-        let term = (term * weight)?;
-        loss = Some(match loss {
-            Some(sum) => (sum + term)?,
-            None => term,
-        });
-    }
-    let mut loss = loss.expect("a mix has a loss");
+    let mut loss = weighted_sum(config, |kind| match kind {
+        LossType::Sft => Ok(chosen_nll.clone()),
+        kind => pair_losses(
+            kind,
+            config,
+            &summed,
+            Some((&chosen_lengths, &rejected_lengths)),
+        )?
+        .mean_all(),
+    })?;
     let mut nll_loss = None;
     if let Some(alpha) = config.rpo_alpha {
         nll_loss = Some(scalar(&chosen_nll)?);

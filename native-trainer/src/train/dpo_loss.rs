@@ -266,15 +266,8 @@ pub fn pair_losses(
 ) -> Result<Tensor> {
     let beta = config.beta;
     let epsilon = config.label_smoothing;
-    let log_ratio = |policy: &Tensor, reference: &Tensor| -> Result<Tensor> {
-        if config.reference_free {
-            Ok(policy.clone())
-        } else {
-            policy - reference
-        }
-    };
-    let c = log_ratio(logps.chosen, logps.reference_chosen)?;
-    let r = log_ratio(logps.rejected, logps.reference_rejected)?;
+    let c = log_ratio(config, logps.chosen, logps.reference_chosen)?;
+    let r = log_ratio(config, logps.rejected, logps.reference_rejected)?;
     // The pairwise losses compare the f-divergence's scores (the log-ratios under reverse KL).
     let (mut chosen_score, mut rejected_score) = (
         config.f_divergence.score(&c)?,
@@ -290,11 +283,7 @@ pub fn pair_losses(
     let sigmoid = |x: &Tensor| log_sigmoid(x)?.exp();
     match loss {
         LossType::SigmoidNorm => log_sigmoid(&scaled)?.neg(),
-        LossType::Sigmoid => {
-            let agree = (log_sigmoid(&scaled)? * -(1.0 - epsilon))?;
-            let disagree = (log_sigmoid(&scaled.neg()?)? * -epsilon)?;
-            agree + disagree
-        }
+        LossType::Sigmoid => smoothed_sigmoid_loss(&scaled, epsilon),
         LossType::Robust => {
             let agree = (log_sigmoid(&scaled)? * -(1.0 - epsilon))?;
             let disagree = (log_sigmoid(&scaled.neg()?)? * epsilon)?;
@@ -352,41 +341,60 @@ pub fn pair_losses(
             } else {
                 (sorted(&c)? - sorted(&r)?)?
             };
-            let scaled = (delta * beta)?;
-            let agree = (log_sigmoid(&scaled)? * -(1.0 - epsilon))?;
-            let disagree = (log_sigmoid(&scaled.neg()?)? * -epsilon)?;
-            agree + disagree
+            smoothed_sigmoid_loss(&(delta * beta)?, epsilon)
         }
         LossType::Sft => candle_core::bail!("sft needs the completions' token log-probs"),
     }
 }
 
-/// The weighted sum of the mix's losses on `logps` as given (each the mean over pairs), and
-/// the rewards. `dpo_batch` passes per-token averages to the losses that read them.
-pub fn dpo_loss(config: &DpoLossConfig, logps: &PairLogps<'_>) -> Result<DpoLossOutput> {
+/// `−log σ(x)(1 − ε) − log σ(−x) ε`: the sigmoid loss with label smoothing ε (sigmoid, aot).
+fn smoothed_sigmoid_loss(x: &Tensor, epsilon: f64) -> Result<Tensor> {
+    let agree = (log_sigmoid(x)? * -(1.0 - epsilon))?;
+    let disagree = (log_sigmoid(&x.neg()?)? * -epsilon)?;
+    agree + disagree
+}
+
+/// The weighted sum `Σ weight × term(loss)` over the mix: how every list of losses combines.
+pub fn weighted_sum(
+    config: &DpoLossConfig,
+    mut term: impl FnMut(LossType) -> Result<Tensor>,
+) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for (loss, weight) in config.losses.iter() {
-        let term = (pair_losses(loss, config, logps, None)?.mean_all()? * weight)?;
+        let weighted = (term(loss)? * weight)?;
         total = Some(match total {
-            Some(sum) => (sum + term)?,
-            None => term,
+            Some(sum) => (sum + weighted)?,
+            None => weighted,
         });
     }
+    Ok(total.expect("a mix has a loss"))
+}
+
+/// The mix's losses on `logps` taken as they are (no length averaging, no `sft`), each the
+/// mean over pairs, and the rewards. Training goes through `dpo_batch`, which also has the
+/// completions' lengths and token log-probs.
+pub fn dpo_loss(config: &DpoLossConfig, logps: &PairLogps<'_>) -> Result<DpoLossOutput> {
     Ok(DpoLossOutput {
-        loss: total.expect("a mix has a loss"),
+        loss: weighted_sum(config, |loss| {
+            pair_losses(loss, config, logps, None)?.mean_all()
+        })?,
         chosen_rewards: rewards(config, logps.chosen, logps.reference_chosen)?,
         rejected_rewards: rewards(config, logps.rejected, logps.reference_rejected)?,
     })
 }
 
+/// `π − ρ` per pair (`π` reference-free): what the losses and the rewards compare.
+fn log_ratio(config: &DpoLossConfig, policy: &Tensor, reference: &Tensor) -> Result<Tensor> {
+    if config.reference_free {
+        Ok(policy.clone())
+    } else {
+        policy - reference
+    }
+}
+
 /// `β(π − ρ)` per pair (`βπ` reference-free), detached.
 pub fn rewards(config: &DpoLossConfig, policy: &Tensor, reference: &Tensor) -> Result<Tensor> {
-    let difference = if config.reference_free {
-        policy.clone()
-    } else {
-        (policy - reference)?
-    };
-    difference.detach() * config.beta
+    log_ratio(config, policy, reference)?.detach() * config.beta
 }
 
 /// Sum over each sequence of the log-probability of its next tokens where `mask` is 1:

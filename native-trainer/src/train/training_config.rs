@@ -55,23 +55,11 @@ const IGNORED_KEYS: &[&str] = &[
 
 /// DPOConfig (TRL 1.x) keys not implemented here, with their default (accepted, as a config
 /// TRL wrote lists them) and what they are; any other value is refused naming the key.
-const UNSUPPORTED_KEYS: &[(&str, Option<&str>, &str)] = &[
-    ("use_weighting", Some("false"), "WPO's weighting"),
-    (
-        "sync_ref_model",
-        Some("false"),
-        "TR-DPO's reference updates",
-    ),
-    (
-        "ref_model_mixup_alpha",
-        Some("0.6"),
-        "TR-DPO's mixing weight",
-    ),
-    (
-        "ref_model_sync_steps",
-        Some("512"),
-        "TR-DPO's update interval",
-    ),
+const UNSUPPORTED_KEYS: &[(&str, &str, &str)] = &[
+    ("use_weighting", "false", "WPO's weighting"),
+    ("sync_ref_model", "false", "TR-DPO's reference updates"),
+    ("ref_model_mixup_alpha", "0.6", "TR-DPO's mixing weight"),
+    ("ref_model_sync_steps", "512", "TR-DPO's update interval"),
 ];
 
 /// `eval_strategy`: when the eval split is scored.
@@ -335,11 +323,11 @@ impl TrainingConfig {
         }
         for (key, default, what) in UNSUPPORTED_KEYS {
             if let Some(value) = table.remove(*key)
-                && Some(value.to_string().as_str()) != *default
+                && value.to_string() != *default
             {
                 anyhow::bail!(
-                    "{source}: `{key} = {value}` ({what}, TRL 1.x) is not supported yet{}",
-                    default.map_or(String::new(), |d| format!("; only its default, {d}"))
+                    "{source}: `{key} = {value}` ({what}, TRL 1.x) is not supported yet; only \
+                     its default, {default}"
                 );
             }
         }
