@@ -6,7 +6,6 @@
 use anyhow::Result;
 use shared::ModelManifest;
 
-use crate::label_analytics::binomial_interval::clopper_pearson;
 use crate::label_analytics::promotion_rule::{PromotionRule, Verdict};
 use crate::label_analytics::version_ratings::{Battle, battles, win_rate_against};
 use crate::store::PairStore;
@@ -56,8 +55,8 @@ pub fn review_candidates(
             continue;
         };
         let points = record.rate * record.battles as f64;
-        let verdict = rule.verdict(points, record.battles);
-        let (low, high) = clopper_pearson(points, record.battles as f64, rule.interval_level());
+        let judged = rule.judge(points, record.battles);
+        let (low, high) = judged.interval.expect("a look has battles");
         let reason = format!(
             "won {points:.1} of {} battles against {parent}: rate {:.3}, {:.1}% interval \
              [{low:.3}, {high:.3}]",
@@ -65,7 +64,7 @@ pub fn review_candidates(
             record.rate,
             rule.interval_level() * 100.0,
         );
-        let kind = match verdict {
+        let kind = match judged.verdict {
             Verdict::Promote => VersionChangeKind::Promoted,
             Verdict::Retire => VersionChangeKind::Retired,
             Verdict::KeepBattling => continue,
@@ -79,7 +78,7 @@ pub fn review_candidates(
         tracing::info!("{candidate} {}: {reason}", kind.as_str());
         reviews.push(Review {
             version: candidate.clone(),
-            verdict,
+            verdict: judged.verdict,
             reason,
         });
     }

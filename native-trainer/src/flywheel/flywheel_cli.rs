@@ -145,15 +145,10 @@ fn tick(
         })
         .collect();
     // Votes count from the start of the default's last round that did not fail.
-    let failed = |version: &str| {
-        events
-            .iter()
-            .any(|e| e.kind == VersionChangeKind::RoundFailed && e.version == version)
-    };
     let since = rounds_from_default
         .iter()
         .rev()
-        .find(|e| !failed(&e.version))
+        .find(|e| !round_failed(&events, &e.version))
         .map(|e| OffsetDateTime::parse(&e.recorded_at, &Rfc3339))
         .transpose()
         .context("a round's start time in the store")?;
@@ -217,6 +212,13 @@ fn usable_votes(
         .count())
 }
 
+/// Whether the round for `version` was recorded as failed.
+fn round_failed(events: &[VersionChange], version: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e.kind == VersionChangeKind::RoundFailed && e.version == version)
+}
+
 /// Rounds started whose version is not served and that recorded no failure: a flywheel
 /// stopped in the middle of them. Recorded as failed (their version ids are not reused).
 fn fail_unfinished_rounds(
@@ -229,10 +231,7 @@ fn fail_unfinished_rounds(
         .filter(|e| e.kind == VersionChangeKind::RoundStarted)
     {
         let served = versions.iter().any(|m| m.version == started.version);
-        let failed = events
-            .iter()
-            .any(|e| e.kind == VersionChangeKind::RoundFailed && e.version == started.version);
-        if !served && !failed {
+        if !served && !round_failed(events, &started.version) {
             tracing::warn!(
                 "the round for {} stopped before it published; recorded as failed",
                 started.version

@@ -2,10 +2,10 @@
 //! otherwise, with the round's TRL config file), then `dpo export --publish` of the result as a
 //! new version whose parent is the default. Each step runs as a child `dpo` process (its output
 //! in `WORK_DIR/<version>.<step>.log`), so a failure is a logged exit status, never a
-//! half-written state in this process; while a child runs, the flywheel's lease is renewed. The round's
-//! rows go to the store in this order: `round_started`, then `candidate` *before* the files
-//! are published (so the new version is never, even for a moment, the newest version without
-//! a role, which would make it the default), or `round_failed` with the reason.
+//! half-written state in this process; while a child runs, the flywheel's lease is renewed.
+//! The round's rows go to the store in this order: `round_started`, then `candidate` *before*
+//! the files are published (so the new version is never, even for a moment, the newest version
+//! without a role, which would make it the default), or `round_failed` with the reason.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

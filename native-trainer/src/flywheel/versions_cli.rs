@@ -11,8 +11,8 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
 use super::version_roles::version_roles;
-use crate::label_analytics::promotion_rule::PromotionRule;
-use crate::label_analytics::version_standings::version_standings;
+use crate::label_analytics::promotion_rule::{PromotionRule, Verdict};
+use crate::label_analytics::version_standings::{parent_record_text, version_standings};
 use crate::serve::model_catalog::ModelCatalog;
 use crate::store::open_store;
 use crate::store::version_events::NewVersionChange;
@@ -83,10 +83,13 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
         reason: args.reason.clone(),
         recorded_at: String::new(),
     });
-    let would_be = version_roles(&versions, &events).default_version;
+    let after = version_roles(&versions, &events);
     if kind != VersionChangeKind::Promoted
         && was_default.as_deref() == Some(args.version.as_str())
-        && would_be.as_deref().is_none_or(|v| v == args.version)
+        && after
+            .default_version
+            .as_deref()
+            .is_none_or(|v| v == args.version)
     {
         bail!(
             "version `{}` is the default and no other version would take its place: promote \
@@ -100,13 +103,13 @@ pub fn run(command: &VersionsCommand) -> Result<()> {
         parent_version: None,
         reason: &args.reason,
     })?;
-    let roles = version_roles(&versions, &store.version_events()?);
+    // The roles as recorded: what `after` computed from the same rows.
     tracing::info!(
         "{} is now {}; default {}, candidates [{}]",
         args.version,
         kind.as_str(),
-        roles.default_version.as_deref().unwrap_or("none"),
-        roles.candidates.join(", ")
+        after.default_version.as_deref().unwrap_or("none"),
+        after.candidates.join(", ")
     );
     Ok(())
 }
@@ -128,21 +131,8 @@ fn list(args: &VersionsArgs) -> Result<()> {
         } else {
             "-"
         };
-        let (record, verdict) = match (
-            standing.win_rate_vs_parent,
-            standing.win_rate_low,
-            standing.win_rate_high,
-        ) {
-            (Some(rate), Some(low), Some(high)) => {
-                let battles = standing.battles_vs_parent;
-                let verdict = rule.verdict(rate * battles as f64, battles);
-                (
-                    format!("{rate:.3} [{low:.3}, {high:.3}] ({battles} battles)"),
-                    verdict.as_str().to_string(),
-                )
-            }
-            _ => ("-".to_string(), "-".to_string()),
-        };
+        let record = parent_record_text(standing);
+        let verdict = rule.verdict_on(standing).map_or("-", Verdict::as_str);
         println!(
             "| {} | {} | {role} | {record} | {verdict} |",
             standing.version,

@@ -10,6 +10,7 @@
 //! uncorrected 95% interval checked after every battle would promote it far more often.
 
 use serde::Serialize;
+use shared::api::VersionStanding;
 
 use super::binomial_interval::clopper_pearson;
 
@@ -72,19 +73,47 @@ impl PromotionRule {
     /// The verdict on `points` won (ties half) of `battles` against the parent, judged now (a
     /// campaign judges only at its looks; `dpo rounds` shows what a look now would say).
     pub fn verdict(&self, points: f64, battles: usize) -> Verdict {
+        self.judge(points, battles).verdict
+    }
+
+    /// As `verdict`, with the interval at `interval_level` it was decided on (`None` without
+    /// battles).
+    pub fn judge(&self, points: f64, battles: usize) -> Judgement {
         if battles == 0 {
-            return Verdict::KeepBattling;
+            return Judgement {
+                verdict: Verdict::KeepBattling,
+                interval: None,
+            };
         }
         let at_budget = battles >= self.battle_budget;
         let (low, high) = clopper_pearson(points, battles as f64, self.interval_level());
-        if low > 0.5 {
+        let verdict = if low > 0.5 {
             Verdict::Promote
         } else if high < 0.5 || at_budget {
             Verdict::Retire
         } else {
             Verdict::KeepBattling
+        };
+        Judgement {
+            verdict,
+            interval: Some((low, high)),
         }
     }
+
+    /// The verdict on a served version's record against its parent (`None` without a parent
+    /// or battles against it).
+    pub fn verdict_on(&self, standing: &VersionStanding) -> Option<Verdict> {
+        let rate = standing.win_rate_vs_parent?;
+        let battles = standing.battles_vs_parent;
+        Some(self.verdict(rate * battles as f64, battles))
+    }
+}
+
+/// A verdict and the exact interval behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub interval: Option<(f64, f64)>,
 }
 
 #[cfg(test)]

@@ -37,3 +37,19 @@ pub fn version_standings(
         })
         .collect()
 }
+
+/// The record against the parent as `dpo rounds` and `dpo versions list` print it:
+/// `0.700 [0.209, 0.977] (5 battles)`, or `-` without one.
+pub fn parent_record_text(standing: &VersionStanding) -> String {
+    match (
+        standing.win_rate_vs_parent,
+        standing.win_rate_low,
+        standing.win_rate_high,
+    ) {
+        (Some(rate), Some(low), Some(high)) => format!(
+            "{rate:.3} [{low:.3}, {high:.3}] ({} battles)",
+            standing.battles_vs_parent
+        ),
+        _ => "-".into(),
+    }
+}

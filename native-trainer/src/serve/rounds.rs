@@ -4,7 +4,8 @@
 //! `eval_rewards/accuracies`), its GGUF size and quantization, and how it fared in blind
 //! battles: its Bradley–Terry rating with the 95% interval and the battles behind it, and its
 //! win rate against its parent with the exact 95% interval, and the promotion rule's verdict
-//! on that record (`promote`, `retire` or `keep_battling`). `--json` prints the rows as JSON Lines instead.
+//! on that record (`promote`, `retire` or `keep_battling`). `--json` prints the rows as JSON
+//! Lines instead.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,7 @@ use super::model_catalog::ModelCatalog;
 use shared::api::VersionStanding;
 
 use crate::label_analytics::promotion_rule::PromotionRule;
-use crate::label_analytics::version_standings::version_standings;
+use crate::label_analytics::version_standings::{parent_record_text, version_standings};
 use crate::store::open_store;
 
 #[derive(Args, Debug)]
@@ -48,10 +49,7 @@ fn row(manifest: &ModelManifest, pairs: u64, standing: &VersionStanding) -> Valu
         "win_rate_low": standing.win_rate_low,
         "win_rate_high": standing.win_rate_high,
         "battles_vs_parent": standing.battles_vs_parent,
-        "verdict": standing.win_rate_vs_parent.map(|rate| {
-            let battles = standing.battles_vs_parent;
-            PromotionRule::default().verdict(rate * battles as f64, battles)
-        }),
+        "verdict": PromotionRule::default().verdict_on(standing),
         "version": manifest.version,
         "parent_version": manifest.parent_version,
         "created": manifest.created,
@@ -114,7 +112,8 @@ pub fn run(args: &RoundsArgs) -> Result<()> {
     ];
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| {
+        .zip(&standings)
+        .map(|(row, standing)| {
             columns
                 .iter()
                 .map(|(_, key)| match *key {
@@ -129,17 +128,7 @@ pub fn run(args: &RoundsArgs) -> Result<()> {
                         (Some(r), Some(low), Some(high)) => format!("{r:.0} [{low:.0}, {high:.0}]"),
                         _ => "-".into(),
                     },
-                    "win_rate_vs_parent" => match (
-                        row[key].as_f64(),
-                        row["win_rate_low"].as_f64(),
-                        row["win_rate_high"].as_f64(),
-                    ) {
-                        (Some(rate), Some(low), Some(high)) => format!(
-                            "{rate:.3} [{low:.3}, {high:.3}] ({} battles)",
-                            row["battles_vs_parent"]
-                        ),
-                        _ => "-".into(),
-                    },
+                    "win_rate_vs_parent" => parent_record_text(standing),
                     _ => cell(&row[key]),
                 })
                 .collect()
