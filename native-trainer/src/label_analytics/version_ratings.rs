@@ -159,7 +159,11 @@ fn fit(n: usize, battles: &[(usize, usize, f64)]) -> (Vec<f64>, Vec<Vec<f64>>) {
 
 /// `matrix · x = rhs` for a symmetric positive definite `matrix` (Cholesky).
 fn solve(matrix: &[Vec<f64>], rhs: &[f64]) -> Vec<f64> {
-    let lower = cholesky(matrix);
+    solve_factored(&cholesky(matrix), rhs)
+}
+
+/// `L Lᵀ · x = rhs` for the Cholesky factor `lower`: forward, then back substitution.
+fn solve_factored(lower: &[Vec<f64>], rhs: &[f64]) -> Vec<f64> {
     let n = rhs.len();
     let mut y = vec![0.0; n];
     for i in 0..n {
@@ -188,12 +192,14 @@ fn cholesky(matrix: &[Vec<f64>]) -> Vec<Vec<f64>> {
     lower
 }
 
+/// The inverse, one column per unit vector, the matrix factored once.
 fn invert(matrix: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let n = matrix.len();
+    let lower = cholesky(matrix);
     let columns: Vec<Vec<f64>> = (0..n)
         .map(|j| {
-            solve(
-                matrix,
+            solve_factored(
+                &lower,
                 &(0..n)
                     .map(|i| f64::from(u8::from(i == j)))
                     .collect::<Vec<_>>(),

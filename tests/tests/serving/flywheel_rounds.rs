@@ -15,30 +15,15 @@ use flywheel_tests::{run_dpo, succeed};
 use native_trainer::store::open_store;
 use native_trainer::store::version_events::NewVersionChange;
 use shared::api::VersionChangeKind;
-use shared::{Candidate, ChatMessage, ModelRef, PreferencePair, SamplingParams, Vote};
+use shared::{ModelRef, PreferencePair, Vote};
 
-/// A vote between an answer of `a` and one of `b` (on-policy when they are the same).
+use super::label_campaign;
+
+/// A vote between an answer of `a` and one of `b` (on-policy when they are the same), with
+/// the JSON the store keeps.
 fn vote(key: &str, a: &ModelRef, b: &ModelRef, vote: Vote) -> (PreferencePair, String) {
-    let candidate = |text: &str, model: &ModelRef, seed| Candidate {
-        text: text.into(),
-        model: model.clone(),
-        sampling: SamplingParams::default(),
-        seed,
-    };
-    let shown = time::OffsetDateTime::now_utc();
-    let pair = PreferencePair {
-        schema_version: 2,
-        idempotency_key: key.into(),
-        annotator_id: "anon-1".into(),
-        prompt_id: None,
-        conversation: vec![ChatMessage::user(format!("Question {key}: which colour?"))],
-        candidate_a: candidate("blue sky", a, 1),
-        candidate_b: candidate("red mud", b, 2),
-        vote,
-        edited_answer: None,
-        shown_at: shown,
-        voted_at: shown,
-    };
+    let prompt = format!("Question {key}: which colour?");
+    let pair = label_campaign::vote(&prompt, ("blue sky", a), ("red mud", b), "anon-1", vote);
     let json = serde_json::to_string(&pair).unwrap();
     (pair, json)
 }

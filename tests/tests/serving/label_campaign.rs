@@ -444,7 +444,8 @@ fn a_malformed_prompt_file_names_its_line_and_field_and_stores_nothing() {
     assert_eq!((progress.prompts, progress.labels_wanted), (2, 6));
 }
 
-fn vote(
+/// `annotator`'s `vote` on `prompt` between answers `a` and `b` (text, version).
+pub(super) fn vote(
     prompt: &str,
     a: (&str, &ModelRef),
     b: (&str, &ModelRef),
