@@ -37,7 +37,7 @@ pub fn js_error_text(error: &JsValue) -> String {
     error.as_string().unwrap_or_else(|| format!("{error:?}"))
 }
 
-/// The versions the server offers, oldest first.
+/// The versions the server offers, oldest first, with the default and the candidates.
 pub async fn model_versions() -> Result<ModelList, String> {
     let response = fetch("/api/models", &request_init("GET", None)?).await?;
     let body = text(&response).await?;
