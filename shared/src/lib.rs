@@ -22,6 +22,7 @@ mod test_pairs;
 pub mod token_sampler;
 pub mod tokenizer;
 pub mod trl_rows;
+pub mod unpaired_rows;
 pub mod wgpu_engine;
 
 pub use chat_message::{ChatMessage, Role};
@@ -37,3 +38,4 @@ pub use seeded_rng::SplitMix64;
 pub use token_sampler::{TokenSampler, TokenScore};
 pub use tokenizer::{TextTokenizer, TokenizerError};
 pub use trl_rows::{TrlRow, TrlStyle};
+pub use unpaired_rows::UnpairedRow;

@@ -70,6 +70,9 @@ pub fn save_checkpoint(
     }
     std::fs::create_dir_all(&partial)?;
     model.save(&partial, base)?;
+    if config.sync_ref_model {
+        model.save_reference(&partial)?;
+    }
     let moments: std::collections::HashMap<_, _> = optimizer.state_tensors().into_iter().collect();
     candle_core::safetensors::save(&moments, partial.join(OPTIMIZER_FILE))?;
     std::fs::write(
@@ -119,7 +122,7 @@ pub fn list_checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
 /// settings that differ from the checkpoint's (a bitwise continuation needs the same ones).
 pub fn load_checkpoint(
     checkpoint: &Path,
-    model: &TrainingModel,
+    model: &mut TrainingModel,
     optimizer: &mut TrainerOptimizer,
     config: &TrainingConfig,
 ) -> Result<TrainerState> {
@@ -133,6 +136,9 @@ pub fn load_checkpoint(
     let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
         .with_context(|| format!("{}: unreadable", state_path.display()))?;
     model.load_trained(checkpoint)?;
+    if config.sync_ref_model {
+        model.load_reference(checkpoint)?;
+    }
     let moments = candle_core::safetensors::load(checkpoint.join(OPTIMIZER_FILE), &Device::Cpu)
         .with_context(|| format!("reading {}", checkpoint.join(OPTIMIZER_FILE).display()))?;
     optimizer.restore(&moments, state.optimizer_steps)?;

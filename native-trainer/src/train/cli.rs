@@ -8,9 +8,9 @@ use clap::Args;
 use serde_json::Value;
 
 use super::base_model::BaseModel;
-use super::preference_data::PreferenceData;
 use super::trainer::{Resume, evaluate, train};
 use super::training_config::{TrainingConfig, parse_override};
+use super::training_data::TrainingData;
 use super::training_model::{TrainingModel, load_trained};
 
 #[derive(Args, Debug)]
@@ -32,6 +32,12 @@ pub struct TrainArgs {
     /// `per_device_train_batch_size`, `use_peft`, …).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The trainer: `dpo` (pairs; DPOConfig's keys) or `kto` (TRL's KTOTrainer: unpaired
+    /// rows `prompt`, `completion`, `label`, a paired file unpaired, or the store's votes,
+    /// both-bad ones included; KTOConfig's keys `desirable_weight`, `undesirable_weight`,
+    /// `loss_type = kto | apo_zero_unpaired`). Same as `method` in the config.
+    #[arg(long, value_parser = ["dpo", "kto"])]
+    pub method: Option<String>,
     /// Where metrics.jsonl, checkpoints and the trained weights or adapters go.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
@@ -87,6 +93,7 @@ impl TrainArgs {
             ("dataset_name", path_value(&self.data)),
             ("eval_dataset_name", path_value(&self.eval_data)),
             ("output_dir", path_value(&self.output_dir)),
+            ("method", self.method.clone().map(toml::Value::String)),
             ("max_steps", self.max_steps.map(toml::Value::Integer)),
             ("learning_rate", self.learning_rate.map(toml::Value::Float)),
             ("beta", self.beta.map(toml::Value::Float)),
@@ -195,7 +202,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if let Some(reference) = &args.ref_model {
         model.set_reference(&BaseModel::load(reference, &device)?)?;
     }
-    let data = PreferenceData::load(&args.data, &base.text, &config)?;
+    let data = TrainingData::load(&args.data, &base.text, &config)?;
     let metrics = evaluate(&model, &data, &config, &device, base.pad_token_id())?;
     println!("{}", Value::Object(metrics));
     Ok(())

@@ -1,4 +1,5 @@
-//! One DPO batch as TRL's collator builds it, and the step's loss and metrics under TRL's
+//! One DPO batch as TRL's collator builds it (KTO's batches reuse it: its rows, then their
+//! mismatched KL completions, in place of chosen and rejected), and the step's loss and metrics under TRL's
 //! log_history names.
 //!
 //! The batch stacks every pair's chosen sequence (prompt + chosen) and then every rejected one,
@@ -7,7 +8,9 @@
 //! continuing it (`token_layout.rs`), and only positions that predict a completion token go
 //! through the vocabulary projection (as TRL's fused LM head avoids full logits). Metrics follow TRL 1.x: `rewards/*` from β(π − ρ), `logps/*` the
 //! mean sequence log-probs, `logits/*` the mean over completion positions of the mean logit
-//! over the vocabulary; `nll_loss` when `rpo_alpha` adds the chosen completions' NLL.
+//! over the vocabulary; `nll_loss` when `rpo_alpha` adds the chosen completions' NLL. With
+//! WPO's `use_weighting`, each pair's losses are weighted by the policy's length-normalised
+//! probabilities of both its completions (aligned by `log Σ p²`, detached).
 
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -75,6 +78,8 @@ pub struct DpoBatch {
     /// `position_rows` with LD-DPO's weights (`ld_alpha` on the positions past the shorter
     /// completion of the pair), when set: what the sequence log-probs sum with.
     length_weights: Option<Tensor>,
+    /// WPO (`use_weighting`): the policy's scores carry `probability_weights`.
+    probability_weighting: bool,
 }
 
 /// A model's scores of a batch's completions.
@@ -86,6 +91,9 @@ pub struct CompletionScores {
     pub token_logps: Tensor,
     /// Mean logit over the vocabulary at each scored position, `(scored,)`, detached.
     pub position_mean_logits: Tensor,
+    /// WPO's weight of each sequence, `exp(mean over its tokens of log p(t) − log Σ_v p(v)²)`,
+    /// `(2 × pairs,)`, detached; when the batch asks for them.
+    pub probability_weights: Option<Tensor>,
 }
 
 impl DpoBatch {
@@ -96,16 +104,36 @@ impl DpoBatch {
         truncation: Option<Truncation>,
         device: &Device,
     ) -> Result<Self> {
-        // Every sequence as (prompt part, completion part) after truncation.
-        let sequences: Vec<(&[u32], &[u32])> = pairs
+        let chosen = pairs
             .iter()
-            .map(|p| (p.prompt_ids.as_slice(), p.chosen_ids.as_slice()))
-            .chain(
-                pairs
-                    .iter()
-                    .map(|p| (p.prompt_ids.as_slice(), p.rejected_ids.as_slice())),
-            )
-            .map(|(prompt, completion)| match truncation {
+            .map(|p| (p.prompt_ids.as_slice(), p.chosen_ids.as_slice()));
+        let rejected = pairs
+            .iter()
+            .map(|p| (p.prompt_ids.as_slice(), p.rejected_ids.as_slice()));
+        Self::stack(
+            &chosen.collect::<Vec<_>>(),
+            &rejected.collect::<Vec<_>>(),
+            pad_id,
+            truncation,
+            device,
+        )
+    }
+
+    /// Stacks `first` then `second` as (prompt, completion) sequences: a DPO batch's chosen
+    /// and rejected completions, or KTO's rows and their KL completions (`second` may be
+    /// shorter, or empty). `split` returns the two parts.
+    pub fn stack(
+        first: &[(&[u32], &[u32])],
+        second: &[(&[u32], &[u32])],
+        pad_id: u32,
+        truncation: Option<Truncation>,
+        device: &Device,
+    ) -> Result<Self> {
+        // Every sequence as (prompt part, completion part) after truncation.
+        let sequences: Vec<(&[u32], &[u32])> = first
+            .iter()
+            .chain(second)
+            .map(|&(prompt, completion)| match truncation {
                 Some(t) => t.split(prompt, completion),
                 None => (prompt, completion),
             })
@@ -205,13 +233,21 @@ impl DpoBatch {
         Ok(Self {
             input_ids: Tensor::from_vec(ids, (rows, width), device)?,
             completion_mask: Tensor::from_vec(mask, (rows, width), device)?,
-            pairs: pairs.len(),
+            pairs: first.len(),
             layout,
             scored_positions: Tensor::from_vec(positions, scored, device)?,
             scored_targets: Tensor::from_vec(targets, scored, device)?,
             position_rows: Tensor::from_vec(position_rows, (rows, scored), device)?,
             length_weights: None,
+            probability_weighting: false,
         })
+    }
+
+    /// WPO (`use_weighting`, TRL 1.x): the policy's scores also carry each sequence's
+    /// probability weight, which multiplies its pair's losses.
+    pub fn weigh_by_probability(mut self) -> Self {
+        self.probability_weighting = true;
+        self
     }
 
     /// LD-DPO (`ld_alpha`, TRL 1.x): each sequence's log-probs sum the positions both
@@ -252,11 +288,20 @@ impl DpoBatch {
     /// variables). Only the scored positions go through the vocabulary projection and the
     /// log-softmax, so prompts and padding cost only the transformer body.
     pub fn score(&self, model: &Qwen2, with_adapters: bool) -> Result<CompletionScores> {
+        self.score_with(model, with_adapters, self.probability_weighting)
+    }
+
+    fn score_with(
+        &self,
+        model: &Qwen2,
+        with_adapters: bool,
+        probability_weights: bool,
+    ) -> Result<CompletionScores> {
         if self.scored_positions.elem_count() == 0 {
             return self.no_scores();
         }
         let hidden = model.layout_hidden_states(&self.layout, with_adapters)?;
-        self.score_hidden(model, &hidden)
+        self.score_hidden(model, &hidden, probability_weights)
     }
 
     /// As `score` with the adapters, under gradient checkpointing: also the tape whose
@@ -269,41 +314,61 @@ impl DpoBatch {
             return Ok((self.no_scores()?, None));
         }
         let (hidden, tape) = model.checkpointed_hidden_states(&self.layout)?;
-        Ok((self.score_hidden(model, &hidden)?, Some(tape)))
+        Ok((
+            self.score_hidden(model, &hidden, self.probability_weighting)?,
+            Some(tape),
+        ))
     }
 
     fn no_scores(&self) -> Result<CompletionScores> {
         let device = self.input_ids.device();
         Ok(CompletionScores {
-            logps: Tensor::zeros(2 * self.pairs, DType::F32, device)?,
-            token_logps: Tensor::zeros(2 * self.pairs, DType::F32, device)?,
+            logps: Tensor::zeros(self.rows(), DType::F32, device)?,
+            token_logps: Tensor::zeros(self.rows(), DType::F32, device)?,
             position_mean_logits: Tensor::zeros(0, DType::F32, device)?,
+            probability_weights: self
+                .probability_weighting
+                .then(|| Tensor::ones(self.rows(), DType::F32, device))
+                .transpose()?,
         })
     }
 
     /// Log-probs from the final hidden states of every slot: the head and the log-softmax
     /// over the vocabulary (in f32) on the scored positions only, a chunk of positions at a
     /// time with the fused vocabulary op (`vocabulary_logps.rs`).
-    fn score_hidden(&self, model: &Qwen2, hidden: &Tensor) -> Result<CompletionScores> {
+    fn score_hidden(
+        &self,
+        model: &Qwen2,
+        hidden: &Tensor,
+        probability_weights: bool,
+    ) -> Result<CompletionScores> {
         let differentiable = hidden.track_op();
         if differentiable {
             memory_profile::mark("decoder layers");
         }
         let selected = hidden.index_select(&self.scored_positions, 0)?;
         let fused = model.fused_ops();
-        let (picked, position_mean_logits) = if fused.vocabulary {
+        let (picked, position_mean_logits, log_sum_squared_probs) = if fused.vocabulary {
             let scores = vocabulary_logps(
                 &selected,
                 model.output_head(),
                 &self.scored_targets,
                 fused.chunk_bytes,
+                probability_weights,
             )?;
-            (scores.picked, scores.mean_logits)
+            (
+                scores.picked,
+                scores.mean_logits,
+                scores.log_sum_squared_probs,
+            )
         } else {
             let logits = model.logits(&selected)?.to_dtype(DType::F32)?;
             let log_probs = candle_nn::ops::log_softmax(&logits, 1)?;
             let picked = log_probs.gather(&self.scored_targets.unsqueeze(1)?, 1)?;
-            (picked, logits.detach().mean(1)?)
+            let squares = probability_weights
+                .then(|| (log_probs.detach() * 2.0)?.exp()?.sum(1)?.log())
+                .transpose()?;
+            (picked, logits.detach().mean(1)?, squares)
         };
         let token_logps = self.position_rows.matmul(&picked)?.squeeze(1)?;
         let logps = match &self.length_weights {
@@ -313,10 +378,21 @@ impl DpoBatch {
         if differentiable {
             memory_profile::mark("vocabulary: head, log-softmax, targets");
         }
+        // WPO: exp of each sequence's mean of `log p(t) − log Σ p²` over its tokens.
+        let probability_weights = match log_sum_squared_probs {
+            Some(squares) => {
+                let aligned = (picked.detach().squeeze(1)? - squares)?.unsqueeze(1)?;
+                let mean = (self.position_rows.matmul(&aligned)?.squeeze(1)?
+                    / self.completion_lengths()?)?;
+                Some(mean.exp()?)
+            }
+            None => None,
+        };
         Ok(CompletionScores {
             logps,
             token_logps,
             position_mean_logits,
+            probability_weights,
         })
     }
 
@@ -333,12 +409,36 @@ impl DpoBatch {
         Ok((mean(&chosen_rows)?, mean(&rejected_rows)?))
     }
 
-    /// Splits a `(2 × pairs,)` tensor into its chosen and rejected halves.
+    /// Splits a `(rows,)` tensor (or `(rows, …)`) into its chosen and rejected parts (the
+    /// `first` and `second` of `stack`).
     pub fn split(&self, both: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
             both.narrow(0, 0, self.pairs)?,
-            both.narrow(0, self.pairs, self.pairs)?,
+            both.narrow(0, self.pairs, self.rows() - self.pairs)?,
         ))
+    }
+
+    /// Sequences in the batch: `2 × pairs` for DPO.
+    pub fn rows(&self) -> usize {
+        self.completion_mask.dim(0).unwrap_or(0)
+    }
+
+    /// Mean of `per_position` `(scored,)` over the positions of the rows `rows`; 0 when they
+    /// have none.
+    pub fn rows_position_mean(&self, per_position: &Tensor, rows: &[usize]) -> Result<f64> {
+        let mut total = 0.0;
+        let mut count = 0.0;
+        let values: Vec<f32> = per_position.to_vec1()?;
+        let owners: Vec<Vec<f32>> = self.position_rows.to_vec2()?;
+        for &row in rows {
+            for (value, owned) in values.iter().zip(&owners[row]) {
+                if *owned > 0.0 {
+                    total += f64::from(*value);
+                    count += 1.0;
+                }
+            }
+        }
+        Ok(if count > 0.0 { total / count } else { 0.0 })
     }
 
     /// Completion tokens per sequence, `(2 × pairs,)`, at least 1.
@@ -349,7 +449,7 @@ impl DpoBatch {
     /// The sequence log-probs of `model` on this batch, without a graph: the reference model's
     /// (`adapters_off` for a LoRA policy's base) or an evaluation's.
     pub fn logps(&self, model: &Qwen2, adapters_off: bool) -> Result<Tensor> {
-        Ok(self.score(model, !adapters_off)?.logps.detach())
+        Ok(self.score_with(model, !adapters_off, false)?.logps.detach())
     }
 }
 
@@ -426,15 +526,28 @@ fn dpo_objective(
     let (chosen_mask, _) = batch.split(&batch.completion_mask)?;
     let (chosen_tokens, _) = batch.split(&scores.token_logps)?;
     let chosen_nll = (chosen_tokens.sum_all()?.neg()? / chosen_mask.sum_all()?.maximum(1.0)?)?;
-    let mut loss = weighted_sum(config, |kind| match kind {
-        LossType::Sft => Ok(chosen_nll.clone()),
-        kind => pair_losses(
-            kind,
-            config,
-            &summed,
-            Some((&chosen_lengths, &rejected_lengths)),
-        )?
-        .mean_all(),
+    // WPO: each pair's losses times the weights of both its sequences.
+    let pair_weights = match &scores.probability_weights {
+        Some(weights) => {
+            let (chosen_weights, rejected_weights) = batch.split(weights)?;
+            Some((chosen_weights * rejected_weights)?)
+        }
+        None => None,
+    };
+    let mut loss = weighted_sum(config, |kind| {
+        let losses = match kind {
+            LossType::Sft => chosen_nll.broadcast_as(batch.pairs)?,
+            kind => pair_losses(
+                kind,
+                config,
+                &summed,
+                Some((&chosen_lengths, &rejected_lengths)),
+            )?,
+        };
+        match &pair_weights {
+            Some(weights) => (losses * weights)?.mean_all(),
+            None => losses.mean_all(),
+        }
     })?;
     let mut nll_loss = None;
     if let Some(alpha) = config.rpo_alpha {

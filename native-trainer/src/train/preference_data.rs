@@ -90,6 +90,9 @@ impl PreferenceData {
         if let Some(alpha) = config.ld_alpha {
             batch = batch.desensitize_lengths(alpha)?;
         }
+        if config.use_weighting {
+            batch = batch.weigh_by_probability();
+        }
         let reference = if config.reference_free {
             Tensor::zeros(2 * pairs.len(), candle_core::DType::F32, device)?
         } else if let Some(stored) = &self.reference_logps {

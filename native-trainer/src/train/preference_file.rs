@@ -2,6 +2,7 @@
 //! Lines or Parquet (as Hugging Face datasets ship them), rows with a `prompt` (standard: strings; conversational: message lists) or without one
 //! (implicit prompt: the longest common start of `chosen` and `rejected` becomes the prompt,
 //! as TRL's `extract_prompt` does). Other keys are ignored, as TRL ignores extra columns.
+//! For KTO, rows may also be TRL's unpaired ones (`prompt`, `completion`, `label`).
 //!
 //! A malformed line (Parquet: row) is an error naming `file:line` (`file: row N`) and the
 //! field; with `skip_malformed` it is counted, logged and left out instead.
@@ -11,12 +12,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use shared::{ChatMessage, TrlRow};
+use shared::{ChatMessage, TrlRow, UnpairedRow};
 
 /// The rows of one file, with the line (Parquet: row) each came from.
 #[derive(Debug)]
-pub struct PreferenceFile {
-    pub rows: Vec<TrlRow>,
+pub struct PreferenceFile<Row = TrlRow> {
+    pub rows: Vec<Row>,
     pub line_numbers: Vec<usize>,
     /// Malformed lines left out (only with `skip_malformed`).
     pub skipped: usize,
@@ -44,17 +45,43 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// A row of a KTO dataset: unpaired, or a pair TRL unpairs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetRow {
+    Paired(TrlRow),
+    Unpaired(UnpairedRow),
+}
+
 /// Reads a preference file: Parquet by its `.parquet` extension, JSON Lines otherwise.
 pub fn read_preference_file(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
+    read_rows(path, skip_malformed, parse_row, "`chosen` and `rejected`")
+}
+
+/// Reads a KTO dataset file: unpaired rows or pairs (each row either).
+pub fn read_dataset_file(path: &Path, skip_malformed: bool) -> Result<PreferenceFile<DatasetRow>> {
+    read_rows(
+        path,
+        skip_malformed,
+        parse_dataset_row,
+        "`prompt`, `completion` and `label`, or `chosen` and `rejected`",
+    )
+}
+
+fn read_rows<Row>(
+    path: &Path,
+    skip_malformed: bool,
+    parse: fn(&Value) -> Result<Row, FieldError>,
+    expected: &str,
+) -> Result<PreferenceFile<Row>> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let file = if extension.eq_ignore_ascii_case("parquet") {
-        read_parquet(path, skip_malformed)?
+        read_parquet(path, skip_malformed, parse)?
     } else {
-        read_json_lines(path, skip_malformed)?
+        read_json_lines(path, skip_malformed, parse)?
     };
     if file.rows.is_empty() {
         bail!(
-            "{}: no preference rows (expected `chosen` and `rejected`)",
+            "{}: no preference rows (expected {expected})",
             path.display()
         );
     }
@@ -62,13 +89,13 @@ pub fn read_preference_file(path: &Path, skip_malformed: bool) -> Result<Prefere
 }
 
 /// Keeps a parsed row, or records (or refuses) a malformed one at `place`.
-struct RowCollector<'a> {
+struct RowCollector<'a, Row> {
     name: std::path::Display<'a>,
     skip_malformed: bool,
-    file: PreferenceFile,
+    file: PreferenceFile<Row>,
 }
 
-impl<'a> RowCollector<'a> {
+impl<'a, Row> RowCollector<'a, Row> {
     fn new(path: &'a Path, skip_malformed: bool) -> Self {
         Self {
             name: path.display(),
@@ -85,7 +112,7 @@ impl<'a> RowCollector<'a> {
         &mut self,
         place: &str,
         index: usize,
-        parsed: std::result::Result<Option<TrlRow>, String>,
+        parsed: std::result::Result<Option<Row>, String>,
     ) -> Result<()> {
         let name = &self.name;
         match parsed {
@@ -106,7 +133,11 @@ impl<'a> RowCollector<'a> {
     }
 }
 
-fn read_parquet(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
+fn read_parquet<Row>(
+    path: &Path,
+    skip_malformed: bool,
+    parse_row: fn(&Value) -> Result<Row, FieldError>,
+) -> Result<PreferenceFile<Row>> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let name = path.display();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
@@ -127,7 +158,11 @@ fn read_parquet(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
     Ok(collector.file)
 }
 
-fn read_json_lines(path: &Path, skip_malformed: bool) -> Result<PreferenceFile> {
+fn read_json_lines<Row>(
+    path: &Path,
+    skip_malformed: bool,
+    parse_row: fn(&Value) -> Result<Row, FieldError>,
+) -> Result<PreferenceFile<Row>> {
     let name = path.display();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
     let mut reader = std::io::BufReader::new(file);
@@ -195,6 +230,52 @@ fn json_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+/// One row of a KTO dataset: unpaired when it has `completion` or `label`, else a pair.
+pub fn parse_dataset_row(value: &Value) -> Result<DatasetRow, FieldError> {
+    let Value::Object(row) = value else {
+        return parse_row(value).map(DatasetRow::Paired);
+    };
+    if !row.contains_key("completion") && !row.contains_key("label") {
+        return parse_row(value).map(DatasetRow::Paired);
+    }
+    let label = match row.get("label") {
+        Some(Value::Bool(label)) => *label,
+        None | Some(Value::Null) => return Err(FieldError::new("label", "missing")),
+        Some(other) => {
+            return Err(FieldError::new(
+                "label",
+                format!("expected true or false, got {}", json_type(other)),
+            ));
+        }
+    };
+    let required = |field: &str| -> Result<Column, FieldError> {
+        column(row, field)?.ok_or_else(|| FieldError::new(field, "missing"))
+    };
+    match (required("prompt")?, required("completion")?) {
+        (Column::Text(prompt), Column::Text(completion)) => {
+            Ok(DatasetRow::Unpaired(UnpairedRow::Standard {
+                prompt,
+                completion,
+                label,
+            }))
+        }
+        (Column::Messages(prompt), Column::Messages(completion)) => {
+            if prompt.is_empty() {
+                return Err(FieldError::new("prompt", "the message list is empty"));
+            }
+            Ok(DatasetRow::Unpaired(UnpairedRow::Conversational {
+                prompt,
+                completion,
+                label,
+            }))
+        }
+        _ => Err(FieldError::new(
+            "completion",
+            "`prompt` and `completion` must both be strings or both message lists",
+        )),
     }
 }
 

@@ -1,8 +1,10 @@
-//! The DPO training loop, top to bottom: load the model and data, build the optimizer,
-//! resume if asked, then for each optimizer step take `gradient_accumulation_steps`
-//! micro-batches of the epoch's seeded shuffle, backpropagate the DPO loss, clip, step the
-//! schedule and AdamW, log TRL's metrics to `metrics.jsonl`, evaluate and checkpoint on
-//! schedule, and finally save the trained weights or adapters into `output_dir`.
+//! The training loop (DPO, or KTO with `method = kto`), top to bottom: load the model and
+//! data, build the optimizer, resume if asked, then for each optimizer step take
+//! `gradient_accumulation_steps` micro-batches of the epoch's seeded shuffle (KTO: in order),
+//! backpropagate the loss, clip, step the
+//! schedule and AdamW (and move TR-DPO's reference), log TRL's metrics to `metrics.jsonl`,
+//! evaluate and checkpoint on schedule, and finally save the trained weights or adapters into
+//! `output_dir`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,13 +19,12 @@ use super::base_model::BaseModel;
 use super::checkpoint::{
     ARGS_FILE, STATE_FILE, TrainerState, list_checkpoints, load_checkpoint, save_checkpoint,
 };
-use super::dpo_batch::{dpo_step, dpo_step_checkpointed};
 use super::memory_profile::{self as profile, storage_bytes};
 use super::metric_window::MetricWindow;
 use super::optimization::{TrainerOptimizer, accumulate, clip_gradient_norm, learning_rate_factor};
-use super::preference_data::PreferenceData;
 use super::qwen2::LayerTape;
 use super::training_config::{EvalStrategy, TrainingConfig};
+use super::training_data::TrainingData;
 use super::training_model::TrainingModel;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -49,10 +50,19 @@ pub struct TrainOutcome {
     pub summary: Map<String, Value>,
 }
 
-/// The micro-batches of one epoch: a seeded shuffle of the pairs, cut into batches.
-fn epoch_batches(pairs: usize, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..pairs).collect();
-    SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
+/// The micro-batches of one epoch: a seeded shuffle of the rows (or, `in_order`, the rows in
+/// order), cut into batches.
+fn epoch_batches(
+    rows: usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    in_order: bool,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..rows).collect();
+    if !in_order {
+        SplitMix64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
+    }
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
@@ -86,9 +96,12 @@ pub fn train(
     base.release_weights();
     let pad_id = base.pad_token_id();
     profile::mark("model loaded (weights)");
-    let mut train_data = PreferenceData::load(data_path, &base.text, config)?;
+    let mut train_data = TrainingData::load(data_path, &base.text, config)?;
+    if let TrainingData::Labelled(data) = &train_data {
+        data.check_balance(config);
+    }
     let mut eval_data = match &config.eval_dataset_name {
-        Some(path) => Some(PreferenceData::load(path, &base.text, config)?),
+        Some(path) => Some(TrainingData::load(path, &base.text, config)?),
         None => None,
     };
     if config.precompute_ref_log_probs && !config.reference_free {
@@ -115,7 +128,6 @@ pub fn train(
 
     // Schedule.
     let batches_per_epoch = train_data
-        .pairs
         .len()
         .div_ceil(config.per_device_train_batch_size);
     let steps_per_epoch = batches_per_epoch
@@ -138,8 +150,9 @@ pub fn train(
     let vars: Vec<_> = named.iter().map(|(_, v)| v.clone()).collect();
     let trainable_count: usize = vars.iter().map(|v| v.as_tensor().elem_count()).sum();
     tracing::info!(
-        "{} pairs, {batches_per_epoch} batches per epoch, {max_steps} steps; {trainable_count} trainable parameters ({})",
-        train_data.pairs.len(),
+        "{} {}, {batches_per_epoch} batches per epoch, {max_steps} steps; {trainable_count} trainable parameters ({})",
+        train_data.len(),
+        train_data.unit(),
         if lora.is_some() { "LoRA" } else { "full" }
     );
     let mut optimizer = TrainerOptimizer::new(named, config.adamw())?;
@@ -155,7 +168,7 @@ pub fn train(
                 .map(|(_, path)| path)
                 .with_context(|| format!("--resume: no checkpoint in {}", output_dir.display()))?,
         };
-        state = load_checkpoint(&checkpoint, &model, &mut optimizer, config)?;
+        state = load_checkpoint(&checkpoint, &mut model, &mut optimizer, config)?;
         state.max_steps = max_steps;
         tracing::info!(
             "resuming from {} at step {}",
@@ -173,13 +186,13 @@ pub fn train(
         .progress_chars("=> "),
     );
     progress.set_position(state.global_step as u64);
-    let loss_config = config.loss_config();
     let mut eval_metrics = None;
     let mut batches = epoch_batches(
-        train_data.pairs.len(),
+        train_data.len(),
         config.per_device_train_batch_size,
         config.seed,
         state.epoch_index,
+        train_data.in_order(),
     );
 
     let started = std::time::Instant::now();
@@ -191,10 +204,11 @@ pub fn train(
             state.epoch_index += 1;
             state.next_batch = 0;
             batches = epoch_batches(
-                train_data.pairs.len(),
+                train_data.len(),
                 config.per_device_train_batch_size,
                 config.seed,
                 state.epoch_index,
+                train_data.in_order(),
             );
         }
         let group_end = (state.next_batch + config.gradient_accumulation_steps).min(batches.len());
@@ -204,14 +218,10 @@ pub fn train(
         let mut grads = None;
         for indices in group {
             profile::mark("before the step");
-            let (batch, reference) = train_data.batch(indices, &model, config, &device, pad_id)?;
+            let batch = train_data.batch(indices, &model, config, &device, pad_id)?;
             profile::mark("reference pass");
-            let (loss, metrics, tape) = if config.gradient_checkpointing {
-                dpo_step_checkpointed(&model.policy, &batch, &reference, &loss_config)?
-            } else {
-                let (loss, metrics) = dpo_step(&model.policy, &batch, &reference, &loss_config)?;
-                (loss, metrics, None)
-            };
+            let (loss, metrics, tape) =
+                batch.step(&model.policy, config, config.gradient_checkpointing)?;
             let kept_inputs = tape.as_ref().map_or(0, LayerTape::saved_bytes);
             profile::census(&loss, &model.policy.config, kept_inputs);
             profile::mark("loss");
@@ -260,6 +270,13 @@ pub fn train(
             profiling = false;
         }
         state.global_step += 1;
+        if config.sync_ref_model
+            && state
+                .global_step
+                .is_multiple_of(config.ref_model_sync_steps)
+        {
+            model.sync_reference(config.ref_model_mixup_alpha)?;
+        }
         state.next_batch = group_end;
         state.optimizer_steps = optimizer.steps_taken();
         progress.inc(1);
@@ -276,9 +293,9 @@ pub fn train(
                 state.global_step,
             );
             progress.set_message(format!(
-                "loss {:.4} · rewards/accuracies {:.2}",
+                "loss {:.4} · rewards/margins {:.3}",
                 state.pending.mean("loss").unwrap_or(f64::NAN),
-                state.pending.mean("rewards/accuracies").unwrap_or(f64::NAN)
+                state.pending.mean("rewards/margins").unwrap_or(f64::NAN)
             ));
             writeln!(metrics_file, "{}", Value::Object(line.clone()))?;
             metrics_file.flush()?;
@@ -291,11 +308,19 @@ pub fn train(
             let mut line = evaluate(&model, eval, config, &device, pad_id)?;
             line.insert("epoch".into(), Value::from(epoch));
             line.insert("step".into(), Value::from(state.global_step));
+            let value = |key: &str| line.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
             progress.println(format!(
-                "step {}: eval_loss {:.4}, eval_rewards/accuracies {:.3}",
+                "step {}: eval_loss {:.4}, {}",
                 state.global_step,
-                line["eval_loss"].as_f64().unwrap_or(f64::NAN),
-                line["eval_rewards/accuracies"].as_f64().unwrap_or(f64::NAN),
+                value("eval_loss"),
+                match &train_data {
+                    TrainingData::Pairs(_) => format!(
+                        "eval_rewards/accuracies {:.3}",
+                        value("eval_rewards/accuracies")
+                    ),
+                    TrainingData::Labelled(_) =>
+                        format!("eval_rewards/margins {:.3}", value("eval_rewards/margins")),
+                }
             ));
             writeln!(metrics_file, "{}", Value::Object(line.clone()))?;
             metrics_file.flush()?;
@@ -404,19 +429,18 @@ fn rewrite_metrics(path: &Path, history: &[Map<String, Value>]) -> Result<std::f
 /// The eval split's metrics with `eval_` names, averaged over its batches.
 pub fn evaluate(
     model: &TrainingModel,
-    data: &PreferenceData,
+    data: &TrainingData,
     config: &TrainingConfig,
     device: &Device,
     pad_id: u32,
 ) -> Result<Map<String, Value>> {
     let mut window = MetricWindow::default();
-    let indices: Vec<usize> = (0..data.pairs.len()).collect();
-    let loss_config = config.loss_config();
+    let indices: Vec<usize> = (0..data.len()).collect();
     // Scoring only: no graph, so nothing is kept for a backward pass.
     let policy = model.policy.detached();
     for chunk in indices.chunks(config.per_device_eval_batch_size) {
-        let (batch, reference) = data.batch(chunk, model, config, device, pad_id)?;
-        let (_, metrics) = dpo_step(&policy, &batch, &reference, &loss_config)?;
+        let batch = data.batch(chunk, model, config, device, pad_id)?;
+        let (_, metrics, _) = batch.step(&policy, config, false)?;
         window.record(&metrics);
     }
     Ok(window.means("eval_"))

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dpo_batch::{Truncation, TruncationMode};
 use super::dpo_loss::{DpoLossConfig, FDivergence, LossMix, LossType};
+use super::kto_loss::{KtoLossConfig, KtoLossType};
 use super::lora::LoraConfig;
 use super::optimization::{AdamWParams, SchedulerType};
 use super::precision::Precision;
@@ -53,14 +54,23 @@ const IGNORED_KEYS: &[&str] = &[
     "pad_token",
 ];
 
-/// DPOConfig (TRL 1.x) keys not implemented here, with their default (accepted, as a config
-/// TRL wrote lists them) and what they are; any other value is refused naming the key.
-const UNSUPPORTED_KEYS: &[(&str, &str, &str)] = &[
-    ("use_weighting", "false", "WPO's weighting"),
-    ("sync_ref_model", "false", "TR-DPO's reference updates"),
-    ("ref_model_mixup_alpha", "0.6", "TR-DPO's mixing weight"),
-    ("ref_model_sync_steps", "512", "TR-DPO's update interval"),
-];
+/// Which trainer a run is: TRL's `DPOTrainer` (pairs) or `KTOTrainer` (labelled rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainingMethod {
+    #[default]
+    Dpo,
+    Kto,
+}
+
+impl TrainingMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dpo => "dpo",
+            Self::Kto => "kto",
+        }
+    }
+}
 
 /// `eval_strategy`: when the eval split is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -151,8 +161,12 @@ pub struct TrainingConfig {
     /// Defaults to `logging_steps`.
     pub eval_steps: Option<usize>,
 
+    /// `dpo` (DPOConfig's keys) or `kto` (KTOConfig's): set by `dpo train --method`.
+    pub method: TrainingMethod,
+
     // DPOConfig
     pub beta: f64,
+    /// DPO: one of `LossType`'s names or a weighted list; KTO: `kto` or `apo_zero_unpaired`.
     pub loss_type: LossTypeSetting,
     /// One weight per `loss_type` entry; all 1 when unset (TRL 1.x).
     pub loss_weights: Option<Vec<f64>>,
@@ -164,6 +178,18 @@ pub struct TrainingConfig {
     pub f_alpha_divergence_coef: f64,
     /// LD-DPO: the weight of the longer completion's tokens past the shorter one's length.
     pub ld_alpha: Option<f64>,
+    /// WPO: weight each pair's losses by the policy's length-normalised probabilities of its
+    /// two completions.
+    pub use_weighting: bool,
+    /// TR-DPO: every `ref_model_sync_steps` steps the reference becomes
+    /// `ref_model_mixup_alpha` × policy + (1 − alpha) × reference.
+    pub sync_ref_model: bool,
+    pub ref_model_mixup_alpha: f64,
+    pub ref_model_sync_steps: usize,
+    /// KTO: the weight of desirable rows' losses.
+    pub desirable_weight: f64,
+    /// KTO: the weight of undesirable rows' losses.
+    pub undesirable_weight: f64,
     /// Longest prompt + completion in tokens; 0 keeps every token.
     pub max_length: usize,
     /// Longest prompt in tokens (its end is kept); 0 keeps every token.
@@ -250,6 +276,13 @@ impl Default for TrainingConfig {
             f_divergence_type: "reverse_kl".into(),
             f_alpha_divergence_coef: 0.5,
             ld_alpha: None,
+            use_weighting: false,
+            sync_ref_model: false,
+            ref_model_mixup_alpha: 0.6,
+            ref_model_sync_steps: 512,
+            desirable_weight: 1.0,
+            undesirable_weight: 1.0,
+            method: TrainingMethod::Dpo,
             label_smoothing: 0.0,
             max_length: 1024,
             max_prompt_length: 0,
@@ -321,15 +354,11 @@ impl TrainingConfig {
                 tracing::warn!("{source}: `{key} = {value}` has no effect here; ignored");
             }
         }
-        for (key, default, what) in UNSUPPORTED_KEYS {
-            if let Some(value) = table.remove(*key)
-                && value.to_string() != *default
-            {
-                anyhow::bail!(
-                    "{source}: `{key} = {value}` ({what}, TRL 1.x) is not supported yet; only \
-                     its default, {default}"
-                );
-            }
+        // KTOConfig's default loss.
+        if table.get("method").and_then(toml::Value::as_str) == Some("kto")
+            && !table.contains_key("loss_type")
+        {
+            table.insert("loss_type".into(), toml::Value::String("kto".into()));
         }
         let config: Self = table
             .try_into()
@@ -410,7 +439,48 @@ impl TrainingConfig {
         {
             return Err(format!("rpo_alpha must be ≥ 0, got {alpha}"));
         }
+        if self.sync_ref_model {
+            if self.lora_config()?.is_some() {
+                return Err(
+                    "sync_ref_model = true with LoRA (use_peft): the reference is the \
+                            base with the adapters off, there is no separate reference to \
+                            update (TRL refuses it too); use full fine-tuning"
+                        .into(),
+                );
+            }
+            if self.precompute_ref_log_probs {
+                return Err(
+                    "sync_ref_model = true with precompute_ref_log_probs = true: the \
+                            reference changes during training, so precomputed log-probs would \
+                            go stale (TRL refuses it too)"
+                        .into(),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.ref_model_mixup_alpha) {
+            return Err(format!(
+                "ref_model_mixup_alpha must be in [0, 1], got {}",
+                self.ref_model_mixup_alpha
+            ));
+        }
+        if self.ref_model_sync_steps == 0 {
+            return Err("ref_model_sync_steps must be at least 1".into());
+        }
+        if self.method == TrainingMethod::Kto {
+            return self.validate_kto();
+        }
         let losses = self.loss_mix()?;
+        if self.use_weighting
+            && let Some((loss, _)) = losses
+                .iter()
+                .find(|(loss, _)| matches!(loss, LossType::Aot | LossType::AotUnpaired))
+        {
+            return Err(format!(
+                "use_weighting = true with loss_type `{}`: WPO's weighting is not defined for \
+                 aot and aot_unpaired, which sort the pairs (TRL refuses it too)",
+                loss.name()
+            ));
+        }
         if losses.contains(LossType::ExoPair) && self.label_smoothing == 0.0 {
             return Err(
                 "loss_type exo_pair needs label_smoothing > 0 (the EXO paper recommends 1e-3)"
@@ -446,6 +516,47 @@ impl TrainingConfig {
                 self.discopop_tau
             ));
         }
+        self.validate_shared()
+    }
+
+    /// KTOConfig's rules: its loss types, the weights, and a batch of more than one row when
+    /// the KL term is estimated from the batch's mismatched completions.
+    fn validate_kto(&self) -> std::result::Result<(), String> {
+        self.kto_loss()?;
+        for (key, value) in [
+            ("desirable_weight", self.desirable_weight),
+            ("undesirable_weight", self.undesirable_weight),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{key} must be ≥ 0, got {value}"));
+            }
+        }
+        if self.kto_loss()? == KtoLossType::Kto && self.per_device_train_batch_size <= 1 {
+            return Err(
+                "loss_type kto needs per_device_train_batch_size > 1: its KL term \
+                        pairs each prompt with another row's completion of the same batch \
+                        (TRL's rule)"
+                    .into(),
+            );
+        }
+        for (key, set) in [
+            ("use_weighting", self.use_weighting),
+            ("rpo_alpha", self.rpo_alpha.is_some()),
+            ("ld_alpha", self.ld_alpha.is_some()),
+            ("reference_free", self.reference_free),
+            ("loss_weights", self.loss_weights.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "{key} is a DPOConfig key; KTO (method = kto) does not take it"
+                ));
+            }
+        }
+        self.validate_shared()
+    }
+
+    /// The checks both methods share.
+    fn validate_shared(&self) -> std::result::Result<(), String> {
         if self.eval_strategy != EvalStrategy::No && self.eval_dataset_name.is_none() {
             return Err("eval_strategy is set but there is no eval_dataset_name".into());
         }
@@ -499,6 +610,31 @@ impl TrainingConfig {
             losses.push((loss, weight));
         }
         LossMix::new(&losses)
+    }
+
+    /// KTO's `loss_type`; an error names the accepted ones.
+    pub fn kto_loss(&self) -> std::result::Result<KtoLossType, String> {
+        match self.loss_type.names().as_slice() {
+            [name] => KtoLossType::from_name(name).ok_or_else(|| {
+                format!(
+                    "loss_type: `{name}` is not a KTO loss (accepted with method = kto: {})",
+                    KtoLossType::ALL.map(KtoLossType::name).join(", ")
+                )
+            }),
+            names => Err(format!(
+                "loss_type: KTO takes one loss, got the list {names:?} (accepted: {})",
+                KtoLossType::ALL.map(KtoLossType::name).join(", ")
+            )),
+        }
+    }
+
+    pub fn kto_loss_config(&self) -> KtoLossConfig {
+        KtoLossConfig {
+            loss: self.kto_loss().expect("validate() checked loss_type"),
+            beta: self.beta,
+            desirable_weight: self.desirable_weight,
+            undesirable_weight: self.undesirable_weight,
+        }
     }
 
     /// `f_divergence_type` with its coefficient; an error names the accepted types.

@@ -4,7 +4,8 @@
 //!   off (no second copy). Saved as PEFT does: `adapter_model.safetensors` (names prefixed
 //!   `base_model.model.`) and `adapter_config.json` naming the base model.
 //! - Full fine-tuning: every weight is an f32 variable; the reference is a frozen copy of the
-//!   base (dropped once reference log-probs are precomputed). Saved as an HF directory:
+//!   base (dropped once reference log-probs are precomputed; moved towards the policy by
+//!   TR-DPO's `sync_ref_model`, `reference_sync.rs`). Saved as an HF directory:
 //!   `model.safetensors`, `config.json`, tokenizer files.
 //!
 //! Adapter `A` matrices are drawn from the run's seed (PEFT's Kaiming-uniform bound), so a
@@ -24,6 +25,7 @@ use super::dpo_batch::DpoBatch;
 use super::lora::LoraConfig;
 use super::precision::Precision;
 use super::qwen2::Qwen2;
+use super::reference_sync::mix_into_reference;
 
 /// PEFT's prefix for adapter tensor names in `adapter_model.safetensors`.
 const PEFT_PREFIX: &str = "base_model.model.";
@@ -37,7 +39,13 @@ pub struct TrainingModel {
     pub trainable: VarMap,
     pub lora: Option<LoraConfig>,
     frozen_reference: Option<Qwen2>,
+    /// The frozen reference's weights by name, in the compute dtype (the same storage the
+    /// reference model holds): what TR-DPO's updates mix into.
+    reference_weights: HashMap<String, Tensor>,
 }
+
+/// The file a TR-DPO run's checkpoint keeps its moved reference in.
+pub const REFERENCE_WEIGHTS: &str = "reference.safetensors";
 
 impl TrainingModel {
     /// A policy starting at `base`: with adapters when `lora` is given, else every weight
@@ -56,8 +64,8 @@ impl TrainingModel {
             .next()
             .map(|t| t.device().clone())
             .unwrap_or(Device::Cpu);
-        let frozen = || -> Result<Qwen2> {
-            let vb = VarBuilder::from_tensors(base.weights.clone(), compute, &device);
+        let frozen = |weights: &HashMap<String, Tensor>| -> Result<Qwen2> {
+            let vb = VarBuilder::from_tensors(weights.clone(), compute, &device);
             Qwen2::new(&base.config, &vb)
                 .with_context(|| format!("{}: building the model", base.source.display()))
         };
@@ -65,13 +73,14 @@ impl TrainingModel {
         let vb = VarBuilder::from_varmap(&trainable, DType::F32, &device);
         match lora {
             Some(lora) => {
-                let mut policy = frozen()?;
+                let mut policy = frozen(&base.weights)?;
                 policy.add_lora(lora, &vb)?;
                 let model = Self {
                     policy,
                     trainable,
                     lora: Some(lora.clone()),
                     frozen_reference: None,
+                    reference_weights: HashMap::new(),
                 };
                 model.seed_adapters(seed)?;
                 Ok(model)
@@ -84,11 +93,18 @@ impl TrainingModel {
                     })?;
                     var.set(weight)?;
                 }
+                // Converted once, so the reference model shares these tensors' storage.
+                let reference_weights = base
+                    .weights
+                    .iter()
+                    .map(|(name, weight)| Ok((name.clone(), weight.to_dtype(compute)?)))
+                    .collect::<Result<HashMap<_, _>>>()?;
                 Ok(Self {
                     policy,
                     trainable,
                     lora: None,
-                    frozen_reference: Some(frozen()?),
+                    frozen_reference: Some(frozen(&reference_weights)?),
+                    reference_weights,
                 })
             }
         }
@@ -151,6 +167,50 @@ impl TrainingModel {
     /// Frees the frozen reference copy (full fine-tuning with precomputed reference log-probs).
     pub fn drop_reference(&mut self) {
         self.frozen_reference = None;
+        self.reference_weights.clear();
+    }
+
+    /// TR-DPO: moves the frozen reference `alpha` of the way to the policy.
+    pub fn sync_reference(&mut self, alpha: f64) -> Result<()> {
+        let Some(reference) = self.frozen_reference.take() else {
+            bail!("sync_ref_model needs full fine-tuning with a reference model at hand");
+        };
+        let config = reference.config.clone();
+        drop(reference);
+        let policy = self.named_vars();
+        mix_into_reference(&mut self.reference_weights, &policy, alpha)?;
+        self.rebuild_reference(&config)
+    }
+
+    fn rebuild_reference(&mut self, config: &super::Qwen2Config) -> Result<()> {
+        let vb = VarBuilder::from_tensors(
+            self.reference_weights.clone(),
+            self.policy.compute_dtype(),
+            self.policy.device(),
+        );
+        self.frozen_reference = Some(Qwen2::new(config, &vb)?);
+        Ok(())
+    }
+
+    /// Writes the (TR-DPO-moved) reference into `dir`, for a checkpoint.
+    pub fn save_reference(&self, dir: &Path) -> Result<()> {
+        candle_core::safetensors::save(&self.reference_weights, dir.join(REFERENCE_WEIGHTS))?;
+        Ok(())
+    }
+
+    /// Reads back what `save_reference` wrote.
+    pub fn load_reference(&mut self, dir: &Path) -> Result<()> {
+        let file = dir.join(REFERENCE_WEIGHTS);
+        let saved = candle_core::safetensors::load(&file, self.policy.device())
+            .with_context(|| format!("reading {}", file.display()))?;
+        for (name, weight) in &mut self.reference_weights {
+            let stored = saved
+                .get(name)
+                .with_context(|| format!("{}: no tensor `{name}`", file.display()))?;
+            *weight = stored.to_dtype(weight.dtype())?;
+        }
+        let config = self.policy.config.clone();
+        self.rebuild_reference(&config)
     }
 
     /// The trainable tensors under the names they are saved with.

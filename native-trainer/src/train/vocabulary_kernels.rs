@@ -1,6 +1,6 @@
 //! The per-row work `vocabulary_logps.rs` does on each slice of the logits: each position's
-//! maximum, sum of `exp(z − max)` and sum of logits, and the softmax's share of the
-//! gradient, `−g · exp(z − logsumexp)`. On the CPU each is one pass per row with vectorized
+//! maximum, sum of `exp(z − max)` and sum of logits (and, for WPO, sum of `exp(2(z − max))`),
+//! and the softmax's share of the gradient, `−g · exp(z − logsumexp)`. On the CPU each is one pass per row with vectorized
 //! exponentials (`vector_math.rs`), rows spread over the cores, where candle's ops take four
 //! passes and a slice-sized tensor each; elsewhere (CUDA) they are those candle ops.
 
@@ -12,20 +12,47 @@ use rayon::prelude::*;
 use super::cpu_tensor::{contiguous_f32, is_cpu_f32};
 use super::vector_math::{exp_scaled_shifted, max_scaled};
 
-/// Per row of f32 `logits` `(positions, width)`: `(max, Σ exp(z − max), Σ z)`, each
-/// `(positions, 1)`.
-pub fn slice_statistics(logits: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+/// One slice's statistics per row, each `(positions, 1)` in f32.
+pub struct SliceStatistics {
+    pub max: Tensor,
+    /// `Σ exp(z − max)`.
+    pub exp_sum: Tensor,
+    /// `Σ z`.
+    pub logit_sum: Tensor,
+    /// `Σ exp(2(z − max))`, when asked for: with the log-sum-exp it gives `log Σ p²`.
+    pub square_sum: Option<Tensor>,
+}
+
+/// The statistics of each row of f32 `logits` `(positions, width)`; `squares` adds
+/// `square_sum`.
+pub fn slice_statistics(logits: &Tensor, squares: bool) -> Result<SliceStatistics> {
     if is_cpu_f32(logits) {
-        let stats = logits.contiguous()?.apply_op1_no_bwd(&SliceStatistics)?;
-        return Ok((
-            stats.narrow(1, 0, 1)?,
-            stats.narrow(1, 1, 1)?,
-            stats.narrow(1, 2, 1)?,
-        ));
+        let stats = logits
+            .contiguous()?
+            .apply_op1_no_bwd(&SliceStatisticsOp { squares })?;
+        return Ok(SliceStatistics {
+            max: stats.narrow(1, 0, 1)?,
+            exp_sum: stats.narrow(1, 1, 1)?,
+            logit_sum: stats.narrow(1, 2, 1)?,
+            square_sum: if squares {
+                Some(stats.narrow(1, 3, 1)?)
+            } else {
+                None
+            },
+        });
     }
     let max = logits.max_keepdim(D::Minus1)?;
-    let sum = logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?;
-    Ok((max, sum, logits.sum_keepdim(D::Minus1)?))
+    let shifted = logits.broadcast_sub(&max)?;
+    Ok(SliceStatistics {
+        exp_sum: shifted.exp()?.sum_keepdim(D::Minus1)?,
+        logit_sum: logits.sum_keepdim(D::Minus1)?,
+        square_sum: if squares {
+            Some((shifted * 2.0)?.exp()?.sum_keepdim(D::Minus1)?)
+        } else {
+            None
+        },
+        max,
+    })
 }
 
 /// `−grad · exp(logits − log_sum)` for f32 `logits` `(positions, width)`, `log_sum` and
@@ -52,9 +79,11 @@ fn width(layout: &Layout) -> Result<usize> {
     }
 }
 
-struct SliceStatistics;
+struct SliceStatisticsOp {
+    squares: bool,
+}
 
-impl CustomOp1 for SliceStatistics {
+impl CustomOp1 for SliceStatisticsOp {
     fn name(&self) -> &'static str {
         "vocabulary-slice-statistics"
     }
@@ -63,9 +92,10 @@ impl CustomOp1 for SliceStatistics {
         let logits = contiguous_f32(storage, layout, "vocabulary-kernels")?;
         let width = width(layout)?;
         let rows = logits.len() / width;
-        let mut stats = vec![0f32; rows * 3];
+        let columns = if self.squares { 4 } else { 3 };
+        let mut stats = vec![0f32; rows * columns];
         stats
-            .par_chunks_mut(3)
+            .par_chunks_mut(columns)
             .zip(logits.par_chunks(width))
             .for_each_init(
                 || vec![MaybeUninit::uninit(); width],
@@ -74,9 +104,12 @@ impl CustomOp1 for SliceStatistics {
                     stats[0] = max;
                     stats[1] = exp_scaled_shifted(row, 1.0, max, scratch);
                     stats[2] = row.iter().sum();
+                    if self.squares {
+                        stats[3] = exp_scaled_shifted(row, 2.0, 2.0 * max, scratch);
+                    }
                 },
             );
-        Ok((CpuStorage::F32(stats), Shape::from((rows, 3))))
+        Ok((CpuStorage::F32(stats), Shape::from((rows, columns))))
     }
 }
 
@@ -150,21 +183,29 @@ mod tests {
     #[test]
     fn the_cpu_statistics_are_candles() {
         let logits = logits();
-        let (max, sum, total) = slice_statistics(&logits).unwrap();
+        let stats = slice_statistics(&logits, true).unwrap();
         let expected_max = logits.max_keepdim(1).unwrap();
-        let expected_sum = logits
-            .broadcast_sub(&expected_max)
+        let shifted = logits.broadcast_sub(&expected_max).unwrap();
+        let expected_sum = shifted.exp().unwrap().sum_keepdim(1).unwrap();
+        let expected_squares = (&shifted * 2.0)
             .unwrap()
             .exp()
             .unwrap()
             .sum_keepdim(1)
             .unwrap();
         assert_eq!(
-            max.to_vec2::<f32>().unwrap(),
+            stats.max.to_vec2::<f32>().unwrap(),
             expected_max.to_vec2::<f32>().unwrap()
         );
-        assert!(max_relative(&sum, &expected_sum) < 1e-6);
-        assert!(max_relative(&total, &logits.sum_keepdim(1).unwrap()) < 1e-6);
+        assert!(max_relative(&stats.exp_sum, &expected_sum) < 1e-6);
+        assert!(max_relative(&stats.logit_sum, &logits.sum_keepdim(1).unwrap()) < 1e-6);
+        assert!(max_relative(&stats.square_sum.unwrap(), &expected_squares) < 1e-6);
+        assert!(
+            slice_statistics(&logits, false)
+                .unwrap()
+                .square_sum
+                .is_none()
+        );
     }
 
     #[test]

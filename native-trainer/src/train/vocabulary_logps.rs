@@ -13,7 +13,8 @@
 //! `log p(t) = z_t − logsumexp(z)`, `∂z = g (onehot(t) − softmax(z))`, so `∂h = g W_t − Σ_slices
 //! (g softmax(z_slice)) W_slice` and `∂W_slice = (g softmax)ᵀ h`, with `g h` added to each
 //! target's row. The log-sum-exp runs in f32 whatever the compute dtype, as the whole-matrix
-//! form in `dpo_batch.rs` does.
+//! form in `dpo_batch.rs` does. For WPO the same pass also folds `Σ exp(2z)` into `log Σ p²`
+//! (`= logsumexp(2z) − 2 logsumexp(z)`), detached as TRL's is.
 
 use candle_core::{D, DType, Result, Tensor};
 
@@ -27,16 +28,20 @@ pub struct PositionScores {
     pub picked: Tensor,
     /// Mean logit over the vocabulary at each position, `(positions,)` in f32, detached.
     pub mean_logits: Tensor,
+    /// `log Σ_v p(v)²` at each position, `(positions,)` in f32, detached; when asked for.
+    pub log_sum_squared_probs: Option<Tensor>,
 }
 
 /// The log-probabilities of `targets` `(positions,)` after the output head `(vocab, hidden)`
 /// on `hidden` `(positions, hidden)`, computed a slice of the vocabulary at a time, each
-/// slice's f32 logits at most `chunk_bytes` (and at least 8 tokens wide).
+/// slice's f32 logits at most `chunk_bytes` (and at least 8 tokens wide); `squared_probs`
+/// adds `log_sum_squared_probs`.
 pub fn vocabulary_logps(
     hidden: &Tensor,
     head: &Tensor,
     targets: &Tensor,
     chunk_bytes: usize,
+    squared_probs: bool,
 ) -> Result<PositionScores> {
     let head = head.to_dtype(hidden.dtype())?;
     let (positions, _) = hidden.dims2()?;
@@ -45,28 +50,41 @@ pub fn vocabulary_logps(
         .max(8)
         .min(vocab.max(1));
     let (hidden_value, head_value) = (hidden.detach(), head.detach());
-    // Per position: the running max and Σ exp(z − max) over the slices so far.
-    let mut running: Option<(Tensor, Tensor)> = None;
+    // Per position: the running max, Σ exp(z − max) and Σ exp(2(z − max)) over the slices
+    // so far.
+    let mut running: Option<(Tensor, Tensor, Option<Tensor>)> = None;
     let mut logit_sum = Tensor::zeros((positions, 1), DType::F32, hidden.device())?;
     for start in (0..vocab).step_by(slice) {
         let width = slice.min(vocab - start);
         let logits = linear_product(&hidden_value, &head_value.narrow(0, start, width)?)?
             .to_dtype(DType::F32)?;
-        let (slice_max, slice_sum, slice_logit_sum) = slice_statistics(&logits)?;
+        let stats = slice_statistics(&logits, squared_probs)?;
         running = Some(match running {
-            None => (slice_max, slice_sum),
-            Some((old_max, old_sum)) => {
-                let max = old_max.maximum(&slice_max)?;
-                let sum = ((old_sum * (old_max - &max)?.exp()?)?
-                    + (slice_sum * (slice_max - &max)?.exp()?)?)?;
-                (max, sum)
+            None => (stats.max, stats.exp_sum, stats.square_sum),
+            Some((old_max, old_sum, old_squares)) => {
+                let max = old_max.maximum(&stats.max)?;
+                let (old_shift, slice_shift) = ((old_max - &max)?, (stats.max - &max)?);
+                let sum =
+                    ((old_sum * old_shift.exp()?)? + (stats.exp_sum * slice_shift.exp()?)?)?;
+                let squares = match (old_squares, stats.square_sum) {
+                    (Some(old), Some(new)) => Some(
+                        ((old * (old_shift * 2.0)?.exp()?)?
+                            + (new * (slice_shift * 2.0)?.exp()?)?)?,
+                    ),
+                    _ => None,
+                };
+                (max, sum, squares)
             }
         });
-        logit_sum = (logit_sum + slice_logit_sum)?;
+        logit_sum = (logit_sum + stats.logit_sum)?;
     }
-    let log_sum = match running {
-        Some((max, sum)) => (max + sum.log()?)?,
-        None => candle_core::bail!("vocabulary-logps: an empty vocabulary"),
+    let Some((max, sum, squares)) = running else {
+        candle_core::bail!("vocabulary-logps: an empty vocabulary");
+    };
+    let log_sum = (&max + sum.log()?)?;
+    let log_sum_squared_probs = match squares {
+        Some(squares) => Some(((max * 2.0)? + squares.log()? - (&log_sum * 2.0)?)?.squeeze(1)?),
+        None => None,
     };
     let target_logits = target_logits(&hidden_value, &head_value, targets)?;
     let picked = (target_logits - &log_sum)?;
@@ -78,6 +96,7 @@ pub fn vocabulary_logps(
     Ok(PositionScores {
         picked: attach(picked, &[hidden, &head], backward)?,
         mean_logits: (logit_sum / vocab as f64)?.squeeze(1)?,
+        log_sum_squared_probs,
     })
 }
 

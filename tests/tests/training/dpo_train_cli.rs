@@ -497,11 +497,39 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
 #[test]
 fn bad_settings_name_the_key() {
     let ws = Workspace::new();
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 19] = [
         (&["ld_alpha=2.0"], "ld_alpha must be in [0, 1], got 2"),
         (
-            &["use_weighting=true"],
-            "`use_weighting = true` (WPO's weighting, TRL 1.x) is not supported yet; only its default, false",
+            &["loss_type=\"aot\"", "use_weighting=true"],
+            "use_weighting = true with loss_type `aot`: WPO's weighting is not defined for aot and aot_unpaired",
+        ),
+        (
+            &["sync_ref_model=true", "precompute_ref_log_probs=true"],
+            "sync_ref_model = true with precompute_ref_log_probs = true",
+        ),
+        (
+            &["lora_r=8", "sync_ref_model=true"],
+            "sync_ref_model = true with LoRA (use_peft)",
+        ),
+        (
+            &["sync_ref_model=true", "ref_model_mixup_alpha=1.5"],
+            "ref_model_mixup_alpha must be in [0, 1], got 1.5",
+        ),
+        (
+            &["method=\"kto\"", "loss_type=\"sigmoid\""],
+            "loss_type: `sigmoid` is not a KTO loss (accepted with method = kto: kto, apo_zero_unpaired)",
+        ),
+        (
+            &["method=\"kto\"", "per_device_train_batch_size=1"],
+            "loss_type kto needs per_device_train_batch_size > 1",
+        ),
+        (
+            &["method=\"kto\"", "rpo_alpha=0.5"],
+            "rpo_alpha is a DPOConfig key; KTO (method = kto) does not take it",
+        ),
+        (
+            &["method=\"ktoo\""],
+            "unknown variant `ktoo`, expected `dpo` or `kto`",
         ),
         (
             &[
@@ -566,7 +594,8 @@ fn bad_settings_name_the_key() {
 }
 
 /// TRL 1.x's list form: MPO's three losses with their weights (and LD-DPO's `ld_alpha`), and
-/// a one-entry list, train from the command line (their values are checked against TRL in `train_trl_parity.rs`).
+/// a one-entry list with WPO and TR-DPO, train from the command line (their values are checked
+/// against TRL in `train_trl_parity.rs`).
 #[test]
 fn weighted_loss_lists_train_from_the_command_line() {
     let ws = Workspace::new();
@@ -576,12 +605,13 @@ fn weighted_loss_lists_train_from_the_command_line() {
             "loss_weights=[0.8, 0.2, 1.0]",
             "ld_alpha=0.5",
         ][..],
-        // As a TRL 1.x config lists them: defaults of keys not implemented, and keys that
-        // change only memory there.
+        // WPO and TR-DPO (the reference moved after every step), and a key that changes only
+        // memory in TRL.
         &[
             "loss_type=[\"apo_zero\"]",
-            "use_weighting=false",
-            "sync_ref_model=false",
+            "use_weighting=true",
+            "sync_ref_model=true",
+            "ref_model_sync_steps=1",
             "padding_free=true",
         ][..],
     ]
@@ -662,4 +692,187 @@ fn precomputed_reference_log_probs_train_like_the_live_reference() {
         // And training moved: the margins of the last step are positive.
         assert!(losses[0][3].1 > 0.0, "peft {peft}: {:?}", losses[0]);
     }
+}
+
+/// `dpo train --method kto` (TRL's KTOTrainer): unpaired rows (standard and conversational in
+/// one file) and a paired file (unpaired as TRL does) train with KTO's metrics, `eval_` ones
+/// on an eval split, and a saved reference for TR-DPO-free runs; a file mixing unpaired rows
+/// and pairs is refused at the first row of the other kind.
+#[test]
+fn kto_trains_on_unpaired_rows_and_on_pairs() {
+    let ws = Workspace::new();
+    let unpaired: String = (0..12)
+        .map(|i| {
+            let question = format!("Question {i}: which colour?");
+            let row = match i % 4 {
+                0 => serde_json::json!({"prompt": question, "completion": " blue sky", "label": true}),
+                1 => serde_json::json!({"prompt": question, "completion": " red mud", "label": false}),
+                2 => serde_json::json!({
+                    "prompt": [{"role": "user", "content": question}],
+                    "completion": [{"role": "assistant", "content": "blue sky"}],
+                    "label": true,
+                }),
+                _ => serde_json::json!({
+                    "prompt": [{"role": "user", "content": question}],
+                    "completion": [{"role": "assistant", "content": "red mud"}],
+                    "label": false,
+                }),
+            };
+            format!("{row}\n")
+        })
+        .collect();
+    std::fs::write(ws.path("unpaired.jsonl"), &unpaired).unwrap();
+    for (data, out, eval) in [
+        ("unpaired.jsonl", "kto-unpaired", None),
+        ("train.jsonl", "kto-pairs", Some("eval.jsonl")),
+    ] {
+        let mut paths = vec![
+            ("--model", ws.model()),
+            ("--data", ws.path(data)),
+            ("--output-dir", ws.path(out)),
+        ];
+        if let Some(eval) = eval {
+            paths.push(("--eval-data", ws.path(eval)));
+        }
+        let paths: Vec<(&str, &Path)> = paths.iter().map(|(k, p)| (*k, p.as_path())).collect();
+        let (stdout, stderr) = succeed(
+            run_dpo(
+                &[
+                    "train",
+                    "--method",
+                    "kto",
+                    "--max-steps",
+                    "6",
+                    "--learning-rate",
+                    "1e-3",
+                    "--set",
+                    "per_device_train_batch_size=4",
+                    "--set",
+                    "logging_steps=1",
+                ],
+                &paths,
+            ),
+            "dpo train --method kto",
+        );
+        assert!(
+            stderr.contains("12 labelled rows (6 desirable, 6 undesirable)")
+                || stderr.contains("24 labelled rows (12 desirable, 12 undesirable)"),
+            "{data}: {stderr}"
+        );
+        let logged = metrics(&ws.path(out));
+        let steps: Vec<_> = logged.iter().filter(|l| l.contains_key("loss")).collect();
+        assert_eq!(steps.len(), 6, "{data}: {logged:?}");
+        // Every step logs the loss and the KL estimate; a side's metrics only when its batch
+        // had rows of that side (TRL's rule: the unpaired pairs file's first batches hold
+        // only chosen completions).
+        for line in &steps {
+            assert!(number(line, "loss").is_finite(), "{data}: {line:?}");
+            assert!(number(line, "kl") >= 0.0, "{data}: {line:?}");
+            for (key, value) in line.iter() {
+                assert!(
+                    value.as_f64().is_some_and(f64::is_finite),
+                    "{data}: {key} in {line:?}"
+                );
+            }
+        }
+        for key in [
+            "logits/chosen",
+            "logits/rejected",
+            "rewards/chosen",
+            "logps/chosen",
+            "rewards/rejected",
+            "logps/rejected",
+        ] {
+            assert!(
+                steps.iter().any(|l| l.contains_key(key)),
+                "{data}: no {key}"
+            );
+        }
+        if data == "unpaired.jsonl" {
+            // Each batch of this file has both labels: desirable completions gain on
+            // undesirable ones.
+            let last = steps.last().unwrap();
+            assert!(number(last, "rewards/margins") > 0.0, "{data}: {last:?}");
+        }
+        let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        if eval.is_some() {
+            assert!(summary["eval_kl"].as_f64().unwrap() >= 0.0, "{summary}");
+            assert!(
+                summary["eval_loss"].as_f64().unwrap().is_finite(),
+                "{summary}"
+            );
+        }
+        let args = std::fs::read_to_string(ws.path(out).join("training_args.json")).unwrap();
+        assert!(args.contains("\"method\": \"kto\""), "{args}");
+    }
+
+    let first_pair = preference_lines(0..1);
+    std::fs::write(
+        ws.path("mixed.jsonl"),
+        format!(
+            "{}{first_pair}",
+            unpaired.lines().next().unwrap().to_owned() + "\n"
+        ),
+    )
+    .unwrap();
+    let output = run_dpo(
+        &["train", "--method", "kto", "--max-steps", "1"],
+        &[
+            ("--model", &ws.model()),
+            ("--data", &ws.path("mixed.jsonl")),
+            ("--output-dir", &ws.path("mixed")),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains("mixed.jsonl:2: this row is a pair, the file's first row unpaired"),
+        "{stderr}"
+    );
+}
+
+/// TR-DPO's moved reference is part of a checkpoint: a full fine-tuning run with
+/// `sync_ref_model` stopped at a checkpoint and resumed logs every step as the uninterrupted
+/// run does (a resumed run that restarted from the base as its reference would not).
+#[test]
+fn a_tr_dpo_run_resumes_with_its_moved_reference() {
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.path("run.toml"),
+        "learning_rate = 1e-2\nper_device_train_batch_size = 4\nlr_scheduler_type = \"constant\"\n\
+         logging_steps = 1\nsave_steps = 3\nsync_ref_model = true\nref_model_sync_steps = 2\n\
+         ref_model_mixup_alpha = 0.5\nseed = 3\n",
+    )
+    .unwrap();
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["train"];
+        args.extend(extra);
+        run_dpo(
+            &args,
+            &[
+                ("--model", &ws.model()),
+                ("--data", &ws.path("train.jsonl")),
+                ("--config", &ws.path("run.toml")),
+                ("--output-dir", out),
+            ],
+        )
+    };
+    let straight = ws.path("straight");
+    succeed(train(&straight, &["--max-steps", "6"]), "straight run");
+    let stopped = ws.path("stopped");
+    succeed(train(&stopped, &["--max-steps", "3"]), "first half");
+    assert!(stopped.join("checkpoint-3/reference.safetensors").exists());
+    succeed(
+        train(&stopped, &["--max-steps", "6", "--resume"]),
+        "resumed run",
+    );
+    let steps = |dir: &Path| -> Vec<String> {
+        metrics(dir)
+            .iter()
+            .filter(|l| l.contains_key("loss"))
+            .map(|l| format!("{} {} {}", l["step"], l["loss"], l["rewards/margins"]))
+            .collect()
+    };
+    assert_eq!(steps(&straight).len(), 6);
+    assert_eq!(steps(&stopped), steps(&straight));
 }

@@ -5,6 +5,7 @@ mod dpo_train_real_model;
 mod train_data;
 mod train_dpo_loss;
 mod train_from_votes;
+mod train_kto_parity;
 mod train_lora;
 mod train_mixed_precision;
 mod train_qwen2_model;

@@ -318,6 +318,82 @@ fn scoring_only_completion_positions_equals_scoring_every_position() {
     assert!(scalar(&loss).is_finite());
 }
 
+/// WPO's weights, `exp(mean over a sequence's tokens of log p(t) − log Σ_v p(v)²)`, are the
+/// same from the sliced vocabulary pass (a few tokens of the vocabulary per slice) as from
+/// the whole logits, and equal the formula on the full softmax.
+#[test]
+fn wpo_weights_are_the_same_sliced_or_whole_and_follow_the_formula() {
+    use native_trainer::train::fused_ops::FusedOps;
+    let mut model = tiny_model();
+    let batch = DpoBatch::collate(
+        &[
+            pair(&[1, 2, 3], &[5, 6, 7], &[8]),
+            pair(&[9], &[10, 11], &[12, 13, 14, 15]),
+        ],
+        0,
+        None,
+        &Device::Cpu,
+    )
+    .unwrap()
+    .weigh_by_probability();
+    let sliced = FusedOps {
+        chunk_bytes: 8 * 4 * 7,
+        ..FusedOps::ALL
+    };
+    model.set_fused_ops(sliced);
+    let from_slices: Vec<f32> = batch
+        .score(&model, true)
+        .unwrap()
+        .probability_weights
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    model.set_fused_ops(FusedOps {
+        vocabulary: false,
+        ..sliced
+    });
+    let from_whole: Vec<f32> = batch
+        .score(&model, true)
+        .unwrap()
+        .probability_weights
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    // The formula, from each sequence's full softmax.
+    let logits = model.forward(&batch.input_ids).unwrap();
+    let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap();
+    let probs: Vec<Vec<Vec<f32>>> = probs.to_vec3().unwrap();
+    let ids: Vec<Vec<u32>> = batch.input_ids.to_vec2().unwrap();
+    let mask: Vec<Vec<f32>> = batch.completion_mask.to_vec2().unwrap();
+    for row in 0..4 {
+        let (mut total, mut count) = (0f64, 0f64);
+        for position in 1..ids[row].len() {
+            if mask[row][position] > 0.0 {
+                let p = &probs[row][position - 1];
+                let squares: f64 = p.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                total += f64::from(p[ids[row][position] as usize]).ln() - squares.ln();
+                count += 1.0;
+            }
+        }
+        let expected = (total / count).exp();
+        for (what, ours) in [("sliced", from_slices[row]), ("whole", from_whole[row])] {
+            assert!(
+                (f64::from(ours) - expected).abs() < 1e-4 * expected,
+                "row {row} {what}: {ours} vs {expected}"
+            );
+        }
+    }
+    // Without the flag, no weights are computed.
+    let plain = DpoBatch::collate(&[pair(&[1], &[2], &[3])], 0, None, &Device::Cpu).unwrap();
+    assert!(
+        plain
+            .score(&model, true)
+            .unwrap()
+            .probability_weights
+            .is_none()
+    );
+}
+
 #[test]
 fn frozen_weights_pass_the_exact_input_gradient_and_get_none() {
     use native_trainer::train::linear_product::linear_product;

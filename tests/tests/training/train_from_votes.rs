@@ -231,3 +231,75 @@ fn votes_train_on_policy_with_duplicates_counted_once_and_disagreement_dropped()
         );
     }
 }
+
+/// `dpo train --method kto --data sqlite:…`: every vote's candidates become labelled rows —
+/// A/B votes a desirable and an undesirable row, a both-bad vote two undesirable ones, an
+/// edited answer a desirable one — and a tie alone none; KTO trains on them.
+#[test]
+fn kto_trains_on_every_vote_both_bad_ones_included() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tiny.gguf"),
+        TinyQwen2::default().to_bytes(),
+    )
+    .unwrap();
+    let store = SqlitePairStore::open(&dir.path().join("pairs.sqlite")).unwrap();
+    let mut pairs = Vec::new();
+    for (i, (vote, edit)) in [
+        (Vote::A, None),
+        (Vote::B, None),
+        (Vote::BothBad, None),
+        (Vote::Tie, None),
+        (Vote::Tie, Some("green grass")),
+        (Vote::BothBad, Some("green grass")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let prompt = format!("Question {i}: which colour?");
+        let mut labelled = pair(
+            i,
+            &Label {
+                prompt: &prompt,
+                a: "blue sky",
+                b: "red mud",
+                vote,
+                version: "v1",
+                annotator: "anon-1",
+                minute: i as u8,
+            },
+        );
+        labelled.edited_answer = edit.map(str::to_string);
+        let json = serde_json::to_string(&labelled).unwrap();
+        pairs.push((labelled, json));
+    }
+    store.insert_batch(&pairs).unwrap();
+    let data = format!("sqlite:{}", dir.path().join("pairs.sqlite").display());
+    let out = dir.path().join("kto");
+    let (_, stderr) = succeed(
+        run_dpo(
+            &[
+                "train",
+                "--method",
+                "kto",
+                "--max-steps",
+                "2",
+                "--data",
+                &data,
+            ],
+            &[
+                ("--model", &dir.path().join("tiny.gguf")),
+                ("--output-dir", &out),
+            ],
+        ),
+        "dpo train --method kto --data sqlite:…",
+    );
+    // A: 2, B: 2, both-bad: 2, tie: 0, tie + edit: 1, both-bad + edit: 3.
+    assert!(stderr.contains("6 kept → 10 TRL rows"), "{stderr}");
+    assert!(
+        stderr.contains("10 labelled rows (4 desirable, 6 undesirable)"),
+        "{stderr}"
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"kl\""), "{metrics}");
+}

@@ -6,6 +6,8 @@
 //! metrics at every step, for standard and conversational pairs. Our tokenizer, chat template
 //! and row tokenization build exactly TRL's token ids from the rows.
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use flywheel_tests::{fixture, real_model};
@@ -13,6 +15,7 @@ use native_trainer::train::dpo_batch::{DpoBatch, dpo_step};
 use native_trainer::train::dpo_loss::{DpoLossConfig, FDivergence, LossMix, LossType};
 use native_trainer::train::optimization::{AdamWParams, TrainerOptimizer};
 use native_trainer::train::pair_tokens::{PairTokens, tokenize_pair};
+use native_trainer::train::reference_sync::mix_into_reference;
 use native_trainer::train::{Qwen2, Qwen2Config};
 use serde_json::Value;
 use shared::{GgufModel, ModelText, TrlRow};
@@ -38,7 +41,7 @@ fn formula_weight(name: &str, shape: &[usize]) -> Tensor {
 }
 
 /// Every weight the model asks for, by name and shape (a `VarMap` records them).
-fn formula_weights(config: &Qwen2Config) -> Vec<(String, Tensor)> {
+pub(crate) fn formula_weights(config: &Qwen2Config) -> Vec<(String, Tensor)> {
     let probe = VarMap::new();
     Qwen2::new(
         config,
@@ -52,7 +55,7 @@ fn formula_weights(config: &Qwen2Config) -> Vec<(String, Tensor)> {
 }
 
 /// A `VarMap`'s variables with their names, for the optimizer.
-fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+pub(crate) fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
     let data = varmap.data().lock().unwrap();
     data.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
 }
@@ -70,7 +73,7 @@ fn fixture_pairs(examples: &[Value]) -> Vec<PairTokens> {
         .collect()
 }
 
-fn close(ours: f64, theirs: f64, relative: f64, absolute: f64) -> bool {
+pub(crate) fn close(ours: f64, theirs: f64, relative: f64, absolute: f64) -> bool {
     (ours - theirs).abs() <= relative * theirs.abs() + absolute
 }
 
@@ -233,7 +236,7 @@ fn rows_tokenize_to_trls_token_ids() {
 }
 
 /// The formula-weight reference model, and a trainable policy starting from the same weights.
-fn reference_and_policy(config: &Qwen2Config) -> (Qwen2, VarMap, Qwen2) {
+pub(crate) fn reference_and_policy(config: &Qwen2Config) -> (Qwen2, VarMap, Qwen2) {
     let weights = formula_weights(config);
     let reference = Qwen2::new(
         config,
@@ -348,8 +351,10 @@ fn accumulation_clipping_weight_decay_and_schedules_match_trl() {
 
 /// TRL 1.16's other losses (`tests/fixtures/make_dpo_loss_fixtures.py`): each `loss_type`
 /// alone, MPO's weighted list, the f-divergences (forward KL, JS, α) on the losses that take
-/// them, and LD-DPO's `ld_alpha` (alone and with MPO's `sft`), trained 10 full-batch steps from the same start on the standard pairs, give
-/// TRL's loss at every step (±2e-3 relative) and its reward metrics.
+/// them, LD-DPO's `ld_alpha` (alone and with MPO's `sft`), WPO's `use_weighting` and TR-DPO's
+/// `sync_ref_model` (the reference moved every 2 or 3 steps), trained 10 full-batch steps from
+/// the same start on the standard pairs, give TRL's loss at every step (±2e-3 relative) and
+/// its reward metrics.
 #[test]
 fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
     let pairs_fixture = fixture("dpo_trl.json");
@@ -364,6 +369,16 @@ fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
         if let Some(alpha) = settings.get("ld_alpha").and_then(Value::as_f64) {
             batch = batch.desensitize_lengths(alpha).unwrap();
         }
+        if settings.get("use_weighting") == Some(&Value::Bool(true)) {
+            batch = batch.weigh_by_probability();
+        }
+        // TR-DPO: (every how many steps, alpha).
+        let sync = (settings.get("sync_ref_model") == Some(&Value::Bool(true))).then(|| {
+            (
+                settings["ref_model_sync_steps"].as_u64().unwrap() as usize,
+                settings["ref_model_mixup_alpha"].as_f64().unwrap(),
+            )
+        });
         let names: Vec<String> = serde_json::from_value(settings["loss_type"].clone()).unwrap();
         let weights: Vec<f64> = match settings.get("loss_weights") {
             Some(weights) => serde_json::from_value(weights.clone()).unwrap(),
@@ -395,7 +410,9 @@ fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
             ..DpoLossConfig::default()
         };
         let (reference, trainable, policy) = reference_and_policy(&config);
-        let reference_logps = batch.logps(&reference, false).unwrap();
+        let mut reference_weights: HashMap<String, Tensor> =
+            formula_weights(&config).into_iter().collect();
+        let mut reference_logps = batch.logps(&reference, false).unwrap();
         let mut optimizer = TrainerOptimizer::new(
             named_vars(&trainable),
             AdamWParams {
@@ -429,6 +446,15 @@ fn every_trl_1_x_loss_and_mpo_follow_trls_ten_steps() {
                 );
             }
             optimizer.step(&grads).unwrap();
+            if let Some((every, alpha)) = sync
+                && (step + 1) % every == 0
+            {
+                mix_into_reference(&mut reference_weights, &named_vars(&trainable), alpha).unwrap();
+                let vb =
+                    VarBuilder::from_tensors(reference_weights.clone(), DType::F32, &Device::Cpu);
+                let reference = Qwen2::new(&config, &vb).unwrap();
+                reference_logps = batch.logps(&reference, false).unwrap();
+            }
         }
     }
 }
