@@ -192,7 +192,7 @@ pub fn train(
         config.per_device_train_batch_size,
         config.seed,
         state.epoch_index,
-        train_data.in_order(),
+        config.batches_in_order(),
     );
 
     let started = std::time::Instant::now();
@@ -208,7 +208,7 @@ pub fn train(
                 config.per_device_train_batch_size,
                 config.seed,
                 state.epoch_index,
-                train_data.in_order(),
+                config.batches_in_order(),
             );
         }
         let group_end = (state.next_batch + config.gradient_accumulation_steps).min(batches.len());

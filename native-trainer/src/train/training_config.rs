@@ -72,6 +72,18 @@ impl TrainingMethod {
     }
 }
 
+/// `train_sampling_strategy` (TrainingArguments): the order of the training batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingStrategy {
+    /// A seeded shuffle per epoch (DPO's default).
+    Random,
+    /// The rows in order, every epoch (KTO's default).
+    Sequential,
+    /// Not supported here.
+    GroupByLength,
+}
+
 /// `eval_strategy`: when the eval split is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +172,8 @@ pub struct TrainingConfig {
     pub eval_strategy: EvalStrategy,
     /// Defaults to `logging_steps`.
     pub eval_steps: Option<usize>,
+    /// `random` (DPO's default) or `sequential` (KTO's).
+    pub train_sampling_strategy: Option<SamplingStrategy>,
 
     /// `dpo` (DPOConfig's keys) or `kto` (KTOConfig's): set by `dpo train --method`.
     pub method: TrainingMethod,
@@ -269,6 +283,7 @@ impl Default for TrainingConfig {
             save_total_limit: None,
             eval_strategy: EvalStrategy::No,
             eval_steps: None,
+            train_sampling_strategy: None,
             beta: 0.1,
             loss_type: LossTypeSetting::One("sigmoid".into()),
             loss_weights: None,
@@ -531,6 +546,12 @@ impl TrainingConfig {
                 return Err(format!("{key} must be ≥ 0, got {value}"));
             }
         }
+        if self.kto_loss()? == KtoLossType::Kto && !self.batches_in_order() {
+            return Err("loss_type kto needs train_sampling_strategy = sequential: each row's \
+                        KL completion is another row of its batch in the data's order (TRL's \
+                        rule)"
+                .into());
+        }
         if self.kto_loss()? == KtoLossType::Kto && self.per_device_train_batch_size <= 1 {
             return Err(
                 "loss_type kto needs per_device_train_batch_size > 1: its KL term \
@@ -557,6 +578,11 @@ impl TrainingConfig {
 
     /// The checks both methods share.
     fn validate_shared(&self) -> std::result::Result<(), String> {
+        if self.train_sampling_strategy == Some(SamplingStrategy::GroupByLength) {
+            return Err("train_sampling_strategy = group_by_length is not supported here \
+                        (accepted: random, sequential)"
+                .into());
+        }
         if self.eval_strategy != EvalStrategy::No && self.eval_dataset_name.is_none() {
             return Err("eval_strategy is set but there is no eval_dataset_name".into());
         }
@@ -610,6 +636,16 @@ impl TrainingConfig {
             losses.push((loss, weight));
         }
         LossMix::new(&losses)
+    }
+
+    /// Whether training batches follow the data's order (`train_sampling_strategy`, by
+    /// default sequential for KTO and random for DPO).
+    pub fn batches_in_order(&self) -> bool {
+        let default = match self.method {
+            TrainingMethod::Dpo => SamplingStrategy::Random,
+            TrainingMethod::Kto => SamplingStrategy::Sequential,
+        };
+        self.train_sampling_strategy.unwrap_or(default) == SamplingStrategy::Sequential
     }
 
     /// KTO's `loss_type`; an error names the accepted ones.

@@ -56,12 +56,6 @@ impl TrainingData {
         }
     }
 
-    /// Whether batches must follow the data's order (KTO: each batch's KL completions are
-    /// its own rows' completions) instead of a seeded shuffle.
-    pub fn in_order(&self) -> bool {
-        matches!(self, Self::Labelled(data) if data.kl_completions.is_some())
-    }
-
     pub fn precompute_reference(
         &mut self,
         model: &TrainingModel,

@@ -497,7 +497,15 @@ fn malformed_data_lines_are_named_by_file_line_and_field_or_skipped_on_request()
 #[test]
 fn bad_settings_name_the_key() {
     let ws = Workspace::new();
-    let cases: [(&[&str], &str); 19] = [
+    let cases: [(&[&str], &str); 21] = [
+        (
+            &["method=\"kto\"", "train_sampling_strategy=\"random\""],
+            "loss_type kto needs train_sampling_strategy = sequential",
+        ),
+        (
+            &["train_sampling_strategy=\"group_by_length\""],
+            "train_sampling_strategy = group_by_length is not supported here",
+        ),
         (&["ld_alpha=2.0"], "ld_alpha must be in [0, 1], got 2"),
         (
             &["loss_type=\"aot\"", "use_weighting=true"],
