@@ -5,6 +5,7 @@
 //! preference pairs with one and the same code.
 
 pub mod api;
+pub mod battle_pairing;
 pub mod chat_message;
 pub mod chat_template;
 pub mod cpu_engine;

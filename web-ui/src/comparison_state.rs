@@ -6,6 +6,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::NextPrompt;
+use shared::battle_pairing::battle_opponents;
 use shared::generation::StopHandle;
 use shared::preference_pair::PAIR_SCHEMA_VERSION;
 use shared::{Candidate, ChatMessage, ModelManifest, PreferencePair, Role, SamplingParams, Vote};
@@ -117,17 +118,19 @@ impl CompareState {
         }
     }
 
-    /// Another served version for a blind battle, drawn with the campaign's battle share: a
-    /// candidate while the server has any (they battle the default), else any other version.
+    /// Another served version for a blind battle, drawn with the campaign's battle share:
+    /// while the server has candidates, a candidate against the default
+    /// (`shared::battle_pairing`), else any other version.
     pub fn battle_opponent(&self, loader: ModelLoader, loaded: &str) -> Option<ModelManifest> {
         let share = self.campaign.info.get_untracked()?.battle_share;
+        let versions = loader.versions.get_untracked();
+        let names: Vec<String> = versions.iter().map(|m| m.version.clone()).collect();
+        let default_version = loader.default_version.get_untracked();
         let candidates = loader.candidates.get_untracked();
-        let others: Vec<ModelManifest> = loader
-            .versions
-            .get_untracked()
+        let opponents = battle_opponents(loaded, default_version.as_deref(), &candidates, &names);
+        let others: Vec<ModelManifest> = versions
             .into_iter()
-            .filter(|m| m.version != loaded)
-            .filter(|m| candidates.is_empty() || candidates.contains(&m.version))
+            .filter(|m| opponents.contains(&m.version.as_str()))
             .collect();
         if others.is_empty() || js_sys::Math::random() >= share {
             return None;

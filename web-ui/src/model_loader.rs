@@ -46,6 +46,8 @@ pub struct ModelLoader {
     pub versions: RwSignal<Vec<ModelManifest>>,
     /// Versions the server battles against the default (`dpo versions candidate`).
     pub candidates: RwSignal<Vec<String>>,
+    /// The server's default version (what the app loads unless the labeller chooses).
+    pub default_version: RwSignal<Option<String>>,
     pub selected: RwSignal<Option<String>>,
     pub phase: RwSignal<LoadPhase>,
     pub adapter: RwSignal<Option<AdapterSummary>>,
@@ -61,6 +63,7 @@ impl ModelLoader {
         let loader = Self {
             versions: RwSignal::new(Vec::new()),
             candidates: RwSignal::new(Vec::new()),
+            default_version: RwSignal::new(None),
             selected: RwSignal::new(None),
             phase: RwSignal::new(LoadPhase::CheckingGpu),
             adapter: RwSignal::new(None),
@@ -96,6 +99,9 @@ impl ModelLoader {
                 .cloned();
             loader.versions.set(list.versions);
             loader.candidates.set(list.candidates);
+            loader
+                .default_version
+                .set(default.as_ref().map(|m| m.version.clone()));
             loader.phase.set(LoadPhase::Choosing);
             let Some(default) = default else {
                 loader.phase.set(LoadPhase::Failed(

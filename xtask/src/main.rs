@@ -20,6 +20,10 @@
 //!   the npm registry), one thread each, in the same run.
 //! - `bench-serve`: durable pair submissions per second and p50/p99 latency through
 //!   `dpo serve` at 64 concurrent clients (`native-trainer/benches/serve_throughput.rs`).
+//! - `bench-flywheel`: `dpo serve` and `dpo flywheel` on the real model, voted on through the
+//!   API by scripted labellers (concise, random): per round the votes, training time,
+//!   held-out preference against the parent, ratings and the promotion decision
+//!   (`native-trainer/benches/flywheel.rs`).
 //! - `build-cuda [--release] [--compute-cap N]`: `dpo` with `--features cuda`, on a machine
 //!   without a GPU or CUDA toolkit (CUDA 13.0's compiler from PyPI; `cuda_build.rs`).
 //! - `gpu-bundle [DIR]`: the folder and the one command for a GPU run of `dpo train` beside TRL
@@ -83,6 +87,7 @@ fn run_command() -> Result<()> {
         "bench-train-memory" => bench_train_memory::run(&rest),
         "bench-export" => bench_export(),
         "bench-browser" => bench_browser(),
+        "bench-flywheel" => bench_flywheel(),
         "build-cuda" => {
             let binary = cuda_build::CudaBuild::from_args(&rest)?.run()?;
             println!("{}", binary.display());
@@ -111,6 +116,7 @@ fn run_command() -> Result<()> {
                  bench-export       quantization error and export time of every `dpo export` preset\n  \
                  bench-browser      load time, first token and decode tok/s of the web app in headless Chromium\n  \
                  bench-serve        pairs/s and latency of `dpo serve` at 64 concurrent clients\n  \
+                 bench-flywheel     `dpo serve` + `dpo flywheel` on the real model with scripted labellers, round by round\n  \
                  build-cuda [FLAGS] dpo with --features cuda, without a GPU (--release, --compute-cap N)\n  \
                  gpu-bundle [DIR]   the folder and command for one GPU run of dpo train beside TRL\n  \
                  gpu-engine-bundle [DIR]  the folder and command for one GPU run of the engines beside llama.cpp"
@@ -292,6 +298,24 @@ fn bench_export() -> Result<()> {
                 "export_quality",
             ])
             .env("DPO_TEST_MODEL", &model),
+    )
+}
+
+/// `dpo serve` and `dpo flywheel` on the fetched real model, voted on by scripted labellers
+/// through the API (`native-trainer/benches/flywheel.rs`); `DPO_BENCH_VOTES`,
+/// `DPO_BENCH_ROUNDS`, `DPO_BENCH_MAX_TOKENS` and `DPO_BENCH_THREADS` pass through.
+fn bench_flywheel() -> Result<()> {
+    let model = fetch_model(&release_dpo_binary()?)?;
+    check(
+        cargo()
+            .args([
+                "bench",
+                "--package",
+                "native-trainer",
+                "--bench",
+                "flywheel",
+            ])
+            .env("DPO_BENCH_MODEL", &model),
     )
 }
 

@@ -238,7 +238,8 @@ fn training_summary(dir: &Path) -> Result<TrainingRunSummary> {
         }
     }
     Ok(TrainingRunSummary {
-        method: "dpo".into(),
+        // `dpo` or `kto` (runs before `method` existed were DPO).
+        method: args["method"].as_str().unwrap_or("dpo").into(),
         adaptation: if use_peft { "lora" } else { "full" }.into(),
         global_step: state["global_step"].as_u64().unwrap_or(0),
         epoch: history

@@ -1,8 +1,8 @@
 //! The exported model's README.md, in the shape of the card TRL writes for a DPO run: YAML
 //! front matter (`base_model`, `library_name`, `model_name`, `tags`, `license`), a quick start
 //! (our `dpo chat` on the GGUF, and transformers' pipeline on the directory), the training
-//! procedure (DPO and its paper, the run's hyperparameters and final metrics), framework
-//! versions, and the DPO citation.
+//! procedure (DPO or KTO and its paper, the run's hyperparameters and final metrics),
+//! framework versions, and the method's citation.
 
 use std::fmt::Write;
 
@@ -24,6 +24,13 @@ const DPO_BIBTEX: &str = r"@inproceedings{rafailov2023direct,
     editor       = {Alice Oh and Tristan Naumann and Amir Globerson and Kate Saenko and Moritz Hardt and Sergey Levine},
 }";
 
+const KTO_BIBTEX: &str = r"@article{ethayarajh2024kto,
+    title        = {{KTO: Model Alignment as Prospect Theoretic Optimization}},
+    author       = {Kawin Ethayarajh and Winnie Xu and Niklas Muennighoff and Dan Jurafsky and Douwe Kiela},
+    year         = 2024,
+    eprint       = {arXiv:2402.01306},
+}";
+
 /// What the card says about the files beside it.
 pub struct CardFiles<'a> {
     pub gguf_file: &'a str,
@@ -33,7 +40,6 @@ pub struct CardFiles<'a> {
 }
 
 pub fn model_card(model_name: &str, provenance: &Provenance, files: &CardFiles) -> String {
-    let trained = provenance.training.is_some();
     let mut card = String::new();
     let base = yaml_scalar(&provenance.base_model);
     let _ = writeln!(card, "---\nbase_model: {base}");
@@ -41,8 +47,9 @@ pub fn model_card(model_name: &str, provenance: &Provenance, files: &CardFiles) 
         card.push_str("library_name: transformers\n");
     }
     let _ = writeln!(card, "model_name: {}\ntags:", yaml_scalar(model_name));
-    if trained {
-        card.push_str("- generated_from_trainer\n- dpo\n");
+    if let Some(run) = &provenance.training {
+        // TRL's tag is the trainer's method: `dpo` or `kto`.
+        let _ = writeln!(card, "- generated_from_trainer\n- {}", run.method);
     }
     card.push_str("- dpo-flywheel\n- gguf\n");
     if let Some(license) = &provenance.license {
@@ -55,12 +62,17 @@ pub fn model_card(model_name: &str, provenance: &Provenance, files: &CardFiles) 
     } else {
         format!("`{}`", provenance.base_model)
     };
-    if trained {
+    if let Some(run) = &provenance.training {
         let _ = writeln!(
             card,
             "This model is a fine-tuned version of {base_link}.\n\
              It has been trained with the DPO flywheel's native trainer (`dpo train`), which \
-             follows TRL's DPOTrainer.\n"
+             follows TRL's {}.\n",
+            if run.method == "kto" {
+                "KTOTrainer"
+            } else {
+                "DPOTrainer"
+            }
         );
     } else {
         let _ = writeln!(
@@ -92,10 +104,16 @@ pub fn model_card(model_name: &str, provenance: &Provenance, files: &CardFiles) 
     card.push_str("## Training procedure\n\n");
     match &provenance.training {
         Some(run) => {
+            let method = if run.method == "kto" {
+                "KTO, a method introduced in [KTO: Model Alignment as Prospect Theoretic \
+                 Optimization](https://huggingface.co/papers/2402.01306)"
+            } else {
+                "DPO, a method introduced in [Direct Preference Optimization: Your Language \
+                 Model is Secretly a Reward Model](https://huggingface.co/papers/2305.18290)"
+            };
             let _ = writeln!(
                 card,
-                "This model was trained with DPO, a method introduced in [Direct Preference \
-                 Optimization: Your Language Model is Secretly a Reward Model](https://huggingface.co/papers/2305.18290).\n\n\
+                "This model was trained with {method}.\n\n\
                  {} training, {} optimizer steps ({:.2} epochs).\n",
                 if run.adaptation == "lora" {
                     "LoRA"
@@ -120,10 +138,14 @@ pub fn model_card(model_name: &str, provenance: &Provenance, files: &CardFiles) 
         }
     }
 
+    let (cited, bibtex) = match &provenance.training {
+        Some(run) if run.method == "kto" => ("KTO", KTO_BIBTEX),
+        _ => ("DPO", DPO_BIBTEX),
+    };
     let _ = writeln!(
         card,
         "### Framework versions\n\n- dpo-flywheel: {}\n- candle: {CANDLE_VERSION}\n\n\
-         ## Citations\n\nCite DPO as:\n\n```bibtex\n{DPO_BIBTEX}\n```",
+         ## Citations\n\nCite {cited} as:\n\n```bibtex\n{bibtex}\n```",
         env!("CARGO_PKG_VERSION")
     );
     card
@@ -170,5 +192,52 @@ mod tests {
             manifest.contains(&pin),
             "update CANDLE_VERSION to the workspace's candle"
         );
+    }
+
+    #[test]
+    fn the_card_names_the_runs_method_its_paper_and_citation() {
+        let card = |method: &str| {
+            let provenance = Provenance {
+                source_name: "run".into(),
+                base_model: "Qwen/Qwen2.5-0.5B-Instruct".into(),
+                license: None,
+                parent_version: None,
+                training: Some(shared::TrainingRunSummary {
+                    method: method.into(),
+                    adaptation: "lora".into(),
+                    global_step: 3,
+                    epoch: 1.0,
+                    hyperparameters: serde_json::Map::new(),
+                    metrics: serde_json::Map::new(),
+                }),
+            };
+            let files = CardFiles {
+                gguf_file: "model.gguf",
+                quant: "q4_k_m",
+                gguf_sha256: "00",
+                has_hf_weights: false,
+            };
+            model_card("run", &provenance, &files)
+        };
+        let kto = card("kto");
+        for expected in [
+            "- generated_from_trainer\n- kto\n",
+            "follows TRL's KTOTrainer",
+            "https://huggingface.co/papers/2402.01306",
+            "Cite KTO as",
+            "ethayarajh2024kto",
+        ] {
+            assert!(kto.contains(expected), "`{expected}` missing from:\n{kto}");
+        }
+        let dpo = card("dpo");
+        for expected in [
+            "- generated_from_trainer\n- dpo\n",
+            "follows TRL's DPOTrainer",
+            "https://huggingface.co/papers/2305.18290",
+            "Cite DPO as",
+        ] {
+            assert!(dpo.contains(expected), "`{expected}` missing from:\n{dpo}");
+        }
+        assert!(!dpo.contains("KTO"));
     }
 }

@@ -547,10 +547,12 @@ impl TrainingConfig {
             }
         }
         if self.kto_loss()? == KtoLossType::Kto && !self.batches_in_order() {
-            return Err("loss_type kto needs train_sampling_strategy = sequential: each row's \
+            return Err(
+                "loss_type kto needs train_sampling_strategy = sequential: each row's \
                         KL completion is another row of its batch in the data's order (TRL's \
                         rule)"
-                .into());
+                    .into(),
+            );
         }
         if self.kto_loss()? == KtoLossType::Kto && self.per_device_train_batch_size <= 1 {
             return Err(
@@ -579,9 +581,11 @@ impl TrainingConfig {
     /// The checks both methods share.
     fn validate_shared(&self) -> std::result::Result<(), String> {
         if self.train_sampling_strategy == Some(SamplingStrategy::GroupByLength) {
-            return Err("train_sampling_strategy = group_by_length is not supported here \
+            return Err(
+                "train_sampling_strategy = group_by_length is not supported here \
                         (accepted: random, sequential)"
-                .into());
+                    .into(),
+            );
         }
         if self.eval_strategy != EvalStrategy::No && self.eval_dataset_name.is_none() {
             return Err("eval_strategy is set but there is no eval_dataset_name".into());

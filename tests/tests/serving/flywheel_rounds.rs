@@ -5,7 +5,10 @@
 //! figures recorded; a flywheel never works while another holds the store's lease; a round a
 //! stopped flywheel left unfinished is recorded as failed; a flywheel killed (SIGKILL, with
 //! its training child) in the middle of a round is replaced once its lease lapses, and the
-//! round is trained again under a new id. On SQLite and PostgreSQL.
+//! round is trained again under a new id; a round killed at any instant (before it starts,
+//! while training, after its candidate row, during or after the export) leaves a whole store
+//! and models directory for the next flywheel; two flywheels started together on one
+//! PostgreSQL store run one round. On SQLite and PostgreSQL.
 
 use std::path::Path;
 
@@ -299,4 +302,161 @@ fn a_flywheel_killed_while_training_is_replaced_and_the_round_trained_again() {
     );
     let listing = roles(&db, dir.path());
     assert!(listing.contains("| v0-r2 | v0 | candidate |"), "{listing}");
+}
+
+/// Whatever instant the machine stops a round at (SIGKILL of the flywheel and its child,
+/// swept from the round's start to past its export), the next flywheel — once the lease
+/// lapses — leaves the store and the models directory whole: one default, every served
+/// version complete, every version with a `candidate` row either served or recorded failed,
+/// and a new round that publishes its candidate.
+#[test]
+fn a_round_killed_at_any_step_is_failed_cleanly_and_run_again() {
+    use std::os::unix::process::CommandExt;
+
+    for delay_ms in [0u64, 150, 250, 320, 400, 600, 3_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
+        let models = dir.path().join("models");
+        let v0 = export_tiny_version(&models, "v0", "q8_0", None);
+        let store = open_store(&db).unwrap();
+        let on_policy: Vec<_> = (0..4)
+            .map(|i| vote(&format!("v0-{i}"), &v0, &v0, Vote::A))
+            .collect();
+        store.insert_batch(&on_policy).unwrap();
+        let config = dir.path().join("round.toml");
+        std::fs::write(&config, "max_steps = 2\nper_device_train_batch_size = 2\n").unwrap();
+        let mut flywheel = flywheel_tests::dpo()
+            .args([
+                "flywheel",
+                "--once",
+                "--min-votes",
+                "4",
+                "--lease-secs",
+                "1",
+            ])
+            .args(["--quant", "q8_0", "--db", &db])
+            .arg("--models-dir")
+            .arg(&models)
+            .arg("--config")
+            .arg(&config)
+            .arg("--work-dir")
+            .arg(dir.path().join("runs"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", flywheel.id())])
+            .status();
+        flywheel.wait().unwrap();
+        let killed_at = events(&db);
+        eprintln!("killed after {delay_ms} ms: {killed_at:?}");
+
+        // The next flywheel, after the lease (1 s) lapsed.
+        std::thread::sleep(std::time::Duration::from_millis(1_200));
+        std::fs::write(&config, "max_steps = 2\nper_device_train_batch_size = 2\n").unwrap();
+        flywheel_once(dir.path(), &db, &["--min-votes", "4"]);
+        let recorded = events(&db);
+        let served: Vec<String> = std::fs::read_dir(&models)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        for version in &served {
+            let manifest: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(models.join(version).join("manifest.json"))
+                    .unwrap_or_else(|e| panic!("{delay_ms} ms: {version} has no manifest: {e}")),
+            )
+            .unwrap();
+            let gguf = std::fs::read(models.join(version).join("model.gguf")).unwrap();
+            assert_eq!(
+                manifest["gguf"]["sha256"].as_str().unwrap(),
+                flywheel_tests::sha256_hex(&gguf),
+                "{delay_ms} ms: {version} is served incomplete"
+            );
+        }
+        for (version, kind) in &recorded {
+            if *kind == "candidate" {
+                assert!(
+                    served.contains(version)
+                        || recorded.contains(&(version.clone(), "round_failed")),
+                    "{delay_ms} ms: {version} is a candidate neither served nor failed: {recorded:?}"
+                );
+            }
+        }
+        let listing = roles(&db, dir.path());
+        assert_eq!(
+            listing.matches("| default |").count(),
+            1,
+            "{delay_ms} ms: {listing}"
+        );
+        let candidates = recorded.iter().filter(|(_, k)| *k == "candidate").count();
+        let failed = recorded
+            .iter()
+            .filter(|(_, k)| *k == "round_failed")
+            .count();
+        assert!(
+            served.len() == 2 && listing.contains("| candidate |"),
+            "{delay_ms} ms (killed at {killed_at:?}): a round must have published its candidate: \
+             {served:?} {recorded:?}\n{listing}"
+        );
+        assert!(
+            candidates >= 1 && failed <= 1,
+            "{delay_ms} ms: {recorded:?}"
+        );
+    }
+}
+
+/// Two `dpo flywheel` processes started together on one PostgreSQL store run one round
+/// between them: one candidate, one `round_started`.
+#[test]
+fn two_flywheels_started_together_on_postgresql_run_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_postgres_database();
+    let models = dir.path().join("models");
+    let v0 = export_tiny_version(&models, "v0", "q8_0", None);
+    let store = open_store(&db).unwrap();
+    let on_policy: Vec<_> = (0..4)
+        .map(|i| vote(&format!("v0-{i}"), &v0, &v0, Vote::A))
+        .collect();
+    store.insert_batch(&on_policy).unwrap();
+    let config = dir.path().join("round.toml");
+    std::fs::write(&config, "max_steps = 20\nper_device_train_batch_size = 2\n").unwrap();
+    let flywheels: Vec<_> = (0..2)
+        .map(|i| {
+            flywheel_tests::dpo()
+                .args(["flywheel", "--once", "--min-votes", "4", "--quant", "q8_0"])
+                .args(["--db", &db])
+                .arg("--models-dir")
+                .arg(&models)
+                .arg("--config")
+                .arg(&config)
+                .arg("--work-dir")
+                .arg(dir.path().join(format!("runs-{i}")))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<String> = flywheels
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success());
+            String::from_utf8_lossy(&output.stderr).to_string()
+        })
+        .collect();
+    assert_eq!(
+        events(&db),
+        [
+            ("v0-r1".to_string(), "round_started"),
+            ("v0-r1".to_string(), "candidate")
+        ],
+        "{outputs:?}"
+    );
+    let listing = roles(&db, dir.path());
+    assert!(listing.contains("| v0-r1 | v0 | candidate |"), "{listing}");
 }
