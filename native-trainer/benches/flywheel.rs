@@ -17,8 +17,8 @@
 //! held-out rate, both versions' ratings with their intervals (`dpo rounds --json`) and the
 //! decision. A benchmark: it prints a table and fails on nothing but errors.
 //!
-//! Environment: `DPO_BENCH_MODEL` (the real GGUF), `DPO_BENCH_VOTES` (votes per round, 40),
-//! `DPO_BENCH_ROUNDS` (concise rounds, 2), `DPO_BENCH_MAX_TOKENS` (answer length cap, 96),
+//! Environment: `DPO_BENCH_MODEL` (the real GGUF), `DPO_BENCH_VOTES` (usable votes per round,
+//! 32), `DPO_BENCH_ROUNDS` (concise rounds, 2), `DPO_BENCH_MAX_TOKENS` (answer cap, 80),
 //! `DPO_BENCH_THREADS` (the labeller's CPU engine threads, all cores).
 
 use std::io::{BufRead, BufReader};
@@ -58,7 +58,7 @@ const PROMPTS: [&str; 16] = [
     "What is JSON?",
     "Why do we write comments in code?",
 ];
-const HELD_OUT: [&str; 8] = [
+const HELD_OUT: [&str; 12] = [
     "What is a stack?",
     "Explain what a variable is.",
     "What is a function?",
@@ -67,7 +67,15 @@ const HELD_OUT: [&str; 8] = [
     "What is open source software?",
     "What is a network protocol?",
     "Explain what encryption is.",
+    "What is a queue?",
+    "Explain what a pointer is.",
+    "What is a regular expression?",
+    "What is a virtual machine?",
 ];
+
+/// Asked before every prompt, so that most answers end before the length cap and their
+/// lengths differ by where the model stops, not by where the cap cuts.
+const BRIEF: &str = "Answer in one or two sentences. ";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Taste {
@@ -129,9 +137,9 @@ fn main() -> Result<()> {
             .context(
                 "DPO_BENCH_MODEL must name the real GGUF (cargo xtask bench-flywheel sets it)",
             )?,
-        votes: env_number("DPO_BENCH_VOTES", 40)?,
+        votes: env_number("DPO_BENCH_VOTES", 32)?,
         rounds: env_number("DPO_BENCH_ROUNDS", 2)?,
-        max_tokens: env_number("DPO_BENCH_MAX_TOKENS", 96)?,
+        max_tokens: env_number("DPO_BENCH_MAX_TOKENS", 80)?,
         threads: env_number("DPO_BENCH_THREADS", num_cpus::get_physical())?,
     };
     println!(
@@ -144,7 +152,7 @@ fn main() -> Result<()> {
     }
     println!();
     println!(
-        "| labeller | round | votes | voting s | training + export s | candidate | held-out preferred vs parent | battles | parent rating (95% CI) | candidate rating (95% CI) | win rate vs parent (95% CI) | decision |"
+        "| labeller | round | usable votes / comparisons | voting s | training + export s | candidate | held-out preferred vs parent | battles | parent rating (95% CI) | candidate rating (95% CI) | win rate vs parent (95% CI) | decision |"
     );
     println!("|---|---:|---:|---:|---:|---|---:|---:|---|---|---|---|");
     for row in rows {
@@ -184,7 +192,7 @@ impl Flywheel {
             .arg(&models))?;
         let mut server = dpo()
             .args(["serve", "--addr", "127.0.0.1:0", "--ip-rate", "0"])
-            .args(["--annotator-rate", "0", "--battle-share", "1", "--db", &db])
+            .args(["--annotator-rate", "0", "--db", &db])
             .arg("--models-dir")
             .arg(&models)
             .stdout(Stdio::piped())
@@ -197,7 +205,7 @@ impl Flywheel {
         let config = dir.path().join("round.toml");
         std::fs::write(
             &config,
-            "use_peft = true\nlora_r = 16\nlora_alpha = 32\nlearning_rate = 1e-4\n\
+            "use_peft = true\nlora_r = 16\nlora_alpha = 32\nlearning_rate = 3e-4\n\
              per_device_train_batch_size = 4\nnum_train_epochs = 3\nmax_length = 512\n\
              logging_steps = 5\nsave_steps = 0\nbf16 = false\n",
         )?;
@@ -286,6 +294,19 @@ impl Flywheel {
         Ok(())
     }
 
+    /// The share of comparisons the campaign makes blind battles (`GET /api/campaign`).
+    fn battle_share(&self) -> Result<f64> {
+        let mut response = self
+            .http
+            .get(&format!("{}/api/campaign", self.address))
+            .call()?;
+        if response.status() != 200 {
+            bail!("GET /api/campaign: {}", response.status());
+        }
+        let campaign: shared::api::CampaignInfo = response.body_mut().read_json()?;
+        Ok(campaign.battle_share)
+    }
+
     /// `dpo rounds --json`'s row of each version.
     fn standings(&self) -> Result<Vec<Value>> {
         let output = dpo()
@@ -372,16 +393,23 @@ impl Labeller {
     fn answer(&mut self, index: usize, prompt: &str, seed: u64) -> Result<Candidate> {
         let max_tokens = self.max_tokens;
         let version = &mut self.loaded[index];
-        let sampling = SamplingParams::default();
+        // The app's defaults (`web-ui/src/generation_settings.rs`, Qwen's recommendation).
+        let sampling = SamplingParams {
+            temperature: 0.7,
+            top_p: 0.8,
+            top_k: 20,
+            repeat_penalty: 1.05,
+            repeat_last_n: 64,
+            max_new_tokens: max_tokens as u32,
+        };
         let rendered = version
             .text
             .template
-            .render(&[ChatMessage::user(prompt)], true)?;
+            .render(&[ChatMessage::user(format!("{BRIEF}{prompt}"))], true)?;
         let tokens = version.text.tokenizer.encode(&rendered)?;
         version.sequence.truncate(0);
         let stop = version.text.stop_tokens();
         let mut decoder = version.text.tokenizer.stream_decoder();
-        let mut produced = 0;
         generate(
             &mut version.sequence,
             &tokens,
@@ -390,8 +418,7 @@ impl Labeller {
             &stop,
             &mut |id| {
                 decoder.push(id)?;
-                produced += 1;
-                Ok(produced < max_tokens)
+                Ok(true)
             },
         )?;
         decoder.finish()?;
@@ -407,8 +434,8 @@ impl Labeller {
     }
 
     /// One comparison on `prompt` as the app makes it, voted and posted; whether it was a
-    /// battle.
-    fn label(&mut self, flywheel: &Flywheel, prompt: &str) -> Result<bool> {
+    /// battle, and the vote.
+    fn label(&mut self, flywheel: &Flywheel, prompt: &str) -> Result<(bool, Vote)> {
         let list = flywheel.models()?;
         let default = list
             .default_version
@@ -418,8 +445,14 @@ impl Labeller {
         let opponents = battle_opponents(&default, Some(&default), &list.candidates, &names);
         let manifest = |name: &str| list.versions.iter().find(|m| m.version == name).cloned();
         let first = self.version(flywheel, &manifest(&default).context("default")?)?;
-        // The server's battle share is 1: a candidate, when there is one, always battles.
-        let (second, battle) = match opponents.first() {
+        // A blind battle with the campaign's share (0.5, the default), as the app draws it.
+        let share = flywheel.battle_share()?;
+        let battle_with = if opponents.is_empty() || self.coin.next_f64() >= share {
+            None
+        } else {
+            Some(opponents[(self.coin.next_u64() % opponents.len() as u64) as usize])
+        };
+        let (second, battle) = match battle_with {
             Some(name) => (
                 self.version(flywheel, &manifest(name).context("opponent")?)?,
                 true,
@@ -443,7 +476,7 @@ impl Labeller {
             idempotency_key: format!("bench-{}-{:06}", self.taste.name(), self.next_key),
             annotator_id: format!("scripted-{}", self.taste.name()),
             prompt_id: None,
-            conversation: vec![ChatMessage::user(prompt)],
+            conversation: vec![ChatMessage::user(format!("{BRIEF}{prompt}"))],
             candidate_a: a,
             candidate_b: b,
             vote,
@@ -451,7 +484,7 @@ impl Labeller {
             shown_at,
             voted_at: time::OffsetDateTime::now_utc(),
         })?;
-        Ok(battle)
+        Ok((battle, vote))
     }
 
     /// The share of held-out prompts on which the labeller prefers `candidate`'s answer to
@@ -498,7 +531,9 @@ fn campaign(settings: &Settings, taste: Taste, rounds: usize) -> Result<Vec<Stri
     for round in 1..=rounds {
         // Votes on the default until the flywheel publishes a candidate.
         let started = Instant::now();
-        let mut votes = 0;
+        // Usable votes (on-policy: both answers from the default; A or B, as the flywheel
+        // counts them), and every comparison made.
+        let (mut votes, mut comparisons) = (0, 0);
         let mut last_vote = Instant::now();
         let candidate = loop {
             let list = flywheel.models()?;
@@ -511,9 +546,10 @@ fn campaign(settings: &Settings, taste: Taste, rounds: usize) -> Result<Vec<Stri
                     .context("candidate manifest")?;
             }
             if votes < settings.votes {
-                labeller.label(&flywheel, PROMPTS[prompt % PROMPTS.len()])?;
+                let (battle, vote) = labeller.label(&flywheel, PROMPTS[prompt % PROMPTS.len()])?;
                 prompt += 1;
-                votes += 1;
+                comparisons += 1;
+                votes += usize::from(!battle && matches!(vote, Vote::A | Vote::B));
                 last_vote = Instant::now();
                 eprintln!("{} round {round}: vote {votes}", taste.name());
             } else {
@@ -559,7 +595,10 @@ fn campaign(settings: &Settings, taste: Taste, rounds: usize) -> Result<Vec<Stri
                     flywheel.log_tail()
                 );
             }
-            if labeller.label(&flywheel, PROMPTS[prompt % PROMPTS.len()])? {
+            if labeller
+                .label(&flywheel, PROMPTS[prompt % PROMPTS.len()])?
+                .0
+            {
                 battles += 1;
             }
             prompt += 1;
@@ -593,7 +632,7 @@ fn campaign(settings: &Settings, taste: Taste, rounds: usize) -> Result<Vec<Stri
             None => "-".into(),
         };
         rows.push(format!(
-            "| {} | {round} | {votes} | {voting:.0} | {training:.0} | {} (from {}) | {held_out:.2} | {battles} | {} | {} | {win_rate} | {decision} |",
+            "| {} | {round} | {votes} / {comparisons} | {voting:.0} | {training:.0} | {} (from {}) | {held_out:.2} | {battles} | {} | {} | {win_rate} | {decision} |",
             taste.name(),
             candidate.version,
             parent.version,

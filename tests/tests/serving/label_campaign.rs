@@ -1,5 +1,5 @@
 //! A label campaign as a team runs it, against a real SQLite file and a real PostgreSQL
-//! server: a prompt set imported with `dpo prompts import --labels-per-prompt 2`, three
+//! server (there with two `dpo serve` processes, the annotators spread over both): a prompt set imported with `dpo prompts import --labels-per-prompt 2`, three
 //! annotators invited with `dpo annotators add`, each asking `GET /api/prompts/next` and
 //! voting until `204` on a `dpo serve --access invite` — exactly two labels per prompt, never
 //! one annotator twice, the annotator taken from the token and not the body; the last open
@@ -113,19 +113,27 @@ fn label(served: &Value, model: &ModelRef, key: &str, claimed_annotator: &str) -
 fn a_campaign_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
-    three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(dir.path(), &db);
+    three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(dir.path(), &db, 1);
 }
 
+/// Two servers on one PostgreSQL database, the annotators spread over both: the same
+/// guarantees as one server (no prompt over-filled, no vote lost or stored twice, one lease
+/// holder for the last slot).
 #[test]
-fn a_campaign_on_postgresql() {
+fn a_campaign_on_postgresql_across_two_servers() {
     let dir = tempfile::tempdir().unwrap();
     three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(
         dir.path(),
         &fresh_postgres_database(),
+        2,
     );
 }
 
-fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(dir: &Path, db: &str) {
+fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(
+    dir: &Path,
+    db: &str,
+    server_count: usize,
+) {
     let models = dir.join("models");
     let model = export_tiny_version(&models, "v1", "q8_0", None);
     let prompts = dir.join("prompts.jsonl");
@@ -187,13 +195,30 @@ fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(dir: &
     }
     assert_eq!(server.get("/api/stats", &[]).json()["total"], 0);
 
-    // Each annotator asks and votes until nothing is left for them, all at once.
+    // Each annotator asks and votes until nothing is left for them, all at once, each on
+    // one of the servers.
     let server = Arc::new(server);
+    let mut servers = vec![server.clone()];
+    for _ in 1..server_count {
+        servers.push(Arc::new(DpoServer::start(
+            db,
+            &models,
+            &[
+                "--access",
+                "invite",
+                "--prompt-lease-secs",
+                "2",
+                "--annotator-rate",
+                "0",
+            ],
+        )));
+    }
     let workers: Vec<_> = tokens
         .iter()
         .cloned()
-        .map(|(name, token)| {
-            let server = server.clone();
+        .enumerate()
+        .map(|(i, (name, token))| {
+            let server = servers[i % servers.len()].clone();
             let model = model.clone();
             std::thread::spawn(move || {
                 let mut labelled = Vec::new();
@@ -268,8 +293,9 @@ fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(dir: &
         let handles: Vec<_> = tokens
             .iter()
             .flat_map(|t| [t.clone(), t.clone()])
-            .map(|(name, token)| {
-                let server = server.clone();
+            .enumerate()
+            .map(|(i, (name, token))| {
+                let server = servers[i % servers.len()].clone();
                 scope.spawn(move || {
                     let answer = get_next(&server, Some(&token));
                     let body = if answer.status == 200 {
@@ -300,9 +326,10 @@ fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(dir: &
         .unwrap();
     let loser = tokens.iter().find(|(name, _)| *name != winner).unwrap();
     let winner_token = &tokens.iter().find(|(name, _)| *name == winner).unwrap().1;
+    // The vote may reach another server than the one that handed the prompt out.
     assert_eq!(
         post(
-            &server,
+            servers.last().unwrap(),
             Some(winner_token),
             &label(&served, &model, "race-winner", "x")
         )
