@@ -85,9 +85,9 @@ fn run_command() -> Result<()> {
         "bench" => bench::run(&rest),
         "bench-train" => bench_train::run(&rest),
         "bench-train-memory" => bench_train_memory::run(&rest),
-        "bench-export" => bench_export(),
+        "bench-export" => bench_on_real_model("export_quality", "DPO_TEST_MODEL"),
         "bench-browser" => bench_browser(),
-        "bench-flywheel" => bench_flywheel(),
+        "bench-flywheel" => bench_on_real_model("flywheel", "DPO_BENCH_MODEL"),
         "build-cuda" => {
             let binary = cuda_build::CudaBuild::from_args(&rest)?.run()?;
             println!("{}", binary.display());
@@ -284,38 +284,17 @@ impl TestPostgres {
     }
 }
 
-/// `cargo bench` of export quality on the fetched real model (`PYTHON` with llama-cpp-python
-/// adds llama.cpp's Q4_K_M row).
-fn bench_export() -> Result<()> {
+/// `cargo bench --bench BENCH` of native-trainer with the fetched real model's path in
+/// `model_env`: export quality (`export_quality`; `PYTHON` with llama-cpp-python adds
+/// llama.cpp's Q4_K_M row), or `dpo serve` and `dpo flywheel` voted on by scripted labellers
+/// through the API (`flywheel`; `DPO_BENCH_VOTES`, `DPO_BENCH_ROUNDS`,
+/// `DPO_BENCH_MAX_TOKENS` and `DPO_BENCH_THREADS` pass through).
+fn bench_on_real_model(bench: &str, model_env: &str) -> Result<()> {
     let model = fetch_model(&release_dpo_binary()?)?;
     check(
         cargo()
-            .args([
-                "bench",
-                "--package",
-                "native-trainer",
-                "--bench",
-                "export_quality",
-            ])
-            .env("DPO_TEST_MODEL", &model),
-    )
-}
-
-/// `dpo serve` and `dpo flywheel` on the fetched real model, voted on by scripted labellers
-/// through the API (`native-trainer/benches/flywheel.rs`); `DPO_BENCH_VOTES`,
-/// `DPO_BENCH_ROUNDS`, `DPO_BENCH_MAX_TOKENS` and `DPO_BENCH_THREADS` pass through.
-fn bench_flywheel() -> Result<()> {
-    let model = fetch_model(&release_dpo_binary()?)?;
-    check(
-        cargo()
-            .args([
-                "bench",
-                "--package",
-                "native-trainer",
-                "--bench",
-                "flywheel",
-            ])
-            .env("DPO_BENCH_MODEL", &model),
+            .args(["bench", "--package", "native-trainer", "--bench", bench])
+            .env(model_env, &model),
     )
 }
 

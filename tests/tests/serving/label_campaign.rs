@@ -129,6 +129,16 @@ fn a_campaign_on_postgresql_across_two_servers() {
     );
 }
 
+/// The campaign's servers: invited annotators only, short prompt leases, no rate limit.
+const INVITE_ONLY: [&str; 6] = [
+    "--access",
+    "invite",
+    "--prompt-lease-secs",
+    "2",
+    "--annotator-rate",
+    "0",
+];
+
 fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(
     dir: &Path,
     db: &str,
@@ -161,18 +171,7 @@ fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(
     let taken = run_dpo(&["annotators", "add", "alice", "--db", db], &[]);
     assert!(!taken.status.success(), "a name is invited once");
 
-    let server = DpoServer::start(
-        db,
-        &models,
-        &[
-            "--access",
-            "invite",
-            "--prompt-lease-secs",
-            "2",
-            "--annotator-rate",
-            "0",
-        ],
-    );
+    let server = DpoServer::start(db, &models, &INVITE_ONLY);
     let served = get_next(&server, Some(&tokens[0].1));
     assert_eq!(served.status, 200);
     let example = label(&served.json(), &model, "refused-0001", "alice");
@@ -200,18 +199,7 @@ fn three_invited_annotators_label_a_prompt_set_to_exactly_two_labels_each(
     let server = Arc::new(server);
     let mut servers = vec![server.clone()];
     for _ in 1..server_count {
-        servers.push(Arc::new(DpoServer::start(
-            db,
-            &models,
-            &[
-                "--access",
-                "invite",
-                "--prompt-lease-secs",
-                "2",
-                "--annotator-rate",
-                "0",
-            ],
-        )));
+        servers.push(Arc::new(DpoServer::start(db, &models, &INVITE_ONLY)));
     }
     let workers: Vec<_> = tokens
         .iter()
