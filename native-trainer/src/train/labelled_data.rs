@@ -8,13 +8,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::{Device, Tensor};
 use shared::{ModelText, UnpairedRow};
 
 use super::kto_batch::KtoBatch;
 use super::pair_tokens::{LabelledTokens, tokenize_labelled};
 use super::preference_file::{DatasetRow, PreferenceFile, read_dataset_file};
+use super::tokenized_rows::tokenize_rows;
 use super::training_config::TrainingConfig;
 use super::training_model::TrainingModel;
 use super::vote_source::{is_vote_store, read_vote_labels};
@@ -35,40 +36,7 @@ impl LabelledData {
         } else {
             unpaired_file(path, config.skip_malformed)?
         };
-        if file.skipped > 0 {
-            tracing::warn!(
-                "{}: {} malformed lines skipped",
-                path.display(),
-                file.skipped
-            );
-        }
-        let mut rows = Vec::with_capacity(file.rows.len());
-        let mut dropped = 0;
-        for (row, line) in file.rows.iter().zip(&file.line_numbers) {
-            let mut tokens = tokenize_labelled(text, row)
-                .with_context(|| format!("{}:{line}: tokenizing", path.display()))?;
-            if config.max_prompt_length > 0 && tokens.prompt_ids.len() > config.max_prompt_length {
-                let excess = tokens.prompt_ids.len() - config.max_prompt_length;
-                tokens.prompt_ids.drain(..excess);
-            }
-            if config.max_length > 0 && tokens.prompt_ids.len() >= config.max_length {
-                dropped += 1;
-                continue;
-            }
-            rows.push(tokens);
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                "{}: {dropped} rows dropped: their prompt alone fills max_length = {}",
-                path.display(),
-                config.max_length
-            );
-        }
-        anyhow::ensure!(
-            !rows.is_empty(),
-            "{}: no rows left to train on",
-            path.display()
-        );
+        let rows = tokenize_rows(path, &file, config, |row| tokenize_labelled(text, row))?;
         let desirable = rows.iter().filter(|r| r.desirable).count();
         tracing::info!(
             "{}: {} labelled rows ({desirable} desirable, {} undesirable)",

@@ -40,6 +40,7 @@ pub mod rms_norm;
 pub mod rope;
 pub mod safetensors_reader;
 pub mod token_layout;
+pub mod tokenized_rows;
 pub mod trainer;
 pub mod training_config;
 pub mod training_data;

@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 
-use super::dpo_batch::{DpoBatch, TruncationMode};
+use super::dpo_batch::DpoBatch;
 use super::pair_tokens::{PairTokens, tokenize_pair};
 use super::preference_file::read_preference_file;
+use super::tokenized_rows::tokenize_rows;
 use super::training_config::TrainingConfig;
 use super::training_model::TrainingModel;
 use super::vote_source::{is_vote_store, read_votes};
@@ -31,43 +32,7 @@ impl PreferenceData {
         } else {
             read_preference_file(path, config.skip_malformed)?
         };
-        if file.skipped > 0 {
-            tracing::warn!(
-                "{}: {} malformed lines skipped",
-                path.display(),
-                file.skipped
-            );
-        }
-        let mut pairs = Vec::with_capacity(file.rows.len());
-        let mut dropped = 0;
-        for (row, line) in file.rows.iter().zip(&file.line_numbers) {
-            let mut pair = tokenize_pair(text, row)
-                .with_context(|| format!("{}:{line}: tokenizing", path.display()))?;
-            if config.max_prompt_length > 0 && pair.prompt_ids.len() > config.max_prompt_length {
-                let excess = pair.prompt_ids.len() - config.max_prompt_length;
-                pair.prompt_ids.drain(..excess);
-            }
-            if config.max_length > 0
-                && config.truncation_mode == TruncationMode::KeepStart
-                && pair.prompt_ids.len() >= config.max_length
-            {
-                dropped += 1;
-                continue;
-            }
-            pairs.push(pair);
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                "{}: {dropped} rows dropped: their prompt alone fills max_length = {}",
-                path.display(),
-                config.max_length
-            );
-        }
-        anyhow::ensure!(
-            !pairs.is_empty(),
-            "{}: no rows left to train on",
-            path.display()
-        );
+        let pairs = tokenize_rows(path, &file, config, |row| tokenize_pair(text, row))?;
         tracing::info!("{}: {} preference pairs", path.display(), pairs.len());
         Ok(Self {
             pairs,

@@ -568,6 +568,10 @@ impl TrainingConfig {
             ("ld_alpha", self.ld_alpha.is_some()),
             ("reference_free", self.reference_free),
             ("loss_weights", self.loss_weights.is_some()),
+            (
+                "truncation_mode",
+                self.truncation_mode != TruncationMode::KeepStart,
+            ),
         ] {
             if set {
                 return Err(format!(
