@@ -215,19 +215,48 @@ fn losing_candidates_retire_and_leases_and_stopped_rounds_hold_on_postgresql() {
     );
 }
 
-#[test]
-fn a_flywheel_killed_while_training_is_replaced_and_the_round_trained_again() {
-    use std::os::unix::process::CommandExt;
-
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
-    let models = dir.path().join("models");
+/// A SQLite store in `dir` with v0 served and four on-policy votes on it: (db, models dir).
+fn four_votes_on_v0(dir: &Path) -> (String, std::path::PathBuf) {
+    let db = format!("sqlite:{}", dir.join("pairs.db").display());
+    let models = dir.join("models");
     let v0 = export_tiny_version(&models, "v0", "q8_0", None);
-    let store = open_store(&db).unwrap();
     let on_policy: Vec<_> = (0..4)
         .map(|i| vote(&format!("v0-{i}"), &v0, &v0, Vote::A))
         .collect();
-    store.insert_batch(&on_policy).unwrap();
+    open_store(&db).unwrap().insert_batch(&on_policy).unwrap();
+    (db, models)
+}
+
+/// `dpo flywheel --once --min-votes 4` with `config` and `extra`, in its own process group
+/// (so a test can SIGKILL it with its training child at once), its output discarded.
+fn spawn_killable_flywheel(
+    dir: &Path,
+    db: &str,
+    config: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+
+    flywheel_tests::dpo()
+        .args(["flywheel", "--once", "--min-votes", "4", "--db", db])
+        .args(extra)
+        .arg("--models-dir")
+        .arg(dir.join("models"))
+        .arg("--config")
+        .arg(config)
+        .arg("--work-dir")
+        .arg(dir.join("runs"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_flywheel_killed_while_training_is_replaced_and_the_round_trained_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, models) = four_votes_on_v0(dir.path());
     // A round long enough to be killed in: a million steps of the tiny model.
     let slow = dir.path().join("slow.toml");
     std::fs::write(
@@ -235,28 +264,7 @@ fn a_flywheel_killed_while_training_is_replaced_and_the_round_trained_again() {
         "max_steps = 1000000\nper_device_train_batch_size = 2\n",
     )
     .unwrap();
-    let mut flywheel = flywheel_tests::dpo()
-        .args([
-            "flywheel",
-            "--once",
-            "--min-votes",
-            "4",
-            "--lease-secs",
-            "4",
-            "--db",
-            &db,
-        ])
-        .arg("--models-dir")
-        .arg(&models)
-        .arg("--config")
-        .arg(&slow)
-        .arg("--work-dir")
-        .arg(dir.path().join("runs"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let mut flywheel = spawn_killable_flywheel(dir.path(), &db, &slow, &["--lease-secs", "4"]);
     let started = std::time::Instant::now();
     while !dir.path().join("runs/v0-r1.train.log").exists()
         || std::fs::metadata(dir.path().join("runs/v0-r1.train.log"))
@@ -311,41 +319,17 @@ fn a_flywheel_killed_while_training_is_replaced_and_the_round_trained_again() {
 /// and a new round that publishes its candidate.
 #[test]
 fn a_round_killed_at_any_step_is_failed_cleanly_and_run_again() {
-    use std::os::unix::process::CommandExt;
-
     for delay_ms in [0u64, 150, 250, 320, 400, 600, 3_000] {
         let dir = tempfile::tempdir().unwrap();
-        let db = format!("sqlite:{}", dir.path().join("pairs.db").display());
-        let models = dir.path().join("models");
-        let v0 = export_tiny_version(&models, "v0", "q8_0", None);
-        let store = open_store(&db).unwrap();
-        let on_policy: Vec<_> = (0..4)
-            .map(|i| vote(&format!("v0-{i}"), &v0, &v0, Vote::A))
-            .collect();
-        store.insert_batch(&on_policy).unwrap();
+        let (db, models) = four_votes_on_v0(dir.path());
         let config = dir.path().join("round.toml");
         std::fs::write(&config, "max_steps = 2\nper_device_train_batch_size = 2\n").unwrap();
-        let mut flywheel = flywheel_tests::dpo()
-            .args([
-                "flywheel",
-                "--once",
-                "--min-votes",
-                "4",
-                "--lease-secs",
-                "1",
-            ])
-            .args(["--quant", "q8_0", "--db", &db])
-            .arg("--models-dir")
-            .arg(&models)
-            .arg("--config")
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(dir.path().join("runs"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let mut flywheel = spawn_killable_flywheel(
+            dir.path(),
+            &db,
+            &config,
+            &["--lease-secs", "1", "--quant", "q8_0"],
+        );
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = std::process::Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", flywheel.id())])

@@ -340,25 +340,22 @@ fn wpo_weights_are_the_same_sliced_or_whole_and_follow_the_formula() {
         chunk_bytes: 8 * 4 * 7,
         ..FusedOps::ALL
     };
+    let weights = |model: &Qwen2| -> Vec<f32> {
+        batch
+            .score(model, true)
+            .unwrap()
+            .probability_weights
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
     model.set_fused_ops(sliced);
-    let from_slices: Vec<f32> = batch
-        .score(&model, true)
-        .unwrap()
-        .probability_weights
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let from_slices = weights(&model);
     model.set_fused_ops(FusedOps {
         vocabulary: false,
         ..sliced
     });
-    let from_whole: Vec<f32> = batch
-        .score(&model, true)
-        .unwrap()
-        .probability_weights
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let from_whole = weights(&model);
     // The formula, from each sequence's full softmax.
     let logits = model.forward(&batch.input_ids).unwrap();
     let probs = candle_nn::ops::softmax_last_dim(&logits).unwrap();
